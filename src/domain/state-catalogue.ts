@@ -1,0 +1,186 @@
+/**
+ * The vehicle state catalogue (SPEC §3): every property fleetgate knows, its type, unit and
+ * allowed values. Property `foo_bar` exists on a vehicle only where it has state capability
+ * `FOO_BAR`. docs/vehicle-state.md is generated from — and tested against — this table.
+ */
+export type StatePropertyType =
+  | { kind: 'number'; minimum?: number; maximum?: number; integer?: boolean; unit?: string }
+  | { kind: 'boolean' }
+  | { kind: 'enum'; values: readonly string[] }
+  | { kind: 'position' };
+
+export interface StatePropertyDefinition {
+  readonly name: string;
+  readonly capability: string;
+  readonly type: StatePropertyType;
+  readonly description: string;
+}
+
+const LOCK = ['LOCKED', 'UNLOCKED'] as const;
+
+export const STATE_CATALOGUE = [
+  {
+    name: 'mileage_in_kilometers',
+    type: { kind: 'number', minimum: 0, unit: 'km' },
+    description: 'Odometer reading.',
+  },
+  {
+    name: 'state_of_charge_or_fuel_level_in_percent',
+    type: { kind: 'number', minimum: 0, maximum: 100, unit: '%' },
+    description: 'Traction battery charge or fuel tank level.',
+  },
+  {
+    name: 'remaining_range_in_kilometers',
+    type: { kind: 'number', minimum: 0, unit: 'km' },
+    description: 'Estimated remaining range.',
+  },
+  {
+    name: 'position',
+    type: { kind: 'position' },
+    description: 'WGS 84 position as `{lat, lon}` in decimal degrees.',
+  },
+  {
+    name: 'cellular_signal_quality',
+    type: { kind: 'number', minimum: 0, maximum: 5, integer: true },
+    description: 'Cellular signal quality from 0 (none) to 5 (excellent).',
+  },
+  {
+    name: 'driving_enabled',
+    type: { kind: 'boolean' },
+    description: 'Whether the vehicle can be driven (immobilizer off / key active).',
+  },
+  {
+    name: 'central_lock',
+    type: { kind: 'enum', values: LOCK },
+    description: 'Central lock of a car.',
+  },
+  {
+    name: 'ignition',
+    type: { kind: 'enum', values: ['ON', 'OFF'] },
+    description: 'Ignition state.',
+  },
+  {
+    name: 'speed_in_kilometers_per_hour',
+    type: { kind: 'number', minimum: 0, maximum: 500, unit: 'km/h' },
+    description: 'Current speed over ground.',
+  },
+  {
+    name: 'top_case_lock',
+    type: { kind: 'enum', values: LOCK },
+    description: 'Lock of a two-wheeler top case.',
+  },
+  {
+    name: 'top_case_lid',
+    type: { kind: 'enum', values: ['OPEN', 'CLOSED'] },
+    description: 'Lid of a two-wheeler top case.',
+  },
+  {
+    name: 'battery_compartment_lock',
+    type: { kind: 'enum', values: LOCK },
+    description: 'Lock of a two-wheeler battery compartment.',
+  },
+].map((p) => ({ ...p, capability: p.name.toUpperCase() }) as StatePropertyDefinition);
+
+const BY_NAME = new Map(STATE_CATALOGUE.map((p) => [p.name, p]));
+
+export function stateProperty(name: string): StatePropertyDefinition | undefined {
+  return BY_NAME.get(name);
+}
+
+export const STATE_CAPABILITIES: readonly string[] = STATE_CATALOGUE.map((p) => p.capability);
+
+/** One property value with the time the unit captured it (SPEC §3). */
+export interface StateValue {
+  timestamp: string;
+  value: unknown;
+}
+
+/** A vehicle state: property name → timestamped value. */
+export type VehicleState = Record<string, StateValue>;
+
+/** True when `value` is valid for the property's type. */
+export function isValidStateValue(def: StatePropertyDefinition, value: unknown): boolean {
+  const t = def.type;
+  switch (t.kind) {
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'enum':
+      return typeof value === 'string' && t.values.includes(value);
+    case 'number':
+      return (
+        typeof value === 'number' &&
+        Number.isFinite(value) &&
+        (t.minimum === undefined || value >= t.minimum) &&
+        (t.maximum === undefined || value <= t.maximum) &&
+        (!t.integer || Number.isInteger(value))
+      );
+    case 'position': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+      const { lat, lon } = value as Record<string, unknown>;
+      return (
+        typeof lat === 'number' &&
+        typeof lon === 'number' &&
+        lat >= -90 &&
+        lat <= 90 &&
+        lon >= -180 &&
+        lon <= 180 &&
+        Object.keys(value).length === 2
+      );
+    }
+  }
+}
+
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+
+/**
+ * Validates untrusted state input (device payloads, vendor JSON after translation) against the
+ * catalogue. Returns only the valid, known properties normalised to millisecond ISO timestamps,
+ * and the names of what was dropped, so a malformed report never corrupts stored state.
+ */
+export function sanitizeState(
+  input: unknown,
+  now: Date = new Date(),
+): { state: VehicleState; rejected: string[] } {
+  const state: VehicleState = {};
+  const rejected: string[] = [];
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    return { state, rejected: ['<state is not an object>'] };
+  }
+  // Units with a wrong clock must not pin a property forever with a far-future timestamp.
+  const latest = now.getTime() + 5 * 60_000;
+  for (const [name, entry] of Object.entries(input)) {
+    const def = BY_NAME.get(name);
+    const e = entry as Partial<StateValue> | null;
+    if (!def || typeof e !== 'object' || e === null || typeof e.timestamp !== 'string') {
+      rejected.push(name);
+      continue;
+    }
+    const ms = ISO_UTC.test(e.timestamp) ? Date.parse(e.timestamp) : Number.NaN;
+    if (!Number.isFinite(ms) || ms > latest || !isValidStateValue(def, e.value)) {
+      rejected.push(name);
+      continue;
+    }
+    state[name] = { timestamp: new Date(ms).toISOString(), value: e.value };
+  }
+  return { state, rejected };
+}
+
+/** Keeps only the properties the vehicle's state capabilities allow (SPEC §1 success answer). */
+export function filterState(state: VehicleState, capabilities: readonly string[]): VehicleState {
+  const allowed = new Set(capabilities);
+  const out: VehicleState = {};
+  for (const [name, v] of Object.entries(state)) {
+    if (allowed.has(name.toUpperCase())) out[name] = v;
+  }
+  return out;
+}
+
+/** Merges `update` into `base`; per property the newer timestamp wins (SPEC §3). */
+export function mergeState(base: VehicleState, update: VehicleState): VehicleState {
+  const out: VehicleState = { ...base };
+  for (const [name, v] of Object.entries(update)) {
+    const cur = out[name];
+    if (!cur || Date.parse(v.timestamp) >= Date.parse(cur.timestamp)) out[name] = v;
+  }
+  return out;
+}
