@@ -49,23 +49,152 @@ interface Setting {
 }
 
 export const SETTINGS: readonly Setting[] = [
-  { key: 'port', env: 'FLEETGATE_PORT', flag: '--port', kind: 'int', default: '3000', min: 0, max: 65535, description: 'HTTP port (0 = any free port).' },
-  { key: 'host', env: 'FLEETGATE_HOST', flag: '--host', kind: 'string', default: '0.0.0.0', description: 'HTTP and embedded-broker listen address.' },
-  { key: 'publicUrl', env: 'FLEETGATE_PUBLIC_URL', flag: '--public-url', kind: 'url', protocols: ['http:', 'https:'], description: 'Base URL clients use to reach the API; used for absolute `type_documentation` links. Default: derived from the request.' },
-  { key: 'dataDir', env: 'FLEETGATE_DATA_DIR', flag: '--data-dir', kind: 'string', default: './data', description: 'Directory of the SQLite database and the generated secret key.' },
-  { key: 'databaseUrl', env: 'FLEETGATE_DATABASE_URL', flag: '--database-url', kind: 'url', protocols: ['postgres:', 'postgresql:'], description: 'PostgreSQL connection URL; unset = embedded SQLite in the data dir.' },
-  { key: 'mqttUrl', env: 'FLEETGATE_MQTT_URL', flag: '--mqtt-url', kind: 'url', protocols: ['mqtt:', 'mqtts:', 'tcp:'], description: 'External MQTT broker; unset = embedded broker on --mqtt-port.' },
-  { key: 'mqttPort', env: 'FLEETGATE_MQTT_PORT', flag: '--mqtt-port', kind: 'int', default: '1883', min: 0, max: 65535, description: 'Embedded MQTT broker port (0 = any free port).' },
-  { key: 'mqttHost', env: 'FLEETGATE_MQTT_HOST', flag: '--mqtt-host', kind: 'string', default: '0.0.0.0', description: 'Embedded MQTT broker listen address.' },
-  { key: 'mqttUsername', env: 'FLEETGATE_MQTT_USERNAME', flag: '--mqtt-username', kind: 'string', description: "fleetgate's own account on an external broker." },
-  { key: 'mqttPassword', env: 'FLEETGATE_MQTT_PASSWORD', flag: '--mqtt-password', kind: 'string', description: 'Password of that account.' },
-  { key: 'secretKey', env: 'FLEETGATE_SECRET_KEY', flag: '--secret-key', kind: 'string', description: 'Master secret (≥ 32 characters) for token signing and encryption at rest. Required with several instances; generated into <data-dir>/secret.key when unset.' },
-  { key: 'commandTimeoutMs', env: 'FLEETGATE_COMMAND_TIMEOUT_MS', flag: '--command-timeout-ms', kind: 'int', default: '15000', min: 100, max: 120000, description: 'Time budget of one command, from request to answer.' },
-  { key: 'tokenTtlSeconds', env: 'FLEETGATE_TOKEN_TTL_SECONDS', flag: '--token-ttl-seconds', kind: 'int', default: '900', min: 30, max: 86400, description: 'Lifetime of access tokens.' },
-  { key: 'rateLimitPerMinute', env: 'FLEETGATE_RATE_LIMIT_PER_MINUTE', flag: '--rate-limit-per-minute', kind: 'int', default: '6000', min: 1, max: 10_000_000, description: 'Requests per minute per API client (429 beyond).' },
-  { key: 'setupTimeoutSeconds', env: 'FLEETGATE_SETUP_TIMEOUT_SECONDS', flag: '--setup-timeout-seconds', kind: 'int', default: '604800', min: 1, max: 31_536_000, description: 'A unit that has not connected this long after its vehicle was added ends setup FAILED.' },
-  { key: 'logLevel', env: 'FLEETGATE_LOG_LEVEL', flag: '--log-level', kind: 'string', default: 'info', description: 'fatal, error, warn, info, debug, trace or silent.' },
-  { key: 'instanceId', env: 'FLEETGATE_INSTANCE_ID', flag: '--instance-id', kind: 'string', description: 'Name of this instance in command records and logs. Default: random.' },
+  {
+    key: 'port',
+    env: 'FLEETGATE_PORT',
+    flag: '--port',
+    kind: 'int',
+    default: '3000',
+    min: 0,
+    max: 65535,
+    description: 'HTTP port (0 = any free port).',
+  },
+  {
+    key: 'host',
+    env: 'FLEETGATE_HOST',
+    flag: '--host',
+    kind: 'string',
+    default: '0.0.0.0',
+    description: 'HTTP and embedded-broker listen address.',
+  },
+  {
+    key: 'publicUrl',
+    env: 'FLEETGATE_PUBLIC_URL',
+    flag: '--public-url',
+    kind: 'url',
+    protocols: ['http:', 'https:'],
+    description:
+      'Base URL clients use to reach the API; used for absolute `type_documentation` links. Default: derived from the request.',
+  },
+  {
+    key: 'dataDir',
+    env: 'FLEETGATE_DATA_DIR',
+    flag: '--data-dir',
+    kind: 'string',
+    default: './data',
+    description: 'Directory of the SQLite database and the generated secret key.',
+  },
+  {
+    key: 'databaseUrl',
+    env: 'FLEETGATE_DATABASE_URL',
+    flag: '--database-url',
+    kind: 'url',
+    protocols: ['postgres:', 'postgresql:'],
+    description: 'PostgreSQL connection URL; unset = embedded SQLite in the data dir.',
+  },
+  {
+    key: 'mqttUrl',
+    env: 'FLEETGATE_MQTT_URL',
+    flag: '--mqtt-url',
+    kind: 'url',
+    protocols: ['mqtt:', 'mqtts:', 'tcp:'],
+    description: 'External MQTT broker; unset = embedded broker on --mqtt-port.',
+  },
+  {
+    key: 'mqttPort',
+    env: 'FLEETGATE_MQTT_PORT',
+    flag: '--mqtt-port',
+    kind: 'int',
+    default: '1883',
+    min: 0,
+    max: 65535,
+    description: 'Embedded MQTT broker port (0 = any free port).',
+  },
+  {
+    key: 'mqttHost',
+    env: 'FLEETGATE_MQTT_HOST',
+    flag: '--mqtt-host',
+    kind: 'string',
+    default: '0.0.0.0',
+    description: 'Embedded MQTT broker listen address.',
+  },
+  {
+    key: 'mqttUsername',
+    env: 'FLEETGATE_MQTT_USERNAME',
+    flag: '--mqtt-username',
+    kind: 'string',
+    description: "fleetgate's own account on an external broker.",
+  },
+  {
+    key: 'mqttPassword',
+    env: 'FLEETGATE_MQTT_PASSWORD',
+    flag: '--mqtt-password',
+    kind: 'string',
+    description: 'Password of that account.',
+  },
+  {
+    key: 'secretKey',
+    env: 'FLEETGATE_SECRET_KEY',
+    flag: '--secret-key',
+    kind: 'string',
+    description:
+      'Master secret (≥ 32 characters) for token signing and encryption at rest. Required with several instances; generated into <data-dir>/secret.key when unset.',
+  },
+  {
+    key: 'commandTimeoutMs',
+    env: 'FLEETGATE_COMMAND_TIMEOUT_MS',
+    flag: '--command-timeout-ms',
+    kind: 'int',
+    default: '15000',
+    min: 100,
+    max: 120000,
+    description: 'Time budget of one command, from request to answer.',
+  },
+  {
+    key: 'tokenTtlSeconds',
+    env: 'FLEETGATE_TOKEN_TTL_SECONDS',
+    flag: '--token-ttl-seconds',
+    kind: 'int',
+    default: '900',
+    min: 30,
+    max: 86400,
+    description: 'Lifetime of access tokens.',
+  },
+  {
+    key: 'rateLimitPerMinute',
+    env: 'FLEETGATE_RATE_LIMIT_PER_MINUTE',
+    flag: '--rate-limit-per-minute',
+    kind: 'int',
+    default: '6000',
+    min: 1,
+    max: 10_000_000,
+    description: 'Requests per minute per API client (429 beyond).',
+  },
+  {
+    key: 'setupTimeoutSeconds',
+    env: 'FLEETGATE_SETUP_TIMEOUT_SECONDS',
+    flag: '--setup-timeout-seconds',
+    kind: 'int',
+    default: '604800',
+    min: 1,
+    max: 31_536_000,
+    description: 'A unit that has not connected this long after its vehicle was added ends setup FAILED.',
+  },
+  {
+    key: 'logLevel',
+    env: 'FLEETGATE_LOG_LEVEL',
+    flag: '--log-level',
+    kind: 'string',
+    default: 'info',
+    description: 'fatal, error, warn, info, debug, trace or silent.',
+  },
+  {
+    key: 'instanceId',
+    env: 'FLEETGATE_INSTANCE_ID',
+    flag: '--instance-id',
+    kind: 'string',
+    description: 'Name of this instance in command records and logs. Default: random.',
+  },
 ];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -110,7 +239,9 @@ export function loadConfig(
         u = undefined;
       }
       if (!u || (s.protocols && !s.protocols.includes(u.protocol))) {
-        errors.push(`${origin}: '${redact(raw)}' is not a URL starting with ${s.protocols?.map((p) => `${p}//`).join(' or ')}`);
+        errors.push(
+          `${origin}: '${redact(raw)}' is not a URL starting with ${s.protocols?.map((p) => `${p}//`).join(' or ')}`,
+        );
         continue;
       }
       out[s.key] = s.key === 'publicUrl' ? raw.replace(/\/+$/, '') : raw;

@@ -9,7 +9,8 @@ export const PROBLEMS = {
   'validation-error': {
     status: 400,
     title: 'The request is invalid.',
-    description: 'A path parameter, query parameter, header or body field is invalid. The `errors` member lists each invalid field with its location (`field`) and what is wrong (`message`).',
+    description:
+      'A path parameter, query parameter, header or body field is invalid. The `errors` member lists each invalid field with its location (`field`) and what is wrong (`message`).',
   },
   'invalid-json': {
     status: 400,
@@ -19,12 +20,14 @@ export const PROBLEMS = {
   'referenced-resource-not-found': {
     status: 400,
     title: 'A referenced resource cannot be found.',
-    description: 'The body names something that does not exist, for example an unknown `vehicle_model_id` or `credentials_id`.',
+    description:
+      'The body names something that does not exist, for example an unknown `vehicle_model_id` or `credentials_id`.',
   },
   'invalid-credentials': {
     status: 401,
     title: 'The credentials are invalid.',
-    description: 'The access token is missing, malformed, forged or expired, or the client id and secret do not match. Request a new token at `POST /auth/oauth/token`.',
+    description:
+      'The access token is missing, malformed, forged or expired, or the client id and secret do not match. Request a new token at `POST /auth/oauth/token`.',
   },
   'forbidden-resource': {
     status: 403,
@@ -34,27 +37,32 @@ export const PROBLEMS = {
   'resource-not-found': {
     status: 404,
     title: 'The resource cannot be found.',
-    description: 'The path names nothing the caller may see: an unknown vehicle, a vehicle of another fleet, or an unknown command.',
+    description:
+      'The path names nothing the caller may see: an unknown vehicle, a vehicle of another fleet, or an unknown command.',
   },
   'vehicle/command-not-supported': {
     status: 409,
     title: 'The command is not supported by the vehicle.',
-    description: 'The vehicle lacks the command capability. This answer is given every time, before anything is sent to the vehicle; see the vehicle\'s `capabilities.commands`.',
+    description:
+      "The vehicle lacks the command capability. This answer is given every time, before anything is sent to the vehicle; see the vehicle's `capabilities.commands`.",
   },
   'vehicle/conflicting-state': {
     status: 409,
     title: 'The vehicle is in a state that conflicts with the command.',
-    description: 'The telematics unit refused the command because of the vehicle\'s state, for example locking while the vehicle moves or the ignition is on. Nothing was changed.',
+    description:
+      "The telematics unit refused the command because of the vehicle's state, for example locking while the vehicle moves or the ignition is on. Nothing was changed.",
   },
   'vehicle/conflicting-command': {
     status: 409,
     title: 'Another command is being executed for the vehicle.',
-    description: 'Only one command at a time runs per vehicle, across all fleetgate instances. Retry once the first command has finished.',
+    description:
+      'Only one command at a time runs per vehicle, across all fleetgate instances. Retry once the first command has finished.',
   },
   'vehicle/conflicting-setup-status': {
     status: 409,
     title: 'The setup status of the vehicle conflicts with the request.',
-    description: 'The vehicle\'s setup has not succeeded yet (`setup_status` is `IN_PROGRESS` or `FAILED`), so it cannot take commands.',
+    description:
+      "The vehicle's setup has not succeeded yet (`setup_status` is `IN_PROGRESS` or `FAILED`), so it cannot take commands.",
   },
   'conflicting-resource': {
     status: 409,
@@ -74,27 +82,32 @@ export const PROBLEMS = {
   'internal-server-error': {
     status: 500,
     title: 'Internal Server Error',
-    description: 'A bug in fleetgate. Quote the `flow_id` when reporting it; the server log holds the details under that id.',
+    description:
+      'A bug in fleetgate. Quote the `flow_id` when reporting it; the server log holds the details under that id.',
   },
   'telematics-unit/error': {
     status: 500,
     title: 'The telematics unit reported an error.',
-    description: 'The command reached the telematics unit, which reported that it failed to execute it. The detail carries the unit\'s reason.',
+    description:
+      "The command reached the telematics unit, which reported that it failed to execute it. The detail carries the unit's reason.",
   },
   'third-party/error': {
     status: 502,
     title: 'An error occurred at a third party API or protocol.',
-    description: 'The OEM or third-party telematics API answered with an error or an unusable response. The detail names the provider and its request id.',
+    description:
+      'The OEM or third-party telematics API answered with an error or an unusable response. The detail names the provider and its request id.',
   },
   'service-unavailable': {
     status: 503,
     title: 'The service is unavailable.',
-    description: 'fleetgate\'s own database or message broker cannot be reached. Retry later; `/health/ready` reports when it is back.',
+    description:
+      "fleetgate's own database or message broker cannot be reached. Retry later; `/health/ready` reports when it is back.",
   },
   'vehicle/no-connection': {
     status: 504,
     title: 'No connection to vehicle',
-    description: 'The telematics unit is not connected, or did not answer within the time budget. The `delivery` member says whether the command was `NOT_DELIVERED` (safe to retry) or `DELIVERED_OUTCOME_UNKNOWN` (request the vehicle state before retrying). Commands are never queued for later delivery.',
+    description:
+      'The telematics unit is not connected, or did not answer within the time budget. The `delivery` member says whether the command was `NOT_DELIVERED` (safe to retry) or `DELIVERED_OUTCOME_UNKNOWN` (request the vehicle state before retrying). Commands are never queued for later delivery.',
   },
 } as const satisfies Record<string, { status: number; title: string; description: string }>;
 

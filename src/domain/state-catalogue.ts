@@ -137,10 +137,7 @@ const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
  * catalogue. Returns only the valid, known properties normalised to millisecond ISO timestamps,
  * and the names of what was dropped, so a malformed report never corrupts stored state.
  */
-export function sanitizeState(
-  input: unknown,
-  now: Date = new Date(),
-): { state: VehicleState; rejected: string[] } {
+export function sanitizeState(input: unknown, now: Date = new Date()): { state: VehicleState; rejected: string[] } {
   const state: VehicleState = {};
   const rejected: string[] = [];
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {

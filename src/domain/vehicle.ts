@@ -45,6 +45,8 @@ export interface Vehicle {
   /** scrypt hash of the unit's password, for device authentication; never returned. */
   unit_password_hash: string | null;
   credentials_id: string | null;
+  /** Copied from the model when the vehicle is added; a third-party setup may narrow it. */
+  capabilities: Capabilities;
   master_data: MasterData;
   custom_fields: Record<string, string>;
   tags: string[];

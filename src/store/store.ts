@@ -1,6 +1,6 @@
 import type { CommandName } from '../domain/commands.js';
 import type { VehicleState } from '../domain/state-catalogue.js';
-import type { LifeStatus, SetupStatus, Vehicle } from '../domain/vehicle.js';
+import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../domain/vehicle.js';
 
 /** An API client of a fleet (SPEC §5). The secret is stored as a scrypt hash only. */
 export interface ApiClient {
@@ -69,6 +69,25 @@ export interface IdempotencyRecord {
   created_at: string;
 }
 
+/**
+ * Third-party credentials of a fleet (e.g. a Smartcar application and account). `sealed_secret`
+ * and `sealed_state` are SecretBox ciphertexts; the store never sees plaintext.
+ */
+export interface CredentialsRecord {
+  credentials_id: string;
+  fleet_id: string;
+  telematics_brand: string;
+  name: string | null;
+  /** The secrets given at creation (client secret, refresh token…), sealed. */
+  sealed_secret: string;
+  /** Mutable token state (access token, rotated refresh token, leases), sealed; null before first use. */
+  sealed_state: string | null;
+  /** Incremented by every state update; compare-and-swap target for token rotation. */
+  version: number;
+  created_at: string;
+  modified_at: string;
+}
+
 export interface VehicleFilter {
   fleet_id: string;
   telematics_brand?: string;
@@ -80,9 +99,7 @@ export interface VehicleFilter {
   limit: number;
 }
 
-export type VehiclePatch = Partial<
-  Pick<Vehicle, 'master_data' | 'custom_fields' | 'tags' | 'operation_status'>
->;
+export type VehiclePatch = Partial<Pick<Vehicle, 'master_data' | 'custom_fields' | 'tags' | 'operation_status'>>;
 
 export class StoreConflictError extends Error {
   constructor(readonly constraint: string) {
@@ -136,12 +153,37 @@ export interface Store {
   ): Promise<Vehicle | 'version-mismatch' | undefined>;
   /** Deletes the vehicle with its state, commands and idempotency records. */
   deleteVehicle(vehicleId: string, expectedVersion?: number): Promise<boolean | 'version-mismatch'>;
-  /** Only moves IN_PROGRESS to SUCCEEDED or FAILED; returns whether it changed anything. */
-  completeSetup(vehicleId: string, status: 'SUCCEEDED' | 'FAILED', reason: string | null, at: string): Promise<boolean>;
+  /**
+   * Sets the setup status (and reason, null to clear) when the current one is `onlyFrom` (any,
+   * when undefined); optionally replaces the vehicle's capabilities. Bumps the version when it
+   * changes anything; returns whether it did.
+   */
+  setSetupStatus(
+    vehicleId: string,
+    update: { status: SetupStatus; reason: string | null; capabilities?: Capabilities; at: string },
+    onlyFrom?: SetupStatus,
+  ): Promise<boolean>;
   /** Sets life status when it differs; returns whether it changed anything. */
   setLifeStatus(vehicleId: string, status: LifeStatus, at: string): Promise<boolean>;
   /** Vehicles still IN_PROGRESS that were created before `createdBefore`. */
   listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]>;
+
+  createCredentials(record: CredentialsRecord): Promise<void>;
+  getCredentials(credentialsId: string): Promise<CredentialsRecord | undefined>;
+  /** Ordered by credentials_id ascending, keyset cursor `after`. */
+  listCredentials(fleetId: string, limit: number, after?: string): Promise<CredentialsRecord[]>;
+  /** Refuses with 'in-use' while any vehicle references the credentials. */
+  deleteCredentials(credentialsId: string): Promise<'deleted' | 'in-use' | 'not-found'>;
+  /**
+   * Replaces sealed_state when the stored version equals expectedVersion, incrementing it;
+   * returns false (changing nothing) when another writer got there first.
+   */
+  updateCredentialsState(
+    credentialsId: string,
+    expectedVersion: number,
+    sealedState: string,
+    at: string,
+  ): Promise<boolean>;
 
   /** Merges per property, newer timestamp wins; returns the full merged state. */
   mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState>;

@@ -1,8 +1,11 @@
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
+import type { Config } from '../config.js';
 import type { CommandName } from '../domain/commands.js';
 import type { VehicleState } from '../domain/state-catalogue.js';
-import type { Vehicle, VehicleModel } from '../domain/vehicle.js';
+import type { Capabilities, Vehicle, VehicleModel } from '../domain/vehicle.js';
+import type { SecretBox } from '../lib/secrets.js';
+import type { Store } from '../store/store.js';
 
 /**
  * What an adapter reports back for one command. Adapters translate the unit's or vendor's
@@ -54,8 +57,21 @@ export interface AdapterContext {
   broker: BrokerProvisioner;
   /** A unit of this brand reported state; the service validates, merges and stores it. */
   onStateReport(unitId: string, state: unknown): Promise<void>;
-  /** A unit of this brand came online or went offline. */
+  /** A unit of this brand came online or went offline (the first ONLINE completes setup). */
   onConnectionChange(unitId: string, online: boolean, at: Date): Promise<void>;
+  /**
+   * Ends a vehicle's setup: SUCCEEDED (optionally with narrowed capabilities) or FAILED with a
+   * reason. `force` also moves a vehicle whose setup already ended (e.g. revoked authorization).
+   */
+  setSetupResult(
+    vehicleId: string,
+    result: { ok: true; capabilities?: Capabilities } | { ok: false; reason: string },
+    force?: boolean,
+  ): Promise<void>;
+  /** For adapters that keep third-party credentials and token state (sealed with `secrets`). */
+  store: Store;
+  secrets: SecretBox;
+  config: Readonly<Config>;
 }
 
 /**
