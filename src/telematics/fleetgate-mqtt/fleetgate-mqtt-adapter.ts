@@ -1,0 +1,253 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { sanitizeState } from '../../domain/state-catalogue.js';
+import type { Vehicle } from '../../domain/vehicle.js';
+import type { AdapterContext, CommandOutcome, CommandRequest, TelematicsAdapter } from '../adapter.js';
+import { FLEETGATE_BRAND, FLEETGATE_MODELS } from './models.js';
+import {
+  decodeResponse,
+  decodeState,
+  decodeStatus,
+  encodeCommand,
+  isValidUnitId,
+  parseUnitTopic,
+  QOS_COMMANDS,
+  QOS_STATUS,
+  type ResponseMessage,
+  SERVER_SUBSCRIPTIONS,
+  TOPIC_COMMANDS,
+  TOPIC_RESPONSES,
+  TOPIC_ROOT,
+  TOPIC_STATE,
+  TOPIC_STATUS,
+  unitTopic,
+  unitTopicPrefix,
+} from './protocol.js';
+
+interface Pending {
+  unitId: string;
+  /** The unit answered ACCEPTED: it has the command (SPEC §1, delivered vs. not). */
+  delivered: boolean;
+  signal: AbortSignal;
+  onAbort: () => void;
+  resolve: (outcome: CommandOutcome) => void;
+}
+
+type MessageHandler = (topic: string, payload: Buffer, packet: { retain?: boolean }) => void;
+
+/**
+ * Adapter for fleetgate's own device protocol, fleetgate/v1 over MQTT (docs/mqtt-protocol.md).
+ * Every instance subscribes to every unit's responses, state and status; the retained status
+ * topic tells any instance which units are online, and responses for commands another instance
+ * sent are ignored.
+ */
+export class FleetgateMqttAdapter implements TelematicsAdapter {
+  readonly brand = FLEETGATE_BRAND;
+  readonly displayName = 'fleetgate MQTT (fleetgate/v1)';
+  readonly models = FLEETGATE_MODELS;
+  readonly requiresUnitPassword = true;
+
+  private ctx: AdapterContext | undefined;
+  private logger: Logger | undefined;
+  private readonly pending = new Map<string, Pending>();
+  /** Unit id → online, as last seen on its status topic. Absent = unknown = not online. */
+  private readonly online = new Map<string, boolean>();
+  private handler: MessageHandler | undefined;
+
+  async start(ctx: AdapterContext): Promise<void> {
+    this.ctx = ctx;
+    this.logger = ctx.logger.child({ adapter: FLEETGATE_BRAND });
+    const handler: MessageHandler = (topic, payload, packet) => {
+      // Other adapters share this client: leave their topics alone, cheaply.
+      if (!topic.startsWith(TOPIC_ROOT)) return;
+      try {
+        this.onMessage(topic, payload, packet.retain === true);
+      } catch (err) {
+        this.logger?.error({ err, topic }, 'fleetgate/v1 message handling failed');
+      }
+    };
+    this.handler = handler;
+    ctx.mqtt.on('message', handler);
+    // Retained status messages of every unit arrive right after this (docs/mqtt-protocol.md §5).
+    await ctx.mqtt.subscribeAsync(SERVER_SUBSCRIPTIONS as string[], { qos: 1 });
+  }
+
+  async stop(): Promise<void> {
+    const ctx = this.ctx;
+    if (!ctx) return;
+    if (this.handler) ctx.mqtt.off('message', this.handler);
+    this.handler = undefined;
+    for (const [id, p] of this.pending) this.finish(id, p, { kind: 'no-answer', delivered: p.delivered });
+    if (ctx.mqtt.connected) {
+      await ctx.mqtt.unsubscribeAsync(SERVER_SUBSCRIPTIONS as string[]).catch(() => undefined);
+    }
+    this.online.clear();
+    this.ctx = undefined;
+  }
+
+  async onVehicleAdded(vehicle: Vehicle, secrets: { password?: string }): Promise<void> {
+    const ctx = this.requireContext();
+    const unitId = vehicle.telematics_unit_id;
+    if (!isValidUnitId(unitId)) {
+      throw new Error(`telematics unit id '${unitId}' cannot be used in MQTT topics (1–128 of A–Z a–z 0–9 _ . : -)`);
+    }
+    if (!secrets.password) throw new Error('fleetgate/v1 units need a password');
+    await ctx.broker.provisionUnit(unitId, secrets.password, unitTopicPrefix(unitId));
+  }
+
+  async onVehicleRemoved(vehicle: Vehicle): Promise<void> {
+    const ctx = this.requireContext();
+    const unitId = vehicle.telematics_unit_id;
+    await ctx.broker.removeUnit(unitId);
+    this.online.delete(unitId);
+    // An empty retained message deletes the retained status (MQTT 3.1.1 §3.3.1.3).
+    await ctx.mqtt.publishAsync(unitTopic(unitId, TOPIC_STATUS), '', { qos: QOS_STATUS, retain: true });
+  }
+
+  /** Whether the unit is online as far as this instance knows (fed by the retained status). */
+  isOnline(unitId: string): boolean {
+    return this.online.get(unitId) === true;
+  }
+
+  execute(request: CommandRequest): Promise<CommandOutcome> {
+    const ctx = this.ctx;
+    if (!ctx) return Promise.resolve({ kind: 'not-connected', reason: 'The adapter is not started.' });
+    if (request.signal.aborted) return Promise.resolve({ kind: 'no-answer', delivered: false });
+    const unitId = request.vehicle.telematics_unit_id;
+    if (this.online.get(unitId) !== true) {
+      return Promise.resolve({ kind: 'not-connected', reason: 'Its telematics unit is offline.' });
+    }
+    if (!ctx.mqtt.connected) {
+      return Promise.resolve({ kind: 'not-connected', reason: 'fleetgate is not connected to its MQTT broker.' });
+    }
+    const id = randomUUID();
+    const payload = encodeCommand(id, request.command, new Date(), request.deadline);
+    return new Promise<CommandOutcome>((resolve) => {
+      const signal = request.signal;
+      const pending: Pending = {
+        unitId,
+        delivered: false,
+        signal,
+        resolve,
+        onAbort: () => this.finish(id, pending, { kind: 'no-answer', delivered: pending.delivered }),
+      };
+      this.pending.set(id, pending);
+      signal.addEventListener('abort', pending.onAbort, { once: true });
+      ctx.mqtt.publish(unitTopic(unitId, TOPIC_COMMANDS), payload, { qos: QOS_COMMANDS }, (err) => {
+        if (!err) return;
+        this.logger?.warn({ err, unit: unitId, flow_id: request.flowId }, 'publishing a command failed');
+        this.finish(id, pending, { kind: 'not-connected', reason: 'fleetgate lost its MQTT broker connection.' });
+      });
+    });
+  }
+
+  private finish(id: string, pending: Pending, outcome: CommandOutcome): void {
+    if (this.pending.get(id) !== pending) return;
+    this.pending.delete(id);
+    pending.signal.removeEventListener('abort', pending.onAbort);
+    pending.resolve(outcome);
+  }
+
+  private onMessage(topic: string, payload: Buffer, retained: boolean): void {
+    const parsed = parseUnitTopic(topic);
+    if (!parsed) return;
+    switch (parsed.kind) {
+      case TOPIC_RESPONSES:
+        this.onResponse(parsed.unitId, payload);
+        return;
+      case TOPIC_STATE:
+        this.onState(parsed.unitId, payload);
+        return;
+      case TOPIC_STATUS:
+        this.onStatus(parsed.unitId, payload, retained);
+        return;
+    }
+  }
+
+  private onResponse(unitId: string, payload: Buffer): void {
+    const decoded = decodeResponse(payload);
+    if (!decoded.ok) {
+      this.logger?.warn({ unit: unitId, error: decoded.error }, 'dropped a malformed response');
+      return;
+    }
+    const response = decoded.value;
+    const pending = this.pending.get(response.id);
+    // Unknown ids: another instance's command, or one that already ended here.
+    if (!pending) return;
+    if (pending.unitId !== unitId) {
+      this.logger?.warn({ unit: unitId, expected: pending.unitId }, 'a unit answered for another unit; dropped');
+      return;
+    }
+    if (response.status === 'ACCEPTED') {
+      pending.delivered = true;
+      return;
+    }
+    this.finish(response.id, pending, this.toOutcome(response));
+  }
+
+  private toOutcome(response: ResponseMessage): CommandOutcome {
+    const reason = response.reason ?? '';
+    switch (response.status) {
+      case 'SUCCEEDED':
+        // Only valid catalogue properties; the service filters by the vehicle's capabilities.
+        return { kind: 'succeeded', state: sanitizeState(response.state).state };
+      case 'REFUSED':
+        return { kind: 'refused', reason: reason || 'The unit refused the command.' };
+      case 'UNSUPPORTED':
+        return { kind: 'not-supported', reason: reason || 'The unit does not support the command.' };
+      default:
+        return { kind: 'failed', reason: reason || 'The unit reported a failure.' };
+    }
+  }
+
+  private onState(unitId: string, payload: Buffer): void {
+    const decoded = decodeState(payload);
+    if (!decoded.ok) {
+      this.logger?.warn({ unit: unitId, error: decoded.error }, 'dropped a malformed state report');
+      return;
+    }
+    this.ctx?.onStateReport(unitId, decoded.value.state).catch((err: unknown) => {
+      this.logger?.error({ err, unit: unitId }, 'storing a state report failed');
+    });
+  }
+
+  private onStatus(unitId: string, payload: Buffer, retained: boolean): void {
+    // An empty retained message is the status of a removed vehicle being cleared.
+    if (payload.length === 0) {
+      this.online.delete(unitId);
+      return;
+    }
+    const decoded = decodeStatus(payload);
+    if (!decoded.ok) {
+      this.logger?.warn({ unit: unitId, error: decoded.error }, 'dropped a malformed status message');
+      return;
+    }
+    const isOnline = decoded.value.status === 'online';
+    const known = this.online.get(unitId);
+    this.online.set(unitId, isOnline);
+    if (!isOnline) this.abandonCommandsOf(unitId);
+    if (known === isOnline) return;
+    // A live message happens now; a retained one, replayed on subscribe, happened when it was sent
+    // (a last will carries its connection's time, so it can only be earlier than the truth).
+    const at =
+      retained && decoded.value.timestamp
+        ? new Date(Math.min(Date.parse(decoded.value.timestamp), Date.now()))
+        : new Date();
+    this.ctx?.onConnectionChange(unitId, isOnline, at).catch((err: unknown) => {
+      this.logger?.error({ err, unit: unitId }, 'recording a connection change failed');
+    });
+  }
+
+  /** A unit that went offline answers nothing more: its commands end now (SPEC §1). */
+  private abandonCommandsOf(unitId: string): void {
+    if (this.pending.size === 0) return;
+    for (const [id, p] of this.pending) {
+      if (p.unitId === unitId) this.finish(id, p, { kind: 'no-answer', delivered: p.delivered });
+    }
+  }
+
+  private requireContext(): AdapterContext {
+    if (!this.ctx) throw new Error('the FLEETGATE adapter is not started');
+    return this.ctx;
+  }
+}
