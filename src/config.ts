@@ -32,6 +32,10 @@ export interface Config {
   setupTimeoutSeconds: number;
   logLevel: string;
   instanceId: string;
+  /** Smartcar API base that documented paths such as `/vehicles/{id}/security` are appended to. */
+  smartcarApiUrl: string;
+  /** Base of Smartcar's `/oauth/token`. */
+  smartcarAuthUrl: string;
 }
 
 type Source = Record<string, string | undefined>;
@@ -194,6 +198,25 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--instance-id',
     kind: 'string',
     description: 'Name of this instance in command records and logs. Default: random.',
+  },
+  {
+    key: 'smartcarApiUrl',
+    env: 'FLEETGATE_SMARTCAR_API_URL',
+    flag: '--smartcar-api-url',
+    kind: 'url',
+    protocols: ['http:', 'https:'],
+    default: 'https://api.smartcar.com/v2.0',
+    description:
+      "Smartcar API v2.0 base URL (documented paths such as /vehicles/{id}/security are appended); point it at `fleetgate simulate`'s fake to try SMARTCAR vehicles without an account.",
+  },
+  {
+    key: 'smartcarAuthUrl',
+    env: 'FLEETGATE_SMARTCAR_AUTH_URL',
+    flag: '--smartcar-auth-url',
+    kind: 'url',
+    protocols: ['http:', 'https:'],
+    default: 'https://auth.smartcar.com',
+    description: "Base URL of Smartcar's token endpoint (`/oauth/token` is appended).",
   },
 ];
 
