@@ -22,6 +22,8 @@ export interface Config {
   /** fleetgate's own broker account on an external broker. */
   mqttUsername: string | undefined;
   mqttPassword: string | undefined;
+  /** TCP port for Teltonika units (telematics brand TELTONIKA); 0 picks a free one. */
+  teltonikaPort: number;
   /** Master secret for token signing and encryption at rest; generated into dataDir when unset. */
   secretKey: string | undefined;
   commandTimeoutMs: number;
@@ -135,6 +137,16 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--mqtt-password',
     kind: 'string',
     description: 'Password of that account.',
+  },
+  {
+    key: 'teltonikaPort',
+    env: 'FLEETGATE_TELTONIKA_PORT',
+    flag: '--teltonika-port',
+    kind: 'int',
+    default: '5027',
+    min: 0,
+    max: 65535,
+    description: 'TCP port for Teltonika units, Codec 8/8E/12 (0 = any free port).',
   },
   {
     key: 'secretKey',
@@ -290,4 +302,9 @@ export function loadConfig(
 /** Hides the password part of a URL for error messages and logs. */
 export function redact(url: string): string {
   return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
+}
+
+/** What the CLI's API commands read from the environment (the only other use of process.env). */
+export function cliEnv(env: Source = process.env): { apiUrl?: string; clientId?: string; clientSecret?: string } {
+  return { apiUrl: env.FLEETGATE_API_URL, clientId: env.FLEETGATE_CLIENT_ID, clientSecret: env.FLEETGATE_CLIENT_SECRET };
 }
