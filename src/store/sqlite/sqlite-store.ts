@@ -1,0 +1,702 @@
+import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import type { VehicleState } from '../../domain/state-catalogue.js';
+import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
+import {
+  type ApiClient,
+  type CommandCompletion,
+  type CommandRecord,
+  type CredentialsRecord,
+  type IdempotencyRecord,
+  type Store,
+  StoreConflictError,
+  StoreUnavailableError,
+  type VehicleFilter,
+  type VehiclePatch,
+} from '../store.js';
+import { type Migration, SQLITE_MIGRATIONS } from './migrations.js';
+
+export interface SqliteStoreOptions {
+  /** Database file path. */
+  file: string;
+  /** How long a writer waits for another process's lock before giving up (ms). */
+  busyTimeoutMs?: number;
+  logger?: Logger;
+  /** Overrides the migration list (tests). */
+  migrations?: readonly Migration[];
+}
+
+type Row = Record<string, unknown>;
+
+const toMs = (iso: string): number => {
+  const ms = Date.parse(iso);
+  if (!Number.isFinite(ms)) throw new TypeError(`invalid timestamp: ${iso}`);
+  return ms;
+};
+const toIso = (ms: unknown): string => new Date(Number(ms)).toISOString();
+const toIsoOrNull = (ms: unknown): string | null => (ms === null || ms === undefined ? null : toIso(ms));
+const json = (value: unknown): string => JSON.stringify(value);
+const parse = <T>(text: unknown): T => JSON.parse(String(text)) as T;
+const parseOrNull = <T>(text: unknown): T | null => (text === null || text === undefined ? null : parse<T>(text));
+
+function vehicleFromRow(r: Row): Vehicle {
+  return {
+    vehicle_id: String(r.vehicle_id),
+    fleet_id: String(r.fleet_id),
+    telematics_brand: String(r.telematics_brand),
+    telematics_unit_id: String(r.telematics_unit_id),
+    vehicle_model_id: String(r.vehicle_model_id),
+    unit_password_hash: (r.unit_password_hash as string | null) ?? null,
+    credentials_id: (r.credentials_id as string | null) ?? null,
+    capabilities: parse(r.capabilities),
+    master_data: parse(r.master_data),
+    custom_fields: parse(r.custom_fields),
+    tags: parse(r.tags),
+    operation_status: r.operation_status as Vehicle['operation_status'],
+    setup_status: r.setup_status as SetupStatus,
+    setup_failure_reason: (r.setup_failure_reason as string | null) ?? null,
+    life_status: r.life_status as LifeStatus,
+    life_status_modified_at: toIso(r.life_status_modified_at),
+    version: Number(r.version),
+    created_at: toIso(r.created_at),
+    modified_at: toIso(r.modified_at),
+  };
+}
+
+function commandFromRow(r: Row): CommandRecord {
+  return {
+    flow_id: String(r.flow_id),
+    fleet_id: String(r.fleet_id),
+    client_id: String(r.client_id),
+    vehicle_id: String(r.vehicle_id),
+    command: r.command as CommandRecord['command'],
+    adapter: String(r.adapter),
+    instance_id: String(r.instance_id),
+    status: r.status as CommandRecord['status'],
+    problem_type: (r.problem_type as string | null) ?? null,
+    detail: (r.detail as string | null) ?? null,
+    delivery: (r.delivery as CommandRecord['delivery']) ?? null,
+    steps: parseOrNull(r.steps),
+    requested_at: toIso(r.requested_at),
+    deadline_at: toIso(r.deadline_at),
+    completed_at: toIsoOrNull(r.completed_at),
+    duration_ms: r.duration_ms === null ? null : Number(r.duration_ms),
+  };
+}
+
+function credentialsFromRow(r: Row): CredentialsRecord {
+  return {
+    credentials_id: String(r.credentials_id),
+    fleet_id: String(r.fleet_id),
+    telematics_brand: String(r.telematics_brand),
+    name: (r.name as string | null) ?? null,
+    sealed_secret: String(r.sealed_secret),
+    sealed_state: (r.sealed_state as string | null) ?? null,
+    version: Number(r.version),
+    created_at: toIso(r.created_at),
+    modified_at: toIso(r.modified_at),
+  };
+}
+
+function idempotencyFromRow(r: Row): IdempotencyRecord {
+  return {
+    fleet_id: String(r.fleet_id),
+    key: String(r.key),
+    vehicle_id: String(r.vehicle_id),
+    command: r.command as IdempotencyRecord['command'],
+    flow_id: String(r.flow_id),
+    status_code: r.status_code === null ? null : Number(r.status_code),
+    response: parseOrNull(r.response),
+    created_at: toIso(r.created_at),
+  };
+}
+
+function sqliteCode(err: unknown): string {
+  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
+}
+
+/** ON DELETE RESTRICT reports SQLITE_CONSTRAINT_TRIGGER, a deferred or insert check FOREIGNKEY. */
+const isForeignKeyViolation = (err: unknown): boolean =>
+  sqliteCode(err).startsWith('SQLITE_CONSTRAINT') && String(err).includes('FOREIGN KEY constraint failed');
+
+/** A primary key or unique index refused the row (which one fires first is SQLite's choice). */
+const isUniqueViolation = (err: unknown): boolean =>
+  sqliteCode(err) === 'SQLITE_CONSTRAINT_PRIMARYKEY' || sqliteCode(err) === 'SQLITE_CONSTRAINT_UNIQUE';
+
+/**
+ * Maps driver errors to the port's errors: a lock held past busy_timeout means the database is
+ * unavailable (503); a foreign key violation names the missing referent.
+ */
+function translate(err: unknown, foreignKey: string): never {
+  const code = sqliteCode(err);
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_IOERR') {
+    throw new StoreUnavailableError(err);
+  }
+  if (isForeignKeyViolation(err)) throw new StoreConflictError(foreignKey);
+  throw err;
+}
+
+/**
+ * The embedded engine (SPEC §7): one SQLite file in WAL mode. better-sqlite3 is synchronous;
+ * every method runs its statements to completion before yielding, and cross-process safety rests
+ * on SQLite's single-writer lock plus the same unique indexes the PostgreSQL engine uses.
+ */
+export class SqliteStore implements Store {
+  readonly engine = 'sqlite';
+  private readonly db: Database.Database;
+  private readonly migrations: readonly Migration[];
+  private readonly logger: Logger | undefined;
+  private closed = false;
+
+  constructor(options: SqliteStoreOptions) {
+    this.migrations = options.migrations ?? SQLITE_MIGRATIONS;
+    this.logger = options.logger;
+    try {
+      this.db = new Database(options.file);
+    } catch (err) {
+      throw new StoreUnavailableError(err);
+    }
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
+    this.db.pragma('foreign_keys = ON');
+    // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
+    // last transactions, which fsync on every commit would cost far more than it saves here.
+    this.db.pragma('synchronous = NORMAL');
+  }
+
+  private run<T>(fn: () => T, foreignKey = 'reference'): T {
+    try {
+      return fn();
+    } catch (err) {
+      translate(err, foreignKey);
+    }
+  }
+
+  async migrate(): Promise<void> {
+    this.db.exec(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
+    );
+    const known = Math.max(0, ...this.migrations.map((m) => m.version));
+    // IMMEDIATE takes the write lock first, so two processes starting at once apply each step once.
+    const apply = this.db.transaction(() => {
+      const row = this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
+      const current = row.v ?? 0;
+      if (current > known) {
+        throw new Error(
+          `database schema version ${current} is newer than this fleetgate knows (${known}); upgrade fleetgate`,
+        );
+      }
+      for (const m of this.migrations) {
+        if (m.version <= current) continue;
+        this.db.exec(m.sql);
+        this.db
+          .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+          .run(m.version, m.name, new Date().toISOString());
+        this.logger?.info({ version: m.version, name: m.name }, 'applied sqlite migration');
+      }
+    });
+    this.run(() => apply.immediate());
+  }
+
+  async ping(): Promise<void> {
+    this.run(() => this.db.prepare('SELECT 1').get());
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+
+  async createClient(client: ApiClient): Promise<void> {
+    this.run(() => {
+      try {
+        this.db
+          .prepare(
+            'INSERT INTO api_clients (client_id, fleet_id, name, secret_hash, scopes, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+          )
+          .run(
+            client.client_id,
+            client.fleet_id,
+            client.name,
+            client.secret_hash,
+            json(client.scopes),
+            toMs(client.created_at),
+          );
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new StoreConflictError('client_id');
+        throw err;
+      }
+    });
+  }
+
+  async getClient(clientId: string): Promise<ApiClient | undefined> {
+    const r = this.run(() => this.db.prepare('SELECT * FROM api_clients WHERE client_id = ?').get(clientId)) as
+      | Row
+      | undefined;
+    if (!r) return undefined;
+    return {
+      client_id: String(r.client_id),
+      fleet_id: String(r.fleet_id),
+      name: String(r.name),
+      secret_hash: String(r.secret_hash),
+      scopes: parse(r.scopes),
+      created_at: toIso(r.created_at),
+    };
+  }
+
+  private writeTags(fleetId: string, vehicleId: string, tags: readonly string[]): void {
+    this.db.prepare('DELETE FROM vehicle_tags WHERE vehicle_id = ?').run(vehicleId);
+    const insert = this.db.prepare('INSERT OR IGNORE INTO vehicle_tags (fleet_id, tag, vehicle_id) VALUES (?, ?, ?)');
+    for (const tag of tags) insert.run(fleetId, tag, vehicleId);
+  }
+
+  async insertVehicle(v: Vehicle): Promise<void> {
+    const tx = this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO vehicles (vehicle_id, fleet_id, telematics_brand, telematics_unit_id, vehicle_model_id,
+             unit_password_hash, credentials_id, capabilities, master_data, custom_fields, tags, operation_status,
+             setup_status, setup_failure_reason, life_status, life_status_modified_at, version, created_at, modified_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          v.vehicle_id,
+          v.fleet_id,
+          v.telematics_brand,
+          v.telematics_unit_id,
+          v.vehicle_model_id,
+          v.unit_password_hash,
+          v.credentials_id,
+          json(v.capabilities),
+          json(v.master_data),
+          json(v.custom_fields),
+          json(v.tags),
+          v.operation_status,
+          v.setup_status,
+          v.setup_failure_reason,
+          v.life_status,
+          toMs(v.life_status_modified_at),
+          v.version,
+          toMs(v.created_at),
+          toMs(v.modified_at),
+        );
+      this.writeTags(v.fleet_id, v.vehicle_id, v.tags);
+    });
+    this.run(() => {
+      try {
+        tx.immediate();
+      } catch (err) {
+        if (isUniqueViolation(err) && String(err).includes('telematics_unit_id')) {
+          throw new StoreConflictError('telematics_unit');
+        }
+        if (isUniqueViolation(err)) throw new StoreConflictError('vehicle_id');
+        throw err;
+      }
+    }, 'credentials');
+  }
+
+  async getVehicle(vehicleId: string): Promise<Vehicle | undefined> {
+    const r = this.run(() => this.db.prepare('SELECT * FROM vehicles WHERE vehicle_id = ?').get(vehicleId)) as
+      | Row
+      | undefined;
+    return r && vehicleFromRow(r);
+  }
+
+  async findVehicleByUnit(brand: string, unitId: string): Promise<Vehicle | undefined> {
+    const r = this.run(() =>
+      this.db
+        .prepare('SELECT * FROM vehicles WHERE telematics_brand = ? AND telematics_unit_id = ?')
+        .get(brand, unitId),
+    ) as Row | undefined;
+    return r && vehicleFromRow(r);
+  }
+
+  async listVehicles(filter: VehicleFilter): Promise<Vehicle[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const tags = [...new Set(filter.tags ?? [])];
+    const [firstTag, ...otherTags] = tags;
+    let from = 'vehicles v';
+    if (firstTag === undefined) {
+      where.push('v.fleet_id = ?');
+      params.push(filter.fleet_id);
+      if (filter.after !== undefined) {
+        where.push('v.vehicle_id > ?');
+        params.push(filter.after);
+      }
+    } else {
+      // Walk the first tag's index range in vehicle_id order (CROSS JOIN fixes the join order in
+      // SQLite), so the page costs `limit` lookups however large the fleet is.
+      from = 'vehicle_tags t CROSS JOIN vehicles v ON v.vehicle_id = t.vehicle_id';
+      where.push('t.fleet_id = ? AND t.tag = ?');
+      params.push(filter.fleet_id, firstTag);
+      if (filter.after !== undefined) {
+        where.push('t.vehicle_id > ?');
+        params.push(filter.after);
+      }
+      for (const tag of otherTags) {
+        where.push(
+          'EXISTS (SELECT 1 FROM vehicle_tags o WHERE o.fleet_id = ? AND o.tag = ? AND o.vehicle_id = v.vehicle_id)',
+        );
+        params.push(filter.fleet_id, tag);
+      }
+    }
+    if (filter.telematics_brand !== undefined) {
+      where.push('v.telematics_brand = ?');
+      params.push(filter.telematics_brand);
+    }
+    if (filter.setup_status !== undefined) {
+      where.push('v.setup_status = ?');
+      params.push(filter.setup_status);
+    }
+    params.push(filter.limit);
+    const order = firstTag === undefined ? 'v.vehicle_id' : 't.vehicle_id';
+    const sql = `SELECT v.* FROM ${from} WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ?`;
+    const rows = this.run(() => this.db.prepare(sql).all(...params)) as Row[];
+    return rows.map(vehicleFromRow);
+  }
+
+  async updateVehicle(
+    vehicleId: string,
+    patch: VehiclePatch,
+    expectedVersion: number | undefined,
+    modifiedAt: string,
+  ): Promise<Vehicle | 'version-mismatch' | undefined> {
+    const sets = ['version = version + 1', 'modified_at = ?'];
+    const params: unknown[] = [toMs(modifiedAt)];
+    for (const key of ['master_data', 'custom_fields', 'tags'] as const) {
+      if (patch[key] !== undefined) {
+        sets.push(`${key} = ?`);
+        params.push(json(patch[key]));
+      }
+    }
+    if (patch.operation_status !== undefined) {
+      sets.push('operation_status = ?');
+      params.push(patch.operation_status);
+    }
+    params.push(vehicleId, expectedVersion ?? null, expectedVersion ?? null);
+    const tx = this.db.transaction((): Vehicle | 'version-mismatch' | undefined => {
+      const r = this.db
+        .prepare(
+          `UPDATE vehicles SET ${sets.join(', ')} WHERE vehicle_id = ? AND (? IS NULL OR version = ?) RETURNING *`,
+        )
+        .get(...params) as Row | undefined;
+      if (!r) return this.exists(vehicleId) ? 'version-mismatch' : undefined;
+      const v = vehicleFromRow(r);
+      if (patch.tags !== undefined) this.writeTags(v.fleet_id, v.vehicle_id, v.tags);
+      return v;
+    });
+    return this.run(() => tx.immediate());
+  }
+
+  private exists(vehicleId: string): boolean {
+    return this.db.prepare('SELECT 1 FROM vehicles WHERE vehicle_id = ?').get(vehicleId) !== undefined;
+  }
+
+  async deleteVehicle(vehicleId: string, expectedVersion?: number): Promise<boolean | 'version-mismatch'> {
+    // State, commands, tags and idempotency keys go with it through ON DELETE CASCADE, in the
+    // same statement and so the same transaction.
+    const tx = this.db.transaction((): boolean | 'version-mismatch' => {
+      const info = this.db
+        .prepare('DELETE FROM vehicles WHERE vehicle_id = ? AND (? IS NULL OR version = ?)')
+        .run(vehicleId, expectedVersion ?? null, expectedVersion ?? null);
+      if (info.changes > 0) return true;
+      return this.exists(vehicleId) ? 'version-mismatch' : false;
+    });
+    return this.run(() => tx.immediate());
+  }
+
+  async setSetupStatus(
+    vehicleId: string,
+    update: { status: SetupStatus; reason: string | null; capabilities?: Capabilities; at: string },
+    onlyFrom?: SetupStatus,
+  ): Promise<boolean> {
+    const caps = update.capabilities === undefined ? null : json(update.capabilities);
+    const info = this.run(() =>
+      this.db
+        .prepare(
+          `UPDATE vehicles
+              SET setup_status = @status, setup_failure_reason = @reason,
+                  capabilities = COALESCE(@caps, capabilities), version = version + 1, modified_at = @at
+            WHERE vehicle_id = @id
+              AND (@from IS NULL OR setup_status = @from)
+              AND (setup_status IS NOT @status OR setup_failure_reason IS NOT @reason
+                   OR (@caps IS NOT NULL AND capabilities IS NOT @caps))`,
+        )
+        .run({
+          id: vehicleId,
+          status: update.status,
+          reason: update.reason,
+          caps,
+          at: toMs(update.at),
+          from: onlyFrom ?? null,
+        }),
+    );
+    return info.changes > 0;
+  }
+
+  async setLifeStatus(vehicleId: string, status: LifeStatus, at: string): Promise<boolean> {
+    // Not an operator edit: the version (ETag) stays as it is.
+    const info = this.run(() =>
+      this.db
+        .prepare(
+          'UPDATE vehicles SET life_status = ?, life_status_modified_at = ? WHERE vehicle_id = ? AND life_status <> ?',
+        )
+        .run(status, toMs(at), vehicleId, status),
+    );
+    return info.changes > 0;
+  }
+
+  async listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]> {
+    const rows = this.run(() =>
+      this.db
+        .prepare(
+          `SELECT * FROM vehicles WHERE setup_status = 'IN_PROGRESS' AND created_at < ? ORDER BY created_at, vehicle_id LIMIT ?`,
+        )
+        .all(toMs(createdBefore), limit),
+    ) as Row[];
+    return rows.map(vehicleFromRow);
+  }
+
+  async createCredentials(c: CredentialsRecord): Promise<void> {
+    this.run(() => {
+      try {
+        this.db
+          .prepare(
+            `INSERT INTO credentials (credentials_id, fleet_id, telematics_brand, name, sealed_secret, sealed_state,
+               version, created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            c.credentials_id,
+            c.fleet_id,
+            c.telematics_brand,
+            c.name,
+            c.sealed_secret,
+            c.sealed_state,
+            c.version,
+            toMs(c.created_at),
+            toMs(c.modified_at),
+          );
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new StoreConflictError('credentials_id');
+        throw err;
+      }
+    });
+  }
+
+  async getCredentials(credentialsId: string): Promise<CredentialsRecord | undefined> {
+    const r = this.run(() =>
+      this.db.prepare('SELECT * FROM credentials WHERE credentials_id = ?').get(credentialsId),
+    ) as Row | undefined;
+    return r && credentialsFromRow(r);
+  }
+
+  async listCredentials(fleetId: string, limit: number, after?: string): Promise<CredentialsRecord[]> {
+    const rows = this.run(() =>
+      this.db
+        .prepare(
+          'SELECT * FROM credentials WHERE fleet_id = ? AND (? IS NULL OR credentials_id > ?) ORDER BY credentials_id LIMIT ?',
+        )
+        .all(fleetId, after ?? null, after ?? null, limit),
+    ) as Row[];
+    return rows.map(credentialsFromRow);
+  }
+
+  async deleteCredentials(credentialsId: string): Promise<'deleted' | 'in-use' | 'not-found'> {
+    return this.run(() => {
+      try {
+        const info = this.db.prepare('DELETE FROM credentials WHERE credentials_id = ?').run(credentialsId);
+        return info.changes > 0 ? 'deleted' : 'not-found';
+      } catch (err) {
+        // The vehicles.credentials_id foreign key refuses while a vehicle references them.
+        if (isForeignKeyViolation(err)) return 'in-use';
+        throw err;
+      }
+    });
+  }
+
+  async updateCredentialsState(
+    credentialsId: string,
+    expectedVersion: number,
+    sealedState: string,
+    at: string,
+  ): Promise<boolean> {
+    const info = this.run(() =>
+      this.db
+        .prepare(
+          'UPDATE credentials SET sealed_state = ?, version = version + 1, modified_at = ? WHERE credentials_id = ? AND version = ?',
+        )
+        .run(sealedState, toMs(at), credentialsId, expectedVersion),
+    );
+    return info.changes > 0;
+  }
+
+  async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
+    const upsert = this.db.prepare(
+      `INSERT INTO vehicle_state (vehicle_id, property, ts, value) VALUES (?, ?, ?, ?)
+       ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
+       WHERE excluded.ts >= vehicle_state.ts`,
+    );
+    const tx = this.db.transaction(() => {
+      for (const [property, v] of Object.entries(state))
+        upsert.run(vehicleId, property, toMs(v.timestamp), json(v.value));
+      return this.readState(vehicleId);
+    });
+    try {
+      return this.run(() => tx.immediate(), 'vehicle');
+    } catch (err) {
+      // A report for a vehicle deleted meanwhile: nothing to keep.
+      if (err instanceof StoreConflictError) return {};
+      throw err;
+    }
+  }
+
+  private readState(vehicleId: string): VehicleState {
+    const rows = this.db
+      .prepare('SELECT property, ts, value FROM vehicle_state WHERE vehicle_id = ? ORDER BY property')
+      .all(vehicleId) as Row[];
+    const out: VehicleState = {};
+    for (const r of rows) out[String(r.property)] = { timestamp: toIso(r.ts), value: parse(r.value) };
+    return out;
+  }
+
+  async getState(vehicleId: string): Promise<VehicleState> {
+    return this.run(() => this.readState(vehicleId));
+  }
+
+  async beginCommand(c: CommandRecord): Promise<boolean> {
+    const info = this.run(
+      () =>
+        this.db
+          .prepare(
+            `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
+               problem_type, detail, delivery, steps, requested_at, deadline_at, completed_at, duration_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'IN_FLIGHT', ?, ?, ?, ?, ?, ?, NULL, NULL)
+             ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
+          )
+          .run(
+            c.flow_id,
+            c.fleet_id,
+            c.client_id,
+            c.vehicle_id,
+            c.command,
+            c.adapter,
+            c.instance_id,
+            c.problem_type,
+            c.detail,
+            c.delivery,
+            c.steps === null ? null : json(c.steps),
+            toMs(c.requested_at),
+            toMs(c.deadline_at),
+          ),
+      'vehicle',
+    );
+    return info.changes > 0;
+  }
+
+  async finishCommand(flowId: string, c: CommandCompletion): Promise<void> {
+    this.run(() =>
+      this.db
+        .prepare(
+          `UPDATE commands SET status = ?, problem_type = ?, detail = ?, delivery = ?, steps = ?, completed_at = ?,
+             duration_ms = ? WHERE flow_id = ?`,
+        )
+        .run(
+          c.status,
+          c.problem_type,
+          c.detail,
+          c.delivery,
+          c.steps === null ? null : json(c.steps),
+          toMs(c.completed_at),
+          c.duration_ms,
+          flowId,
+        ),
+    );
+  }
+
+  async getCommand(flowId: string): Promise<CommandRecord | undefined> {
+    const r = this.run(() => this.db.prepare('SELECT * FROM commands WHERE flow_id = ?').get(flowId)) as
+      | Row
+      | undefined;
+    return r && commandFromRow(r);
+  }
+
+  async listCommands(vehicleId: string, limit: number, before?: string): Promise<CommandRecord[]> {
+    const rows = this.run(() =>
+      before === undefined
+        ? this.db
+            .prepare('SELECT * FROM commands WHERE vehicle_id = ? ORDER BY requested_at DESC, flow_id DESC LIMIT ?')
+            .all(vehicleId, limit)
+        : // A cursor that is not one of this vehicle's commands yields an empty page.
+          this.db
+            .prepare(
+              `SELECT c.* FROM commands c, commands k
+                WHERE k.flow_id = ? AND k.vehicle_id = ? AND c.vehicle_id = k.vehicle_id
+                  AND (c.requested_at, c.flow_id) < (k.requested_at, k.flow_id)
+                ORDER BY c.requested_at DESC, c.flow_id DESC LIMIT ?`,
+            )
+            .all(before, vehicleId, limit),
+    ) as Row[];
+    return rows.map(commandFromRow);
+  }
+
+  async expireCommands(now: string): Promise<number> {
+    const ms = toMs(now);
+    const info = this.run(() =>
+      this.db
+        .prepare(
+          `UPDATE commands
+              SET status = 'OUTCOME_UNKNOWN', delivery = 'DELIVERED_OUTCOME_UNKNOWN',
+                  problem_type = COALESCE(problem_type, 'vehicle/no-connection'),
+                  detail = COALESCE(detail, 'The instance handling the command stopped before it finished.'),
+                  completed_at = ?, duration_ms = MAX(0, ? - requested_at)
+            WHERE status = 'IN_FLIGHT' AND deadline_at < ?`,
+        )
+        .run(ms, ms, ms),
+    );
+    return info.changes;
+  }
+
+  async claimIdempotencyKey(
+    record: Omit<IdempotencyRecord, 'status_code' | 'response'>,
+  ): Promise<{ claimed: true } | { claimed: false; existing: IdempotencyRecord }> {
+    const tx = this.db.transaction((): { claimed: true } | { claimed: false; existing: IdempotencyRecord } => {
+      const info = this.db
+        .prepare(
+          `INSERT INTO idempotency_keys (fleet_id, key, vehicle_id, command, flow_id, status_code, response, created_at)
+           VALUES (?, ?, ?, ?, ?, NULL, NULL, ?) ON CONFLICT (fleet_id, key) DO NOTHING`,
+        )
+        .run(record.fleet_id, record.key, record.vehicle_id, record.command, record.flow_id, toMs(record.created_at));
+      if (info.changes > 0) return { claimed: true };
+      const r = this.db
+        .prepare('SELECT * FROM idempotency_keys WHERE fleet_id = ? AND key = ?')
+        .get(record.fleet_id, record.key) as Row;
+      return { claimed: false, existing: idempotencyFromRow(r) };
+    });
+    return this.run(() => tx.immediate(), 'vehicle');
+  }
+
+  async completeIdempotencyKey(fleetId: string, key: string, statusCode: number, response: unknown): Promise<void> {
+    this.run(() =>
+      this.db
+        .prepare('UPDATE idempotency_keys SET status_code = ?, response = ? WHERE fleet_id = ? AND key = ?')
+        .run(statusCode, json(response ?? null), fleetId, key),
+    );
+  }
+
+  async releaseIdempotencyKey(fleetId: string, key: string, flowId: string): Promise<void> {
+    this.run(() =>
+      this.db
+        .prepare('DELETE FROM idempotency_keys WHERE fleet_id = ? AND key = ? AND flow_id = ? AND status_code IS NULL')
+        .run(fleetId, key, flowId),
+    );
+  }
+
+  async purgeIdempotencyKeys(createdBefore: string): Promise<number> {
+    const info = this.run(() =>
+      this.db.prepare('DELETE FROM idempotency_keys WHERE created_at < ?').run(toMs(createdBefore)),
+    );
+    return info.changes;
+  }
+}

@@ -1,0 +1,104 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createStore } from '../../src/store/registry.js';
+import { SQLITE_MIGRATIONS } from '../../src/store/sqlite/migrations.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { command, storeContract, vehicle } from './store.contract.js';
+
+function tempDir(): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fleetgate-sqlite-'));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+storeContract('sqlite', async () => {
+  const { dir, remove } = tempDir();
+  const store = new SqliteStore({ file: path.join(dir, 'fleetgate.db') });
+  await store.migrate();
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      remove();
+    },
+  };
+});
+
+describe('SQLite engine', () => {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  it('is what the registry opens without a PostgreSQL URL, in <dataDir>/fleetgate.db with a private dir', async () => {
+    const { dir, remove } = tempDir();
+    cleanups.push(remove);
+    const dataDir = path.join(dir, 'nested', 'data');
+    const store = await createStore({ dataDir, databaseUrl: undefined });
+    cleanups.push(() => store.close());
+    expect(store.engine).toBe('sqlite');
+    await store.migrate();
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    const db = new Database(path.join(dataDir, 'fleetgate.db'), { readonly: true });
+    cleanups.push(() => void db.close());
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.prepare('SELECT version FROM schema_migrations').all()).toEqual(
+      SQLITE_MIGRATIONS.map((m) => ({ version: m.version })),
+    );
+  });
+
+  it('applies migrations once when two processes open the same file', async () => {
+    const { dir, remove } = tempDir();
+    cleanups.push(remove);
+    const file = path.join(dir, 'fleetgate.db');
+    const a = new SqliteStore({ file });
+    const b = new SqliteStore({ file });
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+    );
+    await Promise.all([a.migrate(), b.migrate()]);
+    const v = vehicle();
+    await a.insertVehicle(v);
+    expect(await b.getVehicle(v.vehicle_id)).toEqual(v);
+    // The single-flight index holds across connections, not just within one.
+    const c = { vehicle_id: v.vehicle_id, fleet_id: v.fleet_id };
+    expect(await a.beginCommand(command(c))).toBe(true);
+    expect(await b.beginCommand(command(c))).toBe(false);
+  });
+
+  it('refuses to start on a database migrated by a newer fleetgate', async () => {
+    const { dir, remove } = tempDir();
+    cleanups.push(remove);
+    const file = path.join(dir, 'fleetgate.db');
+    const newer = new SqliteStore({
+      file,
+      migrations: [...SQLITE_MIGRATIONS, { version: 999, name: 'from the future', sql: 'CREATE TABLE future (x)' }],
+    });
+    await newer.migrate();
+    await newer.close();
+    const current = new SqliteStore({ file });
+    cleanups.push(() => current.close());
+    await expect(current.migrate()).rejects.toThrow(/schema version 999 is newer/);
+  });
+
+  it('rolls a failing migration back entirely', async () => {
+    const { dir, remove } = tempDir();
+    cleanups.push(remove);
+    const file = path.join(dir, 'fleetgate.db');
+    const broken = new SqliteStore({
+      file,
+      migrations: [
+        ...SQLITE_MIGRATIONS,
+        { version: 2, name: 'broken', sql: 'CREATE TABLE half (x); SELECT * FROM nope' },
+      ],
+    });
+    cleanups.push(() => broken.close());
+    await expect(broken.migrate()).rejects.toThrow(/nope/);
+    const db = new Database(file, { readonly: true });
+    cleanups.push(() => void db.close());
+    expect(db.prepare("SELECT name FROM sqlite_master WHERE name IN ('half', 'vehicles')").all()).toEqual([]);
+  });
+});

@@ -1,0 +1,719 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Vehicle } from '../../src/domain/vehicle.js';
+import { type CommandRecord, type CredentialsRecord, type Store, StoreConflictError } from '../../src/store/store.js';
+
+export type StoreFactory = () => Promise<{ store: Store; cleanup: () => Promise<void> }>;
+
+const uid = (prefix: string): string => `${prefix}-${randomUUID()}`;
+const at = (ms: number): string => new Date(ms).toISOString();
+const T0 = Date.UTC(2025, 0, 15, 12, 0, 0, 123);
+/** Far enough ahead that expireCommands in another test never touches these records. */
+const FAR_DEADLINE = at(Date.UTC(2200, 0, 1));
+
+export function vehicle(overrides: Partial<Vehicle> = {}): Vehicle {
+  return {
+    vehicle_id: uid('V'),
+    fleet_id: uid('fleet'),
+    telematics_brand: 'fleetgate-mqtt',
+    telematics_unit_id: uid('unit'),
+    vehicle_model_id: 'generic-car',
+    unit_password_hash: 'scrypt$abc',
+    credentials_id: null,
+    capabilities: {
+      commands: ['LOCK_CENTRAL_LOCK', 'UNLOCK_CENTRAL_LOCK'],
+      vehicle_state: ['POSITION', 'CENTRAL_LOCK'],
+    },
+    master_data: { vin: 'WVWZZZ1JZXW000001', license_plate: 'B-FG 1', vehicle_type: 'CAR' },
+    custom_fields: { depot: 'north', 'with "quotes"': 'ü ✓' },
+    tags: ['berlin', 'ev'],
+    operation_status: 'OPERATING',
+    setup_status: 'IN_PROGRESS',
+    setup_failure_reason: null,
+    life_status: 'OFFLINE',
+    life_status_modified_at: at(T0),
+    version: 1,
+    created_at: at(T0),
+    modified_at: at(T0),
+    ...overrides,
+  };
+}
+
+export function command(v: Pick<Vehicle, 'vehicle_id' | 'fleet_id'>, overrides: Partial<CommandRecord> = {}) {
+  const record: CommandRecord = {
+    flow_id: randomUUID(),
+    fleet_id: v.fleet_id,
+    client_id: 'fgc_test',
+    vehicle_id: v.vehicle_id,
+    command: 'UNLOCK_CENTRAL_LOCK',
+    adapter: 'fleetgate-mqtt',
+    instance_id: 'instance-a',
+    status: 'IN_FLIGHT',
+    problem_type: null,
+    detail: null,
+    delivery: null,
+    steps: null,
+    requested_at: at(T0),
+    deadline_at: FAR_DEADLINE,
+    completed_at: null,
+    duration_ms: null,
+    ...overrides,
+  };
+  return record;
+}
+
+function credentials(overrides: Partial<CredentialsRecord> = {}): CredentialsRecord {
+  return {
+    credentials_id: uid('cred'),
+    fleet_id: uid('fleet'),
+    telematics_brand: 'smartcar',
+    name: 'Smartcar EU',
+    sealed_secret: 'v1.sealed-secret',
+    sealed_state: null,
+    version: 1,
+    created_at: at(T0),
+    modified_at: at(T0),
+    ...overrides,
+  };
+}
+
+/**
+ * The persistence contract (src/store/store.ts), run against every engine. Most tests share one
+ * store and isolate themselves with random fleet/vehicle ids; the few that assert database-wide
+ * counts (expiry, purge, stale setups) open a fresh store of their own.
+ */
+export function storeContract(name: string, factory: StoreFactory): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    let cleanup: () => Promise<void>;
+    const extra: Array<() => Promise<void>> = [];
+
+    async function fresh(): Promise<Store> {
+      const f = await factory();
+      extra.push(f.cleanup);
+      return f.store;
+    }
+
+    beforeAll(async () => {
+      ({ store, cleanup } = await factory());
+    });
+    afterEach(async () => {
+      for (const c of extra.splice(0)) await c();
+    });
+    afterAll(async () => {
+      await cleanup?.();
+    });
+
+    async function added(overrides: Partial<Vehicle> = {}): Promise<Vehicle> {
+      const v = vehicle(overrides);
+      await store.insertVehicle(v);
+      return v;
+    }
+
+    describe('lifecycle', () => {
+      it('pings, migrates again without change, and closes idempotently', async () => {
+        const s = await fresh();
+        await expect(s.ping()).resolves.toBeUndefined();
+        await s.migrate();
+        const v = vehicle();
+        await s.insertVehicle(v);
+        await s.migrate();
+        expect(await s.getVehicle(v.vehicle_id)).toEqual(v);
+        await s.close();
+        await s.close();
+        await expect(s.ping()).rejects.toThrow();
+      });
+    });
+
+    describe('clients', () => {
+      it('stores and returns an API client with its scopes', async () => {
+        const client = {
+          client_id: uid('fgc'),
+          fleet_id: uid('fleet'),
+          name: 'dispatch',
+          secret_hash: 'scrypt$xyz',
+          scopes: ['vehicle-commands', 'vehicles.ro'],
+          created_at: at(T0),
+        };
+        await store.createClient(client);
+        expect(await store.getClient(client.client_id)).toEqual(client);
+        expect(await store.getClient(uid('fgc'))).toBeUndefined();
+      });
+    });
+
+    describe('vehicles', () => {
+      it('round-trips every field exactly, JSON and timestamps included', async () => {
+        const v = await added({ setup_failure_reason: 'x', unit_password_hash: null });
+        expect(await store.getVehicle(v.vehicle_id)).toEqual(v);
+        expect(await store.findVehicleByUnit(v.telematics_brand, v.telematics_unit_id)).toEqual(v);
+        expect(await store.getVehicle(uid('V'))).toBeUndefined();
+        expect(await store.findVehicleByUnit(v.telematics_brand, uid('unit'))).toBeUndefined();
+        expect(await store.findVehicleByUnit('other-brand', v.telematics_unit_id)).toBeUndefined();
+      });
+
+      it('refuses a brand/unit pair that exists, even in another fleet', async () => {
+        const v = await added();
+        const dup = vehicle({ telematics_unit_id: v.telematics_unit_id });
+        const err = await store.insertVehicle(dup).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(StoreConflictError);
+        expect((err as StoreConflictError).constraint).toBe('telematics_unit');
+        expect(await store.getVehicle(dup.vehicle_id)).toBeUndefined();
+        // The same unit id under another brand is a different unit.
+        await store.insertVehicle(vehicle({ telematics_unit_id: v.telematics_unit_id, telematics_brand: 'teltonika' }));
+      });
+
+      it('refuses credentials that do not exist', async () => {
+        const err = await store.insertVehicle(vehicle({ credentials_id: uid('cred') })).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(StoreConflictError);
+      });
+
+      it('lists one fleet in vehicle_id order with keyset pagination', async () => {
+        const fleet = uid('fleet');
+        const ids = Array.from({ length: 7 }, (_, i) => `${'GFEDCBA'[i]}${randomUUID().slice(0, 6)}`);
+        for (const id of ids) await added({ vehicle_id: id, fleet_id: fleet });
+        await added(); // another fleet
+        const sorted = [...ids].sort();
+        const seen: string[] = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await store.listVehicles({ fleet_id: fleet, limit: 3, after });
+          expect(page.length).toBeLessThanOrEqual(3);
+          seen.push(...page.map((v) => v.vehicle_id));
+          if (page.length < 3) break;
+          after = page.at(-1)!.vehicle_id;
+        }
+        expect(seen).toEqual(sorted);
+        const all = await store.listVehicles({ fleet_id: fleet, limit: 100 });
+        expect(all.every((v) => v.fleet_id === fleet)).toBe(true);
+        expect(await store.listVehicles({ fleet_id: uid('fleet'), limit: 10 })).toEqual([]);
+      });
+
+      it('orders ids bytewise (uppercase before lowercase), the same on every engine', async () => {
+        const fleet = uid('fleet');
+        for (const id of ['b1', 'B2', 'a3', 'A4', '_5', '05'])
+          await added({ vehicle_id: `${id}-${fleet}`, fleet_id: fleet });
+        const page = await store.listVehicles({ fleet_id: fleet, limit: 10 });
+        expect(page.map((v) => v.vehicle_id.slice(0, 2))).toEqual(['05', 'A4', 'B2', '_5', 'a3', 'b1']);
+      });
+
+      it('filters by brand, setup status and tags (every tag given), with pagination', async () => {
+        const fleet = uid('fleet');
+        const mk = (id: string, o: Partial<Vehicle>) => added({ vehicle_id: `${id}-${fleet}`, fleet_id: fleet, ...o });
+        await mk('a', { tags: ['berlin', 'ev'], telematics_brand: 'teltonika', setup_status: 'SUCCEEDED' });
+        await mk('b', { tags: ['berlin'], telematics_brand: 'teltonika', setup_status: 'IN_PROGRESS' });
+        await mk('c', { tags: ['berlin', 'ev', 'vip'], telematics_brand: 'fleetgate-mqtt', setup_status: 'SUCCEEDED' });
+        await mk('d', { tags: [], telematics_brand: 'teltonika', setup_status: 'FAILED' });
+        await mk('e', { tags: ['ev', 'berlin'], telematics_brand: 'teltonika', setup_status: 'SUCCEEDED' });
+        await added({ tags: ['berlin', 'ev'] }); // another fleet, same tags
+        const ids = async (f: Partial<Parameters<Store['listVehicles']>[0]>) =>
+          (await store.listVehicles({ fleet_id: fleet, limit: 100, ...f })).map((v) => v.vehicle_id[0]);
+
+        expect(await ids({ telematics_brand: 'teltonika' })).toEqual(['a', 'b', 'd', 'e']);
+        expect(await ids({ setup_status: 'SUCCEEDED' })).toEqual(['a', 'c', 'e']);
+        expect(await ids({ tags: ['berlin'] })).toEqual(['a', 'b', 'c', 'e']);
+        expect(await ids({ tags: ['ev', 'berlin'] })).toEqual(['a', 'c', 'e']);
+        expect(await ids({ tags: ['berlin', 'ev', 'vip'] })).toEqual(['c']);
+        expect(await ids({ tags: ['nowhere'] })).toEqual([]);
+        expect(await ids({ tags: [] })).toEqual(['a', 'b', 'c', 'd', 'e']);
+        expect(await ids({ tags: ['ev'], telematics_brand: 'teltonika', setup_status: 'SUCCEEDED' })).toEqual([
+          'a',
+          'e',
+        ]);
+        expect(await ids({ tags: ['berlin'], limit: 2 })).toEqual(['a', 'b']);
+        expect(await ids({ tags: ['berlin'], after: `b-${fleet}`, limit: 2 })).toEqual(['c', 'e']);
+        expect(await ids({ telematics_brand: 'teltonika', after: `b-${fleet}` })).toEqual(['d', 'e']);
+      });
+
+      it('applies a patch with optimistic versioning and keeps the tag filter in step', async () => {
+        const v = await added({ tags: ['old', 'kept'] });
+        const later = at(T0 + 60_000);
+        const updated = await store.updateVehicle(
+          v.vehicle_id,
+          { tags: ['kept', 'new'], master_data: { license_plate: 'B-XY 2' }, operation_status: 'MAINTENANCE' },
+          1,
+          later,
+        );
+        expect(updated).toEqual({
+          ...v,
+          tags: ['kept', 'new'],
+          master_data: { license_plate: 'B-XY 2' },
+          operation_status: 'MAINTENANCE',
+          version: 2,
+          modified_at: later,
+        });
+        expect(await store.getVehicle(v.vehicle_id)).toEqual(updated);
+        expect(await store.listVehicles({ fleet_id: v.fleet_id, tags: ['old'], limit: 10 })).toEqual([]);
+        expect(await store.listVehicles({ fleet_id: v.fleet_id, tags: ['new', 'kept'], limit: 10 })).toEqual([updated]);
+
+        // A stale version changes nothing.
+        expect(await store.updateVehicle(v.vehicle_id, { custom_fields: {} }, 1, later)).toBe('version-mismatch');
+        expect(await store.getVehicle(v.vehicle_id)).toEqual(updated);
+        // No expected version: always applies.
+        const again = await store.updateVehicle(v.vehicle_id, { custom_fields: { a: 'b' } }, undefined, later);
+        expect(again).toMatchObject({ version: 3, custom_fields: { a: 'b' }, tags: ['kept', 'new'] });
+        expect(await store.updateVehicle(uid('V'), {}, undefined, later)).toBeUndefined();
+        expect(await store.updateVehicle(uid('V'), {}, 1, later)).toBeUndefined();
+      });
+
+      it('lets exactly one of two concurrent updates on the same version win', async () => {
+        const v = await added();
+        const results = await Promise.all(
+          ['a', 'b'].map((x) => store.updateVehicle(v.vehicle_id, { custom_fields: { x } }, 1, at(T0 + 1))),
+        );
+        expect(results.filter((r) => r === 'version-mismatch')).toHaveLength(1);
+        expect((await store.getVehicle(v.vehicle_id))?.version).toBe(2);
+      });
+
+      it('deletes a vehicle with its state, commands, tags and idempotency keys', async () => {
+        const v = await added();
+        await store.mergeState(v.vehicle_id, { central_lock: { timestamp: at(T0), value: 'LOCKED' } });
+        const c = command(v);
+        expect(await store.beginCommand(c)).toBe(true);
+        const key = { fleet_id: v.fleet_id, key: uid('idem'), vehicle_id: v.vehicle_id, command: c.command };
+        expect(await store.claimIdempotencyKey({ ...key, flow_id: c.flow_id, created_at: at(T0) })).toEqual({
+          claimed: true,
+        });
+
+        expect(await store.deleteVehicle(v.vehicle_id, 2)).toBe('version-mismatch');
+        expect(await store.getVehicle(v.vehicle_id)).toBeDefined();
+        expect(await store.deleteVehicle(v.vehicle_id, 1)).toBe(true);
+        expect(await store.getVehicle(v.vehicle_id)).toBeUndefined();
+        expect(await store.getState(v.vehicle_id)).toEqual({});
+        expect(await store.getCommand(c.flow_id)).toBeUndefined();
+        expect(await store.listCommands(v.vehicle_id, 10)).toEqual([]);
+        expect(await store.deleteVehicle(v.vehicle_id)).toBe(false);
+
+        // Everything is gone: the unit, id and key can be used again.
+        await store.insertVehicle(v);
+        expect(await store.listVehicles({ fleet_id: v.fleet_id, tags: ['berlin'], limit: 10 })).toEqual([v]);
+        expect(await store.getState(v.vehicle_id)).toEqual({});
+        expect(await store.beginCommand(command(v))).toBe(true);
+        const claim = await store.claimIdempotencyKey({ ...key, flow_id: randomUUID(), created_at: at(T0) });
+        expect(claim.claimed).toBe(true);
+        expect(await store.deleteVehicle(v.vehicle_id)).toBe(true);
+      });
+
+      it('sets setup status as a compare-and-set that bumps the version only on change', async () => {
+        const v = await added();
+        const t1 = at(T0 + 1_000);
+        const caps = { commands: ['LOCK_CENTRAL_LOCK' as const], vehicle_state: ['POSITION'] };
+        expect(
+          await store.setSetupStatus(
+            v.vehicle_id,
+            { status: 'SUCCEEDED', reason: null, capabilities: caps, at: t1 },
+            'IN_PROGRESS',
+          ),
+        ).toBe(true);
+        expect(await store.getVehicle(v.vehicle_id)).toEqual({
+          ...v,
+          setup_status: 'SUCCEEDED',
+          capabilities: caps,
+          version: 2,
+          modified_at: t1,
+        });
+        // A late timeout must not turn a finished setup into FAILED.
+        const t2 = at(T0 + 2_000);
+        expect(
+          await store.setSetupStatus(v.vehicle_id, { status: 'FAILED', reason: 'timeout', at: t2 }, 'IN_PROGRESS'),
+        ).toBe(false);
+        expect((await store.getVehicle(v.vehicle_id))?.version).toBe(2);
+        // Same status and reason, no capabilities: nothing changes.
+        expect(await store.setSetupStatus(v.vehicle_id, { status: 'SUCCEEDED', reason: null, at: t2 })).toBe(false);
+        expect(
+          await store.setSetupStatus(v.vehicle_id, { status: 'SUCCEEDED', reason: null, capabilities: caps, at: t2 }),
+        ).toBe(false);
+        // Unconditional: a re-setup with a reason, then clearing it.
+        expect(await store.setSetupStatus(v.vehicle_id, { status: 'FAILED', reason: 'unit rejected', at: t2 })).toBe(
+          true,
+        );
+        expect(await store.getVehicle(v.vehicle_id)).toMatchObject({
+          setup_status: 'FAILED',
+          setup_failure_reason: 'unit rejected',
+          capabilities: caps,
+          version: 3,
+          modified_at: t2,
+        });
+        expect(
+          await store.setSetupStatus(v.vehicle_id, { status: 'IN_PROGRESS', reason: null, at: t2 }, 'FAILED'),
+        ).toBe(true);
+        expect(await store.getVehicle(v.vehicle_id)).toMatchObject({ setup_failure_reason: null, version: 4 });
+        expect(await store.setSetupStatus(uid('V'), { status: 'FAILED', reason: null, at: t2 })).toBe(false);
+      });
+
+      it('lets exactly one of concurrent setup completions win', async () => {
+        const v = await added();
+        const results = await Promise.all(
+          (['SUCCEEDED', 'FAILED', 'SUCCEEDED', 'FAILED'] as const).map((status) =>
+            store.setSetupStatus(v.vehicle_id, { status, reason: null, at: at(T0 + 1) }, 'IN_PROGRESS'),
+          ),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect((await store.getVehicle(v.vehicle_id))?.version).toBe(2);
+      });
+
+      it('sets life status only when it differs, without touching the ETag version', async () => {
+        const v = await added();
+        const t1 = at(T0 + 5_000);
+        expect(await store.setLifeStatus(v.vehicle_id, 'ONLINE', t1)).toBe(true);
+        expect(await store.getVehicle(v.vehicle_id)).toEqual({
+          ...v,
+          life_status: 'ONLINE',
+          life_status_modified_at: t1,
+        });
+        expect(await store.setLifeStatus(v.vehicle_id, 'ONLINE', at(T0 + 9_000))).toBe(false);
+        expect((await store.getVehicle(v.vehicle_id))?.life_status_modified_at).toBe(t1);
+        expect(await store.setLifeStatus(v.vehicle_id, 'OFFLINE', at(T0 + 9_000))).toBe(true);
+        expect(await store.getVehicle(v.vehicle_id)).toMatchObject({ life_status: 'OFFLINE', version: 1 });
+        expect(await store.setLifeStatus(uid('V'), 'ONLINE', t1)).toBe(false);
+      });
+
+      it('lists setups still in progress that started before a moment', async () => {
+        const s = await fresh();
+        const fleet = uid('fleet');
+        const mk = async (id: string, createdMs: number, status: Vehicle['setup_status']) => {
+          const v = vehicle({ vehicle_id: id, fleet_id: fleet, created_at: at(createdMs), setup_status: status });
+          await s.insertVehicle(v);
+        };
+        await mk('old-1', T0 - 3_000, 'IN_PROGRESS');
+        await mk('old-2', T0 - 2_000, 'IN_PROGRESS');
+        await mk('old-done', T0 - 5_000, 'SUCCEEDED');
+        await mk('old-failed', T0 - 5_000, 'FAILED');
+        await mk('new', T0, 'IN_PROGRESS');
+        expect((await s.listStaleSetups(at(T0), 10)).map((v) => v.vehicle_id)).toEqual(['old-1', 'old-2']);
+        expect((await s.listStaleSetups(at(T0), 1)).map((v) => v.vehicle_id)).toEqual(['old-1']);
+        expect(await s.listStaleSetups(at(T0 - 3_000), 10)).toEqual([]);
+      });
+    });
+
+    describe('vehicle state', () => {
+      // SPEC §3
+      it('merges per property: newer or equal timestamps win, older never overwrite', async () => {
+        const v = await added();
+        const first = await store.mergeState(v.vehicle_id, {
+          central_lock: { timestamp: at(T0 + 10), value: 'LOCKED' },
+          position: { timestamp: at(T0 + 10), value: { lat: 52.52, lon: 13.405 } },
+        });
+        expect(first).toEqual({
+          central_lock: { timestamp: at(T0 + 10), value: 'LOCKED' },
+          position: { timestamp: at(T0 + 10), value: { lat: 52.52, lon: 13.405 } },
+        });
+        // One millisecond older loses; the other property in the same report still wins.
+        const second = await store.mergeState(v.vehicle_id, {
+          central_lock: { timestamp: at(T0 + 9), value: 'UNLOCKED' },
+          driving_enabled: { timestamp: at(T0 + 1), value: false },
+        });
+        expect(second).toEqual({ ...first, driving_enabled: { timestamp: at(T0 + 1), value: false } });
+        // Equal timestamp replaces (a repeated report of the same moment is the latest word).
+        const third = await store.mergeState(v.vehicle_id, {
+          central_lock: { timestamp: at(T0 + 10), value: 'UNLOCKED' },
+          position: { timestamp: at(T0 + 11), value: { lat: 1.5, lon: -2.25 } },
+        });
+        expect(third).toEqual({
+          central_lock: { timestamp: at(T0 + 10), value: 'UNLOCKED' },
+          position: { timestamp: at(T0 + 11), value: { lat: 1.5, lon: -2.25 } },
+          driving_enabled: { timestamp: at(T0 + 1), value: false },
+        });
+        expect(await store.getState(v.vehicle_id)).toEqual(third);
+        expect(await store.mergeState(v.vehicle_id, {})).toEqual(third);
+        expect(await store.getState(uid('V'))).toEqual({});
+      });
+
+      it('ends with the newest value per property whatever order concurrent reports arrive in', async () => {
+        const v = await added();
+        const reports = Array.from({ length: 20 }, (_, i) => ({
+          mileage_in_kilometers: { timestamp: at(T0 + i), value: i },
+          speed_in_kilometers_per_hour: { timestamp: at(T0 + 100 - i), value: i },
+        }));
+        await Promise.all([...reports].reverse().map((r) => store.mergeState(v.vehicle_id, r)));
+        expect(await store.getState(v.vehicle_id)).toEqual({
+          mileage_in_kilometers: { timestamp: at(T0 + 19), value: 19 },
+          speed_in_kilometers_per_hour: { timestamp: at(T0 + 100), value: 0 },
+        });
+      });
+
+      it('keeps nothing for a vehicle that does not exist', async () => {
+        const id = uid('V');
+        expect(await store.mergeState(id, { ignition: { timestamp: at(T0), value: 'ON' } })).toEqual({});
+        expect(await store.getState(id)).toEqual({});
+      });
+    });
+
+    describe('commands', () => {
+      // SPEC §1: one command at a time per vehicle
+      it('allows one command in flight per vehicle', async () => {
+        const v = await added();
+        const other = await added();
+        const c1 = command(v);
+        expect(await store.beginCommand(c1)).toBe(true);
+        const c2 = command(v);
+        expect(await store.beginCommand(c2)).toBe(false);
+        expect(await store.getCommand(c2.flow_id)).toBeUndefined();
+        expect(await store.beginCommand(command(other))).toBe(true);
+        expect(await store.getCommand(c1.flow_id)).toEqual(c1);
+
+        await store.finishCommand(c1.flow_id, {
+          status: 'SUCCEEDED',
+          problem_type: null,
+          detail: null,
+          delivery: 'DELIVERED',
+          steps: null,
+          completed_at: at(T0 + 150),
+          duration_ms: 150,
+        });
+        expect(await store.beginCommand(c2)).toBe(true);
+      });
+
+      // SPEC §1: across all fleetgate instances
+      it('lets exactly one of 20 concurrent begins win', async () => {
+        const v = await added();
+        const results = await Promise.all(Array.from({ length: 20 }, () => store.beginCommand(command(v))));
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect(await store.listCommands(v.vehicle_id, 100)).toHaveLength(1);
+      });
+
+      it('records the completion of a command', async () => {
+        const v = await added();
+        const c = command(v, { command: 'UNLOCK_AND_ENABLE_DRIVING' });
+        await store.beginCommand(c);
+        const completion = {
+          status: 'FAILED' as const,
+          problem_type: 'telematics-unit/error',
+          detail: 'step 2 failed',
+          delivery: 'DELIVERED' as const,
+          steps: [
+            { command: 'UNLOCK_CENTRAL_LOCK' as const, outcome: 'SUCCEEDED' as const },
+            {
+              command: 'ENABLE_DRIVING' as const,
+              outcome: 'FAILED' as const,
+              problem_type: 'telematics-unit/error',
+              detail: 'immobilizer fault',
+            },
+          ],
+          completed_at: at(T0 + 1_234),
+          duration_ms: 1_234,
+        };
+        await store.finishCommand(c.flow_id, completion);
+        expect(await store.getCommand(c.flow_id)).toEqual({ ...c, ...completion });
+        expect(await store.getCommand(randomUUID())).toBeUndefined();
+      });
+
+      it('lists commands newest first with a flow_id cursor', async () => {
+        const v = await added();
+        const flows: CommandRecord[] = [];
+        // Three share a timestamp: flow_id breaks the tie.
+        for (const ms of [0, 10, 10, 10, 20, 30]) {
+          const c = command(v, { requested_at: at(T0 + ms) });
+          expect(await store.beginCommand(c)).toBe(true);
+          await store.finishCommand(c.flow_id, {
+            status: 'SUCCEEDED',
+            problem_type: null,
+            detail: null,
+            delivery: 'DELIVERED',
+            steps: null,
+            completed_at: at(T0 + ms + 1),
+            duration_ms: 1,
+          });
+          flows.push(c);
+        }
+        const expected = [...flows]
+          .sort((a, b) => b.requested_at.localeCompare(a.requested_at) || (a.flow_id < b.flow_id ? 1 : -1))
+          .map((c) => c.flow_id);
+        const seen: string[] = [];
+        let before: string | undefined;
+        for (;;) {
+          const page = await store.listCommands(v.vehicle_id, 2, before);
+          seen.push(...page.map((c) => c.flow_id));
+          if (page.length < 2) break;
+          before = page.at(-1)!.flow_id;
+        }
+        expect(seen).toEqual(expected);
+        expect((await store.listCommands(v.vehicle_id, 1))[0]).toMatchObject({ status: 'SUCCEEDED', duration_ms: 1 });
+        expect(await store.listCommands(v.vehicle_id, 10, randomUUID())).toEqual([]);
+        expect(await store.listCommands(uid('V'), 10)).toEqual([]);
+      });
+
+      it('expires in-flight commands whose deadline passed as OUTCOME_UNKNOWN', async () => {
+        const s = await fresh();
+        const v = vehicle();
+        const w = vehicle();
+        await s.insertVehicle(v);
+        await s.insertVehicle(w);
+        const stale = command(v, { requested_at: at(T0), deadline_at: at(T0 + 15_000) });
+        const live = command(w, { requested_at: at(T0 + 10_000), deadline_at: at(T0 + 25_000) });
+        const done = command(w, { requested_at: at(T0 - 60_000), deadline_at: at(T0 - 45_000) });
+        await s.beginCommand(done);
+        await s.finishCommand(done.flow_id, {
+          status: 'SUCCEEDED',
+          problem_type: null,
+          detail: null,
+          delivery: 'DELIVERED',
+          steps: null,
+          completed_at: at(T0 - 59_000),
+          duration_ms: 1_000,
+        });
+        await s.beginCommand(stale);
+        await s.beginCommand(live);
+
+        // The deadline itself is not past it.
+        expect(await s.expireCommands(at(T0 + 15_000))).toBe(0);
+        const now = at(T0 + 20_000);
+        expect(await s.expireCommands(now)).toBe(1);
+        expect(await s.getCommand(stale.flow_id)).toMatchObject({
+          status: 'OUTCOME_UNKNOWN',
+          delivery: 'DELIVERED_OUTCOME_UNKNOWN',
+          completed_at: now,
+          duration_ms: 20_000,
+        });
+        expect((await s.getCommand(live.flow_id))?.status).toBe('IN_FLIGHT');
+        expect((await s.getCommand(done.flow_id))?.status).toBe('SUCCEEDED');
+        expect(await s.expireCommands(now)).toBe(0);
+        // The vehicle is free again.
+        expect(await s.beginCommand(command(v))).toBe(true);
+      });
+    });
+
+    describe('idempotency keys', () => {
+      it('claims a key once and then returns the stored record', async () => {
+        const v = await added();
+        const rec = {
+          fleet_id: v.fleet_id,
+          key: uid('idem'),
+          vehicle_id: v.vehicle_id,
+          command: 'LOCK_CENTRAL_LOCK' as const,
+          flow_id: randomUUID(),
+          created_at: at(T0),
+        };
+        expect(await store.claimIdempotencyKey(rec)).toEqual({ claimed: true });
+        const retry = { ...rec, flow_id: randomUUID(), created_at: at(T0 + 5) };
+        expect(await store.claimIdempotencyKey(retry)).toEqual({
+          claimed: false,
+          existing: { ...rec, status_code: null, response: null },
+        });
+        const response = { central_lock: { timestamp: at(T0), value: 'LOCKED' }, note: 'ü', list: [1, null] };
+        await store.completeIdempotencyKey(rec.fleet_id, rec.key, 200, response);
+        expect(await store.claimIdempotencyKey(retry)).toEqual({
+          claimed: false,
+          existing: { ...rec, status_code: 200, response },
+        });
+        // Keys are scoped per fleet.
+        const w = await added();
+        expect(await store.claimIdempotencyKey({ ...rec, fleet_id: w.fleet_id, vehicle_id: w.vehicle_id })).toEqual({
+          claimed: true,
+        });
+      });
+
+      it('lets exactly one of concurrent claims of a key win', async () => {
+        const v = await added();
+        const key = uid('idem');
+        const results = await Promise.all(
+          Array.from({ length: 10 }, () =>
+            store.claimIdempotencyKey({
+              fleet_id: v.fleet_id,
+              key,
+              vehicle_id: v.vehicle_id,
+              command: 'LOCK_CENTRAL_LOCK',
+              flow_id: randomUUID(),
+              created_at: at(T0),
+            }),
+          ),
+        );
+        expect(results.filter((r) => r.claimed)).toHaveLength(1);
+        const flows = new Set(results.map((r) => (r.claimed ? undefined : r.existing.flow_id)));
+        flows.delete(undefined);
+        expect(flows.size).toBe(1);
+      });
+
+      it('releases only a pending key of the same flow', async () => {
+        const v = await added();
+        const rec = {
+          fleet_id: v.fleet_id,
+          key: uid('idem'),
+          vehicle_id: v.vehicle_id,
+          command: 'LOCK_CENTRAL_LOCK' as const,
+          flow_id: randomUUID(),
+          created_at: at(T0),
+        };
+        await store.claimIdempotencyKey(rec);
+        await store.releaseIdempotencyKey(rec.fleet_id, rec.key, randomUUID());
+        expect((await store.claimIdempotencyKey(rec)).claimed).toBe(false);
+        await store.releaseIdempotencyKey(rec.fleet_id, rec.key, rec.flow_id);
+        expect((await store.claimIdempotencyKey(rec)).claimed).toBe(true);
+        await store.completeIdempotencyKey(rec.fleet_id, rec.key, 409, { type: '/problems/x' });
+        await store.releaseIdempotencyKey(rec.fleet_id, rec.key, rec.flow_id);
+        expect(await store.claimIdempotencyKey(rec)).toMatchObject({ claimed: false, existing: { status_code: 409 } });
+      });
+
+      it('purges keys created before a moment', async () => {
+        const s = await fresh();
+        const v = vehicle();
+        await s.insertVehicle(v);
+        const claim = (key: string, ms: number) =>
+          s.claimIdempotencyKey({
+            fleet_id: v.fleet_id,
+            key,
+            vehicle_id: v.vehicle_id,
+            command: 'LOCK_CENTRAL_LOCK',
+            flow_id: randomUUID(),
+            created_at: at(ms),
+          });
+        await claim('k1', T0 - 2);
+        await claim('k2', T0 - 1);
+        await claim('k3', T0);
+        expect(await s.purgeIdempotencyKeys(at(T0))).toBe(2);
+        expect(await s.purgeIdempotencyKeys(at(T0))).toBe(0);
+        expect((await claim('k1', T0)).claimed).toBe(true);
+        expect((await claim('k3', T0)).claimed).toBe(false);
+      });
+    });
+
+    describe('credentials', () => {
+      it('creates, reads, lists by keyset and deletes credentials', async () => {
+        const fleet = uid('fleet');
+        const records = ['c', 'a', 'b'].map((p) => credentials({ credentials_id: `${p}-${fleet}`, fleet_id: fleet }));
+        for (const r of records) await store.createCredentials(r);
+        await store.createCredentials(credentials());
+        const dup = await store.createCredentials(records[0]!).catch((e: unknown) => e);
+        expect(dup).toBeInstanceOf(StoreConflictError);
+
+        expect(await store.getCredentials(records[0]!.credentials_id)).toEqual(records[0]);
+        expect(await store.getCredentials(uid('cred'))).toBeUndefined();
+        const page1 = await store.listCredentials(fleet, 2);
+        expect(page1.map((r) => r.credentials_id[0])).toEqual(['a', 'b']);
+        const page2 = await store.listCredentials(fleet, 2, page1.at(-1)!.credentials_id);
+        expect(page2).toEqual([records[0]]);
+
+        const v = await added({ fleet_id: fleet, credentials_id: records[1]!.credentials_id });
+        expect(await store.getVehicle(v.vehicle_id)).toEqual(v);
+        expect(await store.deleteCredentials(records[1]!.credentials_id)).toBe('in-use');
+        expect(await store.getCredentials(records[1]!.credentials_id)).toEqual(records[1]);
+        await store.deleteVehicle(v.vehicle_id);
+        expect(await store.deleteCredentials(records[1]!.credentials_id)).toBe('deleted');
+        expect(await store.deleteCredentials(records[1]!.credentials_id)).toBe('not-found');
+        expect(await store.getCredentials(records[1]!.credentials_id)).toBeUndefined();
+      });
+
+      it('updates token state by compare-and-swap on the version', async () => {
+        const c = credentials();
+        await store.createCredentials(c);
+        const t1 = at(T0 + 1_000);
+        expect(await store.updateCredentialsState(c.credentials_id, 1, 'v1.state-a', t1)).toBe(true);
+        expect(await store.getCredentials(c.credentials_id)).toEqual({
+          ...c,
+          sealed_state: 'v1.state-a',
+          version: 2,
+          modified_at: t1,
+        });
+        expect(await store.updateCredentialsState(c.credentials_id, 1, 'v1.stale', at(T0 + 2_000))).toBe(false);
+        expect((await store.getCredentials(c.credentials_id))?.sealed_state).toBe('v1.state-a');
+
+        // Two instances rotating the same refresh token: exactly one wins.
+        const results = await Promise.all(
+          ['x', 'y'].map((s) => store.updateCredentialsState(c.credentials_id, 2, `v1.${s}`, at(T0 + 3_000))),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect((await store.getCredentials(c.credentials_id))?.version).toBe(3);
+        expect(await store.updateCredentialsState(uid('cred'), 1, 'x', t1)).toBe(false);
+      });
+    });
+  });
+}
