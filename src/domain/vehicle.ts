@@ -12,6 +12,9 @@ export type LifeStatus = (typeof LIFE_STATUSES)[number];
 export const VEHICLE_TYPES = ['CAR', 'MOPED', 'KICKSCOOTER', 'BICYCLE', 'VAN', 'OTHER'] as const;
 export type VehicleType = (typeof VEHICLE_TYPES)[number];
 
+export const FUEL_TYPES = ['PETROL', 'DIESEL', 'ELECTRIC', 'HYBRID', 'PLUG_IN_HYBRID', 'HYDROGEN', 'OTHER'] as const;
+export type FuelType = (typeof FUEL_TYPES)[number];
+
 export interface Capabilities {
   commands: CommandName[];
   vehicle_state: string[];
@@ -31,7 +34,7 @@ export interface MasterData {
   license_plate?: string;
   brand?: string;
   model?: string;
-  fuel_type?: string;
+  fuel_type?: FuelType;
   vehicle_type?: VehicleType;
 }
 

@@ -206,6 +206,11 @@ export interface Store {
     record: Omit<IdempotencyRecord, 'status_code' | 'response'>,
   ): Promise<{ claimed: true } | { claimed: false; existing: IdempotencyRecord }>;
   completeIdempotencyKey(fleetId: string, key: string, statusCode: number, response: unknown): Promise<void>;
+  /**
+   * Deletes a still-pending key claimed by `flowId` (status_code null), so a request that never
+   * started executing (e.g. it met another command in flight) leaves no stored result behind.
+   */
+  releaseIdempotencyKey(fleetId: string, key: string, flowId: string): Promise<void>;
   /** Deletes keys created before `createdBefore`; returns how many. */
   purgeIdempotencyKeys(createdBefore: string): Promise<number>;
 }

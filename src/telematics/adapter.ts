@@ -86,6 +86,8 @@ export interface TelematicsAdapter {
   readonly models: readonly AdapterVehicleModel[];
   /** Whether vehicles of this brand need a per-unit `password` when they are added. */
   readonly requiresUnitPassword: boolean;
+  /** Whether vehicles of this brand need a fleet `credentials_id` (third-party clouds). */
+  readonly requiresCredentials?: boolean;
 
   start(ctx: AdapterContext): Promise<void>;
   stop(): Promise<void>;

@@ -1,0 +1,34 @@
+import { Type } from 'typebox';
+import type { Api, ApiDeps } from '../server.js';
+
+const Health = Type.Object({ status: Type.String(), checks: Type.Optional(Type.Record(Type.String(), Type.String())) });
+
+/** SPEC §7: liveness, readiness (database and broker reachable) and Prometheus metrics. */
+export function operationsRoutes(app: Api, { readiness, metrics }: ApiDeps): void {
+  app.get('/health/live', { schema: { tags: ['Operations'], summary: 'Liveness', response: { 200: Health } } }, async () => ({ status: 'ok' }));
+
+  app.get(
+    '/health/ready',
+    { schema: { tags: ['Operations'], summary: 'Readiness: database and broker reachable', response: { 200: Health, 503: Health } } },
+    async (_request, reply) => {
+      const checks: Record<string, string> = {};
+      let ok = true;
+      await Promise.all(
+        readiness.map(async (r) => {
+          try {
+            await r.check();
+            checks[r.name] = 'ok';
+          } catch (e) {
+            ok = false;
+            checks[r.name] = e instanceof Error ? e.message : String(e);
+          }
+        }),
+      );
+      return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', checks });
+    },
+  );
+
+  app.get('/metrics', { schema: { tags: ['Operations'], summary: 'Prometheus metrics' } }, async (_request, reply) =>
+    reply.type(metrics.contentType).send(await metrics.render()),
+  );
+}

@@ -1,0 +1,196 @@
+import { Type } from 'typebox';
+import { COMMANDS } from '../domain/commands.js';
+import { STATE_CATALOGUE, type StatePropertyDefinition } from '../domain/state-catalogue.js';
+import { FUEL_TYPES, OPERATION_STATUSES, SETUP_STATUSES, VEHICLE_TYPES } from '../domain/vehicle.js';
+
+/**
+ * JSON schemas of the HTTP API. The same schemas validate requests (Fastify/Ajv) and generate
+ * /openapi.json, so the documentation cannot drift from what is enforced.
+ */
+
+const Str = (max: number, extra: object = {}) => Type.String({ minLength: 1, maxLength: max, ...extra });
+
+export const VehicleIdParam = Type.Object({
+  vehicle_id: Type.String({ pattern: '^[0-9A-Z]{1,64}$', description: 'The opaque vehicle id.' }),
+});
+
+export const CommandParams = Type.Object({
+  vehicle_id: VehicleIdParam.properties.vehicle_id,
+  command: Type.String({ maxLength: 64, description: 'The command in kebab-case, e.g. `unlock-central-lock`.' }),
+});
+
+export const MasterData = Type.Object(
+  {
+    vin: Type.Optional(Type.String({ pattern: '^[A-HJ-NPR-Z0-9]{17}$', description: 'ISO 3779 VIN: 17 characters, no I, O or Q.' })),
+    license_plate: Type.Optional(Str(30)),
+    brand: Type.Optional(Str(100)),
+    model: Type.Optional(Str(100)),
+    fuel_type: Type.Optional(Type.Enum(FUEL_TYPES)),
+    vehicle_type: Type.Optional(Type.Enum(VEHICLE_TYPES)),
+  },
+  { additionalProperties: false },
+);
+
+// PATCH: each member may be null to remove it.
+const MasterDataPatch = Type.Object(
+  Object.fromEntries(
+    Object.entries(MasterData.properties).map(([k, v]) => [k, Type.Optional(Type.Union([v, Type.Null()]))]),
+  ),
+  { additionalProperties: false },
+);
+
+const CustomFields = Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Type.String({ maxLength: 1000 }), {
+  maxProperties: 50,
+  description: 'Free string fields of the operator (≤ 50, keys ≤ 64 characters of A–Z a–z 0–9 _ . -).',
+});
+const CustomFieldsPatch = Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Type.Union([Type.String({ maxLength: 1000 }), Type.Null()]), {
+  maxProperties: 50,
+});
+const Tag = Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' });
+const Tags = Type.Array(Tag, { maxItems: 50 });
+
+const OperationStatus = Type.Enum(OPERATION_STATUSES);
+const SetupStatus = Type.Enum(SETUP_STATUSES);
+
+export const AddVehicleBody = Type.Object(
+  {
+    telematics_brand: Type.String({ pattern: '^[A-Z][A-Z0-9_]{0,31}$', description: 'See GET /telematics-brands.' }),
+    telematics_unit_id: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', description: 'The unit\'s id at its brand (MQTT unit id, IMEI, provider vehicle id).' }),
+    vehicle_model_id: Type.Optional(Type.String({ maxLength: 64 })),
+    password: Type.Optional(Type.String({ minLength: 12, maxLength: 128, description: 'The unit\'s own password, for brands whose units authenticate (FLEETGATE). Stored hashed; never returned.' })),
+    credentials_id: Type.Optional(Type.String({ maxLength: 64 })),
+    master_data: Type.Optional(MasterData),
+    custom_fields: Type.Optional(CustomFields),
+    tags: Type.Optional(Tags),
+    operation_status: Type.Optional(OperationStatus),
+  },
+  { additionalProperties: false },
+);
+
+export const PatchVehicleBody = Type.Object(
+  {
+    master_data: Type.Optional(MasterDataPatch),
+    custom_fields: Type.Optional(CustomFieldsPatch),
+    tags: Type.Optional(Tags),
+    operation_status: Type.Optional(OperationStatus),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
+export const ListVehiclesQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+    page_token: Type.Optional(Type.String({ maxLength: 400 })),
+    telematics_brand: Type.Optional(Type.String({ maxLength: 32 })),
+    setup_status: Type.Optional(SetupStatus),
+    tags: Type.Optional(Type.Array(Tag, { maxItems: 10, description: 'Vehicles carrying all these tags; repeat the parameter or separate by commas.' })),
+  },
+  { additionalProperties: false },
+);
+
+export const ListCommandsQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+    page_token: Type.Optional(Type.String({ maxLength: 400 })),
+  },
+  { additionalProperties: false },
+);
+
+function stateValueSchema(p: StatePropertyDefinition) {
+  const t = p.type;
+  switch (t.kind) {
+    case 'boolean':
+      return Type.Boolean();
+    case 'enum':
+      return Type.Enum(t.values);
+    case 'position':
+      return Type.Object({ lat: Type.Number({ minimum: -90, maximum: 90 }), lon: Type.Number({ minimum: -180, maximum: 180 }) });
+    case 'number':
+      return t.integer ? Type.Integer({ minimum: t.minimum, maximum: t.maximum }) : Type.Number({ minimum: t.minimum, maximum: t.maximum });
+  }
+}
+
+export const VehicleState = Type.Object(
+  Object.fromEntries(
+    STATE_CATALOGUE.map((p) => [
+      p.name,
+      Type.Optional(
+        Type.Object(
+          { timestamp: Type.String({ format: 'date-time' }), value: stateValueSchema(p) },
+          { description: `${p.description}${p.type.kind === 'number' && p.type.unit ? ` Unit: ${p.type.unit}.` : ''} Needs state capability ${p.capability}.` },
+        ),
+      ),
+    ]),
+  ),
+  { description: 'Vehicle state: only properties the vehicle\'s state capabilities allow.' },
+);
+
+export const Capabilities = Type.Object({
+  commands: Type.Array(Type.Enum(COMMANDS)),
+  vehicle_state: Type.Array(Type.String()),
+});
+
+export const Vehicle = Type.Object({
+  vehicle_id: Type.String(),
+  vehicle_model_id: Type.String(),
+  telematics_unit: Type.Object({ id: Type.String(), brand: Type.String(), model: Type.String() }),
+  capabilities: Capabilities,
+  setup_status: SetupStatus,
+  setup_failure_reason: Type.Optional(Type.String()),
+  life_status: Type.Object({ value: Type.Union([Type.Literal('ONLINE'), Type.Literal('OFFLINE')]), modified_at: Type.String({ format: 'date-time' }) }),
+  operation_status: OperationStatus,
+  credentials_id: Type.Optional(Type.String()),
+  master_data: MasterData,
+  custom_fields: Type.Record(Type.String(), Type.String()),
+  tags: Type.Array(Type.String()),
+  created_at: Type.String({ format: 'date-time' }),
+  modified_at: Type.String({ format: 'date-time' }),
+});
+
+export const VehiclePage = Type.Object({ items: Type.Array(Vehicle), next_page_token: Type.Union([Type.String(), Type.Null()]) });
+
+export const CommandRecord = Type.Object({
+  flow_id: Type.String({ format: 'uuid' }),
+  vehicle_id: Type.String(),
+  client_id: Type.String(),
+  command: Type.String(),
+  adapter: Type.String(),
+  instance_id: Type.String(),
+  status: Type.Enum(['IN_FLIGHT', 'SUCCEEDED', 'FAILED', 'OUTCOME_UNKNOWN'] as const),
+  problem_type: Type.Union([Type.String(), Type.Null()]),
+  detail: Type.Union([Type.String(), Type.Null()]),
+  delivery: Type.Union([Type.String(), Type.Null()]),
+  steps: Type.Union([Type.Array(Type.Object({ command: Type.String(), outcome: Type.String() }, { additionalProperties: true })), Type.Null()]),
+  requested_at: Type.String({ format: 'date-time' }),
+  completed_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  duration_ms: Type.Union([Type.Integer(), Type.Null()]),
+});
+
+export const CommandPage = Type.Object({ items: Type.Array(CommandRecord), next_page_token: Type.Union([Type.String(), Type.Null()]) });
+
+export const Problem = Type.Object(
+  {
+    type: Type.String({ description: 'Problem type, e.g. /problems/vehicle/no-connection.' }),
+    type_documentation: Type.String({ format: 'uri' }),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    flow_id: Type.String({ format: 'uuid' }),
+  },
+  { additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json).' },
+);
+
+export const TokenResponse = Type.Object({
+  access_token: Type.String(),
+  token_type: Type.Literal('bearer'),
+  expires_in: Type.Integer(),
+  scope: Type.String(),
+});
+
+export const VehicleModelSchema = Type.Object({
+  id: Type.String(),
+  brand: Type.String(),
+  model: Type.String(),
+  vehicle_type: Type.String(),
+  capabilities: Capabilities,
+});

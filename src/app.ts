@@ -1,0 +1,190 @@
+import type { MqttClient } from 'mqtt';
+import { pino, type Logger } from 'pino';
+import { Metrics } from './api/metrics.js';
+import { type Api, buildServer, type ReadinessCheck } from './api/server.js';
+import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
+import { connectServiceClient } from './broker/mqtt-connection.js';
+import type { Config } from './config.js';
+import { redact } from './config.js';
+import { loadOrCreateKeyFile } from './lib/key-file.js';
+import { deriveKey, SecretBox } from './lib/secrets.js';
+import { AuthService } from './services/auth-service.js';
+import { CommandService } from './services/command-service.js';
+import { CredentialsService } from './services/credentials-service.js';
+import { EventBus } from './services/event-bus.js';
+import { VehicleService } from './services/vehicle-service.js';
+import { createStore } from './store/registry.js';
+import type { Store } from './store/store.js';
+import type { AdapterContext, BrokerProvisioner, TelematicsAdapter } from './telematics/adapter.js';
+import { createAdapters } from './telematics/registry.js';
+
+export interface App {
+  config: Readonly<Config>;
+  logger: Logger;
+  store: Store;
+  api: Api;
+  /** The HTTP base URL this instance listens on (loopback form when bound to every address). */
+  url: string;
+  /** The broker units connect to: the embedded one's URL, or the external one. */
+  mqttUrl: string;
+  adapters: ReadonlyMap<string, TelematicsAdapter>;
+  auth: AuthService;
+  vehicles: VehicleService;
+  commands: CommandService;
+  /** Graceful stop: refuse new commands, finish running ones, then close everything. */
+  stop(): Promise<void>;
+}
+
+const MAINTENANCE_INTERVAL_MS = 5_000;
+const IDEMPOTENCY_RETENTION_MS = 24 * 3600_000;
+
+/** A no-op provisioner: the embedded broker authenticates units against the store itself. */
+const STORE_BACKED_PROVISIONER: BrokerProvisioner = {
+  provisionUnit: async () => {},
+  removeUnit: async () => {},
+};
+
+/**
+ * The composition root: the only place that names concrete engines, brokers and adapters.
+ * Everything it starts is stopped again by `stop()`, in reverse order.
+ */
+export async function createApp(config: Readonly<Config>, options: { logger?: Logger } = {}): Promise<App> {
+  const logger = options.logger ?? pino({ level: config.logLevel, base: { instance: config.instanceId } });
+  const cleanups: Array<() => Promise<void>> = [];
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse()) {
+      await fn().catch((err: unknown) => logger.error({ err }, 'error while stopping'));
+    }
+  };
+
+  try {
+    const store = await createStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+    cleanups.push(() => store.close());
+    await store.migrate();
+
+    const masterSecret = config.secretKey ?? loadOrCreateKeyFile(config.dataDir);
+    const secrets = new SecretBox(deriveKey(masterSecret, 'secret-box'));
+    const events = new EventBus();
+    const adapters = createAdapters();
+    const vehicles = new VehicleService(store, adapters, events, logger);
+    const commands = new CommandService(store, vehicles, events, {
+      timeoutMs: config.commandTimeoutMs,
+      instanceId: config.instanceId,
+    });
+    const auth = new AuthService(store, deriveKey(masterSecret, 'jwt-hs256'), config.tokenTtlSeconds);
+    const credentials = new CredentialsService(store, secrets, adapters);
+
+    let broker: EmbeddedBroker | undefined;
+    let mqttUrl: string;
+    let provisioner: BrokerProvisioner;
+    let mqtt: MqttClient;
+    if (config.mqttUrl) {
+      mqttUrl = config.mqttUrl;
+      provisioner = STORE_BACKED_PROVISIONER;
+      const creds = config.mqttUsername ? { username: config.mqttUsername, password: config.mqttPassword! } : undefined;
+      mqtt = await connectServiceClient(config.mqttUrl, creds, logger);
+    } else {
+      broker = await startEmbeddedBroker({
+        host: config.mqttHost,
+        port: config.mqttPort,
+        logger,
+        authenticateUnit: (username, password) => vehicles.authenticateUnit('FLEETGATE', username, password),
+      });
+      const started = broker;
+      cleanups.push(() => started.close());
+      mqttUrl = broker.url;
+      provisioner = broker.provisioner;
+      mqtt = await connectServiceClient(broker.url, broker.serviceCredentials, logger);
+    }
+    cleanups.push(() => new Promise<void>((resolve) => mqtt.end(false, {}, () => resolve())));
+
+    for (const adapter of adapters.values()) {
+      const brand = adapter.brand;
+      const ctx: AdapterContext = {
+        logger: logger.child({ adapter: brand }),
+        mqtt,
+        broker: provisioner,
+        store,
+        secrets,
+        config,
+        onStateReport: async (unitId, state) => {
+          await vehicles.onStateReport(brand, unitId, state);
+        },
+        onConnectionChange: (unitId, online, at) => vehicles.onConnectionChange(brand, unitId, online, at),
+        setSetupResult: (vehicleId, result, force) => vehicles.setSetupResult(vehicleId, result, force),
+      };
+      await adapter.start(ctx);
+      cleanups.push(() => adapter.stop());
+    }
+
+    const readiness: ReadinessCheck[] = [
+      { name: 'database', check: () => store.ping() },
+      {
+        name: 'broker',
+        check: async () => {
+          if (!mqtt.connected) throw new Error(`not connected to ${redact(mqttUrl)}`);
+        },
+      },
+    ];
+    const metrics = new Metrics(events, () => commands.running);
+    const api = await buildServer({ config, logger, auth, vehicles, commands, credentials, adapters, readiness, metrics });
+    await api.listen({ port: config.port, host: config.host });
+    cleanups.push(() => api.close());
+
+    const maintenance = startMaintenance(store, vehicles, config, logger);
+    cleanups.push(async () => clearInterval(maintenance));
+
+    const address = api.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const host = ['0.0.0.0', '::', ''].includes(config.host) ? '127.0.0.1' : config.host;
+    let stopped: Promise<void> | undefined;
+    return {
+      config,
+      logger,
+      store,
+      api,
+      url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+      mqttUrl,
+      adapters,
+      auth,
+      vehicles,
+      commands,
+      stop: () => {
+        stopped ??= (async () => {
+          await commands.drain();
+          await cleanup();
+        })();
+        return stopped;
+      },
+    };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+/** Periodic upkeep that any instance may do: orphaned commands, old idempotency keys, stale setups. */
+function startMaintenance(store: Store, vehicles: VehicleService, config: Readonly<Config>, logger: Logger): NodeJS.Timeout {
+  let running = false;
+  let lastPurge = 0;
+  const timer = setInterval(async () => {
+    if (running) return;
+    running = true;
+    try {
+      const now = Date.now();
+      const expired = await store.expireCommands(new Date(now).toISOString());
+      if (expired > 0) logger.warn({ expired }, 'commands of a stopped instance ended with outcome unknown');
+      await vehicles.failStaleSetups(config.setupTimeoutSeconds);
+      if (now - lastPurge > 3600_000) {
+        lastPurge = now;
+        await store.purgeIdempotencyKeys(new Date(now - IDEMPOTENCY_RETENTION_MS).toISOString());
+      }
+    } catch (err) {
+      logger.warn({ err }, 'maintenance round failed; retrying');
+    } finally {
+      running = false;
+    }
+  }, MAINTENANCE_INTERVAL_MS);
+  timer.unref();
+  return timer;
+}

@@ -1,0 +1,204 @@
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { createApp } from '../app.js';
+import { type Config, ConfigError, cliEnv, loadConfig, SETTINGS } from '../config.js';
+import { runSimulation } from '../sim/run-simulation.js';
+import { createApiClient, SCOPES } from '../services/auth-service.js';
+import { createStore } from '../store/registry.js';
+import { ApiCaller } from './api-caller.js';
+
+type Flags = Partial<Record<keyof Config, string>>;
+
+/** Adds every setting of config.ts as a flag, so `serve --help` lists them all. */
+function withSettings(cmd: Command, only?: ReadonlyArray<keyof Config>): Command {
+  for (const s of SETTINGS) {
+    if (only && !only.includes(s.key)) continue;
+    const long = `${s.flag} <value>`;
+    cmd.addOption(new Option(long, `${s.description} [env ${s.env}${s.default ? `, default ${s.default}` : ''}]`));
+  }
+  return cmd;
+}
+
+/** Maps commander's camelCase option names back to Config keys. */
+function settingsFrom(opts: Record<string, unknown>): Flags {
+  const flags: Flags = {};
+  for (const s of SETTINGS) {
+    const name = s.flag.replace(/^--/, '').replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+    if (opts[name] !== undefined) flags[s.key] = String(opts[name]);
+  }
+  return flags;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`fleetgate: ${message}\n`);
+  process.exit(1);
+}
+
+function loadOrExit(flags: Flags): Readonly<Config> {
+  try {
+    return loadConfig(flags);
+  } catch (e) {
+    if (e instanceof ConfigError) fail(e.message);
+    throw e;
+  }
+}
+
+const program = new Command('fleetgate')
+  .description('fleetgate — self-hostable Vehicle Commands API for shared-mobility fleets')
+  .showHelpAfterError();
+
+withSettings(program.command('serve').description('Run the API (SQLite + embedded MQTT broker unless configured otherwise)')).action(
+  async (opts: Record<string, unknown>) => {
+    const config = loadOrExit(settingsFrom(opts));
+    const app = await createApp(config);
+    const out = process.stdout;
+    out.write(`\nfleetgate is running (instance ${config.instanceId})\n`);
+    out.write(`  API          ${app.url}   docs: ${app.url}/docs   OpenAPI: ${app.url}/openapi.json\n`);
+    out.write(`  MQTT broker  ${app.mqttUrl}${config.mqttUrl ? ' (external)' : ' (embedded)'}\n`);
+    out.write(`  database     ${config.databaseUrl ? 'PostgreSQL' : `SQLite in ${config.dataDir}`}\n\n`);
+    out.write('Next steps (see README.md "Quick start"):\n');
+    out.write(`  1. npx fleetgate clients create --fleet my-fleet --scope vehicles --scope vehicle-commands --json${config.databaseUrl ? ' --database-url <url>' : ` --data-dir ${config.dataDir}`}\n`);
+    out.write(`  2. curl -u <client_id>:<client_secret> -X POST '${app.url}/auth/oauth/token?grant_type=client_credentials'\n`);
+    out.write(`  3. add a vehicle: POST ${app.url}/vehicles {"telematics_brand":"FLEETGATE","telematics_unit_id":"unit-1","vehicle_model_id":"fleetgate-car-v1","password":"<12+ chars>"}\n`);
+    out.write(`  4. npx fleetgate simulate --mqtt-url ${app.mqttUrl} --unit unit-1 --password <same> --model fleetgate-car-v1\n`);
+    out.write(`  5. curl -X POST ${app.url}/vehicles/<vehicle_id>/commands/unlock-central-lock -H 'Authorization: Bearer <access_token>'\n\n`);
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      app.logger.info({ signal }, 'stopping: draining running commands');
+      await app.stop();
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void stop('SIGINT'));
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+  },
+);
+
+const clients = program.command('clients').description('Manage API clients');
+withSettings(
+  clients
+    .command('create')
+    .description('Create an API client of a fleet; prints its secret once')
+    .requiredOption('--fleet <fleet_id>', 'the fleet the client belongs to')
+    .option('--scope <scope...>', `scopes (${SCOPES.join(', ')}); repeat or list`, [])
+    .option('--name <name>', 'a name for the client')
+    .option('--json', 'print {"client_id", "client_secret"} as JSON on the last line'),
+  ['dataDir', 'databaseUrl', 'logLevel'],
+).action(async (opts: Record<string, unknown>) => {
+  const config = loadOrExit(settingsFrom(opts));
+  const store = await createStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await store.migrate();
+    const scopes = (opts.scope as string[]).flatMap((s) => s.split(/[ ,]+/)).filter(Boolean);
+    const created = await createApiClient(store, { fleetId: String(opts.fleet), scopes, name: opts.name as string | undefined }).catch(
+      (e: Error) => fail(e.message),
+    );
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify({ client_id: created.client_id, client_secret: created.client_secret, fleet_id: created.fleet_id, scopes: created.scopes })}\n`);
+    } else {
+      process.stdout.write(
+        `client_id:     ${created.client_id}\nclient_secret: ${created.client_secret}\nfleet:         ${created.fleet_id}\nscopes:        ${created.scopes.join(' ')}\n\nThe secret is shown only now; fleetgate keeps only its hash.\n`,
+      );
+    }
+  } finally {
+    await store.close();
+  }
+});
+
+program
+  .command('simulate')
+  .description('Run simulated fleetgate/v1 units (cars, mopeds, kickscooters) against a broker')
+  .requiredOption('--mqtt-url <url>', 'broker the units connect to, e.g. mqtt://127.0.0.1:1883')
+  .option('--unit <id>', 'telematics unit id of one unit')
+  .option('--password <pw>', 'its password, as given when the vehicle was added')
+  .option('--model <vehicle_model_id>', 'its model, e.g. fleetgate-car-v1')
+  .option('--units-file <file>', 'JSON array of {"unitId","password","model"} to run many units')
+  .option('--report-interval-ms <ms>', 'periodic state report interval', '30000')
+  .option('--answer-delay-ms <ms>', 'fixed answer delay (default: realistic 300–800 ms)')
+  .option('--no-drive', 'vehicles stand still')
+  .option('--duration-s <s>', 'stop after this many seconds')
+  .action(async (opts: Record<string, string | boolean | undefined>) => {
+    let units: Array<{ unitId: string; password: string; model: string }>;
+    if (opts.unitsFile) {
+      units = JSON.parse(readFileSync(String(opts.unitsFile), 'utf8'));
+    } else if (opts.unit && opts.password && opts.model) {
+      units = [{ unitId: String(opts.unit), password: String(opts.password), model: String(opts.model) }];
+    } else {
+      fail('give --unit, --password and --model, or --units-file');
+    }
+    const controller = new AbortController();
+    process.on('SIGINT', () => controller.abort());
+    process.on('SIGTERM', () => controller.abort());
+    const summary = await runSimulation({
+      mqttUrl: String(opts.mqttUrl),
+      units,
+      reportIntervalMs: Number(opts.reportIntervalMs),
+      answerDelayMs: opts.answerDelayMs === undefined ? undefined : Number(opts.answerDelayMs),
+      drive: opts.drive !== false,
+      durationMs: opts.durationS === undefined ? undefined : Number(opts.durationS) * 1000,
+      out: process.stdout,
+      signal: controller.signal,
+    });
+    process.exitCode = summary.refusedLogins.length > 0 ? 2 : 0;
+  });
+
+// HTTP commands for operators: they call a running fleetgate with client credentials.
+function withApi(cmd: Command): Command {
+  return cmd
+    .option('--api-url <url>', 'fleetgate API base URL [env FLEETGATE_API_URL]')
+    .option('--client-id <id>', 'API client id [env FLEETGATE_CLIENT_ID]')
+    .option('--client-secret <secret>', 'API client secret [env FLEETGATE_CLIENT_SECRET]');
+}
+
+function callerFrom(opts: Record<string, unknown>): ApiCaller {
+  const env = cliEnv();
+  const url = (opts.apiUrl as string | undefined) ?? env.apiUrl ?? 'http://127.0.0.1:3000';
+  const id = (opts.clientId as string | undefined) ?? env.clientId;
+  const secret = (opts.clientSecret as string | undefined) ?? env.clientSecret;
+  if (!id || !secret) fail('give --client-id and --client-secret (or FLEETGATE_CLIENT_ID / FLEETGATE_CLIENT_SECRET)');
+  return new ApiCaller(url, id, secret);
+}
+
+const vehicles = program.command('vehicles').description('Manage vehicles through the API');
+withApi(
+  vehicles
+    .command('add')
+    .description('Add a vehicle')
+    .requiredOption('--brand <brand>', 'telematics brand, e.g. FLEETGATE')
+    .requiredOption('--unit <id>', 'telematics unit id')
+    .option('--model <vehicle_model_id>', 'vehicle model id')
+    .option('--password <pw>', 'unit password (FLEETGATE)')
+    .option('--credentials-id <id>', 'credentials (SMARTCAR)')
+    .option('--tag <tag...>', 'tags'),
+).action(async (opts: Record<string, unknown>) => {
+  const body: Record<string, unknown> = { telematics_brand: opts.brand, telematics_unit_id: opts.unit };
+  if (opts.model) body.vehicle_model_id = opts.model;
+  if (opts.password) body.password = opts.password;
+  if (opts.credentialsId) body.credentials_id = opts.credentialsId;
+  if (opts.tag) body.tags = opts.tag;
+  await callerFrom(opts).print('POST', '/vehicles', body);
+});
+withApi(vehicles.command('list').description('List vehicles').option('--limit <n>', 'page size', '50')).action(
+  async (opts: Record<string, unknown>) => {
+    await callerFrom(opts).print('GET', `/vehicles?limit=${Number(opts.limit)}`);
+  },
+);
+withApi(vehicles.command('get').argument('<vehicle_id>').description('Show a vehicle')).action(
+  async (id: string, opts: Record<string, unknown>) => {
+    await callerFrom(opts).print('GET', `/vehicles/${encodeURIComponent(id)}`);
+  },
+);
+withApi(
+  program
+    .command('command')
+    .argument('<vehicle_id>')
+    .argument('<command>', 'e.g. unlock-central-lock')
+    .option('--idempotency-key <key>', 'Idempotency-Key header')
+    .description('Send a command to a vehicle and print the answer'),
+).action(async (id: string, command: string, opts: Record<string, unknown>) => {
+  const headers: Record<string, string> = opts.idempotencyKey ? { 'Idempotency-Key': String(opts.idempotencyKey) } : {};
+  await callerFrom(opts).print('POST', `/vehicles/${encodeURIComponent(id)}/commands/${encodeURIComponent(command)}`, undefined, headers);
+});
+
+await program.parseAsync(process.argv);

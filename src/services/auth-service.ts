@@ -1,0 +1,134 @@
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { ProblemError } from '../domain/problems.js';
+import { newClientId } from '../lib/ids.js';
+import { generateSecret, hashSecret, verifySecret } from '../lib/secrets.js';
+import type { Store } from '../store/store.js';
+
+/** SPEC §5: the scopes; a write scope implies its `.ro` twin. */
+export const SCOPES = ['vehicle-commands', 'vehicles', 'vehicles.ro'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export function isScope(value: string): value is Scope {
+  return (SCOPES as readonly string[]).includes(value);
+}
+
+/** Who is calling: the fleet a token is bound to, its client and scopes. */
+export interface Principal {
+  fleetId: string;
+  clientId: string;
+  scopes: readonly string[];
+}
+
+export function hasScope(principal: Principal, needed: Scope): boolean {
+  return principal.scopes.includes(needed) || (needed.endsWith('.ro') && principal.scopes.includes(needed.slice(0, -3)));
+}
+
+const ISSUER = 'fleetgate';
+const AUDIENCE = 'fleetgate-api';
+const FLEET_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'bearer';
+  expires_in: number;
+  scope: string;
+}
+
+export interface CreatedClient {
+  client_id: string;
+  client_secret: string;
+  fleet_id: string;
+  scopes: string[];
+}
+
+/** Creates an API client of a fleet; the secret is returned once and stored only as a hash. */
+export async function createApiClient(store: Store, input: { fleetId: string; scopes: string[]; name?: string }): Promise<CreatedClient> {
+  const errors: string[] = [];
+  if (!FLEET_ID.test(input.fleetId)) errors.push(`fleet id '${input.fleetId}' must be 1–64 of A–Z a–z 0–9 . _ -`);
+  const bad = input.scopes.filter((s) => !isScope(s));
+  if (bad.length > 0) errors.push(`unknown scope(s) ${bad.join(', ')}; known: ${SCOPES.join(', ')}`);
+  if (input.scopes.length === 0) errors.push(`at least one --scope is needed (${SCOPES.join(', ')})`);
+  if (errors.length > 0) throw new Error(errors.join('; '));
+  const clientId = newClientId();
+  const secret = generateSecret();
+  const scopes = [...new Set(input.scopes)];
+  await store.createClient({
+    client_id: clientId,
+    fleet_id: input.fleetId,
+    name: input.name ?? clientId,
+    secret_hash: await hashSecret(secret),
+    scopes,
+    created_at: new Date().toISOString(),
+  });
+  return { client_id: clientId, client_secret: secret, fleet_id: input.fleetId, scopes };
+}
+
+/**
+ * OAuth2 client credentials (RFC 6749 §4.4) with fleet-bound HS256 JWTs. Client secrets are
+ * kept as scrypt hashes and shown once, when the client is created.
+ */
+export class AuthService {
+  constructor(
+    private readonly store: Store,
+    private readonly signingKey: Uint8Array,
+    private readonly tokenTtlSeconds: number,
+  ) {}
+
+  /** Issues a token for the client's scopes, or the requested subset of them. */
+  async issueToken(clientId: string, clientSecret: string, requestedScope?: string): Promise<TokenResponse> {
+    const client = await this.store.getClient(clientId);
+    // Hash even for unknown clients so timing does not reveal which client ids exist.
+    const ok = await verifySecret(clientSecret, client?.secret_hash ?? DUMMY_HASH);
+    if (!client || !ok) throw new ProblemError('invalid-credentials', 'The client id or client secret is wrong.');
+    let scopes = client.scopes;
+    if (requestedScope !== undefined && requestedScope.trim() !== '') {
+      const wanted = requestedScope.trim().split(/\s+/);
+      const granted: Principal = { fleetId: client.fleet_id, clientId: client.client_id, scopes: client.scopes };
+      const denied = wanted.filter((s) => !isScope(s) || !hasScope(granted, s));
+      if (denied.length > 0) {
+        throw new ProblemError('validation-error', `The client may not request scope(s) ${denied.join(', ')}.`, {
+          errors: [{ field: 'scope', message: `not granted to this client: ${denied.join(', ')}` }],
+        });
+      }
+      scopes = wanted;
+    }
+    const accessToken = await new SignJWT({ fleet_id: client.fleet_id, scope: scopes.join(' ') })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setSubject(client.client_id)
+      .setIssuedAt()
+      .setExpirationTime(`${this.tokenTtlSeconds}s`)
+      .sign(this.signingKey);
+    return { access_token: accessToken, token_type: 'bearer', expires_in: this.tokenTtlSeconds, scope: scopes.join(' ') };
+  }
+
+  /** Verifies a bearer token; any defect (forged, alg none, expired, wrong audience) → 401. */
+  async verifyToken(token: string): Promise<Principal> {
+    try {
+      const { payload } = await jwtVerify(token, this.signingKey, {
+        algorithms: ['HS256'],
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        requiredClaims: ['exp', 'sub'],
+      });
+      const fleetId = payload.fleet_id;
+      const scope = payload.scope;
+      if (typeof fleetId !== 'string' || typeof scope !== 'string' || typeof payload.sub !== 'string') {
+        throw new ProblemError('invalid-credentials', 'The access token lacks its fleet or scope.');
+      }
+      return { fleetId, clientId: payload.sub, scopes: scope.split(' ').filter(Boolean) };
+    } catch (e) {
+      if (e instanceof ProblemError) throw e;
+      const expired = e instanceof joseErrors.JWTExpired;
+      throw new ProblemError(
+        'invalid-credentials',
+        expired ? 'The access token has expired; request a new one.' : 'The access token is invalid.',
+      );
+    }
+  }
+}
+
+// A valid hash of a random secret nobody knows, checked against when the client id is unknown.
+const DUMMY_HASH =
+  'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';

@@ -1,0 +1,369 @@
+import type { Logger } from 'pino';
+import { COMBINED_STEPS, type CommandName, commandToPath } from '../domain/commands.js';
+import { PROBLEMS, type ProblemKey, ProblemError } from '../domain/problems.js';
+import { filterState, sanitizeState, type VehicleState } from '../domain/state-catalogue.js';
+import type { Vehicle } from '../domain/vehicle.js';
+import type { CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
+import type { CommandRecord, CommandStep, Delivery, Store } from '../store/store.js';
+import type { Principal } from './auth-service.js';
+import type { EventBus } from './event-bus.js';
+import type { VehicleService } from './vehicle-service.js';
+
+export interface CommandServiceOptions {
+  timeoutMs: number;
+  instanceId: string;
+}
+
+/** What a command answered: the state on success, else a problem. Stored for idempotent replays. */
+export type StoredResult =
+  | { kind: 'state'; state: VehicleState }
+  | { kind: 'problem'; key: ProblemKey; detail: string; extensions: Record<string, unknown>; headers?: Record<string, string> };
+
+// An IN_FLIGHT record outlives its time budget by this much before another instance may declare
+// its owner dead and the outcome unknown.
+const ORPHAN_GRACE_MS = 5_000;
+// How long an adapter may take to report on its own after the budget is spent.
+const ABORT_GRACE_MS = 250;
+
+interface Failure {
+  key: ProblemKey;
+  detail: string;
+  delivery: Delivery;
+  extensions: Record<string, unknown>;
+  headers: Record<string, string>;
+}
+
+/**
+ * Executes commands (SPEC §1) for every adapter: fleet scoping, capability and setup checks,
+ * single flight per vehicle across instances, the time budget, idempotency, combined commands
+ * as native or ordered steps, state merging, the command record and events. Adapters only
+ * translate; everything here is written once.
+ */
+export class CommandService {
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly shutdown = new AbortController();
+  private draining = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly vehicles: VehicleService,
+    private readonly events: EventBus,
+    private readonly options: CommandServiceOptions,
+  ) {}
+
+  async execute(
+    principal: Principal,
+    vehicleId: string,
+    command: CommandName,
+    ctx: { flowId: string; idempotencyKey?: string; logger: Logger },
+  ): Promise<StoredResult> {
+    if (this.draining) {
+      throw new ProblemError('service-unavailable', 'This fleetgate instance is shutting down; retry on another.');
+    }
+    const vehicle = await this.vehicles.get(principal, vehicleId);
+    if (!vehicle.capabilities.commands.includes(command)) {
+      throw new ProblemError(
+        'vehicle/command-not-supported',
+        `The command '${commandToPath(command)}' is not supported by the vehicle '${vehicleId}'.`,
+      );
+    }
+    if (vehicle.setup_status !== 'SUCCEEDED') {
+      throw new ProblemError(
+        'vehicle/conflicting-setup-status',
+        `The setup of vehicle '${vehicleId}' is ${vehicle.setup_status}${vehicle.setup_failure_reason ? ` (${vehicle.setup_failure_reason})` : ''}; it cannot take commands yet.`,
+        { setup_status: vehicle.setup_status },
+      );
+    }
+    if (ctx.idempotencyKey !== undefined) {
+      const replay = await this.claimKey(principal, vehicle, command, ctx.flowId, ctx.idempotencyKey);
+      if (replay) return replay;
+    }
+    const work = this.run(principal, vehicle, command, ctx);
+    this.inFlight.add(work);
+    try {
+      return await work;
+    } finally {
+      this.inFlight.delete(work);
+    }
+  }
+
+  /** Returns a stored result to replay, or undefined when this request now owns the key. */
+  private async claimKey(
+    principal: Principal,
+    vehicle: Vehicle,
+    command: CommandName,
+    flowId: string,
+    key: string,
+  ): Promise<StoredResult | undefined> {
+    const claim = await this.store.claimIdempotencyKey({
+      fleet_id: principal.fleetId,
+      key,
+      vehicle_id: vehicle.vehicle_id,
+      command,
+      flow_id: flowId,
+      created_at: new Date().toISOString(),
+    });
+    if (claim.claimed) return undefined;
+    const existing = claim.existing;
+    if (existing.vehicle_id !== vehicle.vehicle_id || existing.command !== command) {
+      throw new ProblemError(
+        'validation-error',
+        'Idempotency-Key: this key was already used for a different command or vehicle.',
+        { errors: [{ field: 'Idempotency-Key', message: 'already used for another request; use a new key per command' }] },
+      );
+    }
+    if (existing.status_code !== null) return existing.response as StoredResult;
+    const record = await this.store.getCommand(existing.flow_id);
+    if (!record || record.status === 'IN_FLIGHT') {
+      throw new ProblemError(
+        'vehicle/conflicting-command',
+        `A request with this Idempotency-Key is still being executed (flow ${existing.flow_id}).`,
+        { original_flow_id: existing.flow_id },
+      );
+    }
+    // The first request's instance died after the command started; its record was expired.
+    const result = this.problemResult({
+      key: 'vehicle/no-connection',
+      detail: `The command to vehicle '${vehicle.vehicle_id}' was interrupted; its outcome is unknown. Request the vehicle state before retrying with a new key.`,
+      delivery: 'DELIVERED_OUTCOME_UNKNOWN',
+      extensions: { original_flow_id: existing.flow_id },
+      headers: {},
+    });
+    await this.store.completeIdempotencyKey(principal.fleetId, key, PROBLEMS['vehicle/no-connection'].status, result);
+    return result;
+  }
+
+  private async run(
+    principal: Principal,
+    vehicle: Vehicle,
+    command: CommandName,
+    ctx: { flowId: string; idempotencyKey?: string; logger: Logger },
+  ): Promise<StoredResult> {
+    const { adapter, model } = this.vehicles.modelOf(vehicle);
+    const started = Date.now();
+    const deadline = new Date(started + this.options.timeoutMs);
+    const record: CommandRecord = {
+      flow_id: ctx.flowId,
+      fleet_id: principal.fleetId,
+      client_id: principal.clientId,
+      vehicle_id: vehicle.vehicle_id,
+      command,
+      adapter: adapter.brand,
+      instance_id: this.options.instanceId,
+      status: 'IN_FLIGHT',
+      problem_type: null,
+      detail: null,
+      delivery: null,
+      steps: null,
+      requested_at: new Date(started).toISOString(),
+      deadline_at: new Date(deadline.getTime() + ORPHAN_GRACE_MS).toISOString(),
+      completed_at: null,
+      duration_ms: null,
+    };
+    if (!(await this.beginSingleFlight(record))) {
+      if (ctx.idempotencyKey !== undefined) {
+        await this.store.releaseIdempotencyKey(principal.fleetId, ctx.idempotencyKey, ctx.flowId);
+      }
+      throw new ProblemError(
+        'vehicle/conflicting-command',
+        `Another command is being executed for the vehicle '${vehicle.vehicle_id}'.`,
+      );
+    }
+
+    const budget = AbortSignal.any([AbortSignal.timeout(this.options.timeoutMs), this.shutdown.signal]);
+    const native = model.native_combined?.includes(command) ?? false;
+    const plan: readonly CommandName[] = native ? [command] : (COMBINED_STEPS[command] ?? [command]);
+    const steps: CommandStep[] = plan.map((c) => ({ command: c, outcome: 'NOT_EXECUTED' }));
+    let state: VehicleState = {};
+    let failure: Failure | undefined;
+
+    for (const [i, step] of plan.entries()) {
+      const outcome = await this.callAdapter(adapter, { vehicle, command: step, flowId: ctx.flowId, deadline, signal: budget }, ctx.logger);
+      if (outcome.kind === 'succeeded') {
+        steps[i]!.outcome = 'SUCCEEDED';
+        state = { ...state, ...outcome.state };
+        continue;
+      }
+      failure = this.toFailure(outcome, vehicle, step);
+      steps[i] = { command: step, outcome: 'FAILED', problem_type: failure.key, detail: failure.detail };
+      break;
+    }
+
+    const merged = await this.persistState(vehicle, state, ctx.logger);
+    const completedAt = new Date();
+    const multiStep = plan.length > 1;
+    let result: StoredResult;
+    if (failure === undefined) {
+      result = { kind: 'state', state: filterState(merged, vehicle.capabilities.vehicle_state) };
+    } else {
+      if (multiStep) {
+        // SPEC §1: a failed combined command lists each step's outcome and the state left behind.
+        failure.extensions.steps = steps;
+        failure.extensions.vehicle_state = filterState(merged, vehicle.capabilities.vehicle_state);
+        failure.detail = `Step '${commandToPath(steps.find((s) => s.outcome === 'FAILED')!.command)}' of '${commandToPath(command)}' failed: ${failure.detail}`;
+      }
+      result = this.problemResult(failure);
+    }
+
+    const status = failure === undefined ? 'SUCCEEDED' : failure.delivery === 'DELIVERED_OUTCOME_UNKNOWN' ? 'OUTCOME_UNKNOWN' : 'FAILED';
+    const durationMs = completedAt.getTime() - started;
+    try {
+      await this.store.finishCommand(ctx.flowId, {
+        status,
+        problem_type: failure?.key ?? null,
+        detail: failure?.detail ?? null,
+        delivery: failure === undefined ? 'DELIVERED' : failure.delivery,
+        steps: multiStep ? steps : null,
+        completed_at: completedAt.toISOString(),
+        duration_ms: durationMs,
+      });
+      if (ctx.idempotencyKey !== undefined) {
+        const code = failure === undefined ? 200 : PROBLEMS[failure.key].status;
+        await this.store.completeIdempotencyKey(principal.fleetId, ctx.idempotencyKey, code, result);
+      }
+    } catch (e) {
+      // The vehicle acted; its answer is still given. The record ends OUTCOME_UNKNOWN by expiry.
+      ctx.logger.error({ err: e }, 'recording the command outcome failed');
+    }
+    this.events.emit({
+      type: 'command.finished',
+      vehicle_id: vehicle.vehicle_id,
+      fleet_id: vehicle.fleet_id,
+      flow_id: ctx.flowId,
+      command,
+      adapter: adapter.brand,
+      outcome: failure?.key ?? 'succeeded',
+      duration_ms: durationMs,
+    });
+    ctx.logger.info(
+      { vehicle_id: vehicle.vehicle_id, command, adapter: adapter.brand, outcome: status, problem: failure?.key, duration_ms: durationMs },
+      'command finished',
+    );
+    return result;
+  }
+
+  /** Inserts the IN_FLIGHT record; on conflict, expires orphans of dead instances and tries once more. */
+  private async beginSingleFlight(record: CommandRecord): Promise<boolean> {
+    if (await this.store.beginCommand(record)) return true;
+    if ((await this.store.expireCommands(new Date().toISOString())) === 0) return false;
+    return this.store.beginCommand(record);
+  }
+
+  /** Calls the adapter; a budget the adapter ignores still ends, as outcome unknown. */
+  private async callAdapter(
+    adapter: TelematicsAdapter,
+    request: Parameters<TelematicsAdapter['execute']>[0],
+    logger: Logger,
+  ): Promise<CommandOutcome> {
+    if (request.signal.aborted) return { kind: 'no-answer', delivered: false };
+    let timer: NodeJS.Timeout | undefined;
+    const overdue = new Promise<CommandOutcome>((resolve) => {
+      request.signal.addEventListener(
+        'abort',
+        () => {
+          timer = setTimeout(() => resolve({ kind: 'no-answer', delivered: true }), ABORT_GRACE_MS);
+        },
+        { once: true },
+      );
+    });
+    try {
+      return await Promise.race([adapter.execute(request), overdue]);
+    } catch (e) {
+      logger.error({ err: e, adapter: adapter.brand }, 'adapter threw instead of reporting an outcome');
+      return { kind: 'failed', reason: 'internal adapter error' };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private toFailure(outcome: Exclude<CommandOutcome, { kind: 'succeeded' }>, vehicle: Vehicle, step: CommandName): Failure {
+    const id = vehicle.vehicle_id;
+    const base = { extensions: {} as Record<string, unknown>, headers: {} as Record<string, string> };
+    switch (outcome.kind) {
+      case 'not-connected':
+        return {
+          ...base,
+          key: 'vehicle/no-connection',
+          delivery: 'NOT_DELIVERED',
+          detail: `The vehicle '${id}' did not establish a connection.${outcome.reason ? ` ${outcome.reason}` : ''} The command was not delivered.`,
+          extensions: { delivery: 'NOT_DELIVERED' },
+        };
+      case 'no-answer':
+        return outcome.delivered
+          ? {
+              ...base,
+              key: 'vehicle/no-connection',
+              delivery: 'DELIVERED_OUTCOME_UNKNOWN',
+              detail: `The vehicle '${id}' received the command but did not report its outcome within ${this.options.timeoutMs / 1000} s. Request the vehicle state before retrying.`,
+              extensions: { delivery: 'DELIVERED_OUTCOME_UNKNOWN' },
+            }
+          : {
+              ...base,
+              key: 'vehicle/no-connection',
+              delivery: 'NOT_DELIVERED',
+              detail: `The vehicle '${id}' did not answer within ${this.options.timeoutMs / 1000} s; the command was not delivered and will not be delivered later.`,
+              extensions: { delivery: 'NOT_DELIVERED' },
+            };
+      case 'refused':
+        return { ...base, key: 'vehicle/conflicting-state', delivery: 'DELIVERED', detail: `The vehicle '${id}' refused '${commandToPath(step)}': ${outcome.reason}` };
+      case 'failed':
+        return { ...base, key: 'telematics-unit/error', delivery: 'DELIVERED', detail: `The telematics unit of vehicle '${id}' failed to execute '${commandToPath(step)}': ${outcome.reason}` };
+      case 'not-supported':
+        return { ...base, key: 'vehicle/command-not-supported', delivery: 'DELIVERED', detail: `The command '${commandToPath(step)}' is not supported by the vehicle '${id}': ${outcome.reason}` };
+      case 'third-party-error': {
+        const f: Failure = {
+          ...base,
+          key: 'third-party/error',
+          delivery: 'NOT_DELIVERED',
+          detail: `An error occurred at the ${outcome.provider} API: ${outcome.reason}${outcome.request_id ? ` (request id ${outcome.request_id})` : ''}`,
+          extensions: { provider: outcome.provider, ...(outcome.request_id ? { provider_request_id: outcome.request_id } : {}) },
+        };
+        if (outcome.retry_after_s !== undefined) {
+          f.extensions.retry_after_seconds = outcome.retry_after_s;
+          f.headers['Retry-After'] = String(Math.ceil(outcome.retry_after_s));
+        }
+        return f;
+      }
+    }
+  }
+
+  private problemResult(f: Failure): StoredResult {
+    return { kind: 'problem', key: f.key, detail: f.detail, extensions: f.extensions, headers: f.headers };
+  }
+
+  /** Validates and merges what the unit reported with its answer; returns the full merged state. */
+  private async persistState(vehicle: Vehicle, reported: VehicleState, logger: Logger): Promise<VehicleState> {
+    const { state, rejected } = sanitizeState(reported);
+    if (rejected.length > 0) logger.warn({ rejected }, 'dropped invalid state properties from command answer');
+    const allowed = filterState(state, vehicle.capabilities.vehicle_state);
+    try {
+      return Object.keys(allowed).length > 0
+        ? await this.store.mergeState(vehicle.vehicle_id, allowed)
+        : await this.store.getState(vehicle.vehicle_id);
+    } catch (e) {
+      logger.error({ err: e }, 'storing the reported state failed; answering with the reported state');
+      return allowed;
+    }
+  }
+
+  /** Graceful shutdown (SIGTERM): refuse new commands and wait for running ones to end. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Ends every running command now, as outcome unknown (a forced stop). */
+  abortAll(): void {
+    this.shutdown.abort();
+  }
+
+  get running(): number {
+    return this.inFlight.size;
+  }
+
+  /** Commands of a vehicle, newest first. */
+  async list(principal: Principal, vehicleId: string, limit: number, before?: string): Promise<CommandRecord[]> {
+    await this.vehicles.get(principal, vehicleId);
+    return this.store.listCommands(vehicleId, limit, before);
+  }
+}

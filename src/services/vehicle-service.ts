@@ -1,0 +1,341 @@
+import type { Logger } from 'pino';
+import { ProblemError } from '../domain/problems.js';
+import { filterState, sanitizeState, type VehicleState } from '../domain/state-catalogue.js';
+import type { Capabilities, MasterData, OperationStatus, Vehicle } from '../domain/vehicle.js';
+import { newVehicleId } from '../lib/ids.js';
+import { hashSecret, verifySecret } from '../lib/secrets.js';
+import { decodePageToken, encodePageToken, type Page } from '../lib/pagination.js';
+import type { AdapterVehicleModel, TelematicsAdapter } from '../telematics/adapter.js';
+import { StoreConflictError, type Store, type VehiclePatch } from '../store/store.js';
+import type { Principal } from './auth-service.js';
+import type { EventBus } from './event-bus.js';
+
+export interface AddVehicleInput {
+  telematics_brand: string;
+  telematics_unit_id: string;
+  vehicle_model_id?: string;
+  password?: string;
+  credentials_id?: string;
+  master_data?: MasterData;
+  custom_fields?: Record<string, string>;
+  tags?: string[];
+  operation_status?: OperationStatus;
+}
+
+/** The public representation of a vehicle (SPEC §4); secrets never appear here. */
+export interface VehicleView {
+  vehicle_id: string;
+  vehicle_model_id: string;
+  telematics_unit: { id: string; brand: string; model: string };
+  capabilities: Capabilities;
+  setup_status: Vehicle['setup_status'];
+  setup_failure_reason?: string;
+  life_status: { value: Vehicle['life_status']; modified_at: string };
+  operation_status: OperationStatus;
+  credentials_id?: string;
+  master_data: MasterData;
+  custom_fields: Record<string, string>;
+  tags: string[];
+  created_at: string;
+  modified_at: string;
+}
+
+export function etagOf(vehicle: Pick<Vehicle, 'vehicle_id' | 'version'>): string {
+  return `"${vehicle.version}"`;
+}
+
+/** Parses `If-Match: "3"` into a version; undefined when absent, a problem when malformed. */
+export function versionFromIfMatch(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const m = /^(?:W\/)?"(\d{1,15})"$/.exec(header.trim());
+  if (!m) {
+    throw new ProblemError('validation-error', 'The If-Match header must be an ETag of this resource, e.g. "3".', {
+      errors: [{ field: 'If-Match', message: 'must be a quoted ETag as returned in the ETag header' }],
+    });
+  }
+  return Number(m[1]);
+}
+
+export interface ListVehiclesQuery {
+  limit: number;
+  page_token?: string;
+  telematics_brand?: string;
+  setup_status?: Vehicle['setup_status'];
+  tags?: string[];
+}
+
+/**
+ * Vehicle lifecycle (SPEC §4): add, read, list, change, delete, and the reports adapters make
+ * about units (state, connection, setup). Everything is scoped to the caller's fleet: another
+ * fleet's vehicle is indistinguishable from one that does not exist.
+ */
+export class VehicleService {
+  constructor(
+    private readonly store: Store,
+    private readonly adapters: ReadonlyMap<string, TelematicsAdapter>,
+    private readonly events: EventBus,
+    private readonly logger: Logger,
+  ) {}
+
+  /** The adapter and model of a vehicle; a model missing from the catalogue is a bug. */
+  modelOf(vehicle: Pick<Vehicle, 'telematics_brand' | 'vehicle_model_id'>): {
+    adapter: TelematicsAdapter;
+    model: AdapterVehicleModel;
+  } {
+    const adapter = this.adapters.get(vehicle.telematics_brand);
+    const model = adapter?.models.find((m) => m.id === vehicle.vehicle_model_id);
+    if (!adapter || !model) {
+      throw new Error(`vehicle model ${vehicle.telematics_brand}/${vehicle.vehicle_model_id} is not in the catalogue`);
+    }
+    return { adapter, model };
+  }
+
+  view(vehicle: Vehicle): VehicleView {
+    const model = this.adapters.get(vehicle.telematics_brand)?.models.find((m) => m.id === vehicle.vehicle_model_id);
+    return {
+      vehicle_id: vehicle.vehicle_id,
+      vehicle_model_id: vehicle.vehicle_model_id,
+      telematics_unit: {
+        id: vehicle.telematics_unit_id,
+        brand: vehicle.telematics_brand,
+        model: model?.model ?? vehicle.vehicle_model_id,
+      },
+      capabilities: vehicle.capabilities,
+      setup_status: vehicle.setup_status,
+      ...(vehicle.setup_failure_reason ? { setup_failure_reason: vehicle.setup_failure_reason } : {}),
+      life_status: { value: vehicle.life_status, modified_at: vehicle.life_status_modified_at },
+      operation_status: vehicle.operation_status,
+      ...(vehicle.credentials_id ? { credentials_id: vehicle.credentials_id } : {}),
+      master_data: vehicle.master_data,
+      custom_fields: vehicle.custom_fields,
+      tags: vehicle.tags,
+      created_at: vehicle.created_at,
+      modified_at: vehicle.modified_at,
+    };
+  }
+
+  async add(principal: Principal, input: AddVehicleInput): Promise<Vehicle> {
+    const adapter = this.adapters.get(input.telematics_brand);
+    if (!adapter) {
+      throw validation('telematics_brand', `unknown telematics brand '${input.telematics_brand}'; known: ${[...this.adapters.keys()].join(', ')}`);
+    }
+    const model = this.resolveModel(adapter, input.vehicle_model_id);
+    if (adapter.requiresUnitPassword && !input.password) {
+      throw validation('password', `telematics brand ${adapter.brand} needs the unit's password`);
+    }
+    if (!adapter.requiresUnitPassword && input.password !== undefined) {
+      throw validation('password', `telematics brand ${adapter.brand} takes no unit password`);
+    }
+    if (input.credentials_id !== undefined) {
+      const creds = await this.store.getCredentials(input.credentials_id);
+      if (!creds || creds.fleet_id !== principal.fleetId || creds.telematics_brand !== adapter.brand) {
+        throw new ProblemError(
+          'referenced-resource-not-found',
+          `The credentials '${input.credentials_id}' for telematics brand ${adapter.brand} cannot be found.`,
+          { errors: [{ field: 'credentials_id', message: 'no such credentials of this brand in the fleet' }] },
+        );
+      }
+    } else if (adapter.requiresCredentials) {
+      throw validation('credentials_id', `telematics brand ${adapter.brand} needs credentials_id`);
+    }
+    const now = new Date().toISOString();
+    const vehicle: Vehicle = {
+      vehicle_id: newVehicleId(),
+      fleet_id: principal.fleetId,
+      telematics_brand: adapter.brand,
+      telematics_unit_id: input.telematics_unit_id,
+      vehicle_model_id: model.id,
+      unit_password_hash: input.password ? await hashSecret(input.password) : null,
+      credentials_id: input.credentials_id ?? null,
+      capabilities: structuredClone(model.capabilities),
+      master_data: { vehicle_type: model.vehicle_type, ...(input.master_data ?? {}) },
+      custom_fields: input.custom_fields ?? {},
+      tags: [...new Set(input.tags ?? [])],
+      operation_status: input.operation_status ?? 'OPERATING',
+      setup_status: 'IN_PROGRESS',
+      setup_failure_reason: null,
+      life_status: 'OFFLINE',
+      life_status_modified_at: now,
+      version: 1,
+      created_at: now,
+      modified_at: now,
+    };
+    try {
+      await this.store.insertVehicle(vehicle);
+    } catch (e) {
+      if (e instanceof StoreConflictError) {
+        throw new ProblemError(
+          'conflicting-resource',
+          `The telematics unit '${input.telematics_unit_id}' of brand ${adapter.brand} is already part of a vehicle.`,
+        );
+      }
+      throw e;
+    }
+    try {
+      await adapter.onVehicleAdded(vehicle, { password: input.password });
+    } catch (e) {
+      // Nothing half-done: a vehicle whose unit cannot be provisioned is not kept.
+      await this.store.deleteVehicle(vehicle.vehicle_id);
+      this.logger.error({ err: e, vehicle_id: vehicle.vehicle_id }, 'provisioning the unit failed');
+      throw new ProblemError('service-unavailable', 'The unit could not be provisioned in the message broker; nothing was added. Retry later.');
+    }
+    this.events.emit({ type: 'vehicle.added', vehicle_id: vehicle.vehicle_id, fleet_id: vehicle.fleet_id });
+    return vehicle;
+  }
+
+  private resolveModel(adapter: TelematicsAdapter, modelId: string | undefined): AdapterVehicleModel {
+    if (modelId === undefined) {
+      // SPEC §4: vehicle_model_id is needed only when the brand cannot derive it.
+      if (adapter.models.length === 1) return adapter.models[0]!;
+      throw validation('vehicle_model_id', `telematics brand ${adapter.brand} needs vehicle_model_id; see GET /telematics-brands/${adapter.brand}/available-vehicle-models`);
+    }
+    const model = adapter.models.find((m) => m.id === modelId);
+    if (!model) {
+      throw new ProblemError('referenced-resource-not-found', `The vehicle model '${modelId}' of telematics brand ${adapter.brand} cannot be found.`, {
+        errors: [{ field: 'vehicle_model_id', message: `unknown model; see GET /telematics-brands/${adapter.brand}/available-vehicle-models` }],
+      });
+    }
+    return model;
+  }
+
+  /** The caller's vehicle, or 404 — also for vehicles of other fleets (SPEC §1). */
+  async get(principal: Principal, vehicleId: string): Promise<Vehicle> {
+    const vehicle = await this.store.getVehicle(vehicleId);
+    if (!vehicle || vehicle.fleet_id !== principal.fleetId) {
+      throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
+    }
+    return vehicle;
+  }
+
+  async list(principal: Principal, query: ListVehiclesQuery): Promise<Page<Vehicle>> {
+    const after = query.page_token === undefined ? undefined : decodePageToken(query.page_token, 'v');
+    const rows = await this.store.listVehicles({
+      fleet_id: principal.fleetId,
+      limit: query.limit + 1,
+      after,
+      telematics_brand: query.telematics_brand,
+      setup_status: query.setup_status,
+      tags: query.tags,
+    });
+    const items = rows.slice(0, query.limit);
+    const last = items.at(-1);
+    return {
+      items,
+      next_page_token: rows.length > query.limit && last ? encodePageToken('v', last.vehicle_id) : null,
+    };
+  }
+
+  async update(principal: Principal, vehicleId: string, patch: VehiclePatch, ifMatch?: number): Promise<Vehicle> {
+    const current = await this.get(principal, vehicleId);
+    const merged: VehiclePatch = { ...patch };
+    // PATCH merges objects member by member (RFC 7396 style): null removes a member.
+    if (patch.master_data) merged.master_data = mergeObject(current.master_data, patch.master_data) as MasterData;
+    if (patch.custom_fields) merged.custom_fields = mergeObject(current.custom_fields, patch.custom_fields) as Record<string, string>;
+    if (patch.tags) merged.tags = [...new Set(patch.tags)];
+    const result = await this.store.updateVehicle(vehicleId, merged, ifMatch, new Date().toISOString());
+    if (result === 'version-mismatch') throw modified(vehicleId);
+    if (!result) throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
+    this.events.emit({ type: 'vehicle.modified', vehicle_id: vehicleId, fleet_id: principal.fleetId });
+    return result;
+  }
+
+  async remove(principal: Principal, vehicleId: string, ifMatch?: number): Promise<void> {
+    const vehicle = await this.get(principal, vehicleId);
+    const result = await this.store.deleteVehicle(vehicleId, ifMatch);
+    if (result === 'version-mismatch') throw modified(vehicleId);
+    if (!result) throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
+    try {
+      await this.adapters.get(vehicle.telematics_brand)?.onVehicleRemoved(vehicle);
+    } catch (e) {
+      this.logger.error({ err: e, vehicle_id: vehicleId }, 'removing the unit from the broker failed');
+    }
+    this.events.emit({ type: 'vehicle.deleted', vehicle_id: vehicleId, fleet_id: principal.fleetId });
+  }
+
+  /** SPEC §3: the latest known state, filtered by the vehicle's state capabilities. */
+  async state(principal: Principal, vehicleId: string): Promise<VehicleState> {
+    const vehicle = await this.get(principal, vehicleId);
+    return filterState(await this.store.getState(vehicleId), vehicle.capabilities.vehicle_state);
+  }
+
+  /** Device authentication for the embedded broker: unit id and password of a FLEETGATE vehicle. */
+  async authenticateUnit(brand: string, unitId: string, password: string): Promise<boolean> {
+    const vehicle = await this.store.findVehicleByUnit(brand, unitId);
+    if (!vehicle?.unit_password_hash) return false;
+    return verifySecret(password, vehicle.unit_password_hash);
+  }
+
+  /** An adapter's state report: validated against the catalogue, merged, never trusted blindly. */
+  async onStateReport(brand: string, unitId: string, raw: unknown): Promise<VehicleState | undefined> {
+    const vehicle = await this.store.findVehicleByUnit(brand, unitId);
+    if (!vehicle) return undefined;
+    const { state, rejected } = sanitizeState(raw);
+    if (rejected.length > 0) {
+      this.logger.warn({ vehicle_id: vehicle.vehicle_id, rejected }, 'dropped invalid state properties from unit report');
+    }
+    const allowed = filterState(state, vehicle.capabilities.vehicle_state);
+    if (Object.keys(allowed).length === 0) return undefined;
+    const merged = await this.store.mergeState(vehicle.vehicle_id, allowed);
+    this.events.emit({ type: 'vehicle.state', vehicle_id: vehicle.vehicle_id, fleet_id: vehicle.fleet_id });
+    return merged;
+  }
+
+  async onConnectionChange(brand: string, unitId: string, online: boolean, at: Date): Promise<void> {
+    const vehicle = await this.store.findVehicleByUnit(brand, unitId);
+    if (!vehicle) return;
+    const changed = await this.store.setLifeStatus(vehicle.vehicle_id, online ? 'ONLINE' : 'OFFLINE', at.toISOString());
+    if (changed) this.logger.info({ vehicle_id: vehicle.vehicle_id, online }, 'unit connection changed');
+    // SPEC §4: setup succeeds once the unit is verified, i.e. it connected with its credentials.
+    if (online && vehicle.setup_status === 'IN_PROGRESS') {
+      await this.setSetupResult(vehicle.vehicle_id, { ok: true });
+    }
+  }
+
+  async setSetupResult(
+    vehicleId: string,
+    result: { ok: true; capabilities?: Capabilities } | { ok: false; reason: string },
+    force = false,
+  ): Promise<void> {
+    const changed = await this.store.setSetupStatus(
+      vehicleId,
+      result.ok
+        ? { status: 'SUCCEEDED', reason: null, capabilities: result.capabilities, at: new Date().toISOString() }
+        : { status: 'FAILED', reason: result.reason, at: new Date().toISOString() },
+      force ? undefined : 'IN_PROGRESS',
+    );
+    if (changed) {
+      this.logger.info({ vehicle_id: vehicleId, setup: result }, 'vehicle setup ended');
+      this.events.emit({ type: 'vehicle.setup', vehicle_id: vehicleId });
+    }
+  }
+
+  /** Ends setups whose unit never connected within the configured time. */
+  async failStaleSetups(olderThanSeconds: number): Promise<number> {
+    const before = new Date(Date.now() - olderThanSeconds * 1000).toISOString();
+    const stale = await this.store.listStaleSetups(before, 500);
+    for (const v of stale) {
+      await this.setSetupResult(v.vehicle_id, {
+        ok: false,
+        reason: `The telematics unit did not connect within ${olderThanSeconds} s of the vehicle being added.`,
+      });
+    }
+    return stale.length;
+  }
+}
+
+function validation(field: string, message: string): ProblemError {
+  return new ProblemError('validation-error', `${field}: ${message}`, { errors: [{ field, message }] });
+}
+
+function modified(vehicleId: string): ProblemError {
+  return new ProblemError('resource-modified', `The vehicle '${vehicleId}' was modified since the given ETag; read it again.`);
+}
+
+function mergeObject(base: object, patch: object): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = v;
+  }
+  return out;
+}
