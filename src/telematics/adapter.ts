@@ -49,6 +49,14 @@ export interface BrokerProvisioner {
   removeUnit(username: string): Promise<void>;
 }
 
+/** One field of a brand's third-party credentials; all are required non-empty strings. */
+export interface CredentialsField {
+  name: string;
+  /** Secret fields are sealed and never returned; others appear in the credentials view. */
+  secret: boolean;
+  description: string;
+}
+
 /** What the composition root hands every adapter. */
 export interface AdapterContext {
   logger: Logger;
@@ -88,6 +96,8 @@ export interface TelematicsAdapter {
   readonly requiresUnitPassword: boolean;
   /** Whether vehicles of this brand need a fleet `credentials_id` (third-party clouds). */
   readonly requiresCredentials?: boolean;
+  /** The fields `POST /credentials` takes for this brand (besides `telematics_brand` and `name`). */
+  readonly credentialsFields?: readonly CredentialsField[];
 
   start(ctx: AdapterContext): Promise<void>;
   stop(): Promise<void>;
