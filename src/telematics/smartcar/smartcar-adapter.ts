@@ -1,5 +1,11 @@
 import type { Vehicle } from '../../domain/vehicle.js';
-import type { AdapterContext, CommandOutcome, CommandRequest, TelematicsAdapter } from '../adapter.js';
+import type {
+  AdapterContext,
+  CommandOutcome,
+  CommandRequest,
+  CredentialsField,
+  TelematicsAdapter,
+} from '../adapter.js';
 import { outcomeFromFailure } from './error-mapping.js';
 import { deriveCapabilities, grantedReadPaths, READ_VEHICLE_INFO, SMARTCAR_BRAND, SMARTCAR_MODELS } from './models.js';
 import {
@@ -44,6 +50,15 @@ export class SmartcarAdapter implements TelematicsAdapter {
   readonly models = SMARTCAR_MODELS;
   readonly requiresUnitPassword = false;
   readonly requiresCredentials = true;
+  readonly credentialsFields: readonly CredentialsField[] = [
+    { name: 'client_id', secret: false, description: 'Client id of the Smartcar application.' },
+    { name: 'client_secret', secret: true, description: 'Client secret of the Smartcar application.' },
+    {
+      name: 'refresh_token',
+      secret: true,
+      description: 'Refresh token of the Smartcar account the vehicles are connected to (from Smartcar Connect).',
+    },
+  ];
 
   private ctx: AdapterContext | undefined;
   private client: SmartcarClient | undefined;
