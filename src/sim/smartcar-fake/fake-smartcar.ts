@@ -133,6 +133,8 @@ export interface FakeSmartcar {
   setAuth(switches: Pick<FakeSwitches, 'fail5xx' | 'malformed' | 'slow'>): void;
   /** The owner revoked the application's access: every token of the account becomes invalid. */
   revokeAuthorization(clientId: string): void;
+  /** Access tokens of the account stop working early (refresh token stays valid): a 401 to recover from. */
+  expireAccessTokens(clientId: string): void;
   /** While on, every TCP connection is closed as soon as it opens (connection failure). */
   refuseConnections(on: boolean): void;
   /** The current (newest) refresh token of an application's account. */
@@ -302,6 +304,9 @@ export async function startFakeSmartcar(options: { port?: number; host?: string 
       if (!app) throw new Error(`unknown application ${clientId}`);
       app.refreshToken = undefined;
       app.accessTokens.clear();
+    },
+    expireAccessTokens(clientId) {
+      apps.get(clientId)?.accessTokens.clear();
     },
     refuseConnections(on) {
       refusing = on;
