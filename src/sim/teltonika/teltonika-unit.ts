@@ -347,7 +347,7 @@ export async function runTeltonikaSimulation(options: TeltonikaSimulationOptions
   }
   const results = await Promise.all(units.map((u) => u.connect().catch(() => false)));
   units.forEach((u, i) => {
-    const imei = options.units[i]?.imei;
+    const imei = u.imei;
     print(
       results[i]
         ? `teltonika unit ${imei} logged in`
