@@ -1,8 +1,8 @@
 import type { MqttClient } from 'mqtt';
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { Metrics } from './api/metrics.js';
 import { type Api, buildServer, type ReadinessCheck } from './api/server.js';
-import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
+import { type EmbeddedBroker, startEmbeddedBroker } from './broker/embedded-broker.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
 import { redact } from './config.js';
@@ -31,6 +31,7 @@ export interface App {
   auth: AuthService;
   vehicles: VehicleService;
   commands: CommandService;
+  events: EventBus;
   /** Graceful stop: refuse new commands, finish running ones, then close everything. */
   stop(): Promise<void>;
 }
@@ -127,7 +128,17 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       },
     ];
     const metrics = new Metrics(events, () => commands.running);
-    const api = await buildServer({ config, logger, auth, vehicles, commands, credentials, adapters, readiness, metrics });
+    const api = await buildServer({
+      config,
+      logger,
+      auth,
+      vehicles,
+      commands,
+      credentials,
+      adapters,
+      readiness,
+      metrics,
+    });
     await api.listen({ port: config.port, host: config.host });
     cleanups.push(() => api.close());
 
@@ -149,6 +160,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       auth,
       vehicles,
       commands,
+      events,
       stop: () => {
         stopped ??= (async () => {
           await commands.drain();
@@ -164,7 +176,12 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
 }
 
 /** Periodic upkeep that any instance may do: orphaned commands, old idempotency keys, stale setups. */
-function startMaintenance(store: Store, vehicles: VehicleService, config: Readonly<Config>, logger: Logger): NodeJS.Timeout {
+function startMaintenance(
+  store: Store,
+  vehicles: VehicleService,
+  config: Readonly<Config>,
+  logger: Logger,
+): NodeJS.Timeout {
   let running = false;
   let lastPurge = 0;
   const timer = setInterval(async () => {

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { EventBus } from '../services/event-bus.js';
 import type { Api } from './server.js';
 
@@ -36,7 +36,10 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'fleetgate_' });
     events.on((e) => {
       if (e.type === 'command.finished') {
-        this.commandDuration.observe({ command: e.command, adapter: e.adapter, outcome: e.outcome }, e.duration_ms / 1000);
+        this.commandDuration.observe(
+          { command: e.command, adapter: e.adapter, outcome: e.outcome },
+          e.duration_ms / 1000,
+        );
       } else if (e.type === 'vehicle.state') {
         this.stateReports.inc();
       }
@@ -54,7 +57,11 @@ export class Metrics {
   instrument(app: Api): void {
     app.addHook('onResponse', async (request, reply) => {
       this.httpDuration.observe(
-        { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+        {
+          method: request.method,
+          route: request.routeOptions.url ?? 'unmatched',
+          status_code: String(reply.statusCode),
+        },
         reply.elapsedTime / 1000,
       );
     });

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { PROBLEMS, type ProblemKey, ProblemError, problemTypeUri } from '../domain/problems.js';
+import { PROBLEMS, ProblemError, type ProblemKey, problemTypeUri } from '../domain/problems.js';
 import { StoreUnavailableError } from '../store/store.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -7,7 +7,10 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 /** Absolute base URL of this API as the client sees it (for `type_documentation`). */
 export function baseUrl(request: FastifyRequest, publicUrl: string | undefined): string {
   if (publicUrl) return publicUrl;
-  const host = request.headers.host && /^[A-Za-z0-9.:[\]-]{1,255}$/.test(request.headers.host) ? request.headers.host : 'localhost';
+  const host =
+    request.headers.host && /^[A-Za-z0-9.:[\]-]{1,255}$/.test(request.headers.host)
+      ? request.headers.host
+      : 'localhost';
   return `${request.protocol}://${host}`;
 }
 
@@ -45,7 +48,10 @@ interface ValidationItem {
 const CONTEXT_NAMES: Record<string, string> = { body: '', querystring: '', params: '', headers: '' };
 
 /** Turns Ajv errors into `[{field, message}]`, naming each field as the client wrote it. */
-export function validationErrors(items: readonly ValidationItem[], context: string | undefined): { field: string; message: string }[] {
+export function validationErrors(
+  items: readonly ValidationItem[],
+  context: string | undefined,
+): { field: string; message: string }[] {
   return items.map((item) => {
     const path = item.instancePath
       .split('/')
@@ -80,17 +86,39 @@ export function problemErrorHandler(publicUrl: string | undefined) {
     }
     if (error instanceof StoreUnavailableError) {
       request.log.error({ err: error }, 'database unavailable');
-      return sendProblem(request, reply, publicUrl, 'service-unavailable', 'The database of this fleetgate instance cannot be reached. Retry later.', {}, { 'Retry-After': '5' });
+      return sendProblem(
+        request,
+        reply,
+        publicUrl,
+        'service-unavailable',
+        'The database of this fleetgate instance cannot be reached. Retry later.',
+        {},
+        { 'Retry-After': '5' },
+      );
     }
     switch (error.code) {
       case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-        return sendProblem(request, reply, publicUrl, 'validation-error', `Content-Type: '${request.headers['content-type'] ?? ''}' is not accepted; send application/json.`, {
-          errors: [{ field: 'Content-Type', message: 'must be application/json' }],
-        });
+        return sendProblem(
+          request,
+          reply,
+          publicUrl,
+          'validation-error',
+          `Content-Type: '${request.headers['content-type'] ?? ''}' is not accepted; send application/json.`,
+          {
+            errors: [{ field: 'Content-Type', message: 'must be application/json' }],
+          },
+        );
       case 'FST_ERR_CTP_BODY_TOO_LARGE':
-        return sendProblem(request, reply, publicUrl, 'validation-error', 'The request body is larger than this endpoint accepts.', {
-          errors: [{ field: 'body', message: 'too large' }],
-        });
+        return sendProblem(
+          request,
+          reply,
+          publicUrl,
+          'validation-error',
+          'The request body is larger than this endpoint accepts.',
+          {
+            errors: [{ field: 'body', message: 'too large' }],
+          },
+        );
       case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
         return sendProblem(request, reply, publicUrl, 'validation-error', 'Content-Length does not match the body.', {
           errors: [{ field: 'Content-Length', message: 'does not match the body' }],
@@ -101,7 +129,9 @@ export function problemErrorHandler(publicUrl: string | undefined) {
     }
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
       request.log.warn({ err: error }, 'client error without a problem mapping');
-      return sendProblem(request, reply, publicUrl, 'validation-error', error.message, { errors: [{ field: 'request', message: error.message }] });
+      return sendProblem(request, reply, publicUrl, 'validation-error', error.message, {
+        errors: [{ field: 'request', message: error.message }],
+      });
     }
     request.log.error({ err: error }, 'unhandled error');
     return sendProblem(

@@ -21,7 +21,9 @@ export const CommandParams = Type.Object({
 
 export const MasterData = Type.Object(
   {
-    vin: Type.Optional(Type.String({ pattern: '^[A-HJ-NPR-Z0-9]{17}$', description: 'ISO 3779 VIN: 17 characters, no I, O or Q.' })),
+    vin: Type.Optional(
+      Type.String({ pattern: '^[A-HJ-NPR-Z0-9]{17}$', description: 'ISO 3779 VIN: 17 characters, no I, O or Q.' }),
+    ),
     license_plate: Type.Optional(Str(30)),
     brand: Type.Optional(Str(100)),
     model: Type.Optional(Str(100)),
@@ -34,7 +36,7 @@ export const MasterData = Type.Object(
 // PATCH: each member may be null to remove it.
 const MasterDataPatch = Type.Object(
   Object.fromEntries(
-    Object.entries(MasterData.properties).map(([k, v]) => [k, Type.Optional(Type.Union([v, Type.Null()]))]),
+    Object.entries(MasterData.properties).map(([k, v]) => [k, Type.Optional(Type.Union([Type.Null(), v]))]),
   ),
   { additionalProperties: false },
 );
@@ -43,9 +45,13 @@ const CustomFields = Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$'
   maxProperties: 50,
   description: 'Free string fields of the operator (≤ 50, keys ≤ 64 characters of A–Z a–z 0–9 _ . -).',
 });
-const CustomFieldsPatch = Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), Type.Union([Type.String({ maxLength: 1000 }), Type.Null()]), {
-  maxProperties: 50,
-});
+const CustomFieldsPatch = Type.Record(
+  Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+  Type.Union([Type.Null(), Type.String({ maxLength: 1000 })]),
+  {
+    maxProperties: 50,
+  },
+);
 const Tag = Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' });
 const Tags = Type.Array(Tag, { maxItems: 50 });
 
@@ -55,9 +61,19 @@ const SetupStatus = Type.Enum(SETUP_STATUSES);
 export const AddVehicleBody = Type.Object(
   {
     telematics_brand: Type.String({ pattern: '^[A-Z][A-Z0-9_]{0,31}$', description: 'See GET /telematics-brands.' }),
-    telematics_unit_id: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$', description: 'The unit\'s id at its brand (MQTT unit id, IMEI, provider vehicle id).' }),
+    telematics_unit_id: Type.String({
+      pattern: '^[A-Za-z0-9_.:-]{1,64}$',
+      description: "The unit's id at its brand (MQTT unit id, IMEI, provider vehicle id).",
+    }),
     vehicle_model_id: Type.Optional(Type.String({ maxLength: 64 })),
-    password: Type.Optional(Type.String({ minLength: 12, maxLength: 128, description: 'The unit\'s own password, for brands whose units authenticate (FLEETGATE). Stored hashed; never returned.' })),
+    password: Type.Optional(
+      Type.String({
+        minLength: 12,
+        maxLength: 128,
+        description:
+          "The unit's own password, for brands whose units authenticate (FLEETGATE). Stored hashed; never returned.",
+      }),
+    ),
     credentials_id: Type.Optional(Type.String({ maxLength: 64 })),
     master_data: Type.Optional(MasterData),
     custom_fields: Type.Optional(CustomFields),
@@ -83,7 +99,12 @@ export const ListVehiclesQuery = Type.Object(
     page_token: Type.Optional(Type.String({ maxLength: 400 })),
     telematics_brand: Type.Optional(Type.String({ maxLength: 32 })),
     setup_status: Type.Optional(SetupStatus),
-    tags: Type.Optional(Type.Array(Tag, { maxItems: 10, description: 'Vehicles carrying all these tags; repeat the parameter or separate by commas.' })),
+    tags: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.:,-]{1,650}$' }), {
+        maxItems: 10,
+        description: 'Vehicles carrying all these tags; repeat the parameter or separate by commas.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -104,9 +125,14 @@ function stateValueSchema(p: StatePropertyDefinition) {
     case 'enum':
       return Type.Enum(t.values);
     case 'position':
-      return Type.Object({ lat: Type.Number({ minimum: -90, maximum: 90 }), lon: Type.Number({ minimum: -180, maximum: 180 }) });
+      return Type.Object({
+        lat: Type.Number({ minimum: -90, maximum: 90 }),
+        lon: Type.Number({ minimum: -180, maximum: 180 }),
+      });
     case 'number':
-      return t.integer ? Type.Integer({ minimum: t.minimum, maximum: t.maximum }) : Type.Number({ minimum: t.minimum, maximum: t.maximum });
+      return t.integer
+        ? Type.Integer({ minimum: t.minimum, maximum: t.maximum })
+        : Type.Number({ minimum: t.minimum, maximum: t.maximum });
   }
 }
 
@@ -117,12 +143,14 @@ export const VehicleState = Type.Object(
       Type.Optional(
         Type.Object(
           { timestamp: Type.String({ format: 'date-time' }), value: stateValueSchema(p) },
-          { description: `${p.description}${p.type.kind === 'number' && p.type.unit ? ` Unit: ${p.type.unit}.` : ''} Needs state capability ${p.capability}.` },
+          {
+            description: `${p.description}${p.type.kind === 'number' && p.type.unit ? ` Unit: ${p.type.unit}.` : ''} Needs state capability ${p.capability}.`,
+          },
         ),
       ),
     ]),
   ),
-  { description: 'Vehicle state: only properties the vehicle\'s state capabilities allow.' },
+  { description: "Vehicle state: only properties the vehicle's state capabilities allow." },
 );
 
 export const Capabilities = Type.Object({
@@ -137,7 +165,10 @@ export const Vehicle = Type.Object({
   capabilities: Capabilities,
   setup_status: SetupStatus,
   setup_failure_reason: Type.Optional(Type.String()),
-  life_status: Type.Object({ value: Type.Union([Type.Literal('ONLINE'), Type.Literal('OFFLINE')]), modified_at: Type.String({ format: 'date-time' }) }),
+  life_status: Type.Object({
+    value: Type.Union([Type.Literal('ONLINE'), Type.Literal('OFFLINE')]),
+    modified_at: Type.String({ format: 'date-time' }),
+  }),
   operation_status: OperationStatus,
   credentials_id: Type.Optional(Type.String()),
   master_data: MasterData,
@@ -147,7 +178,10 @@ export const Vehicle = Type.Object({
   modified_at: Type.String({ format: 'date-time' }),
 });
 
-export const VehiclePage = Type.Object({ items: Type.Array(Vehicle), next_page_token: Type.Union([Type.String(), Type.Null()]) });
+export const VehiclePage = Type.Object({
+  items: Type.Array(Vehicle),
+  next_page_token: Type.Union([Type.String(), Type.Null()]),
+});
 
 export const CommandRecord = Type.Object({
   flow_id: Type.String({ format: 'uuid' }),
@@ -160,13 +194,19 @@ export const CommandRecord = Type.Object({
   problem_type: Type.Union([Type.String(), Type.Null()]),
   detail: Type.Union([Type.String(), Type.Null()]),
   delivery: Type.Union([Type.String(), Type.Null()]),
-  steps: Type.Union([Type.Array(Type.Object({ command: Type.String(), outcome: Type.String() }, { additionalProperties: true })), Type.Null()]),
+  steps: Type.Union([
+    Type.Array(Type.Object({ command: Type.String(), outcome: Type.String() }, { additionalProperties: true })),
+    Type.Null(),
+  ]),
   requested_at: Type.String({ format: 'date-time' }),
   completed_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   duration_ms: Type.Union([Type.Integer(), Type.Null()]),
 });
 
-export const CommandPage = Type.Object({ items: Type.Array(CommandRecord), next_page_token: Type.Union([Type.String(), Type.Null()]) });
+export const CommandPage = Type.Object({
+  items: Type.Array(CommandRecord),
+  next_page_token: Type.Union([Type.String(), Type.Null()]),
+});
 
 export const Problem = Type.Object(
   {

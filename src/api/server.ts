@@ -3,7 +3,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ProblemError } from '../domain/problems.js';
@@ -70,7 +70,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       const given = req.headers['x-flow-id'];
       return isUuid(given) ? given : randomUUID();
     },
-    requestIdLogLabel: 'flow_id',
+    logController: new LogController({ requestIdLogLabel: 'flow_id' }),
     bodyLimit: BODY_LIMIT,
     trustProxy: true,
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
@@ -79,7 +79,13 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
 
   app.setErrorHandler(problemErrorHandler(config.publicUrl));
   app.setNotFoundHandler((request, reply) =>
-    sendProblem(request, reply, config.publicUrl, 'resource-not-found', `Nothing is found at ${request.method} ${request.url.split('?')[0]}.`),
+    sendProblem(
+      request,
+      reply,
+      config.publicUrl,
+      'resource-not-found',
+      `Nothing is found at ${request.method} ${request.url.split('?')[0]}.`,
+    ),
   );
 
   // Commands may come with an empty body and `Content-Type: application/json` (the reference's
@@ -98,6 +104,11 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     done(null, Object.fromEntries(new URLSearchParams(typeof body === 'string' ? body : body.toString('utf8'))));
   });
 
+  // A POST without a body is validated as `{}`, so a missing field is named, not "body".
+  app.addHook('preValidation', async (request) => {
+    if (request.body === undefined && request.method !== 'GET' && request.method !== 'DELETE') request.body = {};
+  });
+
   app.addHook('onRequest', async (request, reply) => {
     reply.header('X-Flow-ID', request.id);
     const scope = request.routeOptions.config.scope;
@@ -112,9 +123,14 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     keyGenerator: (request: FastifyRequest) => request.principal?.clientId ?? `ip:${request.ip}`,
     allowList: (request: FastifyRequest) => request.url.startsWith('/health') || request.url.startsWith('/metrics'),
     errorResponseBuilder: (_request, context) =>
-      new ProblemError('too-many-requests', `Rate limit of ${context.max} requests per minute exceeded; retry in ${Math.ceil(context.ttl / 1000)} s.`, {}, {
-        'Retry-After': String(Math.ceil(context.ttl / 1000)),
-      }),
+      new ProblemError(
+        'too-many-requests',
+        `Rate limit of ${context.max} requests per minute exceeded; retry in ${Math.ceil(context.ttl / 1000)} s.`,
+        {},
+        {
+          'Retry-After': String(Math.ceil(context.ttl / 1000)),
+        },
+      ),
   });
 
   await app.register(swagger, {
@@ -123,7 +139,8 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       info: {
         title: 'fleetgate Vehicle Commands API',
         version: '1.0.0',
-        description: 'Send commands to shared-mobility vehicles and get their verified state or a typed problem. Errors are application/problem+json (RFC 9457); every response carries X-Flow-ID.',
+        description:
+          'Send commands to shared-mobility vehicles and get their verified state or a typed problem. Errors are application/problem+json (RFC 9457); every response carries X-Flow-ID.',
       },
       components: {
         securitySchemes: {
@@ -159,7 +176,10 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
 async function authorize(auth: AuthService, request: FastifyRequest, scope: Scope): Promise<Principal> {
   const header = request.headers.authorization;
   if (!header) {
-    throw new ProblemError('invalid-credentials', 'The Authorization header is missing; send `Authorization: Bearer <access_token>`.');
+    throw new ProblemError(
+      'invalid-credentials',
+      'The Authorization header is missing; send `Authorization: Bearer <access_token>`.',
+    );
   }
   const m = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(header);
   if (!m) throw new ProblemError('invalid-credentials', 'The Authorization header is not a bearer token.');

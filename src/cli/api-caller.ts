@@ -10,7 +10,9 @@ export class ApiCaller {
 
   private async accessToken(): Promise<string> {
     if (this.token) return this.token;
-    const basic = Buffer.from(`${encodeURIComponent(this.clientId)}:${encodeURIComponent(this.clientSecret)}`).toString('base64');
+    const basic = Buffer.from(`${encodeURIComponent(this.clientId)}:${encodeURIComponent(this.clientSecret)}`).toString(
+      'base64',
+    );
     const res = await fetch(`${this.baseUrl}/auth/oauth/token?grant_type=client_credentials`, {
       method: 'POST',
       headers: { authorization: `Basic ${basic}` },

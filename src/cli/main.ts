@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { createApp } from '../app.js';
 import { type Config, ConfigError, cliEnv, loadConfig, SETTINGS } from '../config.js';
-import { runSimulation } from '../sim/run-simulation.js';
 import { createApiClient, SCOPES } from '../services/auth-service.js';
+import { runSimulation } from '../sim/run-simulation.js';
 import { createStore } from '../store/registry.js';
 import { ApiCaller } from './api-caller.js';
 
@@ -47,33 +47,43 @@ const program = new Command('fleetgate')
   .description('fleetgate — self-hostable Vehicle Commands API for shared-mobility fleets')
   .showHelpAfterError();
 
-withSettings(program.command('serve').description('Run the API (SQLite + embedded MQTT broker unless configured otherwise)')).action(
-  async (opts: Record<string, unknown>) => {
-    const config = loadOrExit(settingsFrom(opts));
-    const app = await createApp(config);
-    const out = process.stdout;
-    out.write(`\nfleetgate is running (instance ${config.instanceId})\n`);
-    out.write(`  API          ${app.url}   docs: ${app.url}/docs   OpenAPI: ${app.url}/openapi.json\n`);
-    out.write(`  MQTT broker  ${app.mqttUrl}${config.mqttUrl ? ' (external)' : ' (embedded)'}\n`);
-    out.write(`  database     ${config.databaseUrl ? 'PostgreSQL' : `SQLite in ${config.dataDir}`}\n\n`);
-    out.write('Next steps (see README.md "Quick start"):\n');
-    out.write(`  1. npx fleetgate clients create --fleet my-fleet --scope vehicles --scope vehicle-commands --json${config.databaseUrl ? ' --database-url <url>' : ` --data-dir ${config.dataDir}`}\n`);
-    out.write(`  2. curl -u <client_id>:<client_secret> -X POST '${app.url}/auth/oauth/token?grant_type=client_credentials'\n`);
-    out.write(`  3. add a vehicle: POST ${app.url}/vehicles {"telematics_brand":"FLEETGATE","telematics_unit_id":"unit-1","vehicle_model_id":"fleetgate-car-v1","password":"<12+ chars>"}\n`);
-    out.write(`  4. npx fleetgate simulate --mqtt-url ${app.mqttUrl} --unit unit-1 --password <same> --model fleetgate-car-v1\n`);
-    out.write(`  5. curl -X POST ${app.url}/vehicles/<vehicle_id>/commands/unlock-central-lock -H 'Authorization: Bearer <access_token>'\n\n`);
-    let stopping = false;
-    const stop = async (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      app.logger.info({ signal }, 'stopping: draining running commands');
-      await app.stop();
-      process.exit(0);
-    };
-    process.on('SIGINT', () => void stop('SIGINT'));
-    process.on('SIGTERM', () => void stop('SIGTERM'));
-  },
-);
+withSettings(
+  program.command('serve').description('Run the API (SQLite + embedded MQTT broker unless configured otherwise)'),
+).action(async (opts: Record<string, unknown>) => {
+  const config = loadOrExit(settingsFrom(opts));
+  const app = await createApp(config);
+  const out = process.stdout;
+  out.write(`\nfleetgate is running (instance ${config.instanceId})\n`);
+  out.write(`  API          ${app.url}   docs: ${app.url}/docs   OpenAPI: ${app.url}/openapi.json\n`);
+  out.write(`  MQTT broker  ${app.mqttUrl}${config.mqttUrl ? ' (external)' : ' (embedded)'}\n`);
+  out.write(`  database     ${config.databaseUrl ? 'PostgreSQL' : `SQLite in ${config.dataDir}`}\n\n`);
+  out.write('Next steps (see README.md "Quick start"):\n');
+  out.write(
+    `  1. npx fleetgate clients create --fleet my-fleet --scope vehicles --scope vehicle-commands --json${config.databaseUrl ? ' --database-url <url>' : ` --data-dir ${config.dataDir}`}\n`,
+  );
+  out.write(
+    `  2. curl -u <client_id>:<client_secret> -X POST '${app.url}/auth/oauth/token?grant_type=client_credentials'\n`,
+  );
+  out.write(
+    `  3. add a vehicle: POST ${app.url}/vehicles {"telematics_brand":"FLEETGATE","telematics_unit_id":"unit-1","vehicle_model_id":"fleetgate-car-v1","password":"<12+ chars>"}\n`,
+  );
+  out.write(
+    `  4. npx fleetgate simulate --mqtt-url ${app.mqttUrl} --unit unit-1 --password <same> --model fleetgate-car-v1\n`,
+  );
+  out.write(
+    `  5. curl -X POST ${app.url}/vehicles/<vehicle_id>/commands/unlock-central-lock -H 'Authorization: Bearer <access_token>'\n\n`,
+  );
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    app.logger.info({ signal }, 'stopping: draining running commands');
+    await app.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+});
 
 const clients = program.command('clients').description('Manage API clients');
 withSettings(
@@ -91,11 +101,15 @@ withSettings(
   try {
     await store.migrate();
     const scopes = (opts.scope as string[]).flatMap((s) => s.split(/[ ,]+/)).filter(Boolean);
-    const created = await createApiClient(store, { fleetId: String(opts.fleet), scopes, name: opts.name as string | undefined }).catch(
-      (e: Error) => fail(e.message),
-    );
+    const created = await createApiClient(store, {
+      fleetId: String(opts.fleet),
+      scopes,
+      name: opts.name as string | undefined,
+    }).catch((e: Error) => fail(e.message));
     if (opts.json) {
-      process.stdout.write(`${JSON.stringify({ client_id: created.client_id, client_secret: created.client_secret, fleet_id: created.fleet_id, scopes: created.scopes })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ client_id: created.client_id, client_secret: created.client_secret, fleet_id: created.fleet_id, scopes: created.scopes })}\n`,
+      );
     } else {
       process.stdout.write(
         `client_id:     ${created.client_id}\nclient_secret: ${created.client_secret}\nfleet:         ${created.fleet_id}\nscopes:        ${created.scopes.join(' ')}\n\nThe secret is shown only now; fleetgate keeps only its hash.\n`,
@@ -198,7 +212,12 @@ withApi(
     .description('Send a command to a vehicle and print the answer'),
 ).action(async (id: string, command: string, opts: Record<string, unknown>) => {
   const headers: Record<string, string> = opts.idempotencyKey ? { 'Idempotency-Key': String(opts.idempotencyKey) } : {};
-  await callerFrom(opts).print('POST', `/vehicles/${encodeURIComponent(id)}/commands/${encodeURIComponent(command)}`, undefined, headers);
+  await callerFrom(opts).print(
+    'POST',
+    `/vehicles/${encodeURIComponent(id)}/commands/${encodeURIComponent(command)}`,
+    undefined,
+    headers,
+  );
 });
 
 await program.parseAsync(process.argv);

@@ -20,7 +20,9 @@ export interface Principal {
 }
 
 export function hasScope(principal: Principal, needed: Scope): boolean {
-  return principal.scopes.includes(needed) || (needed.endsWith('.ro') && principal.scopes.includes(needed.slice(0, -3)));
+  return (
+    principal.scopes.includes(needed) || (needed.endsWith('.ro') && principal.scopes.includes(needed.slice(0, -3)))
+  );
 }
 
 const ISSUER = 'fleetgate';
@@ -42,7 +44,10 @@ export interface CreatedClient {
 }
 
 /** Creates an API client of a fleet; the secret is returned once and stored only as a hash. */
-export async function createApiClient(store: Store, input: { fleetId: string; scopes: string[]; name?: string }): Promise<CreatedClient> {
+export async function createApiClient(
+  store: Store,
+  input: { fleetId: string; scopes: string[]; name?: string },
+): Promise<CreatedClient> {
   const errors: string[] = [];
   if (!FLEET_ID.test(input.fleetId)) errors.push(`fleet id '${input.fleetId}' must be 1–64 of A–Z a–z 0–9 . _ -`);
   const bad = input.scopes.filter((s) => !isScope(s));
@@ -100,7 +105,12 @@ export class AuthService {
       .setIssuedAt()
       .setExpirationTime(`${this.tokenTtlSeconds}s`)
       .sign(this.signingKey);
-    return { access_token: accessToken, token_type: 'bearer', expires_in: this.tokenTtlSeconds, scope: scopes.join(' ') };
+    return {
+      access_token: accessToken,
+      token_type: 'bearer',
+      expires_in: this.tokenTtlSeconds,
+      scope: scopes.join(' '),
+    };
   }
 
   /** Verifies a bearer token; any defect (forged, alg none, expired, wrong audience) → 401. */
@@ -130,5 +140,4 @@ export class AuthService {
 }
 
 // A valid hash of a random secret nobody knows, checked against when the client id is unknown.
-const DUMMY_HASH =
-  'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';

@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import { COMBINED_STEPS, type CommandName, commandToPath } from '../domain/commands.js';
-import { PROBLEMS, type ProblemKey, ProblemError } from '../domain/problems.js';
+import { PROBLEMS, ProblemError, type ProblemKey } from '../domain/problems.js';
 import { filterState, sanitizeState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Vehicle } from '../domain/vehicle.js';
-import type { CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
 import type { CommandRecord, CommandStep, Delivery, Store } from '../store/store.js';
+import type { CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
 import type { EventBus } from './event-bus.js';
 import type { VehicleService } from './vehicle-service.js';
@@ -17,7 +17,13 @@ export interface CommandServiceOptions {
 /** What a command answered: the state on success, else a problem. Stored for idempotent replays. */
 export type StoredResult =
   | { kind: 'state'; state: VehicleState }
-  | { kind: 'problem'; key: ProblemKey; detail: string; extensions: Record<string, unknown>; headers?: Record<string, string> };
+  | {
+      kind: 'problem';
+      key: ProblemKey;
+      detail: string;
+      extensions: Record<string, unknown>;
+      headers?: Record<string, string>;
+    };
 
 // An IN_FLIGHT record outlives its time budget by this much before another instance may declare
 // its owner dead and the outcome unknown.
@@ -109,7 +115,11 @@ export class CommandService {
       throw new ProblemError(
         'validation-error',
         'Idempotency-Key: this key was already used for a different command or vehicle.',
-        { errors: [{ field: 'Idempotency-Key', message: 'already used for another request; use a new key per command' }] },
+        {
+          errors: [
+            { field: 'Idempotency-Key', message: 'already used for another request; use a new key per command' },
+          ],
+        },
       );
     }
     if (existing.status_code !== null) return existing.response as StoredResult;
@@ -178,7 +188,11 @@ export class CommandService {
     let failure: Failure | undefined;
 
     for (const [i, step] of plan.entries()) {
-      const outcome = await this.callAdapter(adapter, { vehicle, command: step, flowId: ctx.flowId, deadline, signal: budget }, ctx.logger);
+      const outcome = await this.callAdapter(
+        adapter,
+        { vehicle, command: step, flowId: ctx.flowId, deadline, signal: budget },
+        ctx.logger,
+      );
       if (outcome.kind === 'succeeded') {
         steps[i]!.outcome = 'SUCCEEDED';
         state = { ...state, ...outcome.state };
@@ -205,7 +219,12 @@ export class CommandService {
       result = this.problemResult(failure);
     }
 
-    const status = failure === undefined ? 'SUCCEEDED' : failure.delivery === 'DELIVERED_OUTCOME_UNKNOWN' ? 'OUTCOME_UNKNOWN' : 'FAILED';
+    const status =
+      failure === undefined
+        ? 'SUCCEEDED'
+        : failure.delivery === 'DELIVERED_OUTCOME_UNKNOWN'
+          ? 'OUTCOME_UNKNOWN'
+          : 'FAILED';
     const durationMs = completedAt.getTime() - started;
     try {
       await this.store.finishCommand(ctx.flowId, {
@@ -236,7 +255,14 @@ export class CommandService {
       duration_ms: durationMs,
     });
     ctx.logger.info(
-      { vehicle_id: vehicle.vehicle_id, command, adapter: adapter.brand, outcome: status, problem: failure?.key, duration_ms: durationMs },
+      {
+        vehicle_id: vehicle.vehicle_id,
+        command,
+        adapter: adapter.brand,
+        outcome: status,
+        problem: failure?.key,
+        duration_ms: durationMs,
+      },
       'command finished',
     );
     return result;
@@ -276,7 +302,11 @@ export class CommandService {
     }
   }
 
-  private toFailure(outcome: Exclude<CommandOutcome, { kind: 'succeeded' }>, vehicle: Vehicle, step: CommandName): Failure {
+  private toFailure(
+    outcome: Exclude<CommandOutcome, { kind: 'succeeded' }>,
+    vehicle: Vehicle,
+    step: CommandName,
+  ): Failure {
     const id = vehicle.vehicle_id;
     const base = { extensions: {} as Record<string, unknown>, headers: {} as Record<string, string> };
     switch (outcome.kind) {
@@ -305,18 +335,36 @@ export class CommandService {
               extensions: { delivery: 'NOT_DELIVERED' },
             };
       case 'refused':
-        return { ...base, key: 'vehicle/conflicting-state', delivery: 'DELIVERED', detail: `The vehicle '${id}' refused '${commandToPath(step)}': ${outcome.reason}` };
+        return {
+          ...base,
+          key: 'vehicle/conflicting-state',
+          delivery: 'DELIVERED',
+          detail: `The vehicle '${id}' refused '${commandToPath(step)}': ${outcome.reason}`,
+        };
       case 'failed':
-        return { ...base, key: 'telematics-unit/error', delivery: 'DELIVERED', detail: `The telematics unit of vehicle '${id}' failed to execute '${commandToPath(step)}': ${outcome.reason}` };
+        return {
+          ...base,
+          key: 'telematics-unit/error',
+          delivery: 'DELIVERED',
+          detail: `The telematics unit of vehicle '${id}' failed to execute '${commandToPath(step)}': ${outcome.reason}`,
+        };
       case 'not-supported':
-        return { ...base, key: 'vehicle/command-not-supported', delivery: 'DELIVERED', detail: `The command '${commandToPath(step)}' is not supported by the vehicle '${id}': ${outcome.reason}` };
+        return {
+          ...base,
+          key: 'vehicle/command-not-supported',
+          delivery: 'DELIVERED',
+          detail: `The command '${commandToPath(step)}' is not supported by the vehicle '${id}': ${outcome.reason}`,
+        };
       case 'third-party-error': {
         const f: Failure = {
           ...base,
           key: 'third-party/error',
           delivery: 'NOT_DELIVERED',
           detail: `An error occurred at the ${outcome.provider} API: ${outcome.reason}${outcome.request_id ? ` (request id ${outcome.request_id})` : ''}`,
-          extensions: { provider: outcome.provider, ...(outcome.request_id ? { provider_request_id: outcome.request_id } : {}) },
+          extensions: {
+            provider: outcome.provider,
+            ...(outcome.request_id ? { provider_request_id: outcome.request_id } : {}),
+          },
         };
         if (outcome.retry_after_s !== undefined) {
           f.extensions.retry_after_seconds = outcome.retry_after_s;

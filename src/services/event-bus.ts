@@ -5,6 +5,7 @@ export type DomainEvent =
   | { type: 'vehicle.added' | 'vehicle.modified' | 'vehicle.deleted'; vehicle_id: string; fleet_id: string }
   | { type: 'vehicle.state'; vehicle_id: string; fleet_id: string }
   | { type: 'vehicle.setup'; vehicle_id: string }
+  | { type: 'vehicle.life'; vehicle_id: string; online: boolean }
   | {
       type: 'command.finished';
       vehicle_id: string;

@@ -3,10 +3,10 @@ import { ProblemError } from '../domain/problems.js';
 import { filterState, sanitizeState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Capabilities, MasterData, OperationStatus, Vehicle } from '../domain/vehicle.js';
 import { newVehicleId } from '../lib/ids.js';
-import { hashSecret, verifySecret } from '../lib/secrets.js';
 import { decodePageToken, encodePageToken, type Page } from '../lib/pagination.js';
+import { hashSecret, verifySecret } from '../lib/secrets.js';
+import { type Store, StoreConflictError, type VehiclePatch } from '../store/store.js';
 import type { AdapterVehicleModel, TelematicsAdapter } from '../telematics/adapter.js';
-import { StoreConflictError, type Store, type VehiclePatch } from '../store/store.js';
 import type { Principal } from './auth-service.js';
 import type { EventBus } from './event-bus.js';
 
@@ -117,7 +117,10 @@ export class VehicleService {
   async add(principal: Principal, input: AddVehicleInput): Promise<Vehicle> {
     const adapter = this.adapters.get(input.telematics_brand);
     if (!adapter) {
-      throw validation('telematics_brand', `unknown telematics brand '${input.telematics_brand}'; known: ${[...this.adapters.keys()].join(', ')}`);
+      throw validation(
+        'telematics_brand',
+        `unknown telematics brand '${input.telematics_brand}'; known: ${[...this.adapters.keys()].join(', ')}`,
+      );
     }
     const model = this.resolveModel(adapter, input.vehicle_model_id);
     if (adapter.requiresUnitPassword && !input.password) {
@@ -177,7 +180,10 @@ export class VehicleService {
       // Nothing half-done: a vehicle whose unit cannot be provisioned is not kept.
       await this.store.deleteVehicle(vehicle.vehicle_id);
       this.logger.error({ err: e, vehicle_id: vehicle.vehicle_id }, 'provisioning the unit failed');
-      throw new ProblemError('service-unavailable', 'The unit could not be provisioned in the message broker; nothing was added. Retry later.');
+      throw new ProblemError(
+        'service-unavailable',
+        'The unit could not be provisioned in the message broker; nothing was added. Retry later.',
+      );
     }
     this.events.emit({ type: 'vehicle.added', vehicle_id: vehicle.vehicle_id, fleet_id: vehicle.fleet_id });
     return vehicle;
@@ -187,13 +193,25 @@ export class VehicleService {
     if (modelId === undefined) {
       // SPEC §4: vehicle_model_id is needed only when the brand cannot derive it.
       if (adapter.models.length === 1) return adapter.models[0]!;
-      throw validation('vehicle_model_id', `telematics brand ${adapter.brand} needs vehicle_model_id; see GET /telematics-brands/${adapter.brand}/available-vehicle-models`);
+      throw validation(
+        'vehicle_model_id',
+        `telematics brand ${adapter.brand} needs vehicle_model_id; see GET /telematics-brands/${adapter.brand}/available-vehicle-models`,
+      );
     }
     const model = adapter.models.find((m) => m.id === modelId);
     if (!model) {
-      throw new ProblemError('referenced-resource-not-found', `The vehicle model '${modelId}' of telematics brand ${adapter.brand} cannot be found.`, {
-        errors: [{ field: 'vehicle_model_id', message: `unknown model; see GET /telematics-brands/${adapter.brand}/available-vehicle-models` }],
-      });
+      throw new ProblemError(
+        'referenced-resource-not-found',
+        `The vehicle model '${modelId}' of telematics brand ${adapter.brand} cannot be found.`,
+        {
+          errors: [
+            {
+              field: 'vehicle_model_id',
+              message: `unknown model; see GET /telematics-brands/${adapter.brand}/available-vehicle-models`,
+            },
+          ],
+        },
+      );
     }
     return model;
   }
@@ -230,7 +248,8 @@ export class VehicleService {
     const merged: VehiclePatch = { ...patch };
     // PATCH merges objects member by member (RFC 7396 style): null removes a member.
     if (patch.master_data) merged.master_data = mergeObject(current.master_data, patch.master_data) as MasterData;
-    if (patch.custom_fields) merged.custom_fields = mergeObject(current.custom_fields, patch.custom_fields) as Record<string, string>;
+    if (patch.custom_fields)
+      merged.custom_fields = mergeObject(current.custom_fields, patch.custom_fields) as Record<string, string>;
     if (patch.tags) merged.tags = [...new Set(patch.tags)];
     const result = await this.store.updateVehicle(vehicleId, merged, ifMatch, new Date().toISOString());
     if (result === 'version-mismatch') throw modified(vehicleId);
@@ -271,7 +290,10 @@ export class VehicleService {
     if (!vehicle) return undefined;
     const { state, rejected } = sanitizeState(raw);
     if (rejected.length > 0) {
-      this.logger.warn({ vehicle_id: vehicle.vehicle_id, rejected }, 'dropped invalid state properties from unit report');
+      this.logger.warn(
+        { vehicle_id: vehicle.vehicle_id, rejected },
+        'dropped invalid state properties from unit report',
+      );
     }
     const allowed = filterState(state, vehicle.capabilities.vehicle_state);
     if (Object.keys(allowed).length === 0) return undefined;
@@ -284,7 +306,10 @@ export class VehicleService {
     const vehicle = await this.store.findVehicleByUnit(brand, unitId);
     if (!vehicle) return;
     const changed = await this.store.setLifeStatus(vehicle.vehicle_id, online ? 'ONLINE' : 'OFFLINE', at.toISOString());
-    if (changed) this.logger.info({ vehicle_id: vehicle.vehicle_id, online }, 'unit connection changed');
+    if (changed) {
+      this.logger.info({ vehicle_id: vehicle.vehicle_id, online }, 'unit connection changed');
+      this.events.emit({ type: 'vehicle.life', vehicle_id: vehicle.vehicle_id, online });
+    }
     // SPEC §4: setup succeeds once the unit is verified, i.e. it connected with its credentials.
     if (online && vehicle.setup_status === 'IN_PROGRESS') {
       await this.setSetupResult(vehicle.vehicle_id, { ok: true });
@@ -328,7 +353,10 @@ function validation(field: string, message: string): ProblemError {
 }
 
 function modified(vehicleId: string): ProblemError {
-  return new ProblemError('resource-modified', `The vehicle '${vehicleId}' was modified since the given ETag; read it again.`);
+  return new ProblemError(
+    'resource-modified',
+    `The vehicle '${vehicleId}' was modified since the given ETag; read it again.`,
+  );
 }
 
 function mergeObject(base: object, patch: object): Record<string, unknown> {

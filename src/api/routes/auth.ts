@@ -4,14 +4,12 @@ import { Problem, TokenResponse } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const TokenQuery = Type.Object({ grant_type: Type.Optional(Type.String({ maxLength: 64 })) });
-const TokenBody = Type.Optional(
-  Type.Object({
-    grant_type: Type.Optional(Type.String({ maxLength: 64 })),
-    client_id: Type.Optional(Type.String({ maxLength: 200 })),
-    client_secret: Type.Optional(Type.String({ maxLength: 200 })),
-    scope: Type.Optional(Type.String({ maxLength: 200 })),
-  }),
-);
+const TokenBody = Type.Object({
+  grant_type: Type.Optional(Type.String({ maxLength: 64 })),
+  client_id: Type.Optional(Type.String({ maxLength: 200 })),
+  client_secret: Type.Optional(Type.String({ maxLength: 200 })),
+  scope: Type.Optional(Type.String({ maxLength: 200 })),
+});
 
 /** SPEC §5: OAuth2 client credentials; HTTP Basic or the RFC 6749 form body. */
 export function authRoutes(app: Api, deps: ApiDeps): void {
@@ -21,7 +19,8 @@ export function authRoutes(app: Api, deps: ApiDeps): void {
       schema: {
         tags: ['Access'],
         summary: 'Get an access token (client credentials grant)',
-        description: 'Authenticate with HTTP Basic `client_id:client_secret` (or `client_id`/`client_secret` in a form body). `grant_type=client_credentials` in the query or the form body.',
+        description:
+          'Authenticate with HTTP Basic `client_id:client_secret` (or `client_id`/`client_secret` in a form body). `grant_type=client_credentials` in the query or the form body.',
         security: [{ clientBasic: [] }],
         querystring: TokenQuery,
         body: TokenBody,
@@ -42,7 +41,10 @@ export function authRoutes(app: Api, deps: ApiDeps): void {
       const secret = basic?.secret ?? body.client_secret;
       if (!clientId || !secret) {
         reply.header('WWW-Authenticate', 'Basic realm="fleetgate"');
-        throw new ProblemError('invalid-credentials', 'Client credentials are missing; use HTTP Basic client_id:client_secret.');
+        throw new ProblemError(
+          'invalid-credentials',
+          'Client credentials are missing; use HTTP Basic client_id:client_secret.',
+        );
       }
       reply.header('Cache-Control', 'no-store');
       return deps.auth.issueToken(clientId, secret, body.scope);

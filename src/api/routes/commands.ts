@@ -7,11 +7,14 @@ import type { Api, ApiDeps } from '../server.js';
 
 const IdempotencyHeaders = Type.Object({
   'idempotency-key': Type.Optional(
-    Type.String({ pattern: '^[\\x21-\\x7E]{1,255}$', description: 'A retry with the same key returns the stored result and never executes twice (kept 24 h).' }),
+    Type.String({
+      pattern: '^[\\x21-\\x7E]{1,255}$',
+      description: 'A retry with the same key returns the stored result and never executes twice (kept 24 h).',
+    }),
   ),
 });
 
-const CommandBody = Type.Optional(Type.Object({}, { additionalProperties: false, description: 'Empty, or `{}`.' }));
+const CommandBody = Type.Object({}, { additionalProperties: false, description: 'Empty, or `{}`.' });
 
 /** SPEC §1: the Vehicle Commands API. */
 export function commandRoutes(app: Api, { commands, config }: ApiDeps): void {
@@ -52,7 +55,8 @@ export function commandRoutes(app: Api, { commands, config }: ApiDeps): void {
         idempotencyKey: request.headers['idempotency-key'],
         logger: request.log,
       });
-      if (result.kind === 'problem') throw new ProblemError(result.key, result.detail, result.extensions, result.headers ?? {});
+      if (result.kind === 'problem')
+        throw new ProblemError(result.key, result.detail, result.extensions, result.headers ?? {});
       // The catalogue validated every value; the schema's static type cannot see that.
       return reply.send(result.state as Static<typeof VehicleState>);
     },

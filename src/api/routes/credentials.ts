@@ -23,13 +23,15 @@ export function credentialsRoutes(app: Api, { credentials }: ApiDeps): void {
       schema: {
         tags: ['Telematics'],
         summary: 'Store third-party credentials',
-        description: 'SMARTCAR: `{"telematics_brand": "SMARTCAR", "client_id", "client_secret", "refresh_token"}`. Secrets are encrypted at rest and never returned.',
+        description:
+          'SMARTCAR: `{"telematics_brand": "SMARTCAR", "client_id", "client_secret", "refresh_token"}`. Secrets are encrypted at rest and never returned.',
         security: [{ bearer: [] }],
         body: Type.Object({ telematics_brand: Type.String({ maxLength: 32 }) }, { additionalProperties: true }),
         response: { 201: CredentialsView, ...errors },
       },
     },
-    async (request, reply) => reply.status(201).send(await credentials.create(request.principal!.fleetId, request.body)),
+    async (request, reply) =>
+      reply.status(201).send(await credentials.create(request.principal!.fleetId, request.body)),
   );
 
   app.get(
@@ -38,13 +40,19 @@ export function credentialsRoutes(app: Api, { credentials }: ApiDeps): void {
       config: { scope: 'vehicles.ro' },
       schema: {
         tags: ['Telematics'],
-        summary: 'List the fleet\'s credentials',
+        summary: "List the fleet's credentials",
         security: [{ bearer: [] }],
         querystring: Type.Object({
           limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
           page_token: Type.Optional(Type.String({ maxLength: 400 })),
         }),
-        response: { 200: Type.Object({ items: Type.Array(CredentialsView), next_page_token: Type.Union([Type.String(), Type.Null()]) }), ...errors },
+        response: {
+          200: Type.Object({
+            items: Type.Array(CredentialsView),
+            next_page_token: Type.Union([Type.String(), Type.Null()]),
+          }),
+          ...errors,
+        },
       },
     },
     async (request) => credentials.list(request.principal!.fleetId, request.query.limit, request.query.page_token),
@@ -54,7 +62,13 @@ export function credentialsRoutes(app: Api, { credentials }: ApiDeps): void {
     '/credentials/:credentials_id',
     {
       config: { scope: 'vehicles.ro' },
-      schema: { tags: ['Telematics'], summary: 'Get credentials (without secrets)', security: [{ bearer: [] }], params: CredentialsIdParam, response: { 200: CredentialsView, ...errors } },
+      schema: {
+        tags: ['Telematics'],
+        summary: 'Get credentials (without secrets)',
+        security: [{ bearer: [] }],
+        params: CredentialsIdParam,
+        response: { 200: CredentialsView, ...errors },
+      },
     },
     async (request) => credentials.get(request.principal!.fleetId, request.params.credentials_id),
   );

@@ -5,11 +5,21 @@ const Health = Type.Object({ status: Type.String(), checks: Type.Optional(Type.R
 
 /** SPEC §7: liveness, readiness (database and broker reachable) and Prometheus metrics. */
 export function operationsRoutes(app: Api, { readiness, metrics }: ApiDeps): void {
-  app.get('/health/live', { schema: { tags: ['Operations'], summary: 'Liveness', response: { 200: Health } } }, async () => ({ status: 'ok' }));
+  app.get(
+    '/health/live',
+    { schema: { tags: ['Operations'], summary: 'Liveness', response: { 200: Health } } },
+    async () => ({ status: 'ok' }),
+  );
 
   app.get(
     '/health/ready',
-    { schema: { tags: ['Operations'], summary: 'Readiness: database and broker reachable', response: { 200: Health, 503: Health } } },
+    {
+      schema: {
+        tags: ['Operations'],
+        summary: 'Readiness: database and broker reachable',
+        response: { 200: Health, 503: Health },
+      },
+    },
     async (_request, reply) => {
       const checks: Record<string, string> = {};
       let ok = true;

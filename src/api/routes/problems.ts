@@ -19,9 +19,17 @@ function page(title: string, body: string): string {
 export function problemRoutes(app: Api, _deps: ApiDeps): void {
   app.get('/problems', { schema: { hide: true } }, async (_request, reply) => {
     const rows = PROBLEM_KEYS.map(
-      (k) => `<tr><td><a href="${problemTypeUri(k)}"><code>${problemTypeUri(k)}</code></a></td><td>${PROBLEMS[k].status}</td><td>${escape(PROBLEMS[k].title)}</td></tr>`,
+      (k) =>
+        `<tr><td><a href="${problemTypeUri(k)}"><code>${problemTypeUri(k)}</code></a></td><td>${PROBLEMS[k].status}</td><td>${escape(PROBLEMS[k].title)}</td></tr>`,
     ).join('');
-    return reply.type('text/html; charset=utf-8').send(page('Problem types', `<h1>Problem types</h1><p>Every error is <code>application/problem+json</code> with <code>type</code>, <code>type_documentation</code>, <code>title</code>, <code>status</code>, <code>detail</code> and <code>flow_id</code>.</p><table><tr><th>type</th><th>status</th><th>title</th></tr>${rows}</table>`));
+    return reply
+      .type('text/html; charset=utf-8')
+      .send(
+        page(
+          'Problem types',
+          `<h1>Problem types</h1><p>Every error is <code>application/problem+json</code> with <code>type</code>, <code>type_documentation</code>, <code>title</code>, <code>status</code>, <code>detail</code> and <code>flow_id</code>.</p><table><tr><th>type</th><th>status</th><th>title</th></tr>${rows}</table>`,
+        ),
+      );
   });
   for (const key of PROBLEM_KEYS) {
     const def = PROBLEMS[key];
@@ -29,6 +37,8 @@ export function problemRoutes(app: Api, _deps: ApiDeps): void {
       def.title,
       `<p><a href="/problems">All problem types</a></p><h1><code>${problemTypeUri(key)}</code></h1><p><strong>${def.status}</strong> — ${escape(def.title)}</p><p>${code(def.description)}</p>`,
     );
-    app.get(problemTypeUri(key), { schema: { hide: true } }, async (_request, reply) => reply.type('text/html; charset=utf-8').send(html));
+    app.get(problemTypeUri(key), { schema: { hide: true } }, async (_request, reply) =>
+      reply.type('text/html; charset=utf-8').send(html),
+    );
   }
 }

@@ -44,14 +44,26 @@ export function telematicsBrandRoutes(app: Api, { adapters }: ApiDeps): void {
         summary: 'Vehicle models of a brand, with their capabilities',
         security: [{ bearer: [] }],
         params: Type.Object({ brand: Type.String({ maxLength: 32 }) }),
-        response: { 200: Type.Object({ items: Type.Array(VehicleModelSchema) }), 401: Problem, 403: Problem, 404: Problem },
+        response: {
+          200: Type.Object({ items: Type.Array(VehicleModelSchema) }),
+          401: Problem,
+          403: Problem,
+          404: Problem,
+        },
       },
     },
     async (request) => {
       const adapter = adapters.get(request.params.brand);
-      if (!adapter) throw new ProblemError('resource-not-found', `The telematics brand '${request.params.brand}' cannot be found.`);
+      if (!adapter)
+        throw new ProblemError('resource-not-found', `The telematics brand '${request.params.brand}' cannot be found.`);
       return {
-        items: adapter.models.map((m) => ({ id: m.id, brand: m.brand, model: m.model, vehicle_type: m.vehicle_type, capabilities: m.capabilities })),
+        items: adapter.models.map((m) => ({
+          id: m.id,
+          brand: m.brand,
+          model: m.model,
+          vehicle_type: m.vehicle_type,
+          capabilities: m.capabilities,
+        })),
       };
     },
   );

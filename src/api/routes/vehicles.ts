@@ -24,7 +24,8 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
       schema: {
         tags: ['Vehicles'],
         summary: 'Add a vehicle',
-        description: 'Answers 201 at once with `setup_status` IN_PROGRESS; setup ends SUCCEEDED once the unit is verified (it connected, or the third-party API confirmed it) or FAILED with a reason.',
+        description:
+          'Answers 201 at once with `setup_status` IN_PROGRESS; setup ends SUCCEEDED once the unit is verified (it connected, or the third-party API confirmed it) or FAILED with a reason.',
         security: bearer,
         body: AddVehicleBody,
         response: { 201: Vehicle, ...errors, 409: Problem },
@@ -43,8 +44,9 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
       config: { scope: 'vehicles.ro' },
       schema: {
         tags: ['Vehicles'],
-        summary: 'List the fleet\'s vehicles',
-        description: 'Cursor pagination: pass `next_page_token` as `page_token` for the next page; null on the last page.',
+        summary: "List the fleet's vehicles",
+        description:
+          'Cursor pagination: pass `next_page_token` as `page_token` for the next page; null on the last page.',
         security: bearer,
         querystring: ListVehiclesQuery,
         response: { 200: VehiclePage, ...errors },
@@ -62,7 +64,13 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
     '/vehicles/:vehicle_id',
     {
       config: { scope: 'vehicles.ro' },
-      schema: { tags: ['Vehicles'], summary: 'Get a vehicle', security: bearer, params: VehicleIdParam, response: { 200: Vehicle, ...errors } },
+      schema: {
+        tags: ['Vehicles'],
+        summary: 'Get a vehicle',
+        security: bearer,
+        params: VehicleIdParam,
+        response: { 200: Vehicle, ...errors },
+      },
     },
     async (request, reply) => {
       const vehicle = await vehicles.get(request.principal!, request.params.vehicle_id);
@@ -78,7 +86,8 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
       schema: {
         tags: ['Vehicles'],
         summary: 'Change master data, custom fields, tags or operation status',
-        description: 'Objects merge member by member; a member set to null is removed. `tags` replaces the list. Send `If-Match` with the ETag to guard against lost updates (412 when it no longer matches).',
+        description:
+          'Objects merge member by member; a member set to null is removed. `tags` replaces the list. Send `If-Match` with the ETag to guard against lost updates (412 when it no longer matches).',
         security: bearer,
         params: VehicleIdParam,
         body: PatchVehicleBody,
@@ -87,7 +96,12 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
     },
     async (request, reply) => {
       const ifMatch = versionFromIfMatch(request.headers['if-match']);
-      const vehicle = await vehicles.update(request.principal!, request.params.vehicle_id, request.body as never, ifMatch);
+      const vehicle = await vehicles.update(
+        request.principal!,
+        request.params.vehicle_id,
+        request.body as never,
+        ifMatch,
+      );
       reply.header('ETag', etagOf(vehicle));
       return vehicles.view(vehicle);
     },
@@ -100,7 +114,8 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
       schema: {
         tags: ['Vehicles'],
         summary: 'Delete a vehicle',
-        description: 'Removes the vehicle, its state and command records, and revokes its unit\'s access. Honours If-Match.',
+        description:
+          "Removes the vehicle, its state and command records, and revokes its unit's access. Honours If-Match.",
         security: bearer,
         params: VehicleIdParam,
         response: { 204: { type: 'null' }, ...errors, 412: Problem },
@@ -126,6 +141,7 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
         response: { 200: VehicleState, ...errors },
       },
     },
-    async (request) => (await vehicles.state(request.principal!, request.params.vehicle_id)) as Static<typeof VehicleState>,
+    async (request) =>
+      (await vehicles.state(request.principal!, request.params.vehicle_id)) as Static<typeof VehicleState>,
   );
 }
