@@ -1,0 +1,261 @@
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type EmbeddedBroker, startEmbeddedBroker } from '../../src/broker/embedded-broker.js';
+import { connectServiceClient } from '../../src/broker/mqtt-connection.js';
+import { loadConfig } from '../../src/config.js';
+import { SecretBox } from '../../src/lib/secrets.js';
+import type { Store } from '../../src/store/store.js';
+import { FleetgateMqttAdapter } from '../../src/telematics/fleetgate-mqtt/fleetgate-mqtt-adapter.js';
+import {
+  encodeState,
+  encodeStatus,
+  MAX_PAYLOAD_BYTES,
+  unitTopic,
+} from '../../src/telematics/fleetgate-mqtt/protocol.js';
+import { AdapterEventRecorder } from '../contract/adapter.contract.js';
+
+const logger = pino({ level: 'silent' });
+
+/** The next `event` of an mqtt.js client (its typed emitter does not fit events.once). */
+function next<T extends unknown[]>(client: MqttClient, event: 'message' | 'close'): Promise<T> {
+  return new Promise((resolve) => client.once(event, (...args: unknown[]) => resolve(args as T)));
+}
+
+/** The QoS the broker granted, 128 for a refusal (mqtt.js reports that as an error). */
+function granted(client: MqttClient, topic: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    client.subscribe(topic, { qos: 1 }, (err, grants) => {
+      if (err) resolve(/Subscribe error/.test(err.message) ? 128 : undefined);
+      else resolve(grants?.[0]?.qos);
+    });
+  });
+}
+const TS = new Date().toISOString();
+
+describe('embedded MQTT broker (SPEC §5: devices authenticate too)', () => {
+  const passwords = new Map([
+    ['unit-a', 'secret-a'],
+    ['unit-b', 'secret-b'],
+    ['unit-c', 'secret-c'],
+  ]);
+  const authCalls: string[] = [];
+  let broker: EmbeddedBroker;
+  let service: MqttClient;
+  const clients: MqttClient[] = [];
+
+  /** Connects a raw client; rejects with the broker's refusal. */
+  async function connect(options: IClientOptions): Promise<MqttClient> {
+    const client = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0, protocolVersion: 4, ...options }, false);
+    clients.push(client);
+    return client;
+  }
+
+  const unit = (id: string, extra: IClientOptions = {}) =>
+    connect({ clientId: id, username: id, password: passwords.get(id), clean: true, ...extra });
+
+  beforeAll(async () => {
+    broker = await startEmbeddedBroker({
+      host: '127.0.0.1',
+      port: 0,
+      logger,
+      authenticateUnit: async (username, password) => {
+        authCalls.push(username);
+        return passwords.get(username) === password;
+      },
+    });
+    service = await connectServiceClient(broker.url, broker.serviceCredentials, logger);
+  });
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.endAsync(true)));
+  });
+  afterAll(async () => {
+    await service?.endAsync();
+    await broker?.close();
+  });
+
+  it('listens on a free port and names a connectable URL', () => {
+    expect(broker.port).toBeGreaterThan(0);
+    expect(broker.url).toBe(`mqtt://127.0.0.1:${broker.port}`);
+  });
+
+  it('refuses a wrong password', async () => {
+    await expect(connect({ clientId: 'unit-a', username: 'unit-a', password: 'nope' })).rejects.toThrow(
+      /Bad username or password/i,
+    );
+  });
+
+  it('refuses a unit whose client id is not its username', async () => {
+    await expect(
+      connect({ clientId: 'unit-b', username: 'unit-a', password: 'secret-a', clean: true }),
+    ).rejects.toThrow(/Identifier rejected/i);
+  });
+
+  // SPEC §1: commands are never queued — a persistent session would queue them.
+  it('refuses a unit asking for a persistent session', async () => {
+    await expect(unit('unit-a', { clean: false })).rejects.toThrow(/Not authorized/i);
+  });
+
+  it('refuses the service account with a wrong password and anonymous logins', async () => {
+    await expect(
+      connect({ clientId: 'x', username: broker.serviceCredentials.username, password: 'guess' }),
+    ).rejects.toThrow(/Bad username or password/i);
+    await expect(connect({ clientId: 'anon' })).rejects.toThrow(/Bad username or password/i);
+  });
+
+  it('lets a unit subscribe only to its own command topic', async () => {
+    const a = await unit('unit-a');
+    expect(await granted(a, unitTopic('unit-a', 'commands'))).toBe(1);
+    expect(await granted(a, unitTopic('unit-b', 'commands'))).toBe(128);
+    expect(await granted(a, 'fleetgate/v1/units/+/commands')).toBe(128);
+    expect(await granted(a, 'fleetgate/v1/units/unit-a/#')).toBe(128);
+    expect(await granted(a, '#')).toBe(128);
+    expect(await granted(a, '$SYS/#')).toBe(128);
+    expect(await granted(a, unitTopic('unit-a', 'state'))).toBe(128);
+  });
+
+  it('delivers a service command to its unit only', async () => {
+    const a = await unit('unit-a');
+    const b = await unit('unit-b');
+    await a.subscribeAsync(unitTopic('unit-a', 'commands'), { qos: 1 });
+    await b.subscribeAsync(unitTopic('unit-b', 'commands'), { qos: 1 });
+    const gotB: string[] = [];
+    b.on('message', (t) => gotB.push(t));
+    const received = next<[string, Buffer]>(a, 'message');
+    await service.publishAsync(unitTopic('unit-a', 'commands'), 'hello', { qos: 1 });
+    const [topic, payload] = await received;
+    expect(topic).toBe(unitTopic('unit-a', 'commands'));
+    expect(payload.toString()).toBe('hello');
+    expect(gotB).toEqual([]);
+  });
+
+  it('lets a unit publish to its own state, responses and status topics', async () => {
+    const a = await unit('unit-a');
+    const seen: string[] = [];
+    const handler = (t: string) => seen.push(t);
+    service.on('message', handler);
+    await service.subscribeAsync('fleetgate/v1/units/unit-a/+', { qos: 1 });
+    for (const kind of ['state', 'responses', 'status'] as const) {
+      await a.publishAsync(unitTopic('unit-a', kind), '{}', { qos: 1 });
+    }
+    await a.publishAsync(unitTopic('unit-a', 'status'), encodeStatus('online'), { qos: 1, retain: true });
+    await service.unsubscribeAsync('fleetgate/v1/units/unit-a/+');
+    service.off('message', handler);
+    expect(seen).toEqual(
+      expect.arrayContaining((['state', 'responses', 'status'] as const).map((k) => unitTopic('unit-a', k))),
+    );
+  });
+
+  it.each([
+    ["another unit's state topic", unitTopic('unit-b', 'state'), false],
+    ["another unit's status topic", unitTopic('unit-b', 'status'), false],
+    ['its own command topic', unitTopic('unit-a', 'commands'), false],
+    ['a topic outside the protocol', 'somewhere/else', false],
+    ['$SYS', '$SYS/broker/x', false],
+    ['its own state topic, retained', unitTopic('unit-a', 'state'), true],
+  ])('disconnects a unit publishing to %s', async (_name, topic, retain) => {
+    const a = await unit('unit-a');
+    const forwarded: string[] = [];
+    const handler = (t: string) => forwarded.push(t);
+    service.on('message', handler);
+    await service.subscribeAsync(topic.startsWith('$') ? '$SYS/broker/x' : topic, { qos: 1 });
+    const closed = next(a, 'close');
+    a.publish(topic, 'forged', { qos: 1, retain });
+    await closed;
+    await service.unsubscribeAsync(topic.startsWith('$') ? '$SYS/broker/x' : topic);
+    service.off('message', handler);
+    expect(forwarded).toEqual([]);
+  });
+
+  it('gives the service account full access', async () => {
+    const got = new Promise<string>((resolve) => {
+      const handler = (t: string) => {
+        if (t === unitTopic('unit-c', 'state')) {
+          service.off('message', handler);
+          resolve(t);
+        }
+      };
+      service.on('message', handler);
+    });
+    expect((await service.subscribeAsync('#', { qos: 1 }))[0]?.qos).toBe(1);
+    await service.publishAsync(unitTopic('unit-c', 'state'), '{}', { qos: 1 });
+    await got;
+    await service.unsubscribeAsync('#');
+  });
+
+  it('publishes the last will as a retained offline status when a unit drops off', async () => {
+    const will = {
+      topic: unitTopic('unit-b', 'status'),
+      payload: Buffer.from(encodeStatus('offline')),
+      qos: 1 as const,
+      retain: true,
+    };
+    const b = await unit('unit-b', { will });
+    await b.publishAsync(unitTopic('unit-b', 'status'), encodeStatus('online'), { qos: 1, retain: true });
+    const statuses: string[] = [];
+    const handler = (t: string, p: Buffer) => t === will.topic && statuses.push(JSON.parse(p.toString()).status);
+    service.on('message', handler);
+    await service.subscribeAsync(will.topic, { qos: 1 });
+    const offline = new Promise<void>((resolve) =>
+      service.on('message', (t, p) => t === will.topic && p.toString().includes('offline') && resolve()),
+    );
+    b.stream.destroy(); // a lost link: no DISCONNECT packet
+    await offline;
+    await service.unsubscribeAsync(will.topic);
+    service.off('message', handler);
+    expect(statuses).toEqual(['online', 'offline']);
+  });
+
+  it('remembers a successful login, and forgets it and disconnects the unit on removeUnit', async () => {
+    authCalls.length = 0;
+    const c1 = await unit('unit-c');
+    await c1.endAsync();
+    const c2 = await unit('unit-c');
+    expect(authCalls).toEqual(['unit-c']);
+    const closed = next(c2, 'close');
+    await broker.provisioner.removeUnit('unit-c');
+    await closed;
+    passwords.delete('unit-c');
+    await expect(unit('unit-c', { password: 'secret-c' })).rejects.toThrow(/Bad username or password/i);
+    expect(authCalls).toEqual(['unit-c', 'unit-c']);
+  });
+
+  it('survives malformed and oversized state payloads; the adapter drops them and keeps working', async () => {
+    const recorder = new AdapterEventRecorder();
+    const adapter = new FleetgateMqttAdapter();
+    await adapter.start({
+      logger,
+      mqtt: service,
+      broker: broker.provisioner,
+      onStateReport: recorder.onStateReport,
+      onConnectionChange: recorder.onConnectionChange,
+      setSetupResult: async () => undefined,
+      store: {} as Store,
+      secrets: new SecretBox(Buffer.alloc(32)),
+      config: loadConfig({}, {}),
+    });
+    try {
+      const a = await unit('unit-a');
+      const topic = unitTopic('unit-a', 'state');
+      const garbage = [
+        'not json',
+        '{"v":1,"state":',
+        '[]',
+        '{"v":2,"state":{}}',
+        '{"v":1,"state":"x"}',
+        Buffer.from([0xff, 0x00, 0xfe]),
+        `{"v":1,"state":{"x":"${'a'.repeat(MAX_PAYLOAD_BYTES)}"}}`,
+      ];
+      for (const g of garbage) await a.publishAsync(topic, g, { qos: 1 });
+      await a.publishAsync(unitTopic('unit-a', 'status'), 'garbage', { qos: 1 });
+      await a.publishAsync(unitTopic('unit-a', 'responses'), '{"v":1,"id":', { qos: 1 });
+      const good = { mileage_in_kilometers: { timestamp: TS, value: 12 } };
+      await a.publishAsync(topic, encodeState(good), { qos: 1 });
+      expect(await recorder.waitForStateReport('unit-a')).toEqual(good);
+      expect(recorder.stateReports).toHaveLength(1);
+      expect(a.connected).toBe(true);
+    } finally {
+      await adapter.stop();
+    }
+  });
+});
