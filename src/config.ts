@@ -306,5 +306,9 @@ export function redact(url: string): string {
 
 /** What the CLI's API commands read from the environment (the only other use of process.env). */
 export function cliEnv(env: Source = process.env): { apiUrl?: string; clientId?: string; clientSecret?: string } {
-  return { apiUrl: env.FLEETGATE_API_URL, clientId: env.FLEETGATE_CLIENT_ID, clientSecret: env.FLEETGATE_CLIENT_SECRET };
+  return {
+    apiUrl: env.FLEETGATE_API_URL,
+    clientId: env.FLEETGATE_CLIENT_ID,
+    clientSecret: env.FLEETGATE_CLIENT_SECRET,
+  };
 }
