@@ -1,0 +1,752 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { VehicleState } from '../../domain/state-catalogue.js';
+import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
+import {
+  type ApiClient,
+  type CommandCompletion,
+  type CommandRecord,
+  type CredentialsRecord,
+  type IdempotencyRecord,
+  type Store,
+  StoreConflictError,
+  StoreUnavailableError,
+  type VehicleFilter,
+  type VehiclePatch,
+} from '../store.js';
+import { type Migration, POSTGRES_MIGRATIONS } from './migrations.js';
+
+export interface PostgresStoreOptions {
+  /** postgres:// or postgresql:// connection URL. */
+  url: string;
+  /** Connections per instance (default 10). */
+  poolSize?: number;
+  /** How long to wait for a connection, new or from the pool, before answering 503 (default 5 s). */
+  connectionTimeoutMs?: number;
+  /** Server-side limit per statement; the client gives up shortly after (default 10 s). */
+  statementTimeoutMs?: number;
+  logger?: Logger;
+  /** Overrides the migration list (tests). */
+  migrations?: readonly Migration[];
+}
+
+type Row = Record<string, unknown>;
+
+/** Any stable 64-bit number: the advisory lock that serialises migrations across instances. */
+const MIGRATION_LOCK = 7_310_455_118_224_911;
+
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now (starting up, recovering)
+  '53300', // too_many_connections
+  '57014', // query_canceled: only statement_timeout cancels our queries
+]);
+/** admin_shutdown, crash_shutdown: the server ended the session; the statement did not run. */
+const SESSION_ENDED_CODES = new Set(['57P01', '57P02']);
+const UNAVAILABLE_MESSAGE =
+  /timeout exceeded when trying to connect|connection terminated|connection timeout|query read timeout|not queryable|connection error/i;
+
+function errorCode(err: unknown): string {
+  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
+}
+
+/** True for errors that mean "the database cannot be reached", as opposed to a bad query. */
+export function isConnectionError(err: unknown): boolean {
+  const code = errorCode(err);
+  if (UNAVAILABLE_CODES.has(code) || code.startsWith('08')) return true;
+  if (err instanceof AggregateError) return err.errors.some(isConnectionError);
+  return err instanceof Error && !code && UNAVAILABLE_MESSAGE.test(err.message);
+}
+
+function constraintOf(err: unknown): string {
+  return typeof err === 'object' && err !== null && 'constraint' in err ? String(err.constraint) : '';
+}
+
+const iso = (d: unknown): string => (d instanceof Date ? d : new Date(String(d))).toISOString();
+const isoOrNull = (d: unknown): string | null => (d === null || d === undefined ? null : iso(d));
+const json = (value: unknown): string => JSON.stringify(value);
+
+function vehicleFromRow(r: Row): Vehicle {
+  return {
+    vehicle_id: String(r.vehicle_id),
+    fleet_id: String(r.fleet_id),
+    telematics_brand: String(r.telematics_brand),
+    telematics_unit_id: String(r.telematics_unit_id),
+    vehicle_model_id: String(r.vehicle_model_id),
+    unit_password_hash: (r.unit_password_hash as string | null) ?? null,
+    credentials_id: (r.credentials_id as string | null) ?? null,
+    capabilities: r.capabilities as Capabilities,
+    master_data: r.master_data as Vehicle['master_data'],
+    custom_fields: r.custom_fields as Vehicle['custom_fields'],
+    tags: r.tags as string[],
+    operation_status: r.operation_status as Vehicle['operation_status'],
+    setup_status: r.setup_status as SetupStatus,
+    setup_failure_reason: (r.setup_failure_reason as string | null) ?? null,
+    life_status: r.life_status as LifeStatus,
+    life_status_modified_at: iso(r.life_status_modified_at),
+    version: Number(r.version),
+    created_at: iso(r.created_at),
+    modified_at: iso(r.modified_at),
+  };
+}
+
+function commandFromRow(r: Row): CommandRecord {
+  return {
+    flow_id: String(r.flow_id),
+    fleet_id: String(r.fleet_id),
+    client_id: String(r.client_id),
+    vehicle_id: String(r.vehicle_id),
+    command: r.command as CommandRecord['command'],
+    adapter: String(r.adapter),
+    instance_id: String(r.instance_id),
+    status: r.status as CommandRecord['status'],
+    problem_type: (r.problem_type as string | null) ?? null,
+    detail: (r.detail as string | null) ?? null,
+    delivery: (r.delivery as CommandRecord['delivery']) ?? null,
+    steps: (r.steps as CommandRecord['steps']) ?? null,
+    requested_at: iso(r.requested_at),
+    deadline_at: iso(r.deadline_at),
+    completed_at: isoOrNull(r.completed_at),
+    duration_ms: r.duration_ms === null ? null : Number(r.duration_ms),
+  };
+}
+
+function credentialsFromRow(r: Row): CredentialsRecord {
+  return {
+    credentials_id: String(r.credentials_id),
+    fleet_id: String(r.fleet_id),
+    telematics_brand: String(r.telematics_brand),
+    name: (r.name as string | null) ?? null,
+    sealed_secret: String(r.sealed_secret),
+    sealed_state: (r.sealed_state as string | null) ?? null,
+    version: Number(r.version),
+    created_at: iso(r.created_at),
+    modified_at: iso(r.modified_at),
+  };
+}
+
+function idempotencyFromRow(r: Row): IdempotencyRecord {
+  return {
+    fleet_id: String(r.fleet_id),
+    key: String(r.key),
+    vehicle_id: String(r.vehicle_id),
+    command: r.command as IdempotencyRecord['command'],
+    flow_id: String(r.flow_id),
+    status_code: r.status_code === null ? null : Number(r.status_code),
+    response: r.response ?? null,
+    created_at: iso(r.created_at),
+  };
+}
+
+type Queryable = Pick<pg.PoolClient, 'query'>;
+
+/**
+ * The production engine (SPEC §7): any number of instances share one database. Every guarantee
+ * that must hold across instances (single flight, idempotency, unique units, credential CAS)
+ * is a constraint or a single conditional statement, never a read-then-write in process memory.
+ */
+export class PostgresStore implements Store {
+  readonly engine = 'postgres';
+  private readonly pool: pg.Pool;
+  private readonly options: PostgresStoreOptions;
+  private readonly migrations: readonly Migration[];
+  private closing: Promise<void> | undefined;
+
+  constructor(options: PostgresStoreOptions) {
+    this.options = options;
+    this.migrations = options.migrations ?? POSTGRES_MIGRATIONS;
+    const statementTimeout = options.statementTimeoutMs ?? 10_000;
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: options.connectionTimeoutMs ?? 5_000,
+      statement_timeout: statementTimeout,
+      // The server enforces statement_timeout; this catches a server that stopped answering at all.
+      query_timeout: statementTimeout + 2_000,
+      idle_in_transaction_session_timeout: statementTimeout * 2,
+      keepAlive: true,
+      application_name: 'fleetgate',
+    });
+    // A pooled idle connection that the server drops emits here; the pool discards it and opens a
+    // fresh one on the next checkout, so logging is all that is needed (unhandled, it would crash).
+    this.pool.on('error', (err) => {
+      options.logger?.warn({ err }, 'postgres: idle connection lost');
+    });
+  }
+
+  /**
+   * After a server restart every idle pooled connection is dead, and each fails the next statement
+   * sent on it with 57P01/57P02. The server ended the session without running that statement, so
+   * it is safe to run again on another connection; anything else (a reset mid-statement may have
+   * committed) is reported as is.
+   */
+  private async retryOnEndedSession<T>(fn: () => Promise<T>): Promise<T> {
+    const attempts = (this.options.poolSize ?? 10) + 1;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        const code = errorCode(err instanceof StoreUnavailableError ? err.cause : err);
+        if (attempt >= attempts || !SESSION_ENDED_CODES.has(code)) throw err;
+        this.options.logger?.debug({ code, attempt }, 'postgres: retrying on a fresh connection');
+      }
+    }
+  }
+
+  private async q(text: string, params: unknown[] = [], client?: Queryable): Promise<pg.QueryResult<Row>> {
+    const run = async () => {
+      try {
+        return await (client ?? this.pool).query<Row>(text, params);
+      } catch (err) {
+        if (isConnectionError(err)) throw new StoreUnavailableError(err);
+        throw err;
+      }
+    };
+    // Inside a transaction the whole transaction is retried instead (see tx).
+    return client ? run() : this.retryOnEndedSession(run);
+  }
+
+  /** Runs fn in one transaction on one pooled connection. */
+  private tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.retryOnEndedSession(() => this.txOnce(fn));
+  }
+
+  private async txOnce<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw isConnectionError(err) ? new StoreUnavailableError(err) : err;
+    }
+    let broken = false;
+    try {
+      await this.q('BEGIN', [], client);
+      const out = await fn(client);
+      await this.q('COMMIT', [], client);
+      return out;
+    } catch (err) {
+      broken = err instanceof StoreUnavailableError;
+      if (!broken) await client.query('ROLLBACK').catch(() => (broken = true));
+      throw err;
+    } finally {
+      // `true` destroys the connection instead of returning a dead one to the pool.
+      client.release(broken);
+    }
+  }
+
+  async migrate(): Promise<void> {
+    // A dedicated connection without statement limits: a migration may take long, and the other
+    // instances wait on the advisory lock until the first one has applied everything.
+    const client = new pg.Client({
+      connectionString: this.options.url,
+      connectionTimeoutMillis: this.options.connectionTimeoutMs ?? 5_000,
+      application_name: 'fleetgate-migrate',
+    });
+    client.on('error', (err) => this.options.logger?.warn({ err }, 'postgres: migration connection lost'));
+    try {
+      await client.connect();
+    } catch (err) {
+      throw isConnectionError(err) ? new StoreUnavailableError(err) : err;
+    }
+    try {
+      await this.q('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK], client);
+      await this.q(
+        `CREATE TABLE IF NOT EXISTS schema_migrations (
+           version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+        [],
+        client,
+      );
+      const { rows } = await this.q('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations', [], client);
+      const current = Number(rows[0]?.v ?? 0);
+      const known = Math.max(0, ...this.migrations.map((m) => m.version));
+      if (current > known) {
+        throw new Error(
+          `database schema version ${current} is newer than this fleetgate knows (${known}); upgrade fleetgate`,
+        );
+      }
+      for (const m of this.migrations) {
+        if (m.version <= current) continue;
+        await this.q('BEGIN', [], client);
+        try {
+          await this.q(m.sql, [], client);
+          await this.q('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name], client);
+          await this.q('COMMIT', [], client);
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+        this.options.logger?.info({ version: m.version, name: m.name }, 'applied postgres migration');
+      }
+    } finally {
+      // Closing the session releases the advisory lock even if the unlock cannot be sent.
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.q('SELECT 1');
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.pool.end();
+    return this.closing;
+  }
+
+  async createClient(c: ApiClient): Promise<void> {
+    try {
+      await this.q(
+        `INSERT INTO api_clients (client_id, fleet_id, name, secret_hash, scopes, created_at)
+         VALUES ($1, $2, $3, $4, $5::jsonb, $6)`,
+        [c.client_id, c.fleet_id, c.name, c.secret_hash, json(c.scopes), c.created_at],
+      );
+    } catch (err) {
+      if (errorCode(err) === '23505') throw new StoreConflictError('client_id');
+      throw err;
+    }
+  }
+
+  async getClient(clientId: string): Promise<ApiClient | undefined> {
+    const { rows } = await this.q('SELECT * FROM api_clients WHERE client_id = $1', [clientId]);
+    const r = rows[0];
+    if (!r) return undefined;
+    return {
+      client_id: String(r.client_id),
+      fleet_id: String(r.fleet_id),
+      name: String(r.name),
+      secret_hash: String(r.secret_hash),
+      scopes: r.scopes as string[],
+      created_at: iso(r.created_at),
+    };
+  }
+
+  private async writeTags(c: Queryable, fleetId: string, vehicleId: string, tags: readonly string[]): Promise<void> {
+    await this.q('DELETE FROM vehicle_tags WHERE vehicle_id = $1', [vehicleId], c);
+    if (tags.length === 0) return;
+    await this.q(
+      `INSERT INTO vehicle_tags (fleet_id, tag, vehicle_id)
+       SELECT $1, t, $2 FROM unnest($3::text[]) AS t ON CONFLICT DO NOTHING`,
+      [fleetId, vehicleId, tags],
+      c,
+    );
+  }
+
+  async insertVehicle(v: Vehicle): Promise<void> {
+    try {
+      await this.tx(async (c) => {
+        await this.q(
+          `INSERT INTO vehicles (vehicle_id, fleet_id, telematics_brand, telematics_unit_id, vehicle_model_id,
+             unit_password_hash, credentials_id, capabilities, master_data, custom_fields, tags, operation_status,
+             setup_status, setup_failure_reason, life_status, life_status_modified_at, version, created_at, modified_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10::jsonb, $11::jsonb, $12, $13, $14, $15, $16,
+             $17, $18, $19)`,
+          [
+            v.vehicle_id,
+            v.fleet_id,
+            v.telematics_brand,
+            v.telematics_unit_id,
+            v.vehicle_model_id,
+            v.unit_password_hash,
+            v.credentials_id,
+            json(v.capabilities),
+            json(v.master_data),
+            json(v.custom_fields),
+            json(v.tags),
+            v.operation_status,
+            v.setup_status,
+            v.setup_failure_reason,
+            v.life_status,
+            v.life_status_modified_at,
+            v.version,
+            v.created_at,
+            v.modified_at,
+          ],
+          c,
+        );
+        await this.writeTags(c, v.fleet_id, v.vehicle_id, v.tags);
+      });
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === '23505' && constraintOf(err) === 'vehicles_telematics_unit_key') {
+        throw new StoreConflictError('telematics_unit');
+      }
+      if (code === '23505') throw new StoreConflictError('vehicle_id');
+      if (code === '23503') throw new StoreConflictError('credentials');
+      throw err;
+    }
+  }
+
+  async getVehicle(vehicleId: string): Promise<Vehicle | undefined> {
+    const { rows } = await this.q('SELECT * FROM vehicles WHERE vehicle_id = $1', [vehicleId]);
+    return rows[0] && vehicleFromRow(rows[0]);
+  }
+
+  async findVehicleByUnit(brand: string, unitId: string): Promise<Vehicle | undefined> {
+    const { rows } = await this.q('SELECT * FROM vehicles WHERE telematics_brand = $1 AND telematics_unit_id = $2', [
+      brand,
+      unitId,
+    ]);
+    return rows[0] && vehicleFromRow(rows[0]);
+  }
+
+  async listVehicles(filter: VehicleFilter): Promise<Vehicle[]> {
+    const params: unknown[] = [];
+    const p = (value: unknown): string => {
+      params.push(value);
+      return `$${params.length}`;
+    };
+    const where: string[] = [];
+    const [firstTag, ...otherTags] = [...new Set(filter.tags ?? [])];
+    let from = 'vehicles v';
+    let order = 'v.vehicle_id';
+    if (firstTag === undefined) {
+      where.push(`v.fleet_id = ${p(filter.fleet_id)}`);
+      if (filter.after !== undefined) where.push(`v.vehicle_id > ${p(filter.after)}`);
+    } else {
+      // Walk the first tag's primary-key range in vehicle_id order: a page costs `limit` lookups.
+      from = 'vehicle_tags t JOIN vehicles v ON v.vehicle_id = t.vehicle_id';
+      order = 't.vehicle_id';
+      where.push(`t.fleet_id = ${p(filter.fleet_id)}`, `t.tag = ${p(firstTag)}`);
+      if (filter.after !== undefined) where.push(`t.vehicle_id > ${p(filter.after)}`);
+      for (const tag of otherTags) {
+        where.push(
+          `EXISTS (SELECT 1 FROM vehicle_tags o WHERE o.fleet_id = t.fleet_id AND o.tag = ${p(tag)} AND o.vehicle_id = v.vehicle_id)`,
+        );
+      }
+    }
+    if (filter.telematics_brand !== undefined) where.push(`v.telematics_brand = ${p(filter.telematics_brand)}`);
+    if (filter.setup_status !== undefined) where.push(`v.setup_status = ${p(filter.setup_status)}`);
+    const sql = `SELECT v.* FROM ${from} WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ${p(filter.limit)}`;
+    const { rows } = await this.q(sql, params);
+    return rows.map(vehicleFromRow);
+  }
+
+  async updateVehicle(
+    vehicleId: string,
+    patch: VehiclePatch,
+    expectedVersion: number | undefined,
+    modifiedAt: string,
+  ): Promise<Vehicle | 'version-mismatch' | undefined> {
+    const params: unknown[] = [vehicleId, expectedVersion ?? null, modifiedAt];
+    const sets = ['version = version + 1', 'modified_at = $3'];
+    for (const key of ['master_data', 'custom_fields', 'tags'] as const) {
+      if (patch[key] === undefined) continue;
+      params.push(json(patch[key]));
+      sets.push(`${key} = $${params.length}::jsonb`);
+    }
+    if (patch.operation_status !== undefined) {
+      params.push(patch.operation_status);
+      sets.push(`operation_status = $${params.length}`);
+    }
+    return this.tx(async (c) => {
+      const { rows } = await this.q(
+        `UPDATE vehicles SET ${sets.join(', ')}
+          WHERE vehicle_id = $1 AND ($2::integer IS NULL OR version = $2::integer) RETURNING *`,
+        params,
+        c,
+      );
+      const r = rows[0];
+      if (!r) return (await this.exists(vehicleId, c)) ? 'version-mismatch' : undefined;
+      const v = vehicleFromRow(r);
+      if (patch.tags !== undefined) await this.writeTags(c, v.fleet_id, v.vehicle_id, v.tags);
+      return v;
+    });
+  }
+
+  private async exists(vehicleId: string, c?: Queryable): Promise<boolean> {
+    const { rowCount } = await this.q('SELECT 1 FROM vehicles WHERE vehicle_id = $1', [vehicleId], c);
+    return (rowCount ?? 0) > 0;
+  }
+
+  async deleteVehicle(vehicleId: string, expectedVersion?: number): Promise<boolean | 'version-mismatch'> {
+    // State, commands, tags and idempotency keys go with it through ON DELETE CASCADE, within
+    // this one statement.
+    const { rowCount } = await this.q(
+      'DELETE FROM vehicles WHERE vehicle_id = $1 AND ($2::integer IS NULL OR version = $2::integer)',
+      [vehicleId, expectedVersion ?? null],
+    );
+    if ((rowCount ?? 0) > 0) return true;
+    return (await this.exists(vehicleId)) ? 'version-mismatch' : false;
+  }
+
+  async setSetupStatus(
+    vehicleId: string,
+    update: { status: SetupStatus; reason: string | null; capabilities?: Capabilities; at: string },
+    onlyFrom?: SetupStatus,
+  ): Promise<boolean> {
+    const { rowCount } = await this.q(
+      `UPDATE vehicles
+          SET setup_status = $2, setup_failure_reason = $3, capabilities = COALESCE($4::jsonb, capabilities),
+              version = version + 1, modified_at = $5
+        WHERE vehicle_id = $1
+          AND ($6::text IS NULL OR setup_status = $6::text)
+          AND (setup_status IS DISTINCT FROM $2 OR setup_failure_reason IS DISTINCT FROM $3
+               OR ($4::jsonb IS NOT NULL AND capabilities IS DISTINCT FROM $4::jsonb))`,
+      [
+        vehicleId,
+        update.status,
+        update.reason,
+        update.capabilities === undefined ? null : json(update.capabilities),
+        update.at,
+        onlyFrom ?? null,
+      ],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  async setLifeStatus(vehicleId: string, status: LifeStatus, at: string): Promise<boolean> {
+    // Not an operator edit: the version (ETag) stays as it is.
+    const { rowCount } = await this.q(
+      'UPDATE vehicles SET life_status = $2, life_status_modified_at = $3 WHERE vehicle_id = $1 AND life_status <> $2',
+      [vehicleId, status, at],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  async listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]> {
+    const { rows } = await this.q(
+      `SELECT * FROM vehicles WHERE setup_status = 'IN_PROGRESS' AND created_at < $1
+        ORDER BY created_at, vehicle_id LIMIT $2`,
+      [createdBefore, limit],
+    );
+    return rows.map(vehicleFromRow);
+  }
+
+  async createCredentials(c: CredentialsRecord): Promise<void> {
+    try {
+      await this.q(
+        `INSERT INTO credentials (credentials_id, fleet_id, telematics_brand, name, sealed_secret, sealed_state,
+           version, created_at, modified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [
+          c.credentials_id,
+          c.fleet_id,
+          c.telematics_brand,
+          c.name,
+          c.sealed_secret,
+          c.sealed_state,
+          c.version,
+          c.created_at,
+          c.modified_at,
+        ],
+      );
+    } catch (err) {
+      if (errorCode(err) === '23505') throw new StoreConflictError('credentials_id');
+      throw err;
+    }
+  }
+
+  async getCredentials(credentialsId: string): Promise<CredentialsRecord | undefined> {
+    const { rows } = await this.q('SELECT * FROM credentials WHERE credentials_id = $1', [credentialsId]);
+    return rows[0] && credentialsFromRow(rows[0]);
+  }
+
+  async listCredentials(fleetId: string, limit: number, after?: string): Promise<CredentialsRecord[]> {
+    const { rows } = await this.q(
+      `SELECT * FROM credentials WHERE fleet_id = $1 AND ($2::text IS NULL OR credentials_id > $2::text)
+        ORDER BY credentials_id LIMIT $3`,
+      [fleetId, after ?? null, limit],
+    );
+    return rows.map(credentialsFromRow);
+  }
+
+  async deleteCredentials(credentialsId: string): Promise<'deleted' | 'in-use' | 'not-found'> {
+    try {
+      const { rowCount } = await this.q('DELETE FROM credentials WHERE credentials_id = $1', [credentialsId]);
+      return (rowCount ?? 0) > 0 ? 'deleted' : 'not-found';
+    } catch (err) {
+      // The vehicles.credentials_id foreign key refuses while a vehicle references them.
+      if (errorCode(err) === '23503') return 'in-use';
+      throw err;
+    }
+  }
+
+  async updateCredentialsState(
+    credentialsId: string,
+    expectedVersion: number,
+    sealedState: string,
+    at: string,
+  ): Promise<boolean> {
+    const { rowCount } = await this.q(
+      `UPDATE credentials SET sealed_state = $3, version = version + 1, modified_at = $4
+        WHERE credentials_id = $1 AND version = $2`,
+      [credentialsId, expectedVersion, sealedState, at],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
+    if (Object.keys(state).length > 0) {
+      try {
+        // One statement upserts every property: newer-or-equal timestamps win (SPEC §3).
+        await this.q(
+          `INSERT INTO vehicle_state (vehicle_id, property, ts, value)
+           SELECT $1, e.key, (e.value->>'timestamp')::timestamptz, e.value->'value' FROM jsonb_each($2::jsonb) AS e
+           ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
+           WHERE excluded.ts >= vehicle_state.ts`,
+          [vehicleId, json(normalizeState(state))],
+        );
+      } catch (err) {
+        // A report for a vehicle deleted meanwhile: nothing to keep.
+        if (errorCode(err) === '23503') return {};
+        throw err;
+      }
+    }
+    return this.getState(vehicleId);
+  }
+
+  async getState(vehicleId: string): Promise<VehicleState> {
+    const { rows } = await this.q(
+      'SELECT property, ts, value FROM vehicle_state WHERE vehicle_id = $1 ORDER BY property',
+      [vehicleId],
+    );
+    const out: VehicleState = {};
+    for (const r of rows) out[String(r.property)] = { timestamp: iso(r.ts), value: r.value };
+    return out;
+  }
+
+  async beginCommand(c: CommandRecord): Promise<boolean> {
+    try {
+      const { rowCount } = await this.q(
+        `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
+           problem_type, detail, delivery, steps, requested_at, deadline_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'IN_FLIGHT', $8, $9, $10, $11::jsonb, $12, $13)
+         ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
+        [
+          c.flow_id,
+          c.fleet_id,
+          c.client_id,
+          c.vehicle_id,
+          c.command,
+          c.adapter,
+          c.instance_id,
+          c.problem_type,
+          c.detail,
+          c.delivery,
+          c.steps === null ? null : json(c.steps),
+          c.requested_at,
+          c.deadline_at,
+        ],
+      );
+      return (rowCount ?? 0) > 0;
+    } catch (err) {
+      if (errorCode(err) === '23503') throw new StoreConflictError('vehicle');
+      if (errorCode(err) === '23505') throw new StoreConflictError('flow_id');
+      throw err;
+    }
+  }
+
+  async finishCommand(flowId: string, c: CommandCompletion): Promise<void> {
+    await this.q(
+      `UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = $5, steps = $6::jsonb,
+         completed_at = $7, duration_ms = $8 WHERE flow_id = $1`,
+      [
+        flowId,
+        c.status,
+        c.problem_type,
+        c.detail,
+        c.delivery,
+        c.steps === null ? null : json(c.steps),
+        c.completed_at,
+        c.duration_ms,
+      ],
+    );
+  }
+
+  async getCommand(flowId: string): Promise<CommandRecord | undefined> {
+    const { rows } = await this.q('SELECT * FROM commands WHERE flow_id = $1', [flowId]);
+    return rows[0] && commandFromRow(rows[0]);
+  }
+
+  async listCommands(vehicleId: string, limit: number, before?: string): Promise<CommandRecord[]> {
+    const { rows } =
+      before === undefined
+        ? await this.q(
+            'SELECT * FROM commands WHERE vehicle_id = $1 ORDER BY requested_at DESC, flow_id DESC LIMIT $2',
+            [vehicleId, limit],
+          )
+        : // A cursor that is not one of this vehicle's commands yields an empty page.
+          await this.q(
+            `SELECT c.* FROM commands c JOIN commands k ON k.flow_id = $2 AND k.vehicle_id = $1
+              WHERE c.vehicle_id = $1 AND (c.requested_at, c.flow_id) < (k.requested_at, k.flow_id)
+              ORDER BY c.requested_at DESC, c.flow_id DESC LIMIT $3`,
+            [vehicleId, before, limit],
+          );
+    return rows.map(commandFromRow);
+  }
+
+  async expireCommands(now: string): Promise<number> {
+    const { rowCount } = await this.q(
+      `UPDATE commands
+          SET status = 'OUTCOME_UNKNOWN', delivery = 'DELIVERED_OUTCOME_UNKNOWN',
+              problem_type = COALESCE(problem_type, 'vehicle/no-connection'),
+              detail = COALESCE(detail, 'The instance handling the command stopped before it finished.'),
+              completed_at = $1,
+              duration_ms = GREATEST(0, round(extract(epoch FROM ($1::timestamptz - requested_at)) * 1000))::integer
+        WHERE status = 'IN_FLIGHT' AND deadline_at < $1`,
+      [now],
+    );
+    return rowCount ?? 0;
+  }
+
+  async claimIdempotencyKey(
+    record: Omit<IdempotencyRecord, 'status_code' | 'response'>,
+  ): Promise<{ claimed: true } | { claimed: false; existing: IdempotencyRecord }> {
+    // ON CONFLICT waits for a concurrent claimer to commit, so the SELECT then sees its row; the
+    // loop covers the rare purge between the two statements.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const { rowCount } = await this.q(
+        `INSERT INTO idempotency_keys (fleet_id, key, vehicle_id, command, flow_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (fleet_id, key) DO NOTHING`,
+        [record.fleet_id, record.key, record.vehicle_id, record.command, record.flow_id, record.created_at],
+      ).catch((err: unknown) => {
+        if (errorCode(err) === '23503') throw new StoreConflictError('vehicle');
+        throw err;
+      });
+      if ((rowCount ?? 0) > 0) return { claimed: true };
+      const { rows } = await this.q('SELECT * FROM idempotency_keys WHERE fleet_id = $1 AND key = $2', [
+        record.fleet_id,
+        record.key,
+      ]);
+      if (rows[0]) return { claimed: false, existing: idempotencyFromRow(rows[0]) };
+    }
+    throw new Error(`idempotency key ${record.key} could neither be claimed nor read`);
+  }
+
+  async completeIdempotencyKey(fleetId: string, key: string, statusCode: number, response: unknown): Promise<void> {
+    await this.q(
+      'UPDATE idempotency_keys SET status_code = $3, response = $4::jsonb WHERE fleet_id = $1 AND key = $2',
+      [fleetId, key, statusCode, json(response ?? null)],
+    );
+  }
+
+  async releaseIdempotencyKey(fleetId: string, key: string, flowId: string): Promise<void> {
+    await this.q(
+      'DELETE FROM idempotency_keys WHERE fleet_id = $1 AND key = $2 AND flow_id = $3 AND status_code IS NULL',
+      [fleetId, key, flowId],
+    );
+  }
+
+  async purgeIdempotencyKeys(createdBefore: string): Promise<number> {
+    const { rowCount } = await this.q('DELETE FROM idempotency_keys WHERE created_at < $1', [createdBefore]);
+    return rowCount ?? 0;
+  }
+}
+
+/** Timestamps go to the database as parsed instants, so a malformed one fails here, not in SQL. */
+function normalizeState(state: VehicleState): VehicleState {
+  const out: VehicleState = {};
+  for (const [name, v] of Object.entries(state)) {
+    const ms = Date.parse(v.timestamp);
+    if (!Number.isFinite(ms)) throw new TypeError(`invalid timestamp: ${v.timestamp}`);
+    out[name] = { timestamp: new Date(ms).toISOString(), value: v.value ?? null };
+  }
+  return out;
+}

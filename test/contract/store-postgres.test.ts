@@ -1,0 +1,205 @@
+import net from 'node:net';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
+import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import { createStore } from '../../src/store/registry.js';
+import { StoreUnavailableError } from '../../src/store/store.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+import { command, storeContract, vehicle } from './store.contract.js';
+
+storeContract('postgres', async () => {
+  const db = await createTestDatabase();
+  const store = new PostgresStore({ url: db.url });
+  await store.migrate();
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      await db.drop();
+    },
+  };
+});
+
+/** A TCP relay in front of the real server, so a test can take "the database" away and back. */
+async function startRelay(port = 0): Promise<{ port: number; stop: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ noDelay: true }, (client) => {
+    const upstream = net.connect({ host: '127.0.0.1', port: 5432, noDelay: true });
+    sockets.add(client).add(upstream);
+    client.pipe(upstream).pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function viaPort(url: string, port: number): string {
+  const u = new URL(url);
+  u.port = String(port);
+  return u.toString();
+}
+
+describe('PostgreSQL engine', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  async function database(): Promise<string> {
+    const db = await createTestDatabase();
+    cleanups.push(db.drop);
+    return db.url;
+  }
+
+  function open(url: string, options: Partial<ConstructorParameters<typeof PostgresStore>[0]> = {}): PostgresStore {
+    const store = new PostgresStore({ url, ...options });
+    cleanups.push(() => store.close());
+    return store;
+  }
+
+  it('is what the registry opens for postgres:// and postgresql:// URLs', async () => {
+    const url = await database();
+    for (const databaseUrl of [url, url.replace(/^postgres:/, 'postgresql:')]) {
+      const store = await createStore({ databaseUrl, dataDir: '/nonexistent/never-created' });
+      cleanups.push(() => store.close());
+      expect(store.engine).toBe('postgres');
+      await store.ping();
+    }
+  });
+
+  it('applies the schema once when several instances migrate a fresh database at once', async () => {
+    const url = await database();
+    const stores = [open(url), open(url), open(url)];
+    await Promise.all(stores.map((s) => s.migrate()));
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    cleanups.push(() => client.end());
+    const { rows } = await client.query('SELECT version FROM schema_migrations ORDER BY version');
+    expect(rows).toEqual(POSTGRES_MIGRATIONS.map((m) => ({ version: m.version })));
+    // Every instance works against the one schema.
+    const v = vehicle();
+    await stores[0]!.insertVehicle(v);
+    expect(await stores[2]!.getVehicle(v.vehicle_id)).toEqual(v);
+  });
+
+  // SPEC §1: one command at a time per vehicle, across all fleetgate instances
+  it('keeps single flight across instances: 20 begins over two pools, one wins', async () => {
+    const url = await database();
+    const a = open(url);
+    const b = open(url);
+    await a.migrate();
+    const v = vehicle();
+    await a.insertVehicle(v);
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).beginCommand(command(v))));
+    expect(results.filter(Boolean)).toHaveLength(1);
+  });
+
+  it('refuses to start on a database migrated by a newer fleetgate', async () => {
+    const url = await database();
+    const future = { version: 999, name: 'from the future', sql: 'CREATE TABLE future (x int)' };
+    await open(url, { migrations: [...POSTGRES_MIGRATIONS, future] }).migrate();
+    await expect(open(url).migrate()).rejects.toThrow(/schema version 999 is newer/);
+  });
+
+  it('rolls a failing migration back entirely', async () => {
+    const url = await database();
+    const broken = { version: 2, name: 'broken', sql: 'CREATE TABLE half (x int); SELECT * FROM nope' };
+    await expect(open(url, { migrations: [...POSTGRES_MIGRATIONS, broken] }).migrate()).rejects.toThrow(/nope/);
+    const store = open(url);
+    await store.migrate();
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    cleanups.push(() => client.end());
+    const { rows } = await client.query("SELECT to_regclass('half') AS half");
+    expect(rows).toEqual([{ half: null }]);
+  });
+
+  it('answers StoreUnavailableError, not a hang, when nothing listens', async () => {
+    const url = viaPort(await database(), await freePort());
+    const store = open(url, { connectionTimeoutMs: 1_000 });
+    await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(store.getVehicle('x')).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(store.insertVehicle(vehicle())).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(store.migrate()).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+
+  it('answers StoreUnavailableError within the connection timeout when the server never answers', async () => {
+    const accepted = new Set<net.Socket>();
+    const silent = net.createServer((socket) => void accepted.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const s of accepted) s.destroy();
+          silent.close(() => resolve());
+        }),
+    );
+    const { port } = silent.address() as net.AddressInfo;
+    const store = open(viaPort(await database(), port), { connectionTimeoutMs: 300 });
+    const started = Date.now();
+    await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it('recovers by itself when the database comes back', async () => {
+    const url = await database();
+    await open(url).migrate();
+    let relay = await startRelay();
+    const port = relay.port;
+    cleanups.push(() => relay.stop());
+    const store = open(viaPort(url, port), { connectionTimeoutMs: 1_000 });
+    const v = vehicle();
+    await store.insertVehicle(v);
+
+    await relay.stop();
+    await expect(store.getVehicle(v.vehicle_id)).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
+
+    relay = await startRelay(port);
+    // No restart, no reconfiguration: the pool replaces its dead connections on demand.
+    await expect(store.ping()).resolves.toBeUndefined();
+    expect(await store.getVehicle(v.vehicle_id)).toEqual(v);
+  });
+
+  it('recovers when the server terminates its connections (admin shutdown, 57P01)', async () => {
+    const url = await database();
+    const store = open(url);
+    await store.migrate();
+    await Promise.all(Array.from({ length: 5 }, () => store.ping()));
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    cleanups.push(() => admin.end());
+    const { rowCount } = await admin.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'fleetgate'",
+    );
+    expect(rowCount).toBeGreaterThan(0);
+    // Every pooled connection is dead now; requests are retried on fresh ones, none fails.
+    await expect(Promise.all(Array.from({ length: 5 }, () => store.getVehicle('x')))).resolves.toEqual(
+      Array(5).fill(undefined),
+    );
+    await expect(store.ping()).resolves.toBeUndefined();
+  });
+});
