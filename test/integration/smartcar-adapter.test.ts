@@ -41,6 +41,9 @@ let secrets: SecretBox;
 let credentialsId: string;
 let initialRefreshToken: string;
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
+/** What adapters reported through their context. */
+const reports: { unitId: string; state: unknown }[] = [];
+const connectivity: { unitId: string; online: boolean }[] = [];
 
 interface Instance {
   adapter: SmartcarAdapter;
@@ -52,8 +55,8 @@ function contextFor(s: Store, instanceId: string, apiUrl = fake.apiUrl): Adapter
     logger,
     mqtt: undefined as never,
     broker: { provisionUnit: async () => undefined, removeUnit: async () => undefined },
-    onStateReport: async () => undefined,
-    onConnectionChange: async () => undefined,
+    onStateReport: async (unitId, state) => void reports.push({ unitId, state }),
+    onConnectionChange: async (unitId, online) => void connectivity.push({ unitId, online }),
     // What the vehicle service does, minus events: write the setup result to the store.
     async setSetupResult(vehicleId, result, force) {
       await s.setSetupStatus(
@@ -183,6 +186,12 @@ describe('setup', () => {
     const stored = await store.getVehicle(v.vehicle_id);
     expect(stored?.setup_status).toBe('SUCCEEDED');
     expect(stored?.capabilities).toEqual(SMARTCAR_CONNECTED_CAR.capabilities);
+    // The readings of the verification become the first state; the vehicle counts as online.
+    expect(reports.find((r) => r.unitId === car.id)?.state).toMatchObject({
+      position: { value: { lat: car.latitude, lon: car.longitude } },
+      central_lock: { value: 'LOCKED' },
+    });
+    expect(connectivity.filter((c) => c.unitId === car.id)).toEqual([{ unitId: car.id, online: true }]);
   });
 
   it('narrows capabilities to granted permissions and compatible endpoints', async () => {
@@ -377,6 +386,22 @@ describe('error mapping (issue item 4)', () => {
     expect(await run(inst, v, 'LOCK_CENTRAL_LOCK')).toMatchObject({
       kind: 'not-connected',
       reason: expect.stringMatching(/UNREACHABLE/),
+    });
+  });
+
+  it('asleep answers mark the vehicle offline, the next answer online again (life_status)', async () => {
+    fake.set({ asleep: true }, car);
+    await run(inst, v, 'REQUEST_VEHICLE_STATE');
+    fake.clear(car);
+    await run(inst, v, 'LOCK_CENTRAL_LOCK');
+    expect(connectivity.filter((c) => c.unitId === car).map((c) => c.online)).toEqual([true, false, true]);
+  });
+
+  it('the vehicle failing for an unknown reason → failed (telematics-unit/error)', async () => {
+    fake.set({ vehicleFailure: true }, car);
+    expect(await run(inst, v, 'LOCK_CENTRAL_LOCK')).toMatchObject({
+      kind: 'failed',
+      reason: expect.stringMatching(/UNKNOWN.*request id/),
     });
   });
 

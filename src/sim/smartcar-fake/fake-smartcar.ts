@@ -41,6 +41,8 @@ export interface FakeSwitches {
   unreachable?: boolean;
   /** 409 VEHICLE_STATE:DOOR_OPEN when locking. */
   doorOpen?: boolean;
+  /** 409 VEHICLE_STATE:UNKNOWN on actions: the vehicle tried and could not do it. */
+  vehicleFailure?: boolean;
   /** Permissions withdrawn from the grant: endpoints needing them answer 403 PERMISSION. */
   permissionMissing?: string[];
   /** Endpoints (`security`, `location`, `odometer`, `battery`, `fuel`) answering 501 COMPATIBILITY. */
@@ -48,6 +50,8 @@ export interface FakeSwitches {
   /** 429 RATE_LIMIT:VEHICLE with `Retry-After: retryAfterS`, for the next `times` requests (default: all). */
   rateLimit?: { retryAfterS: number; times?: number };
 }
+
+export type AuthSwitches = Pick<FakeSwitches, 'fail5xx' | 'malformed' | 'slow'>;
 
 export interface FakeVehicleInput {
   id?: string;
@@ -129,8 +133,8 @@ export interface FakeSmartcar {
   set(switches: FakeSwitches, vehicleId?: string): void;
   /** Clears the switches of one vehicle, or every switch everywhere when omitted. */
   clear(vehicleId?: string): void;
-  /** Switches of the token endpoint: `fail5xx`, `malformed`, `slow`. */
-  setAuth(switches: Pick<FakeSwitches, 'fail5xx' | 'malformed' | 'slow'>): void;
+  /** Switches of the token endpoint for one application, or all when `clientId` is omitted. */
+  setAuth(switches: AuthSwitches, clientId?: string): void;
   /** The owner revoked the application's access: every token of the account becomes invalid. */
   revokeAuthorization(clientId: string): void;
   /** Access tokens of the account stop working early (refresh token stays valid): a 401 to recover from. */
@@ -153,6 +157,7 @@ interface Application {
   refreshToken: string | undefined;
   refreshExpiresAt: number;
   accessTokens: Map<string, number>;
+  authSwitches: AuthSwitches;
 }
 
 const DOC_BASE = 'https://smartcar.com/docs/errors/api-errors';
@@ -223,7 +228,7 @@ export async function startFakeSmartcar(options: { port?: number; host?: string 
   const apps = new Map<string, Application>();
   const vehicles = new Map<string, FakeVehicle>();
   let global: FakeSwitches = {};
-  let authSwitches: Pick<FakeSwitches, 'fail5xx' | 'malformed' | 'slow'> = {};
+  let authSwitches: AuthSwitches = {};
   let refusing = false;
   const timers = new Set<NodeJS.Timeout>();
   const sockets = new Set<Socket>();
@@ -244,6 +249,7 @@ export async function startFakeSmartcar(options: { port?: number; host?: string 
         refreshToken,
         refreshExpiresAt: Date.now() + (app.refreshTokenTtlS ?? 60 * 86400) * 1000,
         accessTokens: new Map(),
+        authSwitches: {},
       });
       return refreshToken;
     },
@@ -295,9 +301,15 @@ export async function startFakeSmartcar(options: { port?: number; host?: string 
       authSwitches = {};
       refusing = false;
       for (const v of vehicles.values()) v.switches = {};
+      for (const a of apps.values()) a.authSwitches = {};
     },
-    setAuth(switches) {
-      authSwitches = { ...authSwitches, ...switches };
+    setAuth(switches, clientId) {
+      if (clientId === undefined) authSwitches = { ...authSwitches, ...switches };
+      else {
+        const app = apps.get(clientId);
+        if (!app) throw new Error(`unknown application ${clientId}`);
+        app.authSwitches = { ...app.authSwitches, ...switches };
+      }
     },
     revokeAuthorization(clientId) {
       const app = apps.get(clientId);
@@ -334,20 +346,22 @@ export async function startFakeSmartcar(options: { port?: number; host?: string 
 
   // --- token endpoint (RFC 6749 §6 refresh with rotation, errors per §5.2) ---
 
+  /** The application whose HTTP Basic client id and secret the request carries. */
+  function basicClientApp(req: IncomingMessage): Application | undefined {
+    const [scheme, encoded] = (req.headers.authorization ?? '').split(' ');
+    if (scheme?.toLowerCase() !== 'basic' || !encoded) return undefined;
+    const decoded = Buffer.from(encoded, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon < 0) return undefined;
+    const app = apps.get(decodeURIComponent(decoded.slice(0, colon)));
+    return app && app.clientSecret === decodeURIComponent(decoded.slice(colon + 1)) ? app : undefined;
+  }
+
   function tokenEndpoint(req: IncomingMessage, body: string): HttpAnswer {
     const oauthError = (status: number, error: string, description: string) =>
       new HttpAnswer(status, { error, error_description: description });
-    const auth = req.headers.authorization ?? '';
-    const [scheme, encoded] = auth.split(' ');
-    if (scheme?.toLowerCase() !== 'basic' || !encoded) {
-      return oauthError(401, 'invalid_client', 'Client authentication with HTTP Basic is required.');
-    }
-    const decoded = Buffer.from(encoded, 'base64').toString('utf8');
-    const colon = decoded.indexOf(':');
-    const app = apps.get(decodeURIComponent(decoded.slice(0, colon)));
-    if (colon < 0 || !app || app.clientSecret !== decodeURIComponent(decoded.slice(colon + 1))) {
-      return oauthError(401, 'invalid_client', 'Invalid client credentials.');
-    }
+    const app = basicClientApp(req);
+    if (!app) return oauthError(401, 'invalid_client', 'Invalid or missing HTTP Basic client credentials.');
     const form = new URLSearchParams(body);
     if (form.get('grant_type') !== 'refresh_token') {
       return oauthError(400, 'unsupported_grant_type', 'Only grant_type=refresh_token is supported by this fake.');
@@ -520,6 +534,16 @@ export async function startFakeSmartcar(options: { port?: number; host?: string 
         if (action !== 'LOCK' && action !== 'UNLOCK') {
           return errorAnswer(rid, 400, 'VALIDATION', 'PARAMETER', '"action" must be one of [LOCK, UNLOCK].');
         }
+        if (s.vehicleFailure) {
+          return errorAnswer(
+            rid,
+            409,
+            'VEHICLE_STATE',
+            'UNKNOWN',
+            'The vehicle was unable to perform your request due to an unknown issue.',
+            'RETRY_LATER',
+          );
+        }
         if (action === 'LOCK' && s.doorOpen) {
           return errorAnswer(
             rid,
@@ -601,9 +625,10 @@ export async function startFakeSmartcar(options: { port?: number; host?: string 
     let answer: HttpAnswer;
     let slow = false;
     if (url.pathname === '/oauth/token' && req.method === 'POST') {
-      slow = authSwitches.slow === true;
-      if (authSwitches.fail5xx) answer = new HttpAnswer(500, { error: 'server_error', error_description: 'boom' });
-      else if (authSwitches.malformed) answer = new HttpAnswer(200, undefined, {}, '<html>gateway</html>');
+      const sw = { ...authSwitches, ...basicClientApp(req)?.authSwitches };
+      slow = sw.slow === true;
+      if (sw.fail5xx) answer = new HttpAnswer(500, { error: 'server_error', error_description: 'boom' });
+      else if (sw.malformed) answer = new HttpAnswer(200, undefined, {}, '<html>gateway</html>');
       else answer = tokenEndpoint(req, rawBody);
     } else {
       const m = /^\/v2\.0\/vehicles\/([^/]+)/.exec(url.pathname);

@@ -7,7 +7,11 @@ import { describeFailure, SMARTCAR_PROVIDER, type SmartcarFailure } from './smar
  */
 
 /** VEHICLE_STATE codes meaning "the car cannot be talked to now" (504), not "it said no" (409). */
-const NO_CONNECTION_CODES = new Set(['ASLEEP', 'UNREACHABLE', 'VEHICLE_OFFLINE_FOR_SERVICE']);
+export const NO_CONNECTION_CODES: ReadonlySet<string> = new Set([
+  'ASLEEP',
+  'UNREACHABLE',
+  'VEHICLE_OFFLINE_FOR_SERVICE',
+]);
 
 /**
  * @param delivered for timeouts: whether the request that timed out could have changed the
@@ -39,6 +43,8 @@ export function outcomeFromFailure(f: SmartcarFailure, delivered = false): Comma
       if (f.code && NO_CONNECTION_CODES.has(f.code)) {
         return { kind: 'not-connected', reason: `Smartcar reports ${f.code}: ${f.description}${rid}` };
       }
+      // UNKNOWN: the vehicle could not do it and Smartcar cannot say why — a unit failure.
+      if (f.code === 'UNKNOWN') return { kind: 'failed', reason: `Smartcar reports UNKNOWN: ${f.description}${rid}` };
       return { kind: 'refused', reason: `Smartcar reports ${f.code ?? 'VEHICLE_STATE'}: ${f.description}${rid}` };
     case 'PERMISSION':
       return {

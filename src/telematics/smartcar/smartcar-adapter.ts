@@ -6,7 +6,7 @@ import type {
   CredentialsField,
   TelematicsAdapter,
 } from '../adapter.js';
-import { outcomeFromFailure } from './error-mapping.js';
+import { NO_CONNECTION_CODES, outcomeFromFailure } from './error-mapping.js';
 import { deriveCapabilities, grantedReadPaths, READ_VEHICLE_INFO, SMARTCAR_BRAND, SMARTCAR_MODELS } from './models.js';
 import {
   describeFailure,
@@ -16,7 +16,7 @@ import {
   SmartcarError,
   type SmartcarFailure,
 } from './smartcar-client.js';
-import { readPathsFor, stateFromBatch } from './state-mapping.js';
+import { type BatchReading, readPathsFor, stateFromBatch } from './state-mapping.js';
 import { CredentialsRevokedError, CredentialsUnusableError, TokenManager } from './token-manager.js';
 
 export interface SmartcarAdapterOptions {
@@ -124,34 +124,67 @@ export class SmartcarAdapter implements TelematicsAdapter {
     const { vehicle, command, signal } = request;
     const log = this.context().logger.child({ flow_id: request.flowId, vehicle_id: vehicle.vehicle_id });
     const sent = { action: false };
+    const seen: Observation = {};
+    let outcome: CommandOutcome;
     try {
       switch (command) {
         case 'LOCK_CENTRAL_LOCK':
         case 'UNLOCK_CENTRAL_LOCK': {
           const action = command === 'LOCK_CENTRAL_LOCK' ? 'LOCK' : 'UNLOCK';
-          await this.call(vehicle, signal, request.deadline, (token) => {
+          await this.call(vehicle, signal, request.deadline, async (token) => {
             sent.action = true;
-            return this.api().security(token, vehicle.telematics_unit_id, action, signal);
+            try {
+              return await this.api().security(token, vehicle.telematics_unit_id, action, signal);
+            } catch (e) {
+              // An error answer means Smartcar did not carry the action out.
+              if (isSmartcarError(e) && e.failure.kind === 'api') sent.action = false;
+              throw e;
+            }
           });
-          return {
+          outcome = {
             kind: 'succeeded',
             state: {
               central_lock: { timestamp: new Date().toISOString(), value: action === 'LOCK' ? 'LOCKED' : 'UNLOCKED' },
             },
           };
+          break;
         }
         case 'REQUEST_VEHICLE_STATE':
-          return await this.requestState(request, log);
+          outcome = await this.requestState(request, seen, log);
+          break;
         default:
-          return { kind: 'not-supported', reason: `Smartcar offers no '${command}' for this vehicle` };
+          outcome = { kind: 'not-supported', reason: `Smartcar offers no '${command}' for this vehicle` };
       }
     } catch (e) {
-      return this.outcomeOf(e, sent.action, log);
+      if (isSmartcarError(e)) seen.failure = e.failure;
+      outcome = this.outcomeOf(e, sent.action, log);
+    }
+    await this.reportConnectivity(
+      vehicle.telematics_unit_id,
+      outcome.kind === 'succeeded' ? true : online(seen.failure),
+    );
+    return outcome;
+  }
+
+  /**
+   * Smartcar tells whether a vehicle is reachable only when asked: a reading or action that went
+   * through means ONLINE, an ASLEEP/UNREACHABLE answer means OFFLINE (SPEC §4 life_status).
+   */
+  private async reportConnectivity(unitId: string, isOnline: boolean | undefined): Promise<void> {
+    if (isOnline === undefined) return;
+    try {
+      await this.context().onConnectionChange(unitId, isOnline, new Date());
+    } catch (e) {
+      this.ctx?.logger.warn({ err: e, unit_id: unitId }, 'could not record Smartcar vehicle connectivity');
     }
   }
 
   /** Batched reads of every endpoint the vehicle's state capabilities need (Smartcar batch). */
-  private async requestState(request: CommandRequest, log: AdapterContext['logger']): Promise<CommandOutcome> {
+  private async requestState(
+    request: CommandRequest,
+    seen: Observation,
+    log: AdapterContext['logger'],
+  ): Promise<CommandOutcome> {
     const { vehicle, signal } = request;
     const paths = readPathsFor(vehicle.capabilities);
     if (paths.length === 0)
@@ -188,6 +221,7 @@ export class SmartcarAdapter implements TelematicsAdapter {
         ...(requestId ? { request_id: requestId } : {}),
       };
     }
+    seen.failure = telling.failure;
     return outcomeFromFailure(telling.failure);
   }
 
@@ -282,13 +316,15 @@ export class SmartcarAdapter implements TelematicsAdapter {
       }
       const incapable = new Set<string>();
       const readPaths = grantedReadPaths(permissions);
+      let probe: BatchReading | undefined;
       if (readPaths.length > 0) {
-        const { items } = await this.call(vehicle, signal, deadline, (t) =>
+        const { items, requestId } = await this.call(vehicle, signal, deadline, (t) =>
           this.api().batch(t, unit, readPaths, signal),
         );
-        const { failures } = stateFromBatch(items, new Date());
-        for (const f of failures)
+        probe = stateFromBatch(items, new Date(), requestId);
+        for (const f of probe.failures) {
           if (f.failure.kind === 'api' && f.failure.type === 'COMPATIBILITY') incapable.add(f.path);
+        }
       }
       const capabilities = deriveCapabilities(permissions, incapable);
       if (capabilities.commands.length === 0) {
@@ -299,6 +335,11 @@ export class SmartcarAdapter implements TelematicsAdapter {
         return;
       }
       await ctx.setSetupResult(vehicle.vehicle_id, { ok: true, capabilities });
+      // The probe's readings are the vehicle's first state (reported once capabilities are set,
+      // so the service keeps them); Smartcar pushes nothing to fleetgate by itself.
+      if (probe && Object.keys(probe.state).length > 0) await ctx.onStateReport(unit, probe.state);
+      const asleep = probe?.failures.some((f) => online(f.failure) === false);
+      if (probe) await this.reportConnectivity(unit, !asleep);
     } catch (e) {
       if (this.stopping.signal.aborted) return; // resumed by the next start
       await fail(this.setupFailureReason(e, unit));
@@ -357,6 +398,18 @@ export class SmartcarAdapter implements TelematicsAdapter {
     if (!this.tokens) throw new Error('SmartcarAdapter used before start()');
     return this.tokens;
   }
+}
+
+/** What a command learnt about the vehicle besides its outcome. */
+interface Observation {
+  failure?: SmartcarFailure;
+}
+
+/** Whether a failure says the vehicle is offline (false); undefined when it says nothing about it. */
+function online(failure: SmartcarFailure | undefined): boolean | undefined {
+  if (failure?.kind !== 'api' || failure.type !== 'VEHICLE_STATE') return undefined;
+  // Any other VEHICLE_STATE answer (door open, ignition on…) came from a reachable vehicle.
+  return !(failure.code !== null && NO_CONNECTION_CODES.has(failure.code));
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {

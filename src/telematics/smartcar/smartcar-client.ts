@@ -305,7 +305,10 @@ export class SmartcarClient {
       }
       const headers: Record<string, string> = {};
       if (isObject(r.headers)) {
-        for (const [k, v] of Object.entries(r.headers)) if (typeof v === 'string') headers[k.toLowerCase()] = v;
+        // Batch entries carry headers as JSON, where Retry-After may come as a number.
+        for (const [k, v] of Object.entries(r.headers)) {
+          if (typeof v === 'string' || typeof v === 'number') headers[k.toLowerCase()] = String(v);
+        }
       }
       items.push({ path: r.path, code: r.code, body: r.body, headers });
     }
