@@ -163,13 +163,13 @@ describe('hostile packets', () => {
 
   it('rejects a wrong CRC', () => {
     const bad = hex('codec8_example1');
-    bad[bad.length - 1] ^= 0xff;
+    bad[bad.length - 1] = (bad[bad.length - 1] as number) ^ 0xff;
     expectCodecError(bad, 'crc');
   });
 
   it('rejects a flipped data byte (CRC no longer matches)', () => {
     const bad = hex('codec8e_example');
-    bad[20] ^= 0x01;
+    bad[20] = (bad[20] as number) ^ 0x01;
     expectCodecError(bad, 'crc');
   });
 
