@@ -11,7 +11,7 @@ export const SMARTCAR_BRAND = 'SMARTCAR';
  */
 export const SMARTCAR_CONNECTED_CAR: AdapterVehicleModel = {
   id: 'smartcar-connected-car',
-  brand: 'Smartcar',
+  brand: SMARTCAR_BRAND,
   model: 'Connected car (any make Smartcar supports)',
   vehicle_type: 'CAR',
   capabilities: {
