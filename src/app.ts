@@ -7,6 +7,7 @@ import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
 import { redact } from './config.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
+import { listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
 import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
@@ -85,12 +86,22 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       const creds = config.mqttUsername ? { username: config.mqttUsername, password: config.mqttPassword! } : undefined;
       mqtt = await connectServiceClient(config.mqttUrl, creds, logger);
     } else {
-      broker = await startEmbeddedBroker({
-        host: config.mqttHost,
-        port: config.mqttPort,
-        logger,
-        authenticateUnit: (username, password) => vehicles.authenticateUnit('FLEETGATE', username, password),
-      });
+      broker = await listenWithFallback(
+        {
+          name: 'embedded MQTT broker',
+          setting: '--mqtt-port / FLEETGATE_MQTT_PORT',
+          port: config.mqttPort,
+          isDefault: config.defaulted.includes('mqttPort'),
+          onFallback: (port) => logger.warn({ port, wanted: config.mqttPort }, `MQTT port ${config.mqttPort} is taken; the embedded broker listens on ${port}`),
+        },
+        (port) =>
+          startEmbeddedBroker({
+            host: config.mqttHost,
+            port,
+            logger,
+            authenticateUnit: (username, password) => vehicles.authenticateUnit('FLEETGATE', username, password),
+          }),
+      );
       const started = broker;
       cleanups.push(() => started.close());
       mqttUrl = broker.url;
@@ -139,7 +150,16 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       readiness,
       metrics,
     });
-    await api.listen({ port: config.port, host: config.host });
+    await listenWithFallback(
+      {
+        name: 'HTTP API',
+        setting: '--port / FLEETGATE_PORT',
+        port: config.port,
+        isDefault: config.defaulted.includes('port'),
+        onFallback: (port) => logger.warn({ port, wanted: config.port }, `HTTP port ${config.port} is taken; the API listens on ${port}`),
+      },
+      (port) => api.listen({ port, host: config.host }),
+    );
     cleanups.push(() => api.close());
 
     const maintenance = startMaintenance(store, vehicles, config, logger);

@@ -34,6 +34,8 @@ export interface Config {
   setupTimeoutSeconds: number;
   logLevel: string;
   instanceId: string;
+  /** Settings that took their default because neither flag nor environment set them. */
+  defaulted: readonly (keyof Config)[];
   /** Smartcar API base that documented paths such as `/vehicles/{id}/security` are appended to. */
   smartcarApiUrl: string;
   /** Base of Smartcar's `/oauth/token`. */
@@ -251,8 +253,10 @@ export function loadConfig(
 ): Readonly<Config> {
   const errors: string[] = [];
   const out: Record<string, unknown> = {};
+  const defaulted: (keyof Config)[] = [];
   for (const s of SETTINGS) {
     const fromFlag = flags[s.key];
+    if (fromFlag === undefined && env[s.env] === undefined) defaulted.push(s.key);
     const raw = fromFlag !== undefined ? String(fromFlag) : (env[s.env] ?? s.default);
     const origin = fromFlag !== undefined ? s.flag : `${s.env}`;
     if (raw === undefined || raw === '') {
@@ -296,6 +300,7 @@ export function loadConfig(
   if (errors.length > 0) throw new ConfigError(errors);
   out.dataDir = path.resolve(out.dataDir as string);
   out.instanceId ??= `fg-${randomUUID().slice(0, 8)}`;
+  out.defaulted = Object.freeze(defaulted);
   return Object.freeze(out as unknown as Config);
 }
 

@@ -310,6 +310,15 @@ export class CommandService {
     const id = vehicle.vehicle_id;
     const base = { extensions: {} as Record<string, unknown>, headers: {} as Record<string, string> };
     switch (outcome.kind) {
+      case 'unavailable':
+        return {
+          ...base,
+          key: 'service-unavailable',
+          delivery: 'NOT_DELIVERED',
+          detail: `The command to vehicle '${id}' was not sent: ${outcome.reason} Retry later.`,
+          extensions: { delivery: 'NOT_DELIVERED' },
+          headers: { 'Retry-After': '5' },
+        };
       case 'not-connected':
         return {
           ...base,

@@ -14,6 +14,8 @@ import type { Store } from '../store/store.js';
  */
 export type CommandOutcome =
   | { kind: 'succeeded'; state: VehicleState }
+  /** fleetgate's own broker (or other shared part) is unreachable; nothing was sent. */
+  | { kind: 'unavailable'; reason: string }
   /** The unit is not connected; nothing was sent. */
   | { kind: 'not-connected'; reason?: string }
   /** No final answer before the deadline; `delivered` says whether the unit received it. */
