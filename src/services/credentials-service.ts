@@ -105,9 +105,7 @@ export class CredentialsService {
     const takers = [...this.brands.values()].filter((a) => (a.credentialsFields?.length ?? 0) > 0);
     const adapter = typeof body.telematics_brand === 'string' ? this.brands.get(body.telematics_brand) : undefined;
     const fields: readonly CredentialsField[] = adapter?.credentialsFields ?? [];
-    if (typeof body.telematics_brand !== 'string') {
-      errors.push({ field: 'telematics_brand', message: 'is required and must be a string' });
-    } else if (fields.length === 0) {
+    if (fields.length === 0) {
       errors.push({
         field: 'telematics_brand',
         message: `must be a telematics brand that takes credentials: ${takers.map((a) => a.brand).join(', ') || 'none'}`,
