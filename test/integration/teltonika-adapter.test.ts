@@ -1,9 +1,10 @@
 import { once } from 'node:events';
 import net from 'node:net';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandName } from '../../src/domain/commands.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
-import { TeltonikaUnit } from '../../src/sim/teltonika/teltonika-unit.js';
+import { runTeltonikaSimulation, TeltonikaUnit } from '../../src/sim/teltonika/teltonika-unit.js';
 import type { CommandOutcome } from '../../src/telematics/adapter.js';
 import { CODEC_8, encodeAvlPacket, encodeImei } from '../../src/telematics/teltonika/codec.js';
 import { teltonikaModel } from '../../src/telematics/teltonika/models.js';
@@ -309,5 +310,35 @@ describe('hostile network input', () => {
     expect((await command).kind).toBe('succeeded');
     expect(process.memoryUsage().heapUsed - before).toBeLessThan(32 * 1024 * 1024);
     await victimStillWorks();
+  });
+});
+
+describe('fleetgate simulate (Teltonika units)', () => {
+  it('logs known units in, reports refused ones, and stops on the signal', async () => {
+    const vehicle = await w.addVehicle('teltonika-tst-scooter');
+    const out = new PassThrough();
+    const lines: string[] = [];
+    out.on('data', (d: Buffer) => lines.push(...d.toString().trim().split('\n')));
+    const stop = new AbortController();
+    const online = a.recorder.waitForConnection(vehicle.telematics_unit_id, true);
+    const done = runTeltonikaSimulation({
+      host: '127.0.0.1',
+      port: a.adapter.port,
+      units: [
+        { imei: vehicle.telematics_unit_id, model: 'teltonika-tst-scooter' },
+        { imei: newImei(), model: 'teltonika-fmc-can-car' },
+      ],
+      reportIntervalMs: 0,
+      answerDelayMs: 0,
+      out,
+      signal: stop.signal,
+    });
+    await online;
+    expect((await run(await reload(w.store, vehicle), 'DRAW_ATTENTION')).kind).toBe('succeeded');
+    stop.abort();
+    await done;
+    expect(lines.some((l) => l.includes(`${vehicle.telematics_unit_id} logged in`))).toBe(true);
+    expect(lines.some((l) => l.includes('was refused'))).toBe(true);
+    expect(lines.at(-1)).toMatch(/2 units, 1 commands answered/);
   });
 });
