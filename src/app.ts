@@ -3,6 +3,7 @@ import { type Logger, pino } from 'pino';
 import { Metrics } from './api/metrics.js';
 import { type Api, buildServer, type ReadinessCheck } from './api/server.js';
 import { type EmbeddedBroker, startEmbeddedBroker } from './broker/embedded-broker.js';
+import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
 import { redact } from './config.js';
@@ -82,9 +83,21 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     let mqtt: MqttClient;
     if (config.mqttUrl) {
       mqttUrl = config.mqttUrl;
-      provisioner = STORE_BACKED_PROVISIONER;
       const creds = config.mqttUsername ? { username: config.mqttUsername, password: config.mqttPassword! } : undefined;
       mqtt = await connectServiceClient(config.mqttUrl, creds, logger);
+      if (config.mqttProvisioning === 'mosquitto-dynsec') {
+        const client = mqtt;
+        // SPEC §5 on the external broker: each unit's account and topic ACL, made as vehicles come and go.
+        const dynsec = await MosquittoDynsecProvisioner.start(client, { logger }).catch(async (e: unknown) => {
+          await client.endAsync(true).catch(() => undefined);
+          throw e;
+        });
+        cleanups.push(async () => dynsec.close());
+        provisioner = dynsec;
+      } else {
+        // `none`: the operator's broker authenticates units itself (docs/deploy.md, EMQX).
+        provisioner = STORE_BACKED_PROVISIONER;
+      }
     } else {
       broker = await listenWithFallback(
         {

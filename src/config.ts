@@ -22,6 +22,11 @@ export interface Config {
   /** fleetgate's own broker account on an external broker. */
   mqttUsername: string | undefined;
   mqttPassword: string | undefined;
+  /**
+   * How units are provisioned in an external broker: through Mosquitto's dynamic security
+   * plugin, or `none` when the operator's broker authenticates units by other means.
+   */
+  mqttProvisioning: MqttProvisioning;
   /** TCP port for Teltonika units (telematics brand TELTONIKA); 0 picks a free one. */
   teltonikaPort: number;
   /** Master secret for token signing and encryption at rest; generated into dataDir when unset. */
@@ -41,6 +46,9 @@ export interface Config {
   /** Base of Smartcar's `/oauth/token`. */
   smartcarAuthUrl: string;
 }
+
+export const MQTT_PROVISIONING = ['mosquitto-dynsec', 'none'] as const;
+export type MqttProvisioning = (typeof MQTT_PROVISIONING)[number];
 
 type Source = Record<string, string | undefined>;
 
@@ -139,6 +147,15 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--mqtt-password',
     kind: 'string',
     description: 'Password of that account.',
+  },
+  {
+    key: 'mqttProvisioning',
+    env: 'FLEETGATE_MQTT_PROVISIONING',
+    flag: '--mqtt-provisioning',
+    kind: 'string',
+    default: 'mosquitto-dynsec',
+    description:
+      "With --mqtt-url: how units' credentials and topic permissions get into the broker. `mosquitto-dynsec` = fleetgate provisions each unit through Mosquitto's dynamic security plugin (its account must be a dynsec admin); `none` = the operator's broker authenticates units by other means (e.g. EMQX HTTP auth), see docs/deploy.md.",
   },
   {
     key: 'teltonikaPort',
@@ -293,6 +310,9 @@ export function loadConfig(
   }
   if (typeof out.secretKey === 'string' && out.secretKey.length < 32) {
     errors.push('secret key: must be at least 32 characters');
+  }
+  if (!(MQTT_PROVISIONING as readonly unknown[]).includes(out.mqttProvisioning)) {
+    errors.push(`MQTT provisioning: '${out.mqttProvisioning}' is not one of ${MQTT_PROVISIONING.join(', ')}`);
   }
   if ((out.mqttUsername === undefined) !== (out.mqttPassword === undefined)) {
     errors.push('MQTT username and password must be set together');
