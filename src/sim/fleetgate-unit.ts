@@ -295,13 +295,14 @@ export class FleetgateUnit extends EventEmitter {
       this.emit('expired', command);
       return;
     }
-    this.answer({ id: command.id, status: 'ACCEPTED', timestamp: new Date().toISOString() });
-    if (this.mode === 'accept-only') return;
-    const delay = this.answerDelay();
+    const delay = this.mode === 'accept-only' ? Number.POSITIVE_INFINITY : this.answerDelay();
+    // docs/mqtt-protocol.md §5: ACCEPTED may be left out when the final answer follows at once.
     if (delay <= 0) {
       this.execute(command);
       return;
     }
+    this.answer({ id: command.id, status: 'ACCEPTED', timestamp: new Date().toISOString() });
+    if (this.mode === 'accept-only') return;
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       this.execute(command);

@@ -68,8 +68,10 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     };
     this.handler = handler;
     ctx.mqtt.on('message', handler);
-    // Retained status messages of every unit arrive right after this (docs/mqtt-protocol.md §5).
-    await ctx.mqtt.subscribeAsync(SERVER_SUBSCRIPTIONS as string[], { qos: 1 });
+    // Retained status messages of every unit arrive right after this (docs/mqtt-protocol.md §7).
+    // QoS 0 on this leg: the session is clean, so QoS 1 would not survive a reconnect either, and
+    // on a live TCP connection nothing is lost; it saves one PUBACK per message (~10k/s path).
+    await ctx.mqtt.subscribeAsync(SERVER_SUBSCRIPTIONS as string[], { qos: 0 });
   }
 
   async stop(): Promise<void> {
