@@ -126,8 +126,9 @@ export class TokenManager {
   }
 
   private async obtain(id: string): Promise<string> {
+    // Leases run on the wall clock (shared by all instances); `now` only judges token expiry.
     // Waiting for another instance's lease is bounded by a little more than one lease.
-    const giveUpAt = this.now() + this.leaseMs * 2;
+    const giveUpAt = Date.now() + this.leaseMs * 2;
     for (;;) {
       const rec = await this.o.store.getCredentials(id);
       if (!rec) throw new CredentialsUnusableError(id, `the credentials '${id}' no longer exist`);
@@ -138,14 +139,15 @@ export class TokenManager {
         this.cache.set(id, { token: state.access_token, expiresAt: state.access_expires_at ?? 0 });
         return state.access_token;
       }
-      if (state.lease && state.lease.until > now) {
-        if (now > giveUpAt) throw new SmartcarError({ kind: 'timeout', detail: 'waiting for another token refresh' });
+      const wall = Date.now();
+      if (state.lease && state.lease.until > wall) {
+        if (wall > giveUpAt) throw new SmartcarError({ kind: 'timeout', detail: 'waiting for another token refresh' });
         await sleep(this.pollMs);
         continue;
       }
       const leased: TokenState = {
         ...state,
-        lease: { holder: `${this.o.instanceId}:${randomUUID()}`, until: now + this.leaseMs },
+        lease: { holder: `${this.o.instanceId}:${randomUUID()}`, until: wall + this.leaseMs },
       };
       if (!(await this.write(id, rec.version, leased))) continue; // another writer won; look again
       const token = await this.refresh(id, rec.version + 1, leased, rec);
