@@ -9,6 +9,8 @@ export interface StoreOptions {
   /** Where the SQLite file `fleetgate.db` lives (created with mode 0700). */
   dataDir: string;
   logger?: Logger;
+  /** PostgreSQL connections per instance (default 10); ignored by SQLite. */
+  poolSize?: number;
 }
 
 interface Engine {
@@ -27,7 +29,7 @@ const ENGINES: readonly Engine[] = [
 
 async function createPostgres(o: StoreOptions): Promise<Store> {
   const { PostgresStore } = await import('./postgres/postgres-store.js');
-  return new PostgresStore({ url: o.databaseUrl!, logger: o.logger });
+  return new PostgresStore({ url: o.databaseUrl!, logger: o.logger, poolSize: o.poolSize });
 }
 
 async function createSqlite(o: StoreOptions): Promise<Store> {

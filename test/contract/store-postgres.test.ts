@@ -5,7 +5,7 @@ import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { createStore } from '../../src/store/registry.js';
 import { StoreUnavailableError } from '../../src/store/store.js';
-import { createTestDatabase } from '../helpers/postgres.js';
+import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/postgres.js';
 import { command, storeContract, vehicle } from './store.contract.js';
 
 storeContract('postgres', async () => {
@@ -138,7 +138,7 @@ describe('PostgreSQL engine', () => {
   });
 
   it('answers StoreUnavailableError, not a hang, when nothing listens', async () => {
-    const url = viaPort(await database(), await freePort());
+    const url = viaPort(TEST_DATABASE_URL, await freePort());
     const store = open(url, { connectionTimeoutMs: 1_000 });
     await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
     await expect(store.getVehicle('x')).rejects.toBeInstanceOf(StoreUnavailableError);
@@ -158,10 +158,30 @@ describe('PostgreSQL engine', () => {
         }),
     );
     const { port } = silent.address() as net.AddressInfo;
-    const store = open(viaPort(await database(), port), { connectionTimeoutMs: 300 });
+    const store = open(viaPort(TEST_DATABASE_URL, port), { connectionTimeoutMs: 300 });
     const started = Date.now();
     await expect(store.ping()).rejects.toBeInstanceOf(StoreUnavailableError);
     expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it('gives up on a statement that waits past statement_timeout with StoreUnavailableError', async () => {
+    const url = await database();
+    const store = open(url, { statementTimeoutMs: 200 });
+    await store.migrate();
+    const v = vehicle();
+    await store.insertVehicle(v);
+    const locker = new pg.Client({ connectionString: url });
+    await locker.connect();
+    cleanups.push(() => locker.end());
+    await locker.query('BEGIN');
+    await locker.query('SELECT 1 FROM vehicles WHERE vehicle_id = $1 FOR UPDATE', [v.vehicle_id]);
+    const started = Date.now();
+    await expect(store.setLifeStatus(v.vehicle_id, 'ONLINE', new Date().toISOString())).rejects.toBeInstanceOf(
+      StoreUnavailableError,
+    );
+    expect(Date.now() - started).toBeLessThan(2_000);
+    await locker.query('ROLLBACK');
+    expect(await store.setLifeStatus(v.vehicle_id, 'ONLINE', new Date().toISOString())).toBe(true);
   });
 
   it('recovers by itself when the database comes back', async () => {

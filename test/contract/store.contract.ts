@@ -368,20 +368,22 @@ export function storeContract(name: string, factory: StoreFactory): void {
       });
 
       it('lists setups still in progress that started before a moment', async () => {
-        const s = await fresh();
+        // Database-wide operation: this test lives in its own era so other tests' rows never qualify.
+        const s = store;
+        const E = Date.UTC(1990, 0, 1);
         const fleet = uid('fleet');
         const mk = async (id: string, createdMs: number, status: Vehicle['setup_status']) => {
           const v = vehicle({ vehicle_id: id, fleet_id: fleet, created_at: at(createdMs), setup_status: status });
           await s.insertVehicle(v);
         };
-        await mk('old-1', T0 - 3_000, 'IN_PROGRESS');
-        await mk('old-2', T0 - 2_000, 'IN_PROGRESS');
-        await mk('old-done', T0 - 5_000, 'SUCCEEDED');
-        await mk('old-failed', T0 - 5_000, 'FAILED');
-        await mk('new', T0, 'IN_PROGRESS');
-        expect((await s.listStaleSetups(at(T0), 10)).map((v) => v.vehicle_id)).toEqual(['old-1', 'old-2']);
-        expect((await s.listStaleSetups(at(T0), 1)).map((v) => v.vehicle_id)).toEqual(['old-1']);
-        expect(await s.listStaleSetups(at(T0 - 3_000), 10)).toEqual([]);
+        await mk('old-1', E - 3_000, 'IN_PROGRESS');
+        await mk('old-2', E - 2_000, 'IN_PROGRESS');
+        await mk('old-done', E - 5_000, 'SUCCEEDED');
+        await mk('old-failed', E - 5_000, 'FAILED');
+        await mk('new', E, 'IN_PROGRESS');
+        expect((await s.listStaleSetups(at(E), 10)).map((v) => v.vehicle_id)).toEqual(['old-1', 'old-2']);
+        expect((await s.listStaleSetups(at(E), 1)).map((v) => v.vehicle_id)).toEqual(['old-1']);
+        expect(await s.listStaleSetups(at(E - 3_000), 10)).toEqual([]);
       });
     });
 
@@ -533,14 +535,16 @@ export function storeContract(name: string, factory: StoreFactory): void {
       });
 
       it('expires in-flight commands whose deadline passed as OUTCOME_UNKNOWN', async () => {
-        const s = await fresh();
+        // Database-wide operation: this test lives in its own era so other tests' rows never qualify.
+        const s = store;
+        const E = Date.UTC(1991, 0, 1);
         const v = vehicle();
         const w = vehicle();
         await s.insertVehicle(v);
         await s.insertVehicle(w);
-        const stale = command(v, { requested_at: at(T0), deadline_at: at(T0 + 15_000) });
-        const live = command(w, { requested_at: at(T0 + 10_000), deadline_at: at(T0 + 25_000) });
-        const done = command(w, { requested_at: at(T0 - 60_000), deadline_at: at(T0 - 45_000) });
+        const stale = command(v, { requested_at: at(E), deadline_at: at(E + 15_000) });
+        const live = command(w, { requested_at: at(E + 10_000), deadline_at: at(E + 25_000) });
+        const done = command(w, { requested_at: at(E - 60_000), deadline_at: at(E - 45_000) });
         await s.beginCommand(done);
         await s.finishCommand(done.flow_id, {
           status: 'SUCCEEDED',
@@ -548,15 +552,15 @@ export function storeContract(name: string, factory: StoreFactory): void {
           detail: null,
           delivery: 'DELIVERED',
           steps: null,
-          completed_at: at(T0 - 59_000),
+          completed_at: at(E - 59_000),
           duration_ms: 1_000,
         });
         await s.beginCommand(stale);
         await s.beginCommand(live);
 
         // The deadline itself is not past it.
-        expect(await s.expireCommands(at(T0 + 15_000))).toBe(0);
-        const now = at(T0 + 20_000);
+        expect(await s.expireCommands(at(E + 15_000))).toBe(0);
+        const now = at(E + 20_000);
         expect(await s.expireCommands(now)).toBe(1);
         expect(await s.getCommand(stale.flow_id)).toMatchObject({
           status: 'OUTCOME_UNKNOWN',
@@ -644,7 +648,9 @@ export function storeContract(name: string, factory: StoreFactory): void {
       });
 
       it('purges keys created before a moment', async () => {
-        const s = await fresh();
+        // Database-wide operation: this test lives in its own era so other tests' rows never qualify.
+        const s = store;
+        const E = Date.UTC(1992, 0, 1);
         const v = vehicle();
         await s.insertVehicle(v);
         const claim = (key: string, ms: number) =>
@@ -656,13 +662,13 @@ export function storeContract(name: string, factory: StoreFactory): void {
             flow_id: randomUUID(),
             created_at: at(ms),
           });
-        await claim('k1', T0 - 2);
-        await claim('k2', T0 - 1);
-        await claim('k3', T0);
-        expect(await s.purgeIdempotencyKeys(at(T0))).toBe(2);
-        expect(await s.purgeIdempotencyKeys(at(T0))).toBe(0);
-        expect((await claim('k1', T0)).claimed).toBe(true);
-        expect((await claim('k3', T0)).claimed).toBe(false);
+        await claim('k1', E - 2);
+        await claim('k2', E - 1);
+        await claim('k3', E);
+        expect(await s.purgeIdempotencyKeys(at(E))).toBe(2);
+        expect(await s.purgeIdempotencyKeys(at(E))).toBe(0);
+        expect((await claim('k1', E)).claimed).toBe(true);
+        expect((await claim('k3', E)).claimed).toBe(false);
       });
     });
 

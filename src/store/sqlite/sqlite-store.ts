@@ -28,6 +28,9 @@ export interface SqliteStoreOptions {
 
 type Row = Record<string, unknown>;
 
+/** How far the tag-selectivity probe counts; beyond it, tags count as equally common. */
+const TAG_PROBE_CAP = 10_000;
+
 const toMs = (iso: string): number => {
   const ms = Date.parse(iso);
   if (!Number.isFinite(ms)) throw new TypeError(`invalid timestamp: ${iso}`);
@@ -315,8 +318,7 @@ export class SqliteStore implements Store {
   async listVehicles(filter: VehicleFilter): Promise<Vehicle[]> {
     const where: string[] = [];
     const params: unknown[] = [];
-    const tags = [...new Set(filter.tags ?? [])];
-    const [firstTag, ...otherTags] = tags;
+    const [firstTag, ...otherTags] = this.rarestFirst(filter.fleet_id, [...new Set(filter.tags ?? [])], filter.after);
     let from = 'vehicles v';
     if (firstTag === undefined) {
       where.push('v.fleet_id = ?');
@@ -355,6 +357,23 @@ export class SqliteStore implements Store {
     const sql = `SELECT v.* FROM ${from} WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ?`;
     const rows = this.run(() => this.db.prepare(sql).all(...params)) as Row[];
     return rows.map(vehicleFromRow);
+  }
+
+  /**
+   * Orders tags by how many of the fleet's vehicles carry them (counted up to a cap, so the probe
+   * stays cheap): driving the page from the rarest tag keeps `berlin AND rare-tag` from walking
+   * every Berlin vehicle.
+   */
+  private rarestFirst(fleetId: string, tags: string[], after: string | undefined): string[] {
+    if (tags.length < 2) return tags;
+    const probe = this.db.prepare(
+      `SELECT COUNT(*) AS n FROM (SELECT 1 FROM vehicle_tags
+        WHERE fleet_id = ? AND tag = ? AND (? IS NULL OR vehicle_id > ?) LIMIT ${TAG_PROBE_CAP})`,
+    );
+    const count = new Map(
+      tags.map((t) => [t, (probe.get(fleetId, t, after ?? null, after ?? null) as { n: number }).n]),
+    );
+    return tags.sort((a, b) => count.get(a)! - count.get(b)!);
   }
 
   async updateVehicle(
