@@ -4,6 +4,7 @@ import { createApp } from '../app.js';
 import { type Config, ConfigError, cliEnv, loadConfig, SETTINGS } from '../config.js';
 import { createApiClient, SCOPES } from '../services/auth-service.js';
 import { runSimulation } from '../sim/run-simulation.js';
+import { runTeltonikaSimulation } from '../sim/teltonika/teltonika-unit.js';
 import { createStore } from '../store/registry.js';
 import { ApiCaller } from './api-caller.js';
 
@@ -122,8 +123,9 @@ withSettings(
 
 program
   .command('simulate')
-  .description('Run simulated fleetgate/v1 units (cars, mopeds, kickscooters) against a broker')
-  .requiredOption('--mqtt-url <url>', 'broker the units connect to, e.g. mqtt://127.0.0.1:1883')
+  .description('Run simulated units: fleetgate/v1 over MQTT (--mqtt-url), or Teltonika over TCP (--teltonika-address)')
+  .option('--mqtt-url <url>', 'broker fleetgate/v1 units connect to, e.g. mqtt://127.0.0.1:1883')
+  .option('--teltonika-address <host:port>', "fleetgate's Teltonika TCP port; --unit is then the IMEI, no password")
   .option('--unit <id>', 'telematics unit id of one unit')
   .option('--password <pw>', 'its password, as given when the vehicle was added')
   .option('--model <vehicle_model_id>', 'its model, e.g. fleetgate-car-v1')
@@ -133,6 +135,29 @@ program
   .option('--no-drive', 'vehicles stand still')
   .option('--duration-s <s>', 'stop after this many seconds')
   .action(async (opts: Record<string, string | boolean | undefined>) => {
+    const controller = new AbortController();
+    process.on('SIGINT', () => controller.abort());
+    process.on('SIGTERM', () => controller.abort());
+    if (opts.teltonikaAddress) {
+      const m = /^(.+):(\d{1,5})$/.exec(String(opts.teltonikaAddress));
+      if (!m) fail('--teltonika-address must be host:port');
+      const teltonikaUnits: Array<{ imei: string; model: string }> = opts.unitsFile
+        ? JSON.parse(readFileSync(String(opts.unitsFile), 'utf8'))
+        : opts.unit && opts.model
+          ? [{ imei: String(opts.unit), model: String(opts.model) }]
+          : fail('give --unit <imei> and --model, or --units-file with [{"imei","model"}]');
+      await runTeltonikaSimulation({
+        host: m[1]!,
+        port: Number(m[2]),
+        units: teltonikaUnits,
+        reportIntervalMs: Number(opts.reportIntervalMs),
+        answerDelayMs: opts.answerDelayMs === undefined ? undefined : Number(opts.answerDelayMs),
+        out: process.stdout,
+        signal: controller.signal,
+      });
+      return;
+    }
+    if (!opts.mqttUrl) fail('give --mqtt-url (fleetgate/v1 units) or --teltonika-address (Teltonika units)');
     let units: Array<{ unitId: string; password: string; model: string }>;
     if (opts.unitsFile) {
       units = JSON.parse(readFileSync(String(opts.unitsFile), 'utf8'));
@@ -141,9 +166,6 @@ program
     } else {
       fail('give --unit, --password and --model, or --units-file');
     }
-    const controller = new AbortController();
-    process.on('SIGINT', () => controller.abort());
-    process.on('SIGTERM', () => controller.abort());
     const summary = await runSimulation({
       mqttUrl: String(opts.mqttUrl),
       units,

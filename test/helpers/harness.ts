@@ -34,6 +34,7 @@ export class Harness {
         mqttHost: '127.0.0.1',
         logLevel: 'silent',
         commandTimeoutMs: 1500,
+        teltonikaPort: 0,
         secretKey: 'test-secret-key-that-is-long-enough-0123456789',
         ...(dataDir ? { dataDir } : {}),
         ...overrides,
@@ -114,29 +115,37 @@ export class Harness {
     return { vehicleId, unit, unitId, password };
   }
 
-  /** Resolves once `condition` holds, re-checking it on every domain event (no sleeps). */
+  /**
+   * Resolves once `condition` holds, re-checking it after every domain event (no sleeps). It
+   * listens before the first check, so an event during that check is not missed.
+   */
   async waitFor(condition: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-    if (await condition()) return;
-    await new Promise<void>((resolve, reject) => {
-      let checking = false;
-      const timer = setTimeout(() => {
-        off();
-        reject(new Error('condition not met in time'));
-      }, timeoutMs);
-      const off = this.app.events.on(async () => {
-        if (checking) return;
-        checking = true;
-        try {
-          if (await condition()) {
-            clearTimeout(timer);
-            off();
-            resolve();
-          }
-        } finally {
-          checking = false;
-        }
-      });
+    let wake: (() => void) | undefined;
+    let pending = false;
+    const off = this.app.events.on(() => {
+      pending = true;
+      wake?.();
     });
+    const until = Date.now() + timeoutMs;
+    try {
+      for (;;) {
+        pending = false;
+        if (await condition()) return;
+        if (pending) continue;
+        const left = until - Date.now();
+        if (left <= 0) throw new Error('condition not met in time');
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
+    } finally {
+      off();
+    }
   }
 
   async close(): Promise<void> {
