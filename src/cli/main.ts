@@ -4,6 +4,7 @@ import { createApp } from '../app.js';
 import { type Config, ConfigError, cliEnv, loadConfig, SETTINGS } from '../config.js';
 import { createApiClient, SCOPES } from '../services/auth-service.js';
 import { runSimulation } from '../sim/run-simulation.js';
+import { startSmartcarSimulation } from '../sim/smartcar-fake/smartcar-simulation.js';
 import { runTeltonikaSimulation } from '../sim/teltonika/teltonika-unit.js';
 import { createStore } from '../store/registry.js';
 import { ApiCaller } from './api-caller.js';
@@ -126,6 +127,9 @@ program
   .description('Run simulated units: fleetgate/v1 over MQTT (--mqtt-url), or Teltonika over TCP (--teltonika-address)')
   .option('--mqtt-url <url>', 'broker fleetgate/v1 units connect to, e.g. mqtt://127.0.0.1:1883')
   .option('--teltonika-address <host:port>', "fleetgate's Teltonika TCP port; --unit is then the IMEI, no password")
+  .option('--smartcar-fake', 'run a local fake of the Smartcar API v2.0 with connected cars, and print how to use it')
+  .option('--smartcar-port <port>', 'port of the Smartcar fake (default: any free port)')
+  .option('--vehicles <n>', 'cars in the Smartcar fake', '3')
   .option('--unit <id>', 'telematics unit id of one unit')
   .option('--password <pw>', 'its password, as given when the vehicle was added')
   .option('--model <vehicle_model_id>', 'its model, e.g. fleetgate-car-v1')
@@ -138,6 +142,27 @@ program
     const controller = new AbortController();
     process.on('SIGINT', () => controller.abort());
     process.on('SIGTERM', () => controller.abort());
+    if (opts.smartcarFake) {
+      const sim = await startSmartcarSimulation({
+        port: opts.smartcarPort === undefined ? 0 : Number(opts.smartcarPort),
+        vehicles: Number(opts.vehicles),
+      });
+      const out = process.stdout;
+      out.write('Smartcar fake running. Start fleetgate with:\n');
+      for (const [k, v] of Object.entries(sim.env)) out.write(`  ${k}=${v}\n`);
+      out.write('then POST /credentials with:\n');
+      out.write(
+        `  ${JSON.stringify({ telematics_brand: 'SMARTCAR', client_id: sim.clientId, client_secret: sim.clientSecret, refresh_token: sim.refreshToken })}\n`,
+      );
+      out.write(
+        `and add vehicles with telematics_brand SMARTCAR and telematics_unit_id one of: ${sim.vehicleIds.join(', ')}\n`,
+      );
+      await new Promise<void>((resolve) =>
+        controller.signal.addEventListener('abort', () => resolve(), { once: true }),
+      );
+      await sim.fake.close();
+      return;
+    }
     if (opts.teltonikaAddress) {
       const m = /^(.+):(\d{1,5})$/.exec(String(opts.teltonikaAddress));
       if (!m) fail('--teltonika-address must be host:port');
