@@ -20,12 +20,14 @@ export function enableNoDelay(client: MqttClient): void {
 
 /**
  * Connects fleetgate's own MQTT client (embedded or external broker): a unique client id, a
- * clean session, TCP_NODELAY on every (re)connect and reconnects with exponential backoff and
- * jitter. Resolves once connected; rejects when the first connection fails (bad URL, refused
- * credentials), so start-up reports it instead of retrying forever.
+ * clean session, TCP_NODELAY on every (re)connect, and reconnects with exponential backoff and
+ * jitter that also retry refused logins (an external broker's account may appear later).
+ * Subscriptions are restored after each reconnect. Resolves once connected; rejects when the
+ * first connection fails (bad URL, refused credentials), so start-up reports it instead of
+ * retrying forever.
  *
- * Publishes made while disconnected fail instead of being queued: a command must never reach a
- * unit late (SPEC §1).
+ * Commands are not held back for a broker that is away: the FLEETGATE adapter refuses to send
+ * while disconnected, and every command carries `expires_at` (SPEC §1).
  */
 export async function connectServiceClient(
   url: string,
@@ -40,38 +42,31 @@ export async function connectServiceClient(
     password: credentials?.password,
     connectTimeout: CONNECT_TIMEOUT_MS,
     keepalive: 30,
-    // Own reconnect loop with backoff below; mqtt.js would retry at a fixed period.
-    reconnectPeriod: 0,
+    // mqtt.js only remembers subscriptions for resubscribing when reconnectPeriod > 0.
+    reconnectPeriod: BACKOFF_MIN_MS,
+    reconnectOnConnackError: true,
     queueQoSZero: false,
     resubscribe: true,
   });
 
   let attempt = 0;
-  let timer: NodeJS.Timeout | undefined;
   let connectedOnce = false;
-
   client.on('connect', () => {
     enableNoDelay(client);
     if (connectedOnce) logger?.info({ url: redact(url) }, 'MQTT connection restored');
     connectedOnce = true;
     attempt = 0;
+    client.options.reconnectPeriod = BACKOFF_MIN_MS;
   });
-  client.on('close', () => {
-    if (!connectedOnce || client.disconnecting || client.disconnected) return;
-    if (timer) return;
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
-    const delay = base / 2 + Math.random() * (base / 2);
+  client.on('offline', () => logger?.warn({ url: redact(url) }, 'MQTT connection lost; reconnecting'));
+  // mqtt.js retries at a fixed period; before each retry, the next period doubles (with jitter).
+  // Its timer is an interval, so it is cleared here and re-armed with the new period on failure.
+  client.on('reconnect', () => {
     attempt++;
-    logger?.warn({ url: redact(url), retry_in_ms: Math.round(delay) }, 'MQTT connection lost; reconnecting');
-    timer = setTimeout(() => {
-      timer = undefined;
-      if (!client.disconnecting && !client.disconnected) client.reconnect();
-    }, delay);
-    timer.unref();
-  });
-  client.on('end', () => {
-    clearTimeout(timer);
-    timer = undefined;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
+    client.options.reconnectPeriod = Math.round(base / 2 + Math.random() * (base / 2));
+    const internals = client as unknown as { _clearReconnect?: () => void };
+    internals._clearReconnect?.();
   });
 
   try {
@@ -101,7 +96,7 @@ export async function connectServiceClient(
     client.end(true);
     throw e;
   }
-  // After start-up, errors (e.g. a refused reconnect) are logged; the reconnect loop goes on.
+  // After start-up, errors (e.g. a refused reconnect) are logged; reconnecting goes on.
   client.on('error', (err) => logger?.warn({ err, url: redact(url) }, 'MQTT client error'));
   return client;
 }

@@ -18,7 +18,7 @@ import { AdapterEventRecorder } from '../contract/adapter.contract.js';
 const logger = pino({ level: 'silent' });
 
 /** The next `event` of an mqtt.js client (its typed emitter does not fit events.once). */
-function next<T extends unknown[]>(client: MqttClient, event: 'message' | 'close'): Promise<T> {
+function next<T extends unknown[]>(client: MqttClient, event: 'message' | 'close' | 'connect'): Promise<T> {
   return new Promise((resolve) => client.once(event, (...args: unknown[]) => resolve(args as T)));
 }
 
@@ -257,5 +257,40 @@ describe('embedded MQTT broker (SPEC §5: devices authenticate too)', () => {
     } finally {
       await adapter.stop();
     }
+  });
+});
+
+describe('connectServiceClient', () => {
+  let broker: EmbeddedBroker;
+  beforeAll(async () => {
+    broker = await startEmbeddedBroker({ host: '127.0.0.1', port: 0, logger, authenticateUnit: async () => false });
+  });
+  afterAll(async () => {
+    await broker?.close();
+  });
+
+  it('sets TCP_NODELAY, reconnects after a lost link and restores its subscriptions', async () => {
+    const client = await connectServiceClient(broker.url, broker.serviceCredentials, logger);
+    const other = await connectServiceClient(broker.url, broker.serviceCredentials, logger);
+    try {
+      expect(client.options.clientId).not.toBe(other.options.clientId);
+      expect(client.options.clean).toBe(true);
+      await client.subscribeAsync('probe/topic', { qos: 1 });
+      const reconnected = next(client, 'connect');
+      client.stream.destroy(); // a lost link
+      await reconnected;
+      const received = next<[string, Buffer]>(client, 'message');
+      await other.publishAsync('probe/topic', 'after reconnect', { qos: 1 });
+      expect((await received)[1].toString()).toBe('after reconnect');
+    } finally {
+      await client.endAsync();
+      await other.endAsync();
+    }
+  });
+
+  it('rejects when the first connection is refused', async () => {
+    await expect(
+      connectServiceClient(broker.url, { username: 'fleetgate-service-x', password: 'no' }, logger),
+    ).rejects.toThrow(/Bad username or password/i);
   });
 });
