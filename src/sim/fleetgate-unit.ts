@@ -222,6 +222,8 @@ export class FleetgateUnit extends EventEmitter {
       keepalive: 30,
       reconnectPeriod: 1_000 + Math.floor(Math.random() * 1_000),
       connectTimeout: 10_000,
+      // announce() subscribes after every connect, as docs/mqtt-protocol.md §2 asks of firmware.
+      resubscribe: false,
       will: {
         topic: this.topics.status,
         payload: Buffer.from(encodeStatus('offline', connectedAt)),
