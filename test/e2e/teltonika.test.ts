@@ -70,6 +70,30 @@ describe('TELTONIKA vehicles end to end (SPEC §6)', () => {
     });
   }
 
+  it('a combined command run as steps lists each step and the state left behind when a step fails (SPEC §1)', async () => {
+    const { vehicleId, unit } = await addTeltonika('teltonika-fmc-can-car');
+    unit.behaviour = 'refuse';
+    const res = await h.request('POST', `/vehicles/${vehicleId}/commands/lock-and-disable-driving`, { token });
+    expect(res.status, res.text).toBe(409);
+    expect(res.body.type).toBe('/problems/vehicle/conflicting-state');
+    expect(res.body.steps).toEqual([
+      expect.objectContaining({
+        command: 'LOCK_CENTRAL_LOCK',
+        outcome: 'FAILED',
+        problem_type: 'vehicle/conflicting-state',
+      }),
+      { command: 'DISABLE_DRIVING', outcome: 'NOT_EXECUTED' },
+    ]);
+    expect(res.body.vehicle_state).toEqual(expect.any(Object));
+    expect(res.body.detail).toMatch(/lock-central-lock/);
+    unit.behaviour = 'normal';
+    const ok = await h.request('POST', `/vehicles/${vehicleId}/commands/unlock-and-enable-driving`, { token });
+    expect(ok.status, ok.text).toBe(200);
+    const records = await h.request('GET', `/vehicles/${vehicleId}/commands?limit=2`, { token });
+    expect(records.body.items[0].steps.map((s: { outcome: string }) => s.outcome)).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+    expect(records.body.items[1]).toMatchObject({ status: 'FAILED', problem_type: 'vehicle/conflicting-state' });
+  });
+
   it('a unit that is not connected gives 504 at once; unknown IMEIs are refused', async () => {
     const { vehicleId, unit } = await addTeltonika('teltonika-tst-scooter');
     await unit.stop();
