@@ -24,14 +24,14 @@ export interface EmbeddedBrokerOptions {
   authenticateUnit: (username: string, password: string) => Promise<boolean>;
   /**
    * The topic prefix a unit's permissions cover; default `fleetgate/v1/units/<username>/`
-   * (docs/mqtt-protocol.md §7).
+   * (docs/mqtt-protocol.md §8).
    */
   unitTopicPrefix?: (username: string) => string;
   /** How long a successful unit login is remembered, so reconnect storms skip scrypt. */
   authCacheTtlMs?: number;
 }
 
-/** What a unit may do (docs/mqtt-protocol.md §7): computed once at login, checked per packet. */
+/** What a unit may do (docs/mqtt-protocol.md §8): computed once at login, checked per packet. */
 interface UnitAcl {
   username: string;
   publish: Set<string>;
@@ -100,7 +100,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   };
 
   const broker = await Aedes.createBroker({
-    // MQTT 3.1.1 §3.1.2.10: a unit must ping; dead links are detected within 1.5 × keepalive.
+    // A socket that sends no CONNECT within this time is closed.
     connectTimeout: 10_000,
     authenticate(client, username, password, done) {
       const user = username ?? '';
@@ -115,7 +115,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       if (user === '' || user.startsWith(SERVICE_USERNAME_PREFIX)) {
         return done(authError('bad username or password', 4), false);
       }
-      // A unit may only be itself: its client id is its username (docs/mqtt-protocol.md §6).
+      // A unit may only be itself: its client id is its username (docs/mqtt-protocol.md §2).
       if (client.id !== user) return done(authError('client id must equal the username', 2), false);
       // Clean session only: the broker must never hold commands for an offline unit (SPEC §1).
       if (!client.clean) return done(authError('units must connect with a clean session', 5), false);

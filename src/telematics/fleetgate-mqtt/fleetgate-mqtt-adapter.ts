@@ -24,6 +24,8 @@ import {
   unitTopicPrefix,
 } from './protocol.js';
 
+const DROP_LOG_INTERVAL_MS = 60_000;
+
 interface Pending {
   unitId: string;
   /** The unit answered ACCEPTED: it has the command (SPEC §1, delivered vs. not). */
@@ -53,6 +55,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
   /** Unit id → online, as last seen on its status topic. Absent = unknown = not online. */
   private readonly online = new Map<string, boolean>();
   private handler: MessageHandler | undefined;
+  private readonly lastDropLog = new Map<string, number>();
 
   async start(ctx: AdapterContext): Promise<void> {
     this.ctx = ctx;
@@ -169,7 +172,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
   private onResponse(unitId: string, payload: Buffer): void {
     const decoded = decodeResponse(payload);
     if (!decoded.ok) {
-      this.logger?.warn({ unit: unitId, error: decoded.error }, 'dropped a malformed response');
+      this.warnDropped(unitId, decoded.error, 'dropped a malformed response');
       return;
     }
     const response = decoded.value;
@@ -205,7 +208,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
   private onState(unitId: string, payload: Buffer): void {
     const decoded = decodeState(payload);
     if (!decoded.ok) {
-      this.logger?.warn({ unit: unitId, error: decoded.error }, 'dropped a malformed state report');
+      this.warnDropped(unitId, decoded.error, 'dropped a malformed state report');
       return;
     }
     this.ctx?.onStateReport(unitId, decoded.value.state).catch((err: unknown) => {
@@ -221,7 +224,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     }
     const decoded = decodeStatus(payload);
     if (!decoded.ok) {
-      this.logger?.warn({ unit: unitId, error: decoded.error }, 'dropped a malformed status message');
+      this.warnDropped(unitId, decoded.error, 'dropped a malformed status message');
       return;
     }
     const isOnline = decoded.value.status === 'online';
@@ -246,6 +249,15 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     for (const [id, p] of this.pending) {
       if (p.unitId === unitId) this.finish(id, p, { kind: 'no-answer', delivered: p.delivered });
     }
+  }
+
+  /** Logs a dropped message at most once a minute per unit: a broken unit must not flood the logs. */
+  private warnDropped(unitId: string, error: string, message: string): void {
+    const now = Date.now();
+    if ((this.lastDropLog.get(unitId) ?? 0) > now - DROP_LOG_INTERVAL_MS) return;
+    if (this.lastDropLog.size > 100_000) this.lastDropLog.clear();
+    this.lastDropLog.set(unitId, now);
+    this.logger?.warn({ unit: unitId, error }, message);
   }
 
   private requireContext(): AdapterContext {

@@ -17,7 +17,7 @@ export const TOPIC_STATUS = 'status';
 
 export type UnitTopicKind = typeof TOPIC_COMMANDS | typeof TOPIC_RESPONSES | typeof TOPIC_STATE | typeof TOPIC_STATUS;
 
-/** QoS per topic (docs/mqtt-protocol.md §4). */
+/** QoS per topic (docs/mqtt-protocol.md §3). */
 export const QOS_COMMANDS = 1;
 export const QOS_RESPONSES = 1;
 export const QOS_STATE = 0;
@@ -162,7 +162,7 @@ function parseEnvelope(payload: Buffer | Uint8Array | string): DecodeResult<Reco
   return { ok: true, value: parsed };
 }
 
-/** Decodes a command (unit side). Unknown fields are ignored (docs §9). */
+/** Decodes a command (unit side). Unknown fields are ignored (docs/mqtt-protocol.md §9). */
 export function decodeCommand(payload: Buffer | Uint8Array | string): DecodeResult<CommandMessage> {
   const env = parseEnvelope(payload);
   if (!env.ok) return env;
