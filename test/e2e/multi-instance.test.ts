@@ -8,6 +8,7 @@ import { type MosquittoServer, startMosquittoServer } from '../../scripts/lib/mo
 import { createApiClient } from '../../src/services/auth-service.js';
 import { FleetgateUnit } from '../../src/sim/fleetgate-unit.js';
 import { createStore } from '../../src/store/registry.js';
+import { eventually } from '../helpers/eventually.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 
 // SPEC §1 and §7: several fleetgate processes on one PostgreSQL and one Mosquitto. Any instance
@@ -46,18 +47,6 @@ async function call(on: FleetgateProcess, method: string, urlPath: string, body?
 
 const command = (on: FleetgateProcess, vehicleId: string, name: string) =>
   call(on, 'POST', `/vehicles/${vehicleId}/commands/${name}`);
-
-/**
- * Polls until `check` holds: these instances are other processes, so there is no in-process event
- * to await; the interval is short and the wait bounded.
- */
-async function eventually(check: () => Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** Adds a FLEETGATE vehicle through `via`, starts its unit and waits until `seenBy` shows it set up and online. */
 async function addVehicle(
