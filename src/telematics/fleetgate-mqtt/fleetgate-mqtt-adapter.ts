@@ -119,11 +119,12 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     if (!ctx) return Promise.resolve({ kind: 'not-connected', reason: 'The adapter is not started.' });
     if (request.signal.aborted) return Promise.resolve({ kind: 'no-answer', delivered: false });
     const unitId = request.vehicle.telematics_unit_id;
+    // Our own broker being down is fleetgate's outage (503), not the unit's (SPEC §2).
+    if (!ctx.mqtt.connected) {
+      return Promise.resolve({ kind: 'unavailable', reason: 'fleetgate is not connected to its MQTT broker.' });
+    }
     if (this.online.get(unitId) !== true) {
       return Promise.resolve({ kind: 'not-connected', reason: 'Its telematics unit is offline.' });
-    }
-    if (!ctx.mqtt.connected) {
-      return Promise.resolve({ kind: 'not-connected', reason: 'fleetgate is not connected to its MQTT broker.' });
     }
     const id = randomUUID();
     const payload = encodeCommand(id, request.command, new Date(), request.deadline);
@@ -141,7 +142,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
       ctx.mqtt.publish(unitTopic(unitId, TOPIC_COMMANDS), payload, { qos: QOS_COMMANDS }, (err) => {
         if (!err) return;
         this.logger?.warn({ err, unit: unitId, flow_id: request.flowId }, 'publishing a command failed');
-        this.finish(id, pending, { kind: 'not-connected', reason: 'fleetgate lost its MQTT broker connection.' });
+        this.finish(id, pending, { kind: 'unavailable', reason: 'fleetgate lost its MQTT broker connection.' });
       });
     });
   }
