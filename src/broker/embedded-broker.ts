@@ -47,6 +47,11 @@ const UNIT_SUBSCRIBE_LEAF = 'commands';
 const DEFAULT_PREFIX = (username: string) => `fleetgate/v1/units/${username}/`;
 const DEFAULT_AUTH_CACHE_TTL_MS = 5 * 60_000;
 const SERVICE_USERNAME_PREFIX = 'fleetgate-service-';
+// A unit id gets this many wrong passwords per window; beyond, logins are refused without a
+// password check, so a guessing flood costs no scrypt time.
+const MAX_FAILED_LOGINS = 10;
+const FAILED_LOGIN_WINDOW_MS = 60_000;
+const MAX_TRACKED_FAILURES = 100_000;
 
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -89,13 +94,27 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     };
   };
 
+  /** Failed logins per username in the current window: guessing is throttled before scrypt runs. */
+  const failures = new Map<string, { count: number; windowEnds: number }>();
   const checkUnit = async (username: string, password: string): Promise<boolean> => {
+    const now = Date.now();
     const hit = authCache.get(username);
     const d = digest(password);
-    if (hit && hit.expires > Date.now() && timingSafeEqual(hit.digest, d)) return true;
+    if (hit && hit.expires > now && timingSafeEqual(hit.digest, d)) return true;
+    const failed = failures.get(username);
+    if (failed && failed.windowEnds > now && failed.count >= MAX_FAILED_LOGINS) return false;
     const ok = await authenticateUnit(username, password);
-    if (ok) authCache.set(username, { digest: d, expires: Date.now() + cacheTtlMs });
-    else authCache.delete(username);
+    if (ok) {
+      authCache.set(username, { digest: d, expires: Date.now() + cacheTtlMs });
+      failures.delete(username);
+    } else {
+      authCache.delete(username);
+      if (failures.size >= MAX_TRACKED_FAILURES) failures.clear();
+      const current =
+        failed && failed.windowEnds > now ? failed : { count: 0, windowEnds: now + FAILED_LOGIN_WINDOW_MS };
+      current.count++;
+      failures.set(username, current);
+    }
     return ok;
   };
 

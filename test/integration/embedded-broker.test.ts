@@ -38,6 +38,7 @@ describe('embedded MQTT broker (SPEC §5: devices authenticate too)', () => {
     ['unit-a', 'secret-a'],
     ['unit-b', 'secret-b'],
     ['unit-c', 'secret-c'],
+    ['unit-guessed', 'secret-guessed'],
   ]);
   const authCalls: string[] = [];
   let broker: EmbeddedBroker;
@@ -83,6 +84,18 @@ describe('embedded MQTT broker (SPEC §5: devices authenticate too)', () => {
     await expect(connect({ clientId: 'unit-a', username: 'unit-a', password: 'nope' })).rejects.toThrow(
       /Bad username or password/i,
     );
+  });
+
+  it('throttles password guessing: after 10 failures the password is no longer checked', async () => {
+    const before = authCalls.filter((u) => u === 'unit-guessed').length;
+    for (let i = 0; i < 12; i++) {
+      await expect(
+        connect({ clientId: 'unit-guessed', username: 'unit-guessed', password: `guess-${i}` }),
+      ).rejects.toThrow(/Bad username or password/i);
+    }
+    expect(authCalls.filter((u) => u === 'unit-guessed').length - before).toBe(10);
+    // Within the window even the right password is refused: the guesser learns nothing.
+    await expect(unit('unit-guessed')).rejects.toThrow(/Bad username or password/i);
   });
 
   it('refuses a unit whose client id is not its username', async () => {
