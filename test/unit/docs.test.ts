@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { PROBLEM_KEYS, problemTypeUri } from '../../src/domain/problems.js';
 import { PAGES } from '../../scripts/reference-docs.js';
+import { PROBLEM_KEYS, problemTypeUri } from '../../src/domain/problems.js';
 
 describe('reference docs stay true to the code', () => {
   for (const [file, render] of Object.entries(PAGES)) {
@@ -10,8 +10,10 @@ describe('reference docs stay true to the code', () => {
     });
   }
 
-  it('docs/problems.md lists exactly the catalogue\'s problem types (SPEC §2)', () => {
-    const listed = [...readFileSync('docs/problems.md', 'utf8').matchAll(/^\| `(\/problems\/[a-z/-]+)` \|/gm)].map((m) => m[1]);
+  it("docs/problems.md lists exactly the catalogue's problem types (SPEC §2)", () => {
+    const listed = [...readFileSync('docs/problems.md', 'utf8').matchAll(/^\| `(\/problems\/[a-z/-]+)` \|/gm)].map(
+      (m) => m[1],
+    );
     expect(listed.sort()).toEqual(PROBLEM_KEYS.map(problemTypeUri).sort());
   });
 });
