@@ -26,6 +26,11 @@ export interface FleetgateProcessOptions {
   instanceId: string;
   /** Where its output goes besides output(): e.g. process.stderr for the cluster. */
   echo?: NodeJS.WritableStream;
+  /**
+   * Own process group, so a terminal's Ctrl-C reaches only the parent, which then stops its
+   * children in order (the cluster: instances drain before the broker goes).
+   */
+  detached?: boolean;
 }
 
 /**
@@ -39,7 +44,12 @@ export async function startFleetgateProcess(options: FleetgateProcessOptions): P
   args.push('--instance-id', options.instanceId);
   for (const [name, value] of Object.entries(options.settings)) args.push(`--${name}`, String(value));
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETGATE_')));
-  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
+  });
   let output = '';
   const collect = (chunk: Buffer) => {
     output += chunk.toString();

@@ -46,7 +46,10 @@ export function renderMosquittoConf(port: number, dir: string): string {
   return `${rewritten}\nlog_type information\n${process.getuid?.() === 0 ? 'user root\n' : ''}`;
 }
 
-export async function startMosquittoServer(options: { port?: number } = {}): Promise<MosquittoServer> {
+/** `detached`: own process group, so a terminal's Ctrl-C reaches only the parent (the cluster). */
+export async function startMosquittoServer(
+  options: { port?: number; detached?: boolean } = {},
+): Promise<MosquittoServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fleetgate-mosquitto-'));
   const port = options.port ?? (await freePort());
   const adminUsername = 'fleetgate-service';
@@ -63,7 +66,10 @@ export async function startMosquittoServer(options: { port?: number } = {}): Pro
   let log = '';
   const start = async () => {
     if (child) return;
-    const proc = spawn(MOSQUITTO_BIN, ['-c', confFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(MOSQUITTO_BIN, ['-c', confFile], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: options.detached ?? false,
+    });
     child = proc;
     log = '';
     proc.once('exit', () => {
