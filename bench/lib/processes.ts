@@ -1,0 +1,148 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CLK_TCK = 100;
+
+/** A child process the bench started, with the CPU time it used (from /proc) and its messages. */
+export interface BenchProcess {
+  name: string;
+  child: ChildProcess;
+  /** Resolves with the first stdout line that parses as JSON with `type === kind`. */
+  message<T = Record<string, unknown>>(kind: string, timeoutMs?: number): Promise<T>;
+  /** Sends one JSON line to its stdin. */
+  send(message: unknown): void;
+  /** CPU seconds (user + system) used so far; includes reaped children (none here). */
+  cpuSeconds(): number;
+  /** Resident set size in bytes, from /proc. */
+  rssBytes(): number;
+  output(): string;
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Spawns `node --import tsx <script> …args` (or any command with `raw`). Messages are JSON lines on
+ * stdout; everything else is kept for error reports.
+ */
+export function startProcess(
+  name: string,
+  args: string[],
+  options: { raw?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {},
+): BenchProcess {
+  const command = options.raw ?? process.execPath;
+  const argv = options.raw ? args : [...(options.nodeArgs ?? []), '--import', 'tsx', ...args];
+  const env =
+    options.env ?? Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETGATE_')));
+  const child = spawn(command, argv, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (s: string) => {
+    output += s;
+    if (output.length > 100_000) output = output.slice(-50_000);
+  };
+  const messages: Array<Record<string, unknown>> = [];
+  const waiters = new Set<() => void>();
+  let exited = false;
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exited = true;
+      keep(`\n[${name} exited: ${code ?? signal}]\n`);
+      for (const w of waiters) w();
+      resolve();
+    }),
+  );
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    if (line.startsWith('{')) {
+      try {
+        messages.push(JSON.parse(line) as Record<string, unknown>);
+        for (const w of waiters) w();
+        return;
+      } catch {
+        // not a message
+      }
+    }
+    keep(`${line}\n`);
+  });
+  child.stderr!.on('data', (chunk: Buffer) => keep(chunk.toString()));
+  child.stdin!.on('error', () => undefined);
+
+  const proc: BenchProcess = {
+    name,
+    child,
+    message<T>(kind: string, timeoutMs = 600_000): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        const check = () => {
+          const i = messages.findIndex((m) => m.type === kind);
+          if (i >= 0) {
+            const [m] = messages.splice(i, 1);
+            done();
+            resolve(m as T);
+          } else if (exited) {
+            done();
+            reject(new Error(`${name} exited before sending '${kind}':\n${output.slice(-4000)}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`${name}: no '${kind}' within ${timeoutMs} ms:\n${output.slice(-4000)}`));
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    send(message: unknown) {
+      child.stdin!.write(`${JSON.stringify(message)}\n`);
+    },
+    cpuSeconds() {
+      return cpuSecondsOf(child.pid);
+    },
+    rssBytes() {
+      return rssOf(child.pid);
+    },
+    output: () => output,
+    async stop(graceMs = 10_000) {
+      if (exited) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exit;
+      clearTimeout(timer);
+    },
+  };
+  return proc;
+}
+
+/** utime + stime of a process in seconds; 0 once it is gone. */
+export function cpuSecondsOf(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+
+export function rssOf(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = /VmRSS:\s+(\d+) kB/.exec(status);
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The 1-minute load average and the machine's core count, for the report. */
+export function machineLoad(): { loadavg1: number; cores: number } {
+  const [one] = readFileSync('/proc/loadavg', 'utf8').split(' ');
+  const cores = readFileSync('/proc/cpuinfo', 'utf8').match(/^processor\s*:/gm)?.length ?? 0;
+  return { loadavg1: Number(one), cores };
+}

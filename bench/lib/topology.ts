@@ -1,0 +1,212 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { freePort } from '../../scripts/lib/free-port.js';
+import type { Vehicle } from '../../src/domain/vehicle.js';
+import { hashSecret } from '../../src/lib/secrets.js';
+import { createApiClient } from '../../src/services/auth-service.js';
+import { createStore } from '../../src/store/registry.js';
+import type { Store } from '../../src/store/store.js';
+import { fleetgateModel } from '../../src/telematics/fleetgate-mqtt/models.js';
+import { type BenchProcess, startProcess } from './processes.js';
+
+export type Topology = 'embedded' | 'production';
+
+export const PG_ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const UNIT_PASSWORD = 'bench-unit-password-0123456789';
+export const MODEL = 'fleetgate-car-v1';
+const SECRET_KEY = 'bench-secret-key-that-is-long-enough-0123456789';
+
+/**
+ * Mosquitto for the bench: the settings of deploy/mosquitto/mosquitto.conf that matter for speed
+ * (set_tcp_nodelay, max_queued_messages, max_packet_size), but anonymous access instead of the
+ * dynamic security plugin: seeded vehicles are not provisioned, and fleetgate runs with
+ * `--mqtt-provisioning none`.
+ */
+export async function startMosquitto(): Promise<{ url: string; proc: BenchProcess; close(): Promise<void> }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fleetgate-bench-mosquitto-'));
+  const port = await freePort();
+  const conf = [
+    'per_listener_settings false',
+    `listener ${port} 127.0.0.1`,
+    'set_tcp_nodelay true',
+    'allow_anonymous true',
+    'max_queued_messages 10',
+    'max_packet_size 262144',
+    'persistence false',
+    'log_dest stderr',
+    'log_type error',
+    'log_type warning',
+    'log_type notice',
+    'log_type information',
+    'connection_messages false',
+    ...(process.getuid?.() === 0 ? ['user root'] : []),
+  ].join('\n');
+  writeFileSync(path.join(dir, 'mosquitto.conf'), `${conf}\n`);
+  const proc = startProcess('mosquitto', ['-c', path.join(dir, 'mosquitto.conf')], { raw: '/usr/sbin/mosquitto' });
+  const until = Date.now() + 10_000;
+  while (!/running/.test(proc.output())) {
+    if (Date.now() > until) throw new Error(`mosquitto did not start:\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    proc,
+    close: async () => {
+      await proc.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A fresh PostgreSQL database for one bench run; returns its URL. */
+export async function freshDatabase(name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const u = new URL(PG_ADMIN_URL);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+export interface StoreLocation {
+  dataDir: string;
+  databaseUrl?: string;
+}
+
+export function vehicleId(i: number): string {
+  // 12 characters like fleetgate's own ids; sorted by i.
+  return `B${String(i).padStart(11, '0')}`;
+}
+
+export function unitId(prefix: string, i: number): string {
+  return `${prefix}${i}`;
+}
+
+/** One vehicle row as VehicleService.add would create it, with setup already SUCCEEDED. */
+export function benchVehicle(
+  i: number,
+  fleetId: string,
+  unitPrefix: string,
+  passwordHash: string,
+  at: string,
+): Vehicle {
+  const model = fleetgateModel(MODEL)!;
+  return {
+    vehicle_id: vehicleId(i),
+    fleet_id: fleetId,
+    telematics_brand: 'FLEETGATE',
+    telematics_unit_id: unitId(unitPrefix, i),
+    vehicle_model_id: model.id,
+    unit_password_hash: passwordHash,
+    credentials_id: null,
+    capabilities: structuredClone(model.capabilities),
+    master_data: { vehicle_type: model.vehicle_type },
+    custom_fields: {},
+    tags: [],
+    operation_status: 'OPERATING',
+    setup_status: 'SUCCEEDED',
+    setup_failure_reason: null,
+    life_status: 'OFFLINE',
+    life_status_modified_at: at,
+    version: 2,
+    created_at: at,
+    modified_at: at,
+  };
+}
+
+/**
+ * Seeds `count` FLEETGATE vehicles (ids vehicleId(0…count-1), units `${unitPrefix}i`) and one API
+ * client through the store, not HTTP. All units share one password hash (hashed once).
+ */
+export async function seedFleet(
+  where: StoreLocation,
+  options: { count: number; fleetId: string; unitPrefix: string },
+): Promise<{ clientId: string; clientSecret: string }> {
+  const store: Store = await createStore({ dataDir: where.dataDir, databaseUrl: where.databaseUrl });
+  try {
+    await store.migrate();
+    const hash = await hashSecret(UNIT_PASSWORD);
+    const at = new Date().toISOString();
+    for (let i = 0; i < options.count; i += 100) {
+      const batch = [];
+      for (let j = i; j < Math.min(options.count, i + 100); j++) {
+        batch.push(store.insertVehicle(benchVehicle(j, options.fleetId, options.unitPrefix, hash, at)));
+      }
+      await Promise.all(batch);
+    }
+    const c = await createApiClient(store, { fleetId: options.fleetId, scopes: ['vehicles', 'vehicle-commands'] });
+    return { clientId: c.client_id, clientSecret: c.client_secret };
+  } finally {
+    await store.close();
+  }
+}
+
+export interface FleetgateInstance {
+  url: string;
+  mqttUrl: string;
+  proc: BenchProcess;
+  token: string;
+}
+
+/** `node --import tsx src/cli/main.ts serve …` as a child process, ready and with a token. */
+export async function startFleetgate(
+  where: StoreLocation,
+  options: {
+    mqttUrl?: string;
+    client: { clientId: string; clientSecret: string };
+    logLevel?: string;
+    extra?: Record<string, string>;
+    nodeArgs?: string[];
+  },
+): Promise<FleetgateInstance> {
+  const port = await freePort();
+  const mqttPort = await freePort();
+  const settings: Record<string, string> = {
+    host: '127.0.0.1',
+    port: String(port),
+    'mqtt-host': '127.0.0.1',
+    'mqtt-port': String(mqttPort),
+    'teltonika-port': '0',
+    'data-dir': where.dataDir,
+    'log-level': options.logLevel ?? 'warn',
+    'secret-key': SECRET_KEY,
+    'rate-limit-per-minute': '10000000',
+    'token-ttl-seconds': '86400',
+    'instance-id': 'bench',
+    ...(where.databaseUrl ? { 'database-url': where.databaseUrl } : {}),
+    ...(options.mqttUrl ? { 'mqtt-url': options.mqttUrl, 'mqtt-provisioning': 'none' } : {}),
+    ...(options.extra ?? {}),
+  };
+  const args = ['src/cli/main.ts', 'serve'];
+  for (const [k, v] of Object.entries(settings)) args.push(`--${k}`, v);
+  const proc = startProcess('fleetgate', args, { nodeArgs: options.nodeArgs });
+  const url = `http://127.0.0.1:${port}`;
+  const until = Date.now() + 60_000;
+  for (;;) {
+    const ok = await fetch(`${url}/health/ready`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) break;
+    if (proc.child.exitCode !== null || Date.now() > until) {
+      await proc.stop();
+      throw new Error(`fleetgate did not get ready:\n${proc.output().slice(-4000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const basic = Buffer.from(`${options.client.clientId}:${options.client.clientSecret}`).toString('base64');
+  const res = await fetch(`${url}/auth/oauth/token?grant_type=client_credentials`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${basic}` },
+  });
+  if (res.status !== 200) throw new Error(`token: ${res.status} ${await res.text()}`);
+  const token = ((await res.json()) as { access_token: string }).access_token;
+  return { url, mqttUrl: options.mqttUrl ?? `mqtt://127.0.0.1:${mqttPort}`, proc, token };
+}

@@ -1,0 +1,260 @@
+/**
+ * The load generator, a process of its own: `node --import tsx bench/load.ts '<json>'`.
+ * - `max`: closed loop, `concurrency` requests outstanding for `durationS` (HTTP: autocannon);
+ *   each slot owns its own targets, so no two requests ever go to one vehicle at once.
+ * - `rate`: open loop at `rate` requests/s, evenly spaced; latency counts from the scheduled
+ *   moment, so queueing in the generator or the server is included (no coordinated omission).
+ *   A target is used by one request at a time; a request waits for a free one.
+ * Transport: `http` (targets are paths) or `mqtt` (targets are unit ids; floor B).
+ * Prints {"type":"result", …}.
+ */
+import autocannon from 'autocannon';
+import { connectServiceClient } from '../src/broker/mqtt-connection.js';
+import { MqttRequester } from './lib/mqtt-requester.js';
+import { RawHttpConnection } from './lib/raw-http.js';
+
+export interface LoadSpec {
+  mode: 'max' | 'rate';
+  transport: 'http' | 'mqtt';
+  /** http: base URL; mqtt: broker URL. */
+  url: string;
+  credentials?: { username: string; password: string };
+  headers?: Record<string, string>;
+  targets: string[];
+  durationS: number;
+  warmupS: number;
+  concurrency?: number;
+  rate?: number;
+}
+
+export interface LoadResult {
+  type: 'result';
+  requests: number;
+  errors: number;
+  statuses: Record<string, number>;
+  /** Completed requests per second over the measured period. */
+  rps: number;
+  latencyMs: { p50: number; p90: number; p99: number; max: number };
+  offered?: number;
+}
+
+const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
+
+function percentiles(samples: Float64Array, n: number): LoadResult['latencyMs'] {
+  const s = samples.subarray(0, n).sort();
+  const at = (q: number) => (n === 0 ? 0 : round(s[Math.min(n - 1, Math.ceil(q * n) - 1)]!));
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: n === 0 ? 0 : round(s[n - 1]!) };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+type Send = (target: string) => Promise<number>;
+
+async function httpSenders(count: number): Promise<{ sends: Send[]; close: () => void }> {
+  const u = new URL(spec.url);
+  const headers = `host: ${u.host}\r\n${Object.entries(spec.headers ?? {})
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('')}`;
+  const conns = Array.from({ length: count }, () => new RawHttpConnection(u.hostname, Number(u.port), headers));
+  await Promise.all(conns.map((c) => c.ready));
+  return {
+    sends: conns.map((c) => (t: string) => c.post(t)),
+    close: () => {
+      for (const c of conns) c.close();
+    },
+  };
+}
+
+async function mqttSenders(): Promise<{ send: Send; close: () => Promise<void> }> {
+  const client = await connectServiceClient(spec.url, spec.credentials);
+  const requester = await MqttRequester.start(client);
+  return {
+    send: (unit) => requester.request(unit).then(() => 200),
+    close: () => client.endAsync(true),
+  };
+}
+
+/** Closed loop with our own senders (MQTT); HTTP uses autocannon. */
+async function closedLoop(send: (slot: number, target: string) => Promise<number>, seconds: number) {
+  const c = spec.concurrency ?? 32;
+  const samples = new Float64Array(4_000_000);
+  let n = 0;
+  let errors = 0;
+  const statuses: Record<string, number> = {};
+  const until = performance.now() + seconds * 1000;
+  const slots = Array.from({ length: c }, async (_, slot) => {
+    const mine = spec.targets.filter((_, i) => i % c === slot);
+    let k = 0;
+    while (performance.now() < until) {
+      const target = mine[k++ % mine.length]!;
+      const t0 = performance.now();
+      const status = await send(slot, target).catch(() => 0);
+      statuses[status] = (statuses[status] ?? 0) + 1;
+      if (status < 200 || status >= 300) errors++;
+      if (n < samples.length) samples[n++] = performance.now() - t0;
+    }
+  });
+  const t0 = performance.now();
+  await Promise.all(slots);
+  const elapsed = (performance.now() - t0) / 1000;
+  return { requests: n, errors, statuses, rps: Math.round(n / elapsed), latencyMs: percentiles(samples, n) };
+}
+
+async function openLoop(sendOn: (target: string) => Promise<number>, seconds: number, rate: number) {
+  const total = Math.round(rate * seconds);
+  const samples = new Float64Array(total);
+  let n = 0;
+  let errors = 0;
+  let done = 0;
+  const statuses: Record<string, number> = {};
+  const free = [...spec.targets];
+  const waitingForTarget: Array<() => void> = [];
+  const interval = 1000 / rate;
+  const start = performance.now();
+  let finished!: () => void;
+  const allDone = new Promise<void>((r) => {
+    finished = r;
+  });
+  const fire = async () => {
+    // From the moment the generator sends (timer lateness is the generator's, not the server's),
+    // including any wait for a free target or socket (that is queueing behind the server).
+    const t0 = performance.now();
+    while (free.length === 0) await new Promise<void>((r) => waitingForTarget.push(r));
+    const target = free.shift()!;
+    const status = await sendOn(target).catch(() => 0);
+    samples[n++] = performance.now() - t0;
+    statuses[status] = (statuses[status] ?? 0) + 1;
+    if (status < 200 || status >= 300) errors++;
+    free.push(target);
+    waitingForTarget.shift()?.();
+    if (++done === total) finished();
+  };
+  let issued = 0;
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      while (issued < total && start + issued * interval <= now) {
+        void fire();
+        issued++;
+      }
+      if (issued >= total) return resolve();
+      // A 1 ms timer, not setImmediate: a busy loop would take a core from the servers measured.
+      setTimeout(tick, Math.max(1, Math.min(50, start + issued * interval - now)));
+    };
+    tick();
+  });
+  await allDone;
+  const elapsed = (performance.now() - start) / 1000;
+  return {
+    requests: n,
+    errors,
+    statuses,
+    rps: Math.round(n / elapsed),
+    latencyMs: percentiles(samples, n),
+    offered: rate,
+  };
+}
+
+async function autocannonMax(seconds: number) {
+  const c = spec.concurrency ?? 32;
+  let nextConnection = 0;
+  const statuses: Record<string, number> = {};
+  const result = await autocannon({
+    url: spec.url,
+    connections: c,
+    pipelining: 1,
+    duration: seconds,
+    method: 'POST',
+    headers: spec.headers ?? {},
+    initialContext: {},
+    requests: [
+      {
+        method: 'POST',
+        setupRequest: (req: Record<string, unknown>, context: Record<string, unknown>) => {
+          // Per connection: its own slice of the targets, in turn.
+          if (context.slot === undefined) {
+            context.slot = nextConnection++ % c;
+            context.k = 0;
+          }
+          const slot = context.slot as number;
+          const k = context.k as number;
+          const mine = Math.floor((spec.targets.length - slot - 1) / c) + 1;
+          context.k = k + 1;
+          req.path = spec.targets[slot + (k % mine) * c];
+          return req;
+        },
+        onResponse: (status: number) => {
+          statuses[status] = (statuses[status] ?? 0) + 1;
+        },
+      },
+    ],
+  });
+  const requests = result.requests.total;
+  const errors = result.errors + result.timeouts + result.non2xx;
+  return {
+    requests,
+    errors,
+    statuses: { ...statuses, errors: result.errors, timeouts: result.timeouts },
+    rps: Math.round(requests / (result.duration || seconds)),
+    latencyMs: {
+      p50: result.latency.p50,
+      p90: result.latency.p90,
+      p99: result.latency.p99,
+      max: result.latency.max,
+    },
+  };
+}
+
+/** Tells the bench the measured period starts now (it samples every process's CPU time). */
+function measuring(): void {
+  process.stdout.write('{"type":"measuring"}\n');
+}
+
+async function main(): Promise<LoadResult> {
+  if (spec.transport === 'http') {
+    if (spec.mode === 'max') {
+      if (spec.warmupS > 0) await autocannonMax(spec.warmupS);
+      measuring();
+      return { type: 'result', ...(await autocannonMax(spec.durationS)) };
+    }
+    const rate = spec.rate!;
+    // Enough sockets for the rate at a 20 ms latency, at least 16; open loop needs idle ones.
+    const { sends, close } = await httpSenders(Math.min(512, Math.max(16, Math.ceil(rate / 50))));
+    const idle = [...sends];
+    const waiting: Array<() => void> = [];
+    const send = async (target: string) => {
+      while (idle.length === 0) await new Promise<void>((r) => waiting.push(r));
+      const s = idle.pop()!;
+      try {
+        return await s(target);
+      } finally {
+        idle.push(s);
+        waiting.shift()?.();
+      }
+    };
+    if (spec.warmupS > 0) await openLoop(send, spec.warmupS, rate);
+    measuring();
+    const r = await openLoop(send, spec.durationS, rate);
+    close();
+    return { type: 'result', ...r };
+  }
+  const { send, close } = await mqttSenders();
+  let r: Omit<LoadResult, 'type'>;
+  if (spec.mode === 'max') {
+    if (spec.warmupS > 0) await closedLoop((_, t) => send(t), spec.warmupS);
+    measuring();
+    r = await closedLoop((_, t) => send(t), spec.durationS);
+  } else {
+    if (spec.warmupS > 0) await openLoop(send, spec.warmupS, spec.rate!);
+    measuring();
+    r = await openLoop(send, spec.durationS, spec.rate!);
+  }
+  await close();
+  return { type: 'result', ...r };
+}
+
+const result = await main();
+process.stdout.write(`${JSON.stringify(result)}\n`);
+process.exit(0);

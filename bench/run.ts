@@ -1,0 +1,204 @@
+/**
+ * `npm run bench [-- --quick] [-- --topology embedded|production] [-- --log-level info]`
+ *
+ * Measures fleetgate against three floors on the same machine in one invocation (docs/performance.md):
+ * A bare HTTP, B bare MQTT request/reply, C bare HTTP→MQTT→HTTP pipeline, and fleetgate end to end,
+ * for the embedded (SQLite + aedes) and production (PostgreSQL + Mosquitto) topologies. Per
+ * scenario: the maximum commands/s (closed loop) and latency at fixed offered loads (open loop at
+ * fractions of floor C's maximum). Writes a table to the terminal and bench/results/latest.json.
+ * `--scale` runs bench/scale.ts instead.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { machineLoad, ROOT } from './lib/processes.js';
+import type { Topology } from './lib/topology.js';
+import { type Measured, type RunSettings, SCENARIO_LABELS, type ScenarioName, setUp } from './scenarios.js';
+
+const argv = process.argv.slice(2);
+const flag = (name: string) => argv.includes(`--${name}`);
+const option = (name: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+
+if (flag('scale')) {
+  await import('./scale.js');
+  process.exit(0);
+}
+
+const quick = flag('quick');
+const topologies: Topology[] = option('topology') ? [option('topology') as Topology] : ['embedded', 'production'];
+const FRACTIONS = [0.1, 0.5, 0.9];
+const plan = quick
+  ? { maxS: 4, rateS: 3, warmupS: 1, concurrencies: [32] }
+  : { maxS: 15, rateS: 10, warmupS: 3, concurrencies: [16, 32, 64] };
+const settings: RunSettings = {
+  units: Number(option('units') ?? (quick ? 300 : 1000)),
+  unitsPerProcess: 1000,
+  logLevel: option('log-level') ?? 'warn',
+  // e.g. --fleetgate-node-args "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile fleetgate.
+  nodeArgs: option('fleetgate-node-args')?.split(' ').filter(Boolean),
+};
+const only = option('only')?.split(',') as ScenarioName[] | undefined;
+
+interface ScenarioResult {
+  scenario: ScenarioName;
+  label: string;
+  topology: Topology;
+  /** Best closed-loop run without errors (or the best one, flagged, when all had errors). */
+  max: Measured;
+  maxRuns: Measured[];
+  /** Open-loop runs at FRACTIONS of floor C's maximum in this topology. */
+  latency: Array<Measured & { fraction: number }>;
+}
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const started = Date.now();
+const loadAtStart = machineLoad();
+const results: ScenarioResult[] = [];
+
+async function runScenario(scenario: ScenarioName, topology: Topology, rates: number[] | undefined) {
+  log(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${topology}: ${SCENARIO_LABELS[scenario]} — setting up`);
+  const setup = await setUp(scenario, topology, settings);
+  try {
+    const maxRuns: Measured[] = [];
+    for (const concurrency of plan.concurrencies) {
+      const m = await setupMeasure(setup, { mode: 'max', durationS: plan.maxS, warmupS: plan.warmupS, concurrency });
+      log(`  max c=${concurrency}: ${m.rps}/s, errors ${m.errors}, p99 ${m.latencyMs.p99} ms, cpu ${fmtCpu(m)}`);
+      maxRuns.push(m);
+    }
+    const clean = maxRuns.filter((m) => m.errors === 0);
+    const max = (clean.length > 0 ? clean : maxRuns).reduce((a, b) => (b.rps > a.rps ? b : a));
+    const latency: ScenarioResult['latency'] = [];
+    for (const [i, rate] of (rates ?? FRACTIONS.map((f) => Math.round(max.rps * f))).entries()) {
+      const m = await setupMeasure(setup, { mode: 'rate', durationS: plan.rateS, warmupS: plan.warmupS, rate });
+      log(`  ${rate}/s: p50 ${m.latencyMs.p50} p99 ${m.latencyMs.p99} ms, errors ${m.errors}, cpu ${fmtCpu(m)}`);
+      latency.push({ ...m, fraction: FRACTIONS[i]! });
+    }
+    const r: ScenarioResult = { scenario, label: SCENARIO_LABELS[scenario], topology, max, maxRuns, latency };
+    results.push(r);
+    return r;
+  } finally {
+    await setup.close();
+  }
+}
+
+const { measure: setupMeasure } = await import('./scenarios.js');
+
+function fmtCpu(m: Measured): string {
+  return Object.entries(m.cpuPercent)
+    .map(([k, v]) => `${k} ${v}%`)
+    .join(', ');
+}
+
+let floorA: ScenarioResult | undefined;
+const wanted = (s: ScenarioName) => !only || only.includes(s);
+const fixedRates = option('rates')?.split(',').map(Number);
+for (const topology of topologies) {
+  let rates = fixedRates;
+  if (wanted('floorC')) {
+    const c = await runScenario('floorC', topology, rates);
+    rates ??= FRACTIONS.map((f) => Math.round(c.max.rps * f));
+  }
+  if (wanted('floorB')) await runScenario('floorB', topology, rates);
+  // Floor A has no broker: the same in both topologies, measured once at the first one's loads.
+  if (wanted('floorA')) {
+    if (!floorA) floorA = await runScenario('floorA', topology, rates);
+    else results.push({ ...floorA, topology });
+  }
+  if (wanted('fleetgate')) await runScenario('fleetgate', topology, rates);
+}
+if (only) {
+  // A partial run (profiling, one scenario): no ratios, no latest.json.
+  process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ratios, targets, table, JSON
+
+const find = (s: ScenarioName, t: Topology) => results.find((r) => r.scenario === s && r.topology === t)!;
+const ratios = Object.fromEntries(
+  topologies.map((t) => {
+    const fg = find('fleetgate', t);
+    const b = find('floorB', t);
+    const c = find('floorC', t);
+    const p99At = (r: ScenarioResult, f: number) => r.latency.find((l) => l.fraction === f)!.latencyMs.p99;
+    const maxVsC = fg.max.rps / c.max.rps;
+    const p99VsC = p99At(fg, 0.5) / p99At(c, 0.5);
+    return [
+      t,
+      {
+        max_vs_floor_c: round2(maxVsC),
+        max_vs_floor_b: round2(fg.max.rps / b.max.rps),
+        p99_at_50pct_vs_floor_c: round2(p99VsC),
+        p99_at_50pct_vs_floor_b: round2(p99At(fg, 0.5) / p99At(b, 0.5)),
+        p50_at_50pct_vs_floor_c: round2(fg.latency[1]!.latencyMs.p50 / c.latency[1]!.latencyMs.p50),
+        targets: {
+          max_at_least_half_of_floor_c: maxVsC >= 0.5,
+          p99_at_50pct_at_most_twice_floor_c: p99VsC <= 2,
+        },
+      },
+    ];
+  }),
+);
+
+function round2(n: number): number {
+  return Math.round(n * 100) / 100;
+}
+
+const lines: string[] = [];
+const pad = (s: string | number, n: number) => String(s).padStart(n);
+for (const t of topologies) {
+  lines.push('');
+  lines.push(
+    `${t === 'embedded' ? 'EMBEDDED (SQLite + in-process aedes)' : 'PRODUCTION (PostgreSQL + Mosquitto)'} — ${settings.units} units`,
+  );
+  const rates = find('floorC', t).latency.map((l) => `${Math.round(l.fraction * 100)}% = ${l.offered}/s`);
+  lines.push(
+    `${'scenario'.padEnd(24)}${pad('max/s', 8)}${pad('err', 5)}  latency p50 / p90 / p99 / max in ms at ${rates.join(', ')}`,
+  );
+  for (const s of ['floorA', 'floorB', 'floorC', 'fleetgate'] as ScenarioName[]) {
+    const r = find(s, t);
+    const cells = r.latency.map(
+      (l) =>
+        `${l.latencyMs.p50}/${l.latencyMs.p90}/${l.latencyMs.p99}/${Math.round(l.latencyMs.max)}${l.errors ? ` (${l.errors} err)` : ''}`,
+    );
+    lines.push(`${r.label.padEnd(24)}${pad(r.max.rps, 8)}${pad(r.max.errors, 5)}  ${cells.join('  |  ')}`);
+  }
+  const q = ratios[t]!;
+  lines.push(
+    `fleetgate ÷ floor C: max ${q.max_vs_floor_c} (target ≥ 0.5 ${q.targets.max_at_least_half_of_floor_c ? 'met' : 'MISSED'}), p99 at 50% ${q.p99_at_50pct_vs_floor_c} (target ≤ 2 ${q.targets.p99_at_50pct_at_most_twice_floor_c ? 'met' : 'MISSED'}); ÷ floor B: max ${q.max_vs_floor_b}, p99 at 50% ${q.p99_at_50pct_vs_floor_b}`,
+  );
+  const fg = find('fleetgate', t);
+  lines.push(`CPU at fleetgate's max (% of one core): ${fmtCpu(fg.max)}`);
+}
+const loadAtEnd = machineLoad();
+lines.push('');
+lines.push(
+  `${quick ? 'quick' : 'full'} run, ${((Date.now() - started) / 1000).toFixed(0)} s; load average ${loadAtStart.loadavg1} at start, ${loadAtEnd.loadavg1} at end; ${loadAtStart.cores} cores shared by every process (no pinning)`,
+);
+process.stdout.write(`${lines.join('\n')}\n`);
+
+const out = {
+  schema: 'fleetgate-bench/1',
+  generated_at: new Date().toISOString(),
+  command: `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`,
+  mode: quick ? 'quick' : 'full',
+  machine: {
+    cpus: os.cpus().length,
+    cpu_model: os.cpus()[0]?.model,
+    memory_gb: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    load_average_at_start: loadAtStart.loadavg1,
+    load_average_at_end: loadAtEnd.loadavg1,
+  },
+  settings: { ...settings, ...plan, fractions: FRACTIONS },
+  results,
+  ratios,
+};
+mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
+writeFileSync(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(out, null, 2)}\n`);
+log('wrote bench/results/latest.json');
+process.exit(0);

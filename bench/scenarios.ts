@@ -1,0 +1,218 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { type BenchProcess, startProcess } from './lib/processes.js';
+import {
+  freshDatabase,
+  MODEL,
+  seedFleet,
+  startFleetgate,
+  startMosquitto,
+  type Topology,
+  UNIT_PASSWORD,
+  unitId,
+  vehicleId,
+} from './lib/topology.js';
+import type { LoadResult, LoadSpec } from './load.js';
+
+export type ScenarioName = 'floorA' | 'floorB' | 'floorC' | 'fleetgate';
+
+export const SCENARIO_LABELS: Record<ScenarioName, string> = {
+  floorA: 'A bare HTTP',
+  floorB: 'B bare MQTT req/reply',
+  floorC: 'C bare pipeline',
+  fleetgate: 'fleetgate end to end',
+};
+
+/** What a scenario's load runs need, and what to stop afterwards. */
+export interface Setup {
+  transport: 'http' | 'mqtt';
+  url: string;
+  credentials?: { username: string; password: string };
+  headers?: Record<string, string>;
+  targets: string[];
+  /** Processes whose CPU time the report breaks down (the load generator is added per run). */
+  processes: BenchProcess[];
+  close(): Promise<void>;
+}
+
+export interface RunSettings {
+  units: number;
+  /** Units per simulator process. */
+  unitsPerProcess: number;
+  logLevel: string;
+  nodeArgs?: string[];
+}
+
+async function startUnits(mqttUrl: string, prefix: string, count: number, perProcess: number): Promise<BenchProcess[]> {
+  const procs: BenchProcess[] = [];
+  for (let from = 0; from < count; from += perProcess) {
+    const spec = {
+      mqttUrl,
+      prefix,
+      from,
+      count: Math.min(perProcess, count - from),
+      password: UNIT_PASSWORD,
+      model: MODEL,
+    };
+    procs.push(startProcess(`units-${procs.length + 1}`, ['bench/units.ts', JSON.stringify(spec)]));
+  }
+  for (const p of procs) {
+    const ready = await p.message<{ failed: number; failures: string[] }>('ready');
+    if (ready.failed > 0)
+      throw new Error(`${p.name}: ${ready.failed} units failed to connect: ${ready.failures.join('; ')}`);
+  }
+  return procs;
+}
+
+async function stopAll(procs: BenchProcess[]): Promise<void> {
+  await Promise.all(procs.map((p) => p.stop()));
+}
+
+/** Starts everything a scenario needs for one topology. */
+export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSettings): Promise<Setup> {
+  if (scenario === 'floorA') {
+    const server = startProcess('server', ['bench/floor-server.ts', JSON.stringify({ mode: 'http' })]);
+    const ready = await server.message<{ url: string }>('ready');
+    return {
+      transport: 'http',
+      url: ready.url,
+      targets: Array.from({ length: s.units }, () => '/ping'),
+      processes: [server],
+      close: () => server.stop(),
+    };
+  }
+
+  const mosquitto = topology === 'production' ? await startMosquitto() : undefined;
+  const brokerProcs = mosquitto ? [Object.assign(mosquitto.proc, { name: 'mosquitto' })] : [];
+  try {
+    if (scenario === 'floorB' || scenario === 'floorC') {
+      const mode = scenario === 'floorB' ? 'broker' : 'pipeline';
+      const server = startProcess(scenario === 'floorB' ? 'broker' : 'server', [
+        'bench/floor-server.ts',
+        JSON.stringify({ mode, mqttUrl: mosquitto?.url }),
+      ]);
+      const ready = await server.message<{
+        url?: string;
+        mqttUrl: string;
+        credentials?: { username: string; password: string };
+      }>('ready');
+      const prefix = `${scenario}-`;
+      const units = await startUnits(ready.mqttUrl, prefix, s.units, s.unitsPerProcess);
+      const ids = Array.from({ length: s.units }, (_, i) => unitId(prefix, i));
+      return {
+        transport: scenario === 'floorB' ? 'mqtt' : 'http',
+        url: scenario === 'floorB' ? ready.mqttUrl : ready.url!,
+        credentials: ready.credentials,
+        targets: scenario === 'floorB' ? ids : ids.map((id) => `/units/${id}/command`),
+        processes: [server, ...brokerProcs, ...units],
+        close: async () => {
+          await stopAll(units);
+          await server.stop();
+          await mosquitto?.close();
+        },
+      };
+    }
+
+    // fleetgate end to end
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-bench-'));
+    const databaseUrl = topology === 'production' ? await freshDatabase('fleetgate_bench') : undefined;
+    const where = { dataDir, databaseUrl };
+    const prefix = 'fg-';
+    const client = await seedFleet(where, { count: s.units, fleetId: 'bench', unitPrefix: prefix });
+    const fg = await startFleetgate(where, {
+      mqttUrl: mosquitto?.url,
+      client,
+      logLevel: s.logLevel,
+      nodeArgs: s.nodeArgs,
+    });
+    let units: BenchProcess[] = [];
+    try {
+      units = await startUnits(fg.mqttUrl, prefix, s.units, s.unitsPerProcess);
+      const targets = Array.from(
+        { length: s.units },
+        (_, i) => `/vehicles/${vehicleId(i)}/commands/unlock-central-lock`,
+      );
+      await untilAllAnswer(fg.url, fg.token, targets);
+    } catch (e) {
+      await stopAll(units);
+      await fg.proc.stop();
+      throw e;
+    }
+    return {
+      transport: 'http',
+      url: fg.url,
+      headers: { authorization: `Bearer ${fg.token}` },
+      targets: Array.from({ length: s.units }, (_, i) => `/vehicles/${vehicleId(i)}/commands/unlock-central-lock`),
+      processes: [Object.assign(fg.proc, { name: 'fleetgate' }), ...brokerProcs, ...units],
+      close: async () => {
+        await stopAll(units);
+        await fg.proc.stop();
+        await mosquitto?.close();
+        rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    await mosquitto?.close();
+    throw e;
+  }
+}
+
+/**
+ * Every vehicle answers a command once before measuring: fleetgate has seen each unit's retained
+ * `online` status, and the first command per vehicle (caches, prepared statements) is behind us.
+ */
+async function untilAllAnswer(url: string, token: string, targets: string[]): Promise<void> {
+  const todo = [...targets];
+  const until = Date.now() + 60_000;
+  let last = '';
+  const worker = async () => {
+    while (todo.length > 0) {
+      const t = todo.pop()!;
+      const res = await fetch(url + t, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+      const text = await res.text();
+      if (res.status !== 200) {
+        last = `${res.status} ${text.slice(0, 300)}`;
+        if (Date.now() > until) throw new Error(`fleetgate does not answer ${t}: ${last}`);
+        todo.unshift(t);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+}
+
+export interface Measured extends Omit<LoadResult, 'type'> {
+  concurrency?: number;
+  /** CPU used per process during the run, in % of one core (200 % = both cores). */
+  cpuPercent: Record<string, number>;
+}
+
+/** One load run in its own process, with the CPU every involved process used meanwhile. */
+export async function measure(setup: Setup, spec: Omit<LoadSpec, 'transport' | 'url' | 'targets'>): Promise<Measured> {
+  const full: LoadSpec = {
+    ...spec,
+    transport: setup.transport,
+    url: setup.url,
+    credentials: setup.credentials,
+    headers: setup.headers,
+    targets: setup.targets,
+  };
+  const load = startProcess('load', ['bench/load.ts', JSON.stringify(full)]);
+  await load.message('measuring', spec.warmupS * 1000 + 120_000);
+  const before = setup.processes.map((p) => p.cpuSeconds());
+  const loadBefore = load.cpuSeconds();
+  const t0 = performance.now();
+  const result = await load.message<LoadResult>('result', (spec.durationS + spec.warmupS) * 1000 + 120_000);
+  const wall = (performance.now() - t0) / 1000;
+  const cpuPercent: Record<string, number> = {};
+  setup.processes.forEach((p, i) => {
+    const name = p.name.startsWith('units-') ? 'units' : p.name;
+    cpuPercent[name] = (cpuPercent[name] ?? 0) + ((p.cpuSeconds() - before[i]!) / wall) * 100;
+  });
+  cpuPercent.load = ((load.cpuSeconds() - loadBefore) / wall) * 100;
+  await load.stop();
+  for (const k of Object.keys(cpuPercent)) cpuPercent[k] = Math.round(cpuPercent[k]!);
+  const { type: _type, ...rest } = result;
+  return { ...rest, ...(spec.concurrency ? { concurrency: spec.concurrency } : {}), cpuPercent };
+}
