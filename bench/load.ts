@@ -216,6 +216,9 @@ async function main(): Promise<LoadResult> {
   if (spec.transport === 'http') {
     if (spec.mode === 'max') {
       if (spec.warmupS > 0) await autocannonMax(spec.warmupS);
+      // autocannon leaves its last requests running when time is up: let them end first, or
+      // their vehicles would answer the next run with 409 (one command at a time per vehicle).
+      await new Promise((r) => setTimeout(r, 500));
       measuring();
       return { type: 'result', ...(await autocannonMax(spec.durationS)) };
     }

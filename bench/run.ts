@@ -65,7 +65,8 @@ async function runScenario(scenario: ScenarioName, topology: Topology, rates: nu
     const maxRuns: Measured[] = [];
     for (const concurrency of plan.concurrencies) {
       const m = await setupMeasure(setup, { mode: 'max', durationS: plan.maxS, warmupS: plan.warmupS, concurrency });
-      log(`  max c=${concurrency}: ${m.rps}/s, errors ${m.errors}, p99 ${m.latencyMs.p99} ms, cpu ${fmtCpu(m)}`);
+      const bad = m.errors > 0 ? ` ${JSON.stringify(m.statuses)}` : '';
+      log(`  max c=${concurrency}: ${m.rps}/s, errors ${m.errors}${bad}, p99 ${m.latencyMs.p99} ms, cpu ${fmtCpu(m)}`);
       maxRuns.push(m);
     }
     const clean = maxRuns.filter((m) => m.errors === 0);
@@ -88,7 +89,7 @@ const { measure: setupMeasure } = await import('./scenarios.js');
 
 function fmtCpu(m: Measured): string {
   return Object.entries(m.cpuPercent)
-    .map(([k, v]) => `${k} ${v}%`)
+    .map(([k, v]) => `${k} ${v}% (${m.cpuMsPerRequest[k]} ms/req)`)
     .join(', ');
 }
 

@@ -186,6 +186,8 @@ export interface Measured extends Omit<LoadResult, 'type'> {
   concurrency?: number;
   /** CPU used per process during the run, in % of one core (200 % = both cores). */
   cpuPercent: Record<string, number>;
+  /** CPU milliseconds per completed request, per process: robust to a busy machine. */
+  cpuMsPerRequest: Record<string, number>;
 }
 
 /** One load run in its own process, with the CPU every involved process used meanwhile. */
@@ -212,7 +214,11 @@ export async function measure(setup: Setup, spec: Omit<LoadSpec, 'transport' | '
   });
   cpuPercent.load = ((load.cpuSeconds() - loadBefore) / wall) * 100;
   await load.stop();
-  for (const k of Object.keys(cpuPercent)) cpuPercent[k] = Math.round(cpuPercent[k]!);
+  const cpuMsPerRequest: Record<string, number> = {};
+  for (const k of Object.keys(cpuPercent)) {
+    cpuMsPerRequest[k] = Math.round(((cpuPercent[k]! / 100) * wall * 1000 * 1000) / Math.max(1, result.requests)) / 1000;
+    cpuPercent[k] = Math.round(cpuPercent[k]!);
+  }
   const { type: _type, ...rest } = result;
-  return { ...rest, ...(spec.concurrency ? { concurrency: spec.concurrency } : {}), cpuPercent };
+  return { ...rest, ...(spec.concurrency ? { concurrency: spec.concurrency } : {}), cpuPercent, cpuMsPerRequest };
 }
