@@ -115,8 +115,16 @@ describe('failure of the shared parts', () => {
 
     expect(seen.length).toBeGreaterThan(5);
     expect(seen.filter((s) => s.status === 0)).toEqual([]);
-    expect(new Set(seen.map((s) => s.status))).toEqual(new Set([200, 503]));
-    for (const s of seen.filter((x) => x.status === 503)) expect(s.type).toBe('/problems/service-unavailable');
+    expect(seen.some((s) => s.status === 200)).toBe(true);
+    expect(seen.some((s) => s.status === 503)).toBe(true);
+    for (const s of seen.filter((x) => x.status !== 200)) {
+      // 409: a command that ran while the database went away could not record its outcome; its
+      // IN_FLIGHT record holds the vehicle until it expires as OUTCOME_UNKNOWN (command-service.ts).
+      expect([
+        [503, '/problems/service-unavailable'],
+        [409, '/problems/vehicle/conflicting-command'],
+      ]).toContainEqual([s.status, s.type]);
+    }
     // Tokens, vehicles and the unit survived: no restart of fleetgate or the unit was needed.
     expect((await h.request('GET', `/vehicles/${vehicleId}`, { token })).body.life_status.value).toBe('ONLINE');
   }, 45_000);
