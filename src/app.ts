@@ -105,7 +105,11 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
           setting: '--mqtt-port / FLEETGATE_MQTT_PORT',
           port: config.mqttPort,
           isDefault: config.defaulted.includes('mqttPort'),
-          onFallback: (port) => logger.warn({ port, wanted: config.mqttPort }, `MQTT port ${config.mqttPort} is taken; the embedded broker listens on ${port}`),
+          onFallback: (port) =>
+            logger.warn(
+              { port, wanted: config.mqttPort },
+              `MQTT port ${config.mqttPort} is taken; the embedded broker listens on ${port}`,
+            ),
         },
         (port) =>
           startEmbeddedBroker({
@@ -169,7 +173,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
         setting: '--port / FLEETGATE_PORT',
         port: config.port,
         isDefault: config.defaulted.includes('port'),
-        onFallback: (port) => logger.warn({ port, wanted: config.port }, `HTTP port ${config.port} is taken; the API listens on ${port}`),
+        onFallback: (port) =>
+          logger.warn({ port, wanted: config.port }, `HTTP port ${config.port} is taken; the API listens on ${port}`),
       },
       (port) => api.listen({ port, host: config.host }),
     );
