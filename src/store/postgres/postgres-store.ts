@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { VehicleState } from '../../domain/state-catalogue.js';
@@ -203,9 +204,18 @@ export class PostgresStore implements Store {
   }
 
   private async q(text: string, params: unknown[] = [], client?: Queryable): Promise<pg.QueryResult<Row>> {
+    const name = params.length > 0 ? statementName(text) : undefined;
     const run = async () => {
+      const on = client ?? this.pool;
       try {
-        return await (client ?? this.pool).query<Row>(text, params);
+        try {
+          return await on.query<Row>(name ? { name, text, values: params } : { text, values: params });
+        } catch (err) {
+          // A newer instance's migration changed a table under a statement this connection
+          // prepared ("cached plan must not change result type"): nothing ran, so run it unnamed.
+          if (name && errorCode(err) === '0A000') return await on.query<Row>(text, params);
+          throw err;
+        }
       } catch (err) {
         if (isConnectionError(err)) throw new StoreUnavailableError(err);
         throw err;
@@ -749,4 +759,21 @@ function normalizeState(state: VehicleState): VehicleState {
     out[name] = { timestamp: new Date(ms).toISOString(), value: v.value ?? null };
   }
   return out;
+}
+
+const statementNames = new Map<string, string>();
+
+/**
+ * A name per SQL text, so each pooled connection parses and plans a statement once (server-side
+ * prepared statements) instead of on every call: PostgreSQL spent 1.25 ms of CPU per command in
+ * the bench before. Bounded: listings build their SQL from filters, a few dozen variants.
+ */
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    if (statementNames.size >= 1000) statementNames.clear();
+    name = `fg_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+    statementNames.set(text, name);
+  }
+  return name;
 }
