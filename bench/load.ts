@@ -159,8 +159,8 @@ async function openLoop(sendOn: (target: string) => Promise<number>, seconds: nu
 
 async function autocannonMax(seconds: number) {
   const c = spec.concurrency ?? 32;
-  let nextConnection = 0;
   const statuses: Record<string, number> = {};
+  const free = [...spec.targets];
   const result = await autocannon({
     url: spec.url,
     connections: c,
@@ -172,21 +172,18 @@ async function autocannonMax(seconds: number) {
     requests: [
       {
         method: 'POST',
+        // A free target per request, back in the queue once answered: no two requests ever go
+        // to one vehicle at once. (autocannon resets each connection's context per request, so
+        // connections cannot own fixed slices.)
         setupRequest: (req: Record<string, unknown>, context: Record<string, unknown>) => {
-          // Per connection: its own slice of the targets, in turn.
-          if (context.slot === undefined) {
-            context.slot = nextConnection++ % c;
-            context.k = 0;
-          }
-          const slot = context.slot as number;
-          const k = context.k as number;
-          const mine = Math.floor((spec.targets.length - slot - 1) / c) + 1;
-          context.k = k + 1;
-          req.path = spec.targets[slot + (k % mine) * c];
+          const target = free.shift() ?? spec.targets[0]!;
+          context.target = target;
+          req.path = target;
           return req;
         },
-        onResponse: (status: number) => {
+        onResponse: (status: number, _body: unknown, context: Record<string, unknown>) => {
           statuses[status] = (statuses[status] ?? 0) + 1;
+          if (typeof context.target === 'string') free.push(context.target);
         },
       },
     ],

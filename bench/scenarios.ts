@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type BenchProcess, startProcess } from './lib/processes.js';
+import { type BenchProcess, postgresServer, startProcess } from './lib/processes.js';
 import {
   freshDatabase,
   MODEL,
@@ -32,7 +32,7 @@ export interface Setup {
   headers?: Record<string, string>;
   targets: string[];
   /** Processes whose CPU time the report breaks down (the load generator is added per run). */
-  processes: BenchProcess[];
+  processes: Array<Pick<BenchProcess, 'name' | 'cpuSeconds' | 'rssBytes'>>;
   close(): Promise<void>;
 }
 
@@ -144,7 +144,12 @@ export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSe
       url: fg.url,
       headers: { authorization: `Bearer ${fg.token}` },
       targets: Array.from({ length: s.units }, (_, i) => `/vehicles/${vehicleId(i)}/commands/unlock-central-lock`),
-      processes: [Object.assign(fg.proc, { name: 'fleetgate' }), ...brokerProcs, ...units],
+      processes: [
+        Object.assign(fg.proc, { name: 'fleetgate' }),
+        ...brokerProcs,
+        ...(databaseUrl ? [postgresServer()] : []),
+        ...units,
+      ],
       close: async () => {
         await stopAll(units);
         await fg.proc.stop();

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
@@ -138,6 +138,30 @@ export function rssOf(pid: number | undefined): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * A pseudo-process for the PostgreSQL server (not our child): the CPU time of every process named
+ * `postgres`, so the report's breakdown includes the database.
+ */
+export function postgresServer(): Pick<BenchProcess, 'name' | 'cpuSeconds' | 'rssBytes'> {
+  const pids = () =>
+    readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          return readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'postgres';
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+  return {
+    name: 'postgres',
+    // Backends come and go; a pool keeps its connections, so the sum over live ones is fair.
+    cpuSeconds: () => pids().reduce((sum, pid) => sum + cpuSecondsOf(pid), 0),
+    rssBytes: () => pids().reduce((sum, pid) => sum + rssOf(pid), 0),
+  };
 }
 
 /** The 1-minute load average and the machine's core count, for the report. */
