@@ -14,7 +14,7 @@ import {
   QOS_COMMANDS,
   QOS_STATUS,
   type ResponseMessage,
-  SERVER_SUBSCRIPTIONS,
+  serverSubscriptions,
   TOPIC_COMMANDS,
   TOPIC_RESPONSES,
   TOPIC_ROOT,
@@ -55,6 +55,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
   /** Unit id → online, as last seen on its status topic. Absent = unknown = not online. */
   private readonly online = new Map<string, boolean>();
   private handler: MessageHandler | undefined;
+  private subscriptions: string[] = [];
   private readonly lastDropLog = new Map<string, number>();
 
   async start(ctx: AdapterContext): Promise<void> {
@@ -74,7 +75,9 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     // Retained status messages of every unit arrive right after this (docs/mqtt-protocol.md §7).
     // QoS 0 on this leg: the session is clean, so QoS 1 would not survive a reconnect either, and
     // on a live TCP connection nothing is lost; it saves one PUBACK per message (~10k/s path).
-    await ctx.mqtt.subscribeAsync(SERVER_SUBSCRIPTIONS as string[], { qos: 0 });
+    // The embedded broker serves one instance; an external one may serve many (aedes has no $share).
+    this.subscriptions = serverSubscriptions(ctx.config.mqttUrl !== undefined);
+    await ctx.mqtt.subscribeAsync(this.subscriptions, { qos: 0 });
   }
 
   async stop(): Promise<void> {
@@ -84,7 +87,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     this.handler = undefined;
     for (const [id, p] of this.pending) this.finish(id, p, { kind: 'no-answer', delivered: p.delivered });
     if (ctx.mqtt.connected) {
-      await ctx.mqtt.unsubscribeAsync(SERVER_SUBSCRIPTIONS as string[]).catch(() => undefined);
+      await ctx.mqtt.unsubscribeAsync(this.subscriptions).catch(() => undefined);
     }
     this.online.clear();
     this.ctx = undefined;

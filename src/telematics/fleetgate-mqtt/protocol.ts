@@ -36,6 +36,18 @@ export const SERVER_SUBSCRIPTIONS: readonly string[] = [
   `${TOPIC_ROOT}+/${TOPIC_STATUS}`,
 ];
 
+/** The shared-subscription group of fleetgate instances on one external broker. */
+export const SHARED_GROUP = 'fleetgate';
+
+/**
+ * With several instances on one broker, each state report must be stored once, not once per
+ * instance: state goes to one instance of the group (`$share`, Mosquitto ≥ 1.6, EMQX, MQTT 5).
+ * Responses and status still reach every instance (correlation and the online view need them).
+ */
+export function serverSubscriptions(shared: boolean): string[] {
+  return SERVER_SUBSCRIPTIONS.map((t) => (shared && t.endsWith(`/${TOPIC_STATE}`) ? `$share/${SHARED_GROUP}/${t}` : t));
+}
+
 // Safe inside one MQTT topic level: no `/`, `+`, `#`, no leading `$`, no control characters.
 const UNIT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
