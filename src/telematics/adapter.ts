@@ -101,6 +101,9 @@ export interface TelematicsAdapter {
   /** The fields `POST /credentials` takes for this brand (besides `telematics_brand` and `name`). */
   readonly credentialsFields?: readonly CredentialsField[];
 
+  /** Where units connect when the adapter listens itself (e.g. `tcp://0.0.0.0:5027`); shown at start. */
+  readonly endpoint?: string;
+
   start(ctx: AdapterContext): Promise<void>;
   stop(): Promise<void>;
 

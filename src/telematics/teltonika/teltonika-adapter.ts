@@ -116,6 +116,12 @@ export class TeltonikaAdapter implements TelematicsAdapter {
   }
 
   /** IMEIs with a logged-in session on this instance. */
+  get endpoint(): string | undefined {
+    if (!this.transport || !this.ctx) return undefined;
+    const host = this.options.host ?? this.ctx.config.host;
+    return `tcp://${host.includes(':') ? `[${host}]` : host}:${this.transport.port}`;
+  }
+
   get connectedUnits(): string[] {
     return [...this.sessions.keys()];
   }

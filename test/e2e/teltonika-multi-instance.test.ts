@@ -1,0 +1,126 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { type FleetgateProcess, startFleetgateProcess } from '../../scripts/lib/fleetgate-process.js';
+import { freePort } from '../../scripts/lib/free-port.js';
+import { type MosquittoServer, startMosquittoServer } from '../../scripts/lib/mosquitto-server.js';
+import { COMMANDS, commandToPath } from '../../src/domain/commands.js';
+import { createApiClient } from '../../src/services/auth-service.js';
+import { TeltonikaUnit } from '../../src/sim/teltonika/teltonika-unit.js';
+import { createStore } from '../../src/store/registry.js';
+import { TELTONIKA_MODELS } from '../../src/telematics/teltonika/models.js';
+import { eventually } from '../helpers/eventually.js';
+import { createTestDatabase } from '../helpers/postgres.js';
+
+// Issue 4, item 3: a command received by instance A reaches a Teltonika unit whose TCP session is
+// on instance B, through the shared broker — for every command of both models.
+let database: { url: string; drop: () => Promise<void> } | undefined;
+let broker: MosquittoServer | undefined;
+let dataDir: string | undefined;
+const instances: Array<{ process: FleetgateProcess; teltonikaPort: number }> = [];
+const units: TeltonikaUnit[] = [];
+let token: string;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  broker = await startMosquittoServer();
+  dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-tmi-'));
+  const common = {
+    'database-url': database.url,
+    'mqtt-url': broker.url,
+    'mqtt-username': broker.adminUsername,
+    'mqtt-password': broker.adminPassword,
+    'secret-key': randomBytes(32).toString('base64url'),
+    'command-timeout-ms': 3000,
+    'data-dir': dataDir,
+    'log-level': 'warn',
+  };
+  for (const id of ['tt-a', 'tt-b']) {
+    const teltonikaPort = await freePort();
+    const process = await startFleetgateProcess({
+      settings: { ...common, 'teltonika-port': teltonikaPort },
+      instanceId: id,
+    });
+    instances.push({ process, teltonikaPort });
+  }
+  const store = await createStore({ databaseUrl: database.url, dataDir });
+  try {
+    const c = await createApiClient(store, { fleetId: 'fleet-tmi', scopes: ['vehicles', 'vehicle-commands'] });
+    const res = await fetch(`${instances[0]!.process.url}/auth/oauth/token?grant_type=client_credentials`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`${c.client_id}:${c.client_secret}`).toString('base64')}` },
+    });
+    token = ((await res.json()) as { access_token: string }).access_token;
+  } finally {
+    await store.close();
+  }
+}, 90_000);
+
+afterAll(async () => {
+  await Promise.allSettled(units.map((u) => u.stop()));
+  await Promise.allSettled(instances.map((i) => i.process.stop(5000)));
+  await broker?.close();
+  await database?.drop();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function call(on: FleetgateProcess, method: string, urlPath: string, body?: unknown) {
+  const res = await fetch(`${on.url}${urlPath}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined, text };
+}
+
+const EXPECTED: Record<string, Record<string, unknown>> = {
+  ENABLE_DRIVING: { driving_enabled: true },
+  DISABLE_DRIVING: { driving_enabled: false },
+  UNLOCK_CENTRAL_LOCK: { central_lock: 'UNLOCKED' },
+  LOCK_CENTRAL_LOCK: { central_lock: 'LOCKED' },
+  UNLOCK_AND_ENABLE_DRIVING: { central_lock: 'UNLOCKED', driving_enabled: true },
+  LOCK_AND_DISABLE_DRIVING: { central_lock: 'LOCKED', driving_enabled: false },
+};
+
+for (const [i, model] of TELTONIKA_MODELS.entries()) {
+  it(`${model.id}: unit on instance B, every command through instance A`, async () => {
+    const [A, B] = [instances[0]!, instances[1]!];
+    const imei = String(356307042442000 + i);
+    const added = await call(A.process, 'POST', '/vehicles', {
+      telematics_brand: 'TELTONIKA',
+      telematics_unit_id: imei,
+      vehicle_model_id: model.id,
+    });
+    expect(added.status, added.text).toBe(201);
+    const vehicleId: string = added.body.vehicle_id;
+    const unit = new TeltonikaUnit({
+      host: '127.0.0.1',
+      port: B.teltonikaPort,
+      imei,
+      model: model.id,
+      reportIntervalMs: 0,
+      answerDelayMs: 0,
+    });
+    units.push(unit);
+    await unit.connect();
+    await eventually(
+      async () => (await call(A.process, 'GET', `/vehicles/${vehicleId}`)).body?.life_status?.value === 'ONLINE',
+      5000,
+      'unit online as seen by A',
+    );
+    for (const command of COMMANDS) {
+      if (!model.capabilities.commands.includes(command)) continue;
+      const res = await call(A.process, 'POST', `/vehicles/${vehicleId}/commands/${commandToPath(command)}`);
+      expect(res.status, `${command}: ${res.text}`).toBe(200);
+      for (const [prop, value] of Object.entries(EXPECTED[command] ?? {})) {
+        if (model.capabilities.vehicle_state.includes(prop.toUpperCase()))
+          expect(res.body[prop]?.value, `${command} → ${prop}`).toEqual(value);
+      }
+    }
+    const records = await call(B.process, 'GET', `/vehicles/${vehicleId}/commands?limit=1`);
+    expect(records.body.items[0]).toMatchObject({ instance_id: 'tt-a', status: 'SUCCEEDED', adapter: 'TELTONIKA' });
+  });
+}
