@@ -8,5 +8,6 @@ export default defineConfig({
     // Suites start real servers on port 0; two workers match the machine's two cores.
     pool: 'forks',
     maxWorkers: 2,
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });
