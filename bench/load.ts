@@ -36,6 +36,8 @@ export interface LoadResult {
   rps: number;
   latencyMs: { p50: number; p90: number; p99: number; max: number };
   offered?: number;
+  /** The open-loop run fell more than a second behind and stopped sending. */
+  saturated?: boolean;
 }
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
@@ -102,6 +104,12 @@ async function closedLoop(send: (slot: number, target: string) => Promise<number
   return { requests: n, errors, statuses, rps: Math.round(n / elapsed), latencyMs: percentiles(samples, n) };
 }
 
+// An open-loop run that falls this far behind (requests sent but unanswered, or waiting for a
+// target) is saturated: it stops sending, and what is still outstanding after GRACE_MS counts as
+// errors with the time waited so far, so an overloaded run ends instead of draining for minutes.
+const BACKLOG_SECONDS = 1;
+const GRACE_MS = 2_000;
+
 async function openLoop(sendOn: (target: string) => Promise<number>, seconds: number, rate: number) {
   const total = Math.round(rate * seconds);
   const samples = new Float64Array(total);
@@ -111,49 +119,72 @@ async function openLoop(sendOn: (target: string) => Promise<number>, seconds: nu
   const statuses: Record<string, number> = {};
   const free = [...spec.targets];
   const waitingForTarget: Array<() => void> = [];
+  const outstanding = new Map<number, number>();
+  let nextId = 0;
   const interval = 1000 / rate;
   const start = performance.now();
   let finished!: () => void;
   const allDone = new Promise<void>((r) => {
     finished = r;
   });
+  let cut = false;
   const fire = async () => {
     // From the moment the generator sends (timer lateness is the generator's, not the server's),
     // including any wait for a free target or socket (that is queueing behind the server).
     const t0 = performance.now();
+    const id = nextId++;
+    outstanding.set(id, t0);
     while (free.length === 0) await new Promise<void>((r) => waitingForTarget.push(r));
     const target = free.shift()!;
     const status = await sendOn(target).catch(() => 0);
+    free.push(target);
+    waitingForTarget.shift()?.();
+    if (cut) return;
+    outstanding.delete(id);
     samples[n++] = performance.now() - t0;
     statuses[status] = (statuses[status] ?? 0) + 1;
     if (status < 200 || status >= 300) errors++;
-    free.push(target);
-    waitingForTarget.shift()?.();
-    if (++done === total) finished();
+    if (++done === issued && stopped) finished();
   };
   let issued = 0;
+  let stopped = false;
+  let saturated = false;
   await new Promise<void>((resolve) => {
     const tick = () => {
       const now = performance.now();
       while (issued < total && start + issued * interval <= now) {
+        if (outstanding.size > Math.max(1_000, rate * BACKLOG_SECONDS)) {
+          saturated = true;
+          break;
+        }
         void fire();
         issued++;
       }
-      if (issued >= total) return resolve();
+      if (issued >= total || saturated) return resolve();
       // A 1 ms timer, not setImmediate: a busy loop would take a core from the servers measured.
       setTimeout(tick, Math.max(1, Math.min(50, start + issued * interval - now)));
     };
     tick();
   });
-  await allDone;
-  const elapsed = (performance.now() - start) / 1000;
+  stopped = true;
+  if (done === issued) finished();
+  await Promise.race([allDone, new Promise((r) => setTimeout(r, GRACE_MS))]);
+  cut = true;
+  const now = performance.now();
+  for (const t0 of outstanding.values()) {
+    samples[n++] = now - t0;
+    errors++;
+  }
+  if (outstanding.size > 0) statuses.unanswered = outstanding.size;
+  const elapsed = (now - start) / 1000;
   return {
     requests: n,
     errors,
     statuses,
-    rps: Math.round(n / elapsed),
+    rps: Math.round(done / elapsed),
     latencyMs: percentiles(samples, n),
     offered: rate,
+    ...(saturated ? { saturated: true } : {}),
   };
 }
 

@@ -1,1 +1,294 @@
-process.stderr.write('scale runs: not yet\n');
+/**
+ * `npm run bench -- --scale [--units 15000] [--fleet 1000000] [--topology embedded|production]
+ * [--skip-units] [--skip-fleet]`: the scale runs of docs/performance.md.
+ *
+ * - Connected units: `--units` simulated units (5,000 per process) on one fleetgate; memory of
+ *   fleetgate, the broker and the simulators per connected unit, CPU while idle (keepalives), and
+ *   command latency at a fixed rate spread over all units.
+ * - Fleet size: `--fleet` vehicles in the database (inserted with SQL from one template row, in
+ *   batches with progress), 1,000 of them with connected units: p50/p99 of vehicle list pages
+ *   (first page and pages at random cursors) and commands, against a 1,000-vehicle fleet.
+ * Writes bench/results/scale.json and prints a summary.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { encodePageToken } from '../src/lib/pagination.js';
+import { type BenchProcess, machineLoad, postgresServer, ROOT, startProcess } from './lib/processes.js';
+import {
+  freshDatabase,
+  MODEL,
+  type StoreLocation,
+  seedFleet,
+  startFleetgate,
+  startMosquitto,
+  type Topology,
+  UNIT_PASSWORD,
+  vehicleId,
+} from './lib/topology.js';
+import { measure, type Setup } from './scenarios.js';
+
+const argv = process.argv.slice(2);
+const option = (name: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const topologies: Topology[] = option('topology') ? [option('topology') as Topology] : ['embedded', 'production'];
+const UNITS = Number(option('units') ?? 15_000);
+const FLEET = Number(option('fleet') ?? 1_000_000);
+const PER_PROCESS = 5_000;
+const PREFIX = 'fg-';
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const mb = (b: number) => Math.round(b / 2 ** 20);
+const out: Record<string, unknown> = {
+  schema: 'fleetgate-bench-scale/1',
+  generated_at: new Date().toISOString(),
+  command: `npm run bench -- ${argv.join(' ')}`,
+  load_average_at_start: machineLoad().loadavg1,
+};
+
+async function startUnits(mqttUrl: string, count: number): Promise<BenchProcess[]> {
+  const procs: BenchProcess[] = [];
+  for (let from = 0; from < count; from += PER_PROCESS) {
+    const spec = {
+      mqttUrl,
+      prefix: PREFIX,
+      from,
+      count: Math.min(PER_PROCESS, count - from),
+      password: UNIT_PASSWORD,
+      model: MODEL,
+      parallel: 100,
+    };
+    procs.push(startProcess(`units-${procs.length + 1}`, ['bench/units.ts', JSON.stringify(spec)]));
+  }
+  for (const p of procs) {
+    const r = await p.message<{ failed: number; failures: string[]; ms: number }>('ready', 1_800_000);
+    log(
+      `  ${p.name}: connected in ${(r.ms / 1000).toFixed(1)} s${r.failed ? `, ${r.failed} FAILED ${r.failures[0]}` : ''}`,
+    );
+  }
+  return procs;
+}
+
+async function location(topology: Topology, name: string): Promise<StoreLocation> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-scale-'));
+  return topology === 'production' ? { dataDir, databaseUrl: await freshDatabase(name) } : { dataDir };
+}
+
+/** Polls until fleetgate answers a command for every sampled vehicle (it has seen them online). */
+async function untilOnline(url: string, token: string, count: number): Promise<void> {
+  const sample = Array.from({ length: Math.min(count, 200) }, (_, k) => Math.floor((k * count) / Math.min(count, 200)));
+  const until = Date.now() + 300_000;
+  for (const i of sample) {
+    for (;;) {
+      const res = await fetch(`${url}/vehicles/${vehicleId(i)}/commands/request-vehicle-state`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      await res.arrayBuffer();
+      if (res.status === 200) break;
+      if (Date.now() > until) throw new Error(`vehicle ${i} never answered: ${res.status}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connected units
+
+async function connectedUnits(topology: Topology) {
+  log(`\n${topology}: ${UNITS} connected units`);
+  const mosquitto = topology === 'production' ? await startMosquitto() : undefined;
+  const where = await location(topology, 'fleetgate_scale_units');
+  const client = await seedFleet(where, { count: UNITS, fleetId: 'bench', unitPrefix: PREFIX });
+  const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client });
+  const db = where.databaseUrl ? postgresServer() : undefined;
+  const broker = mosquitto?.proc ?? fg.proc;
+  const fgBefore = fg.proc.rssBytes();
+  const brokerBefore = mosquitto ? mosquitto.proc.rssBytes() : 0;
+  const t0 = Date.now();
+  const cpu0 = fg.proc.cpuSeconds();
+  let units: BenchProcess[] = [];
+  try {
+    units = await startUnits(fg.mqttUrl, UNITS);
+    const connectS = (Date.now() - t0) / 1000;
+    const connectCpu = fg.proc.cpuSeconds() - cpu0;
+    await untilOnline(fg.url, fg.token, UNITS);
+    // Idle cost: keepalives (every unit pings every 30 s) and nothing else.
+    const idle0 = { fg: fg.proc.cpuSeconds(), broker: broker.cpuSeconds() };
+    await new Promise((r) => setTimeout(r, 20_000));
+    const idleCpu = {
+      fleetgate_percent: Math.round(((fg.proc.cpuSeconds() - idle0.fg) / 20) * 1000) / 10,
+      broker_percent: mosquitto ? Math.round(((broker.cpuSeconds() - idle0.broker) / 20) * 1000) / 10 : undefined,
+    };
+    const setup: Setup = {
+      transport: 'http',
+      url: fg.url,
+      headers: { authorization: `Bearer ${fg.token}` },
+      targets: Array.from({ length: UNITS }, (_, i) => `/vehicles/${vehicleId(i)}/commands/unlock-central-lock`),
+      processes: [
+        Object.assign(fg.proc, { name: 'fleetgate' }),
+        ...(mosquitto ? [mosquitto.proc] : []),
+        ...(db ? [db] : []),
+      ],
+      close: async () => undefined,
+    };
+    const rates = [];
+    for (const rate of [100, 500]) {
+      const m = await measure(setup, { mode: 'rate', rate, durationS: 10, warmupS: 2 });
+      log(
+        `  ${rate}/s over ${UNITS} units: p50 ${m.latencyMs.p50} p99 ${m.latencyMs.p99} max ${m.latencyMs.max} ms, errors ${m.errors}`,
+      );
+      rates.push(m);
+    }
+    const fgAfter = fg.proc.rssBytes();
+    const brokerAfter = mosquitto ? mosquitto.proc.rssBytes() : 0;
+    const unitsRss = units.reduce((s, u) => s + u.rssBytes(), 0);
+    const r = {
+      units: UNITS,
+      connect_seconds: Math.round(connectS),
+      fleetgate_cpu_seconds_for_logins: Math.round(connectCpu * 10) / 10,
+      fleetgate_rss_mb: { before_units: mb(fgBefore), with_units: mb(fgAfter) },
+      fleetgate_kb_per_unit: Math.round(((fgAfter - fgBefore) / 1024 / UNITS) * 10) / 10,
+      broker: mosquitto ? 'mosquitto' : 'embedded (in fleetgate)',
+      broker_rss_mb: mosquitto ? { before_units: mb(brokerBefore), with_units: mb(brokerAfter) } : undefined,
+      broker_kb_per_unit: mosquitto ? Math.round(((brokerAfter - brokerBefore) / 1024 / UNITS) * 10) / 10 : undefined,
+      simulator_kb_per_unit: Math.round(unitsRss / 1024 / UNITS),
+      idle_cpu: idleCpu,
+      commands: rates,
+    };
+    log(
+      `  fleetgate ${r.fleetgate_kb_per_unit} KB/unit${mosquitto ? `, mosquitto ${r.broker_kb_per_unit} KB/unit` : ''}, idle CPU ${JSON.stringify(idleCpu)}`,
+    );
+    return r;
+  } finally {
+    await Promise.all(units.map((u) => u.stop()));
+    await fg.proc.stop();
+    await mosquitto?.close();
+    rmSync(where.dataDir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleet size
+
+/** Copies vehicle 0 (seeded through the store) into vehicles 1…count-1 with SQL, in batches. */
+async function growFleet(where: StoreLocation, count: number): Promise<void> {
+  const batch = 100_000;
+  const started = Date.now();
+  if (where.databaseUrl) {
+    const c = new pg.Client({ connectionString: where.databaseUrl });
+    await c.connect();
+    const cols = (
+      await c.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'vehicles' ORDER BY ordinal_position",
+      )
+    ).rows.map((r) => String(r.column_name));
+    const select = cols.map((col) =>
+      col === 'vehicle_id' ? "'B' || lpad(i::text, 11, '0')" : col === 'telematics_unit_id' ? `'${PREFIX}' || i` : col,
+    );
+    for (let from = 1; from < count; from += batch) {
+      const to = Math.min(count - 1, from + batch - 1);
+      await c.query(
+        `INSERT INTO vehicles (${cols.join(', ')}) SELECT ${select.join(', ')} FROM vehicles, generate_series(${from}, ${to}) AS i WHERE vehicle_id = '${vehicleId(0)}'`,
+      );
+      log(`  ${to + 1} vehicles (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+    }
+    await c.query('ANALYZE vehicles');
+    await c.end();
+    return;
+  }
+  const db = new Database(path.join(where.dataDir, 'fleetgate.db'));
+  db.pragma('journal_mode = WAL');
+  const cols = (db.prepare("SELECT name FROM pragma_table_info('vehicles')").all() as Array<{ name: string }>).map(
+    (r) => r.name,
+  );
+  const select = cols.map((col) =>
+    col === 'vehicle_id' ? "'B' || printf('%011d', i)" : col === 'telematics_unit_id' ? `'${PREFIX}' || i` : col,
+  );
+  for (let from = 1; from < count; from += batch) {
+    const to = Math.min(count - 1, from + batch - 1);
+    db.exec(
+      `WITH RECURSIVE s(i) AS (SELECT ${from} UNION ALL SELECT i + 1 FROM s WHERE i < ${to})
+       INSERT INTO vehicles (${cols.join(', ')}) SELECT ${select.join(', ')} FROM vehicles, s WHERE vehicle_id = '${vehicleId(0)}'`,
+    );
+    log(`  ${to + 1} vehicles (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  }
+  db.exec('ANALYZE');
+  db.close();
+}
+
+async function listPages(url: string, token: string, fleet: number) {
+  const samples: number[] = [];
+  const requests = 1_000;
+  let errors = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < requests) {
+      const k = next++;
+      // Half first pages, half pages after a random vehicle (keyset cursor).
+      const cursor =
+        k % 2 === 0 ? '' : `&page_token=${encodePageToken('v', vehicleId(Math.floor(Math.random() * fleet)))}`;
+      const t0 = performance.now();
+      const res = await fetch(`${url}/vehicles?limit=50${cursor}`, { headers: { authorization: `Bearer ${token}` } });
+      await res.arrayBuffer();
+      samples.push(performance.now() - t0);
+      if (res.status !== 200) errors++;
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, worker));
+  samples.sort((a, b) => a - b);
+  const at = (q: number) => Math.round(samples[Math.ceil(q * samples.length) - 1]! * 100) / 100;
+  return { requests, errors, concurrency: 4, limit: 50, p50: at(0.5), p99: at(0.99), max: at(1) };
+}
+
+async function fleetSize(topology: Topology, fleet: number) {
+  log(`\n${topology}: ${fleet} vehicles in the database`);
+  const mosquitto = topology === 'production' ? await startMosquitto() : undefined;
+  const where = await location(topology, 'fleetgate_scale_fleet');
+  const client = await seedFleet(where, { count: Math.min(fleet, 1_000), fleetId: 'bench', unitPrefix: PREFIX });
+  if (fleet > 1_000) await growFleet(where, fleet);
+  const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client });
+  let units: BenchProcess[] = [];
+  try {
+    units = await startUnits(fg.mqttUrl, 1_000);
+    await untilOnline(fg.url, fg.token, 1_000);
+    const pages = await listPages(fg.url, fg.token, fleet);
+    log(`  list page (limit 50): p50 ${pages.p50} p99 ${pages.p99} max ${pages.max} ms, errors ${pages.errors}`);
+    const setup: Setup = {
+      transport: 'http',
+      url: fg.url,
+      headers: { authorization: `Bearer ${fg.token}` },
+      targets: Array.from({ length: 1_000 }, (_, i) => `/vehicles/${vehicleId(i)}/commands/unlock-central-lock`),
+      processes: [Object.assign(fg.proc, { name: 'fleetgate' })],
+      close: async () => undefined,
+    };
+    const max = await measure(setup, { mode: 'max', concurrency: 32, durationS: 8, warmupS: 2 });
+    const rate = await measure(setup, { mode: 'rate', rate: 300, durationS: 8, warmupS: 2 });
+    log(
+      `  commands: max ${max.rps}/s (${max.errors} errors); at 300/s p50 ${rate.latencyMs.p50} p99 ${rate.latencyMs.p99} ms`,
+    );
+    return { vehicles: fleet, list_page: pages, commands_max: max, commands_at_300: rate };
+  } finally {
+    await Promise.all(units.map((u) => u.stop()));
+    await fg.proc.stop();
+    await mosquitto?.close();
+    rmSync(where.dataDir, { recursive: true, force: true });
+  }
+}
+
+for (const topology of topologies) {
+  const r: Record<string, unknown> = {};
+  if (!argv.includes('--skip-units')) r.connected_units = await connectedUnits(topology);
+  if (!argv.includes('--skip-fleet')) {
+    r.fleet_small = await fleetSize(topology, 1_000);
+    r.fleet_large = await fleetSize(topology, FLEET);
+  }
+  out[topology] = r;
+}
+out.load_average_at_end = machineLoad().loadavg1;
+mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
+writeFileSync(path.join(ROOT, 'bench/results/scale.json'), `${JSON.stringify(out, null, 2)}\n`);
+log('wrote bench/results/scale.json');

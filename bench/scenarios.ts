@@ -105,7 +105,8 @@ export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSe
         url: scenario === 'floorB' ? ready.mqttUrl : ready.url!,
         credentials: ready.credentials,
         targets: scenario === 'floorB' ? ids : ids.map((id) => `/units/${id}/command`),
-        processes: [server, ...brokerProcs, ...units],
+        // With Mosquitto, floor B's "broker" process only reports the URL: leave it out.
+        processes: [...(scenario === 'floorB' && mosquitto ? [] : [server]), ...brokerProcs, ...units],
         close: async () => {
           await stopAll(units);
           await server.stop();
@@ -221,7 +222,8 @@ export async function measure(setup: Setup, spec: Omit<LoadSpec, 'transport' | '
   await load.stop();
   const cpuMsPerRequest: Record<string, number> = {};
   for (const k of Object.keys(cpuPercent)) {
-    cpuMsPerRequest[k] = Math.round(((cpuPercent[k]! / 100) * wall * 1000 * 1000) / Math.max(1, result.requests)) / 1000;
+    cpuMsPerRequest[k] =
+      Math.round(((cpuPercent[k]! / 100) * wall * 1000 * 1000) / Math.max(1, result.requests)) / 1000;
     cpuPercent[k] = Math.round(cpuPercent[k]!);
   }
   const { type: _type, ...rest } = result;
