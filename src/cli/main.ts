@@ -199,6 +199,8 @@ program
       drive: opts.drive !== false,
       durationMs: opts.durationS === undefined ? undefined : Number(opts.durationS) * 1000,
       out: process.stdout,
+      // Typed commands switch units offline, silent, failing… (docs: README "Simulator").
+      input: process.stdin.isTTY ? process.stdin : undefined,
       signal: controller.signal,
     });
     process.exitCode = summary.refusedLogins.length > 0 ? 2 : 0;

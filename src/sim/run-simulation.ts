@@ -1,5 +1,6 @@
+import { createInterface, type Interface } from 'node:readline';
 import type { Logger } from 'pino';
-import { FleetgateUnit, type UnitStats } from './fleetgate-unit.js';
+import { FleetgateUnit, type UnitBehaviour, type UnitStats } from './fleetgate-unit.js';
 
 export interface SimulationOptions {
   mqttUrl: string;
@@ -18,6 +19,11 @@ export interface SimulationOptions {
   /** How often progress is printed; default 5 s. */
   progressIntervalMs?: number;
   logger?: Logger;
+  /**
+   * Runtime control, one line each: a behaviour (`online`, `offline`, `silent`, `accept-only`,
+   * `refuse`, `fail`) or `drive` / `park`, optionally followed by a unit id (default: every unit).
+   */
+  input?: NodeJS.ReadableStream;
 }
 
 export interface SimulationSummary extends UnitStats {
@@ -27,6 +33,29 @@ export interface SimulationSummary extends UnitStats {
   /** Units whose credentials the broker refused, with the reason. */
   refusedLogins: Array<{ unitId: string; reason: string }>;
   durationMs: number;
+}
+
+const BEHAVIOURS: readonly UnitBehaviour[] = ['online', 'offline', 'silent', 'accept-only', 'refuse', 'fail'];
+
+/** Reads control lines (see SimulationOptions.input) and applies them to the units. */
+function controlFrom(input: NodeJS.ReadableStream, units: FleetgateUnit[], print: (line: string) => void): Interface {
+  const rl = createInterface({ input, terminal: false });
+  print(`control: type ${BEHAVIOURS.join(' | ')} | drive | park [unit id], then Enter`);
+  rl.on('line', (line) => {
+    const [word, unitId] = line.trim().split(/\s+/);
+    if (!word) return;
+    const targets = unitId ? units.filter((u) => u.unitId === unitId) : units;
+    if (targets.length === 0) return print(`control: no unit '${unitId}'`);
+    if (word === 'drive' || word === 'park') {
+      for (const u of targets) u.setMoving(word === 'drive');
+    } else if ((BEHAVIOURS as readonly string[]).includes(word)) {
+      for (const u of targets) void u.setBehaviour(word as UnitBehaviour).catch(() => undefined);
+    } else {
+      return print(`control: unknown '${word}'`);
+    }
+    print(`control: ${word} → ${targets.length} unit(s)`);
+  });
+  return rl;
 }
 
 // Connecting thousands of units at once makes the broker check thousands of scrypt hashes at once.
@@ -84,10 +113,12 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       }
     }
   };
+  const control = options.input ? controlFrom(options.input, units, print) : undefined;
   await Promise.all(Array.from({ length: Math.min(START_CONCURRENCY, units.length) }, starter));
   if (!stopping.signal.aborted) print(progressLine(units));
 
   await aborted;
+  control?.close();
   clearInterval(progress);
   clearTimeout(durationTimer);
   options.signal?.removeEventListener('abort', stop);
