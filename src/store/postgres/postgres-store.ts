@@ -593,23 +593,32 @@ export class PostgresStore implements Store {
   }
 
   async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
-    if (Object.keys(state).length > 0) {
-      try {
-        // One statement upserts every property: newer-or-equal timestamps win (SPEC §3).
-        await this.q(
-          `INSERT INTO vehicle_state (vehicle_id, property, ts, value)
+    if (Object.keys(state).length === 0) return this.getState(vehicleId);
+    try {
+      // One statement upserts every property (newer-or-equal timestamps win, SPEC §3) and reads
+      // the merged state back: the rows it wrote from RETURNING, every other one from the
+      // statement's snapshot. One round trip instead of two, on the path of every command.
+      const { rows } = await this.q(
+        `WITH up AS (
+           INSERT INTO vehicle_state (vehicle_id, property, ts, value)
            SELECT $1, e.key, (e.value->>'timestamp')::timestamptz, e.value->'value' FROM jsonb_each($2::jsonb) AS e
            ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
-           WHERE excluded.ts >= vehicle_state.ts`,
-          [vehicleId, json(normalizeState(state))],
-        );
-      } catch (err) {
-        // A report for a vehicle deleted meanwhile: nothing to keep.
-        if (errorCode(err) === '23503') return {};
-        throw err;
-      }
+           WHERE excluded.ts >= vehicle_state.ts
+           RETURNING property, ts, value
+         )
+         SELECT property, ts, value FROM up
+         UNION ALL
+         SELECT s.property, s.ts, s.value FROM vehicle_state s
+         WHERE s.vehicle_id = $1 AND NOT EXISTS (SELECT 1 FROM up WHERE up.property = s.property)
+         ORDER BY property`,
+        [vehicleId, json(normalizeState(state))],
+      );
+      return stateFromRows(rows);
+    } catch (err) {
+      // A report for a vehicle deleted meanwhile: nothing to keep.
+      if (errorCode(err) === '23503') return {};
+      throw err;
     }
-    return this.getState(vehicleId);
   }
 
   async getState(vehicleId: string): Promise<VehicleState> {
@@ -617,9 +626,7 @@ export class PostgresStore implements Store {
       'SELECT property, ts, value FROM vehicle_state WHERE vehicle_id = $1 ORDER BY property',
       [vehicleId],
     );
-    const out: VehicleState = {};
-    for (const r of rows) out[String(r.property)] = { timestamp: iso(r.ts), value: r.value };
-    return out;
+    return stateFromRows(rows);
   }
 
   async beginCommand(c: CommandRecord): Promise<boolean> {
@@ -751,6 +758,12 @@ export class PostgresStore implements Store {
 }
 
 /** Timestamps go to the database as parsed instants, so a malformed one fails here, not in SQL. */
+function stateFromRows(rows: Row[]): VehicleState {
+  const out: VehicleState = {};
+  for (const r of rows) out[String(r.property)] = { timestamp: iso(r.ts), value: r.value };
+  return out;
+}
+
 function normalizeState(state: VehicleState): VehicleState {
   const out: VehicleState = {};
   for (const [name, v] of Object.entries(state)) {
