@@ -595,7 +595,8 @@ export class PostgresStore implements Store {
   async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
     if (Object.keys(state).length === 0) return this.getState(vehicleId);
     try {
-      // One statement upserts every property (newer-or-equal timestamps win, SPEC §3) and reads
+      // One statement upserts every property (newer-or-equal timestamps win, SPEC §3; a row that
+      // would not change is left alone, so no dead tuple per unchanged property) and reads
       // the merged state back: the rows it wrote from RETURNING, every other one from the
       // statement's snapshot. One round trip instead of two, on the path of every command.
       const { rows } = await this.q(
@@ -603,7 +604,8 @@ export class PostgresStore implements Store {
            INSERT INTO vehicle_state (vehicle_id, property, ts, value)
            SELECT $1, e.key, (e.value->>'timestamp')::timestamptz, e.value->'value' FROM jsonb_each($2::jsonb) AS e
            ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
-           WHERE excluded.ts >= vehicle_state.ts
+           WHERE excluded.ts > vehicle_state.ts
+              OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)
            RETURNING property, ts, value
          )
          SELECT property, ts, value FROM up

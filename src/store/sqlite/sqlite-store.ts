@@ -553,10 +553,13 @@ export class SqliteStore implements Store {
   }
 
   async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
+    // Newer-or-equal timestamps win (SPEC §3); a row that would not change is not written, so an
+    // answer repeating the known state costs no page writes.
     const upsert = this.prepare(
       `INSERT INTO vehicle_state (vehicle_id, property, ts, value) VALUES (?, ?, ?, ?)
        ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
-       WHERE excluded.ts >= vehicle_state.ts`,
+       WHERE excluded.ts > vehicle_state.ts
+          OR (excluded.ts = vehicle_state.ts AND excluded.value IS NOT vehicle_state.value)`,
     );
     const tx = this.db.transaction(() => {
       for (const [property, v] of Object.entries(state))
