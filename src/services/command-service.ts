@@ -124,6 +124,11 @@ export class CommandService {
     }
     if (existing.status_code !== null) return existing.response as StoredResult;
     const record = await this.store.getCommand(existing.flow_id);
+    if (!record && Date.parse(existing.created_at) < Date.now() - this.options.timeoutMs - ORPHAN_GRACE_MS) {
+      // Claimed by a request that died before its command began: nothing ran, so start afresh.
+      await this.store.releaseIdempotencyKey(principal.fleetId, key, existing.flow_id);
+      return this.claimKey(principal, vehicle, command, flowId, key);
+    }
     if (!record || record.status === 'IN_FLIGHT') {
       throw new ProblemError(
         'vehicle/conflicting-command',
@@ -136,7 +141,7 @@ export class CommandService {
       key: 'vehicle/no-connection',
       detail: `The command to vehicle '${vehicle.vehicle_id}' was interrupted; its outcome is unknown. Request the vehicle state before retrying with a new key.`,
       delivery: 'DELIVERED_OUTCOME_UNKNOWN',
-      extensions: { original_flow_id: existing.flow_id },
+      extensions: { delivery: 'DELIVERED_OUTCOME_UNKNOWN', original_flow_id: existing.flow_id },
       headers: {},
     });
     await this.store.completeIdempotencyKey(principal.fleetId, key, PROBLEMS['vehicle/no-connection'].status, result);
@@ -170,7 +175,19 @@ export class CommandService {
       completed_at: null,
       duration_ms: null,
     };
-    if (!(await this.beginSingleFlight(record))) {
+    let begun: boolean;
+    try {
+      begun = await this.beginSingleFlight(record);
+    } catch (e) {
+      // Nothing was sent: a retry with the same key must be able to run.
+      if (ctx.idempotencyKey !== undefined) {
+        await this.store
+          .releaseIdempotencyKey(principal.fleetId, ctx.idempotencyKey, ctx.flowId)
+          .catch(() => undefined);
+      }
+      throw e;
+    }
+    if (!begun) {
       if (ctx.idempotencyKey !== undefined) {
         await this.store.releaseIdempotencyKey(principal.fleetId, ctx.idempotencyKey, ctx.flowId);
       }
