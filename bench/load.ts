@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 /**
  * The load generator, a process of its own: `node --import tsx bench/load.ts '<json>'`.
  * - `max`: closed loop, `concurrency` requests outstanding for `durationS` (HTTP: autocannon);
@@ -40,7 +41,9 @@ export interface LoadResult {
   saturated?: boolean;
 }
 
-const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
+// The spec comes as JSON, or as `@<file>` when it is too long for a command line (15,000 targets).
+const arg = process.argv[2] ?? '{}';
+const spec = JSON.parse(arg.startsWith('@') ? readFileSync(arg.slice(1), 'utf8') : arg) as LoadSpec;
 
 function percentiles(samples: Float64Array, n: number): LoadResult['latencyMs'] {
   const s = samples.subarray(0, n).sort();

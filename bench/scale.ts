@@ -10,7 +10,7 @@
  *   (first page and pages at random cursors) and commands, against a 1,000-vehicle fleet.
  * Writes bench/results/scale.json and prints a summary.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -48,6 +48,8 @@ const out: Record<string, unknown> = {
   command: `npm run bench -- ${argv.join(' ')}`,
   load_average_at_start: machineLoad().loadavg1,
 };
+
+let loginRetries = 0;
 
 async function startUnits(mqttUrl: string, count: number): Promise<BenchProcess[]> {
   const procs: BenchProcess[] = [];
@@ -112,7 +114,9 @@ async function connectedUnits(topology: Topology) {
   const cpu0 = fg.proc.cpuSeconds();
   let units: BenchProcess[] = [];
   try {
+    loginRetries = 0;
     units = await startUnits(fg.mqttUrl, UNITS);
+    const retries = loginRetries;
     const connectS = (Date.now() - t0) / 1000;
     const connectCpu = fg.proc.cpuSeconds() - cpu0;
     await untilOnline(fg.url, fg.token, UNITS);
@@ -149,6 +153,7 @@ async function connectedUnits(topology: Topology) {
     const r = {
       units: UNITS,
       connect_seconds: Math.round(connectS),
+      first_logins_timed_out: retries,
       fleetgate_cpu_seconds_for_logins: Math.round(connectCpu * 10) / 10,
       fleetgate_rss_mb: { before_units: mb(fgBefore), with_units: mb(fgAfter) },
       fleetgate_kb_per_unit: Math.round(((fgAfter - fgBefore) / 1024 / UNITS) * 10) / 10,
@@ -174,8 +179,8 @@ async function connectedUnits(topology: Topology) {
 // ---------------------------------------------------------------------------------------------
 // Fleet size
 
-/** Copies vehicle 0 (seeded through the store) into vehicles 1…count-1 with SQL, in batches. */
-async function growFleet(where: StoreLocation, count: number): Promise<void> {
+/** Copies vehicle 0 (seeded through the store) into vehicles seeded…count-1 with SQL, in batches. */
+async function growFleet(where: StoreLocation, seeded: number, count: number): Promise<void> {
   const batch = 100_000;
   const started = Date.now();
   if (where.databaseUrl) {
@@ -189,7 +194,7 @@ async function growFleet(where: StoreLocation, count: number): Promise<void> {
     const select = cols.map((col) =>
       col === 'vehicle_id' ? "'B' || lpad(i::text, 11, '0')" : col === 'telematics_unit_id' ? `'${PREFIX}' || i` : col,
     );
-    for (let from = 1; from < count; from += batch) {
+    for (let from = seeded; from < count; from += batch) {
       const to = Math.min(count - 1, from + batch - 1);
       await c.query(
         `INSERT INTO vehicles (${cols.join(', ')}) SELECT ${select.join(', ')} FROM vehicles, generate_series(${from}, ${to}) AS i WHERE vehicle_id = '${vehicleId(0)}'`,
@@ -208,7 +213,7 @@ async function growFleet(where: StoreLocation, count: number): Promise<void> {
   const select = cols.map((col) =>
     col === 'vehicle_id' ? "'B' || printf('%011d', i)" : col === 'telematics_unit_id' ? `'${PREFIX}' || i` : col,
   );
-  for (let from = 1; from < count; from += batch) {
+  for (let from = seeded; from < count; from += batch) {
     const to = Math.min(count - 1, from + batch - 1);
     db.exec(
       `WITH RECURSIVE s(i) AS (SELECT ${from} UNION ALL SELECT i + 1 FROM s WHERE i < ${to})
@@ -220,7 +225,7 @@ async function growFleet(where: StoreLocation, count: number): Promise<void> {
   db.close();
 }
 
-async function listPages(url: string, token: string, fleet: number) {
+async function listPages(url: string, token: string, fleet: number, concurrency: number) {
   const samples: number[] = [];
   const requests = 1_000;
   let errors = 0;
@@ -238,10 +243,10 @@ async function listPages(url: string, token: string, fleet: number) {
       if (res.status !== 200) errors++;
     }
   };
-  await Promise.all(Array.from({ length: 4 }, worker));
+  await Promise.all(Array.from({ length: concurrency }, worker));
   samples.sort((a, b) => a - b);
   const at = (q: number) => Math.round(samples[Math.ceil(q * samples.length) - 1]! * 100) / 100;
-  return { requests, errors, concurrency: 4, limit: 50, p50: at(0.5), p99: at(0.99), max: at(1) };
+  return { requests, errors, concurrency, limit: 50, p50: at(0.5), p99: at(0.99), max: at(1) };
 }
 
 async function fleetSize(topology: Topology, fleet: number) {
@@ -249,14 +254,19 @@ async function fleetSize(topology: Topology, fleet: number) {
   const mosquitto = topology === 'production' ? await startMosquitto() : undefined;
   const where = await location(topology, 'fleetgate_scale_fleet');
   const client = await seedFleet(where, { count: Math.min(fleet, 1_000), fleetId: 'bench', unitPrefix: PREFIX });
-  if (fleet > 1_000) await growFleet(where, fleet);
+  if (fleet > 1_000) await growFleet(where, 1_000, fleet);
   const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client });
   let units: BenchProcess[] = [];
   try {
     units = await startUnits(fg.mqttUrl, 1_000);
     await untilOnline(fg.url, fg.token, 1_000);
-    const pages = await listPages(fg.url, fg.token, fleet);
-    log(`  list page (limit 50): p50 ${pages.p50} p99 ${pages.p99} max ${pages.max} ms, errors ${pages.errors}`);
+    const pages = await listPages(fg.url, fg.token, fleet, 1);
+    const pages4 = await listPages(fg.url, fg.token, fleet, 4);
+    for (const p of [pages, pages4]) {
+      log(
+        `  list page (limit 50, ${p.concurrency} at a time): p50 ${p.p50} p99 ${p.p99} max ${p.max} ms, errors ${p.errors}`,
+      );
+    }
     const setup: Setup = {
       transport: 'http',
       url: fg.url,
@@ -270,7 +280,13 @@ async function fleetSize(topology: Topology, fleet: number) {
     log(
       `  commands: max ${max.rps}/s (${max.errors} errors); at 300/s p50 ${rate.latencyMs.p50} p99 ${rate.latencyMs.p99} ms`,
     );
-    return { vehicles: fleet, list_page: pages, commands_max: max, commands_at_300: rate };
+    return {
+      vehicles: fleet,
+      list_page: pages,
+      list_page_4_concurrent: pages4,
+      commands_max: max,
+      commands_at_300: rate,
+    };
   } finally {
     await Promise.all(units.map((u) => u.stop()));
     await fg.proc.stop();
@@ -279,16 +295,28 @@ async function fleetSize(topology: Topology, fleet: number) {
   }
 }
 
+// Results merge into bench/results/scale.json per topology and part, so parts can run apart.
+const file = path.join(ROOT, 'bench/results/scale.json');
+const previous = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
+const attempt = async (name: string, fn: () => Promise<unknown>) => {
+  try {
+    return await fn();
+  } catch (e) {
+    log(`  ${name} FAILED: ${String(e).slice(0, 2000)}`);
+    return { error: String(e).slice(0, 2000) };
+  }
+};
 for (const topology of topologies) {
-  const r: Record<string, unknown> = {};
-  if (!argv.includes('--skip-units')) r.connected_units = await connectedUnits(topology);
+  const r: Record<string, unknown> = { ...((previous[topology] as Record<string, unknown> | undefined) ?? {}) };
+  if (!argv.includes('--skip-units'))
+    r.connected_units = await attempt('connected units', () => connectedUnits(topology));
   if (!argv.includes('--skip-fleet')) {
-    r.fleet_small = await fleetSize(topology, 1_000);
-    r.fleet_large = await fleetSize(topology, FLEET);
+    r.fleet_small = await attempt('fleet 1,000', () => fleetSize(topology, 1_000));
+    r.fleet_large = await attempt(`fleet ${FLEET}`, () => fleetSize(topology, FLEET));
   }
   out[topology] = r;
 }
 out.load_average_at_end = machineLoad().loadavg1;
 mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
-writeFileSync(path.join(ROOT, 'bench/results/scale.json'), `${JSON.stringify(out, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ ...previous, ...out }, null, 2)}\n`);
 log('wrote bench/results/scale.json');

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type BenchProcess, postgresServer, startProcess } from './lib/processes.js';
@@ -206,7 +206,9 @@ export async function measure(setup: Setup, spec: Omit<LoadSpec, 'transport' | '
     headers: setup.headers,
     targets: setup.targets,
   };
-  const load = startProcess('load', ['bench/load.ts', JSON.stringify(full)]);
+  const specFile = path.join(tmpdir(), `fleetgate-bench-load-${process.pid}.json`);
+  writeFileSync(specFile, JSON.stringify(full));
+  const load = startProcess('load', ['bench/load.ts', `@${specFile}`]);
   await load.message('measuring', spec.warmupS * 1000 + 120_000);
   const before = setup.processes.map((p) => p.cpuSeconds());
   const loadBefore = load.cpuSeconds();
