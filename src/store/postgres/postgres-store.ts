@@ -593,34 +593,28 @@ export class PostgresStore implements Store {
   }
 
   async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
-    if (Object.keys(state).length === 0) return this.getState(vehicleId);
-    try {
-      // One statement upserts every property (newer-or-equal timestamps win, SPEC §3; a row that
-      // would not change is left alone, so no dead tuple per unchanged property) and reads
-      // the merged state back: the rows it wrote from RETURNING, every other one from the
-      // statement's snapshot. One round trip instead of two, on the path of every command.
-      const { rows } = await this.q(
-        `WITH up AS (
-           INSERT INTO vehicle_state (vehicle_id, property, ts, value)
+    if (Object.keys(state).length > 0) {
+      try {
+        // One statement upserts every property: newer-or-equal timestamps win (SPEC §3); a row
+        // that would not change is left alone (no dead tuple per unchanged property).
+        await this.q(
+          `INSERT INTO vehicle_state (vehicle_id, property, ts, value)
            SELECT $1, e.key, (e.value->>'timestamp')::timestamptz, e.value->'value' FROM jsonb_each($2::jsonb) AS e
            ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
            WHERE excluded.ts > vehicle_state.ts
-              OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)
-           RETURNING property, ts, value
-         )
-         SELECT property, ts, value FROM up
-         UNION ALL
-         SELECT s.property, s.ts, s.value FROM vehicle_state s
-         WHERE s.vehicle_id = $1 AND NOT EXISTS (SELECT 1 FROM up WHERE up.property = s.property)
-         ORDER BY property`,
-        [vehicleId, json(normalizeState(state))],
-      );
-      return stateFromRows(rows);
-    } catch (err) {
-      // A report for a vehicle deleted meanwhile: nothing to keep.
-      if (errorCode(err) === '23503') return {};
-      throw err;
+              OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)`,
+          [vehicleId, json(normalizeState(state))],
+        );
+      } catch (err) {
+        // A report for a vehicle deleted meanwhile: nothing to keep.
+        if (errorCode(err) === '23503') return {};
+        throw err;
+      }
     }
+    // A statement of its own, not a CTE over the upsert: a CTE's SELECT reads the statement's
+    // snapshot, so a row another instance committed meanwhile (and the upsert therefore left
+    // alone) would come back with its old value.
+    return this.getState(vehicleId);
   }
 
   async getState(vehicleId: string): Promise<VehicleState> {
