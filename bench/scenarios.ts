@@ -210,6 +210,7 @@ export async function measure(setup: Setup, spec: Omit<LoadSpec, 'transport' | '
   writeFileSync(specFile, JSON.stringify(full));
   const load = startProcess('load', ['bench/load.ts', `@${specFile}`]);
   await load.message('measuring', spec.warmupS * 1000 + 120_000);
+  rmSync(specFile, { force: true });
   const before = setup.processes.map((p) => p.cpuSeconds());
   const loadBefore = load.cpuSeconds();
   const t0 = performance.now();
