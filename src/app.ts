@@ -69,7 +69,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     const secrets = new SecretBox(deriveKey(masterSecret, 'secret-box'));
     const events = new EventBus();
     const adapters = createAdapters();
-    const vehicles = new VehicleService(store, adapters, events, logger);
+    const vehicles = new VehicleService(store, adapters, events, logger, deriveKey(masterSecret, 'unit-password'));
     const commands = new CommandService(store, vehicles, events, {
       timeoutMs: config.commandTimeoutMs,
       instanceId: config.instanceId,

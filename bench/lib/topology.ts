@@ -4,7 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort } from '../../scripts/lib/free-port.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
-import { hashSecret } from '../../src/lib/secrets.js';
+import { deriveKey, keyedHash } from '../../src/lib/secrets.js';
 import { createApiClient } from '../../src/services/auth-service.js';
 import { createStore } from '../../src/store/registry.js';
 import type { Store } from '../../src/store/store.js';
@@ -132,7 +132,8 @@ export async function seedFleet(
   const store: Store = await createStore({ dataDir: where.dataDir, databaseUrl: where.databaseUrl });
   try {
     await store.migrate();
-    const hash = await hashSecret(UNIT_PASSWORD);
+    // As VehicleService stores it: keyed with the key fleetgate derives from its secret key.
+    const hash = keyedHash(UNIT_PASSWORD, deriveKey(SECRET_KEY, 'unit-password'));
     const at = new Date().toISOString();
     for (let i = 0; i < options.count; i += 100) {
       const batch = [];

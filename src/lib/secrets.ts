@@ -1,6 +1,7 @@
 import {
   createCipheriv,
   createDecipheriv,
+  createHmac,
   hkdfSync,
   randomBytes,
   scrypt as scryptCb,
@@ -29,6 +30,31 @@ export async function verifySecret(secret: string, stored: string): Promise<bool
   const expected = Buffer.from(hashB64, 'base64');
   if (expected.length !== 32) return false;
   const actual = await scrypt(secret, Buffer.from(saltB64, 'base64'), 32, SCRYPT);
+  return timingSafeEqual(actual, expected);
+}
+
+const KEYED_PREFIX = 'hmac-sha256$';
+
+/**
+ * Hashes a device password with a server-side key (a pepper derived from the master secret)
+ * instead of scrypt. Units log in on every reconnect, thousands at once after a broker restart:
+ * scrypt there cost ~40 ms of CPU per login (15,000 units: 10 minutes, docs/performance.md).
+ * A database leak alone does not let anyone test guesses without the key.
+ */
+export function keyedHash(secret: string, key: Buffer): string {
+  const salt = randomBytes(16);
+  const mac = createHmac('sha256', key).update(salt).update(secret, 'utf8').digest();
+  return `${KEYED_PREFIX}${salt.toString('base64')}$${mac.toString('base64')}`;
+}
+
+/** Constant-time check against keyedHash's output; false for any other format. */
+export function verifyKeyedHash(secret: string, stored: string, key: Buffer): boolean {
+  if (!stored.startsWith(KEYED_PREFIX)) return false;
+  const [saltB64, macB64] = stored.slice(KEYED_PREFIX.length).split('$');
+  if (!saltB64 || !macB64) return false;
+  const expected = Buffer.from(macB64, 'base64');
+  if (expected.length !== 32) return false;
+  const actual = createHmac('sha256', key).update(Buffer.from(saltB64, 'base64')).update(secret, 'utf8').digest();
   return timingSafeEqual(actual, expected);
 }
 

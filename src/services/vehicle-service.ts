@@ -4,7 +4,7 @@ import { filterState, sanitizeState, type VehicleState } from '../domain/state-c
 import type { Capabilities, MasterData, OperationStatus, Vehicle } from '../domain/vehicle.js';
 import { newVehicleId } from '../lib/ids.js';
 import { decodePageToken, encodePageToken, type Page } from '../lib/pagination.js';
-import { hashSecret, verifySecret } from '../lib/secrets.js';
+import { keyedHash, verifyKeyedHash, verifySecret } from '../lib/secrets.js';
 import { type Store, StoreConflictError, type VehiclePatch } from '../store/store.js';
 import type { AdapterVehicleModel, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
@@ -75,6 +75,8 @@ export class VehicleService {
     private readonly adapters: ReadonlyMap<string, TelematicsAdapter>,
     private readonly events: EventBus,
     private readonly logger: Logger,
+    /** Key of the unit password hashes (lib/secrets keyedHash), derived from the master secret. */
+    private readonly unitPasswordKey: Buffer,
   ) {}
 
   /** The adapter and model of a vehicle; a model missing from the catalogue is a bug. */
@@ -148,7 +150,7 @@ export class VehicleService {
       telematics_brand: adapter.brand,
       telematics_unit_id: input.telematics_unit_id,
       vehicle_model_id: model.id,
-      unit_password_hash: input.password ? await hashSecret(input.password) : null,
+      unit_password_hash: input.password ? keyedHash(input.password, this.unitPasswordKey) : null,
       credentials_id: input.credentials_id ?? null,
       capabilities: structuredClone(model.capabilities),
       master_data: { vehicle_type: model.vehicle_type, ...(input.master_data ?? {}) },
@@ -281,7 +283,11 @@ export class VehicleService {
   async authenticateUnit(brand: string, unitId: string, password: string): Promise<boolean> {
     const vehicle = await this.store.findVehicleByUnit(brand, unitId);
     if (!vehicle?.unit_password_hash) return false;
-    return verifySecret(password, vehicle.unit_password_hash);
+    const stored = vehicle.unit_password_hash;
+    // Vehicles added before keyed hashes carry scrypt hashes; both stay valid.
+    return stored.startsWith('scrypt$')
+      ? verifySecret(password, stored)
+      : verifyKeyedHash(password, stored, this.unitPasswordKey);
   }
 
   /** An adapter's state report: validated against the catalogue, merged, never trusted blindly. */
