@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
+import { type Row, rowMappers } from '../row-mapping.js';
 import {
   type ApiClient,
   type CommandCompletion,
@@ -30,8 +31,6 @@ export interface PostgresStoreOptions {
   /** Overrides the migration list (tests). */
   migrations?: readonly Migration[];
 }
-
-type Row = Record<string, unknown>;
 
 /** Any stable 64-bit number: the advisory lock that serialises migrations across instances. */
 const MIGRATION_LOCK = 7_310_455_118_224_911;
@@ -73,80 +72,14 @@ function constraintOf(err: unknown): string {
 }
 
 const iso = (d: unknown): string => (d instanceof Date ? d : new Date(String(d))).toISOString();
-const isoOrNull = (d: unknown): string | null => (d === null || d === undefined ? null : iso(d));
 const json = (value: unknown): string => JSON.stringify(value);
-
-function vehicleFromRow(r: Row): Vehicle {
-  return {
-    vehicle_id: String(r.vehicle_id),
-    fleet_id: String(r.fleet_id),
-    telematics_brand: String(r.telematics_brand),
-    telematics_unit_id: String(r.telematics_unit_id),
-    vehicle_model_id: String(r.vehicle_model_id),
-    unit_password_hash: (r.unit_password_hash as string | null) ?? null,
-    credentials_id: (r.credentials_id as string | null) ?? null,
-    capabilities: r.capabilities as Capabilities,
-    master_data: r.master_data as Vehicle['master_data'],
-    custom_fields: r.custom_fields as Vehicle['custom_fields'],
-    tags: r.tags as string[],
-    operation_status: r.operation_status as Vehicle['operation_status'],
-    setup_status: r.setup_status as SetupStatus,
-    setup_failure_reason: (r.setup_failure_reason as string | null) ?? null,
-    life_status: r.life_status as LifeStatus,
-    life_status_modified_at: iso(r.life_status_modified_at),
-    version: Number(r.version),
-    created_at: iso(r.created_at),
-    modified_at: iso(r.modified_at),
-  };
-}
-
-function commandFromRow(r: Row): CommandRecord {
-  return {
-    flow_id: String(r.flow_id),
-    fleet_id: String(r.fleet_id),
-    client_id: String(r.client_id),
-    vehicle_id: String(r.vehicle_id),
-    command: r.command as CommandRecord['command'],
-    adapter: String(r.adapter),
-    instance_id: String(r.instance_id),
-    status: r.status as CommandRecord['status'],
-    problem_type: (r.problem_type as string | null) ?? null,
-    detail: (r.detail as string | null) ?? null,
-    delivery: (r.delivery as CommandRecord['delivery']) ?? null,
-    steps: (r.steps as CommandRecord['steps']) ?? null,
-    requested_at: iso(r.requested_at),
-    deadline_at: iso(r.deadline_at),
-    completed_at: isoOrNull(r.completed_at),
-    duration_ms: r.duration_ms === null ? null : Number(r.duration_ms),
-  };
-}
-
-function credentialsFromRow(r: Row): CredentialsRecord {
-  return {
-    credentials_id: String(r.credentials_id),
-    fleet_id: String(r.fleet_id),
-    telematics_brand: String(r.telematics_brand),
-    name: (r.name as string | null) ?? null,
-    sealed_secret: String(r.sealed_secret),
-    sealed_state: (r.sealed_state as string | null) ?? null,
-    version: Number(r.version),
-    created_at: iso(r.created_at),
-    modified_at: iso(r.modified_at),
-  };
-}
-
-function idempotencyFromRow(r: Row): IdempotencyRecord {
-  return {
-    fleet_id: String(r.fleet_id),
-    key: String(r.key),
-    vehicle_id: String(r.vehicle_id),
-    command: r.command as IdempotencyRecord['command'],
-    flow_id: String(r.flow_id),
-    status_code: r.status_code === null ? null : Number(r.status_code),
-    response: r.response ?? null,
-    created_at: iso(r.created_at),
-  };
-}
+// pg hands back timestamptz as Date and jsonb already parsed.
+const {
+  vehicle: vehicleFromRow,
+  command: commandFromRow,
+  credentials: credentialsFromRow,
+  idempotency: idempotencyFromRow,
+} = rowMappers({ time: iso, json: <T>(v: unknown) => v as T });
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
 

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
+import { type Row, rowMappers } from '../row-mapping.js';
 import {
   type ApiClient,
   type CommandCompletion,
@@ -26,8 +27,6 @@ export interface SqliteStoreOptions {
   migrations?: readonly Migration[];
 }
 
-type Row = Record<string, unknown>;
-
 /** How far the tag-selectivity probe counts; beyond it, tags count as equally common. */
 const TAG_PROBE_CAP = 10_000;
 
@@ -37,82 +36,14 @@ const toMs = (iso: string): number => {
   return ms;
 };
 const toIso = (ms: unknown): string => new Date(Number(ms)).toISOString();
-const toIsoOrNull = (ms: unknown): string | null => (ms === null || ms === undefined ? null : toIso(ms));
 const json = (value: unknown): string => JSON.stringify(value);
 const parse = <T>(text: unknown): T => JSON.parse(String(text)) as T;
-const parseOrNull = <T>(text: unknown): T | null => (text === null || text === undefined ? null : parse<T>(text));
-
-function vehicleFromRow(r: Row): Vehicle {
-  return {
-    vehicle_id: String(r.vehicle_id),
-    fleet_id: String(r.fleet_id),
-    telematics_brand: String(r.telematics_brand),
-    telematics_unit_id: String(r.telematics_unit_id),
-    vehicle_model_id: String(r.vehicle_model_id),
-    unit_password_hash: (r.unit_password_hash as string | null) ?? null,
-    credentials_id: (r.credentials_id as string | null) ?? null,
-    capabilities: parse(r.capabilities),
-    master_data: parse(r.master_data),
-    custom_fields: parse(r.custom_fields),
-    tags: parse(r.tags),
-    operation_status: r.operation_status as Vehicle['operation_status'],
-    setup_status: r.setup_status as SetupStatus,
-    setup_failure_reason: (r.setup_failure_reason as string | null) ?? null,
-    life_status: r.life_status as LifeStatus,
-    life_status_modified_at: toIso(r.life_status_modified_at),
-    version: Number(r.version),
-    created_at: toIso(r.created_at),
-    modified_at: toIso(r.modified_at),
-  };
-}
-
-function commandFromRow(r: Row): CommandRecord {
-  return {
-    flow_id: String(r.flow_id),
-    fleet_id: String(r.fleet_id),
-    client_id: String(r.client_id),
-    vehicle_id: String(r.vehicle_id),
-    command: r.command as CommandRecord['command'],
-    adapter: String(r.adapter),
-    instance_id: String(r.instance_id),
-    status: r.status as CommandRecord['status'],
-    problem_type: (r.problem_type as string | null) ?? null,
-    detail: (r.detail as string | null) ?? null,
-    delivery: (r.delivery as CommandRecord['delivery']) ?? null,
-    steps: parseOrNull(r.steps),
-    requested_at: toIso(r.requested_at),
-    deadline_at: toIso(r.deadline_at),
-    completed_at: toIsoOrNull(r.completed_at),
-    duration_ms: r.duration_ms === null ? null : Number(r.duration_ms),
-  };
-}
-
-function credentialsFromRow(r: Row): CredentialsRecord {
-  return {
-    credentials_id: String(r.credentials_id),
-    fleet_id: String(r.fleet_id),
-    telematics_brand: String(r.telematics_brand),
-    name: (r.name as string | null) ?? null,
-    sealed_secret: String(r.sealed_secret),
-    sealed_state: (r.sealed_state as string | null) ?? null,
-    version: Number(r.version),
-    created_at: toIso(r.created_at),
-    modified_at: toIso(r.modified_at),
-  };
-}
-
-function idempotencyFromRow(r: Row): IdempotencyRecord {
-  return {
-    fleet_id: String(r.fleet_id),
-    key: String(r.key),
-    vehicle_id: String(r.vehicle_id),
-    command: r.command as IdempotencyRecord['command'],
-    flow_id: String(r.flow_id),
-    status_code: r.status_code === null ? null : Number(r.status_code),
-    response: parseOrNull(r.response),
-    created_at: toIso(r.created_at),
-  };
-}
+const {
+  vehicle: vehicleFromRow,
+  command: commandFromRow,
+  credentials: credentialsFromRow,
+  idempotency: idempotencyFromRow,
+} = rowMappers({ time: toIso, json: parse });
 
 function sqliteCode(err: unknown): string {
   return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';

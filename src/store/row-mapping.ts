@@ -1,0 +1,85 @@
+import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../domain/vehicle.js';
+import type { CommandRecord, CredentialsRecord, IdempotencyRecord } from './store.js';
+
+export type Row = Record<string, unknown>;
+
+/** How an engine's driver hands back times and JSON columns (epoch ms and text, or Date and objects). */
+export interface ColumnCodec {
+  time(value: unknown): string;
+  json<T>(value: unknown): T;
+}
+
+/**
+ * Rows → port records, once for every engine: the columns are the same in each schema; only how
+ * times and JSON arrive differs (the codec).
+ */
+export function rowMappers(codec: ColumnCodec) {
+  const { time, json } = codec;
+  const timeOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : time(v));
+  const jsonOrNull = <T>(v: unknown): T | null => (v === null || v === undefined ? null : json<T>(v));
+  const text = (v: unknown): string | null => (v as string | null) ?? null;
+  const intOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+  return {
+    vehicle: (r: Row): Vehicle => ({
+      vehicle_id: String(r.vehicle_id),
+      fleet_id: String(r.fleet_id),
+      telematics_brand: String(r.telematics_brand),
+      telematics_unit_id: String(r.telematics_unit_id),
+      vehicle_model_id: String(r.vehicle_model_id),
+      unit_password_hash: text(r.unit_password_hash),
+      credentials_id: text(r.credentials_id),
+      capabilities: json<Capabilities>(r.capabilities),
+      master_data: json<Vehicle['master_data']>(r.master_data),
+      custom_fields: json<Vehicle['custom_fields']>(r.custom_fields),
+      tags: json<string[]>(r.tags),
+      operation_status: r.operation_status as Vehicle['operation_status'],
+      setup_status: r.setup_status as SetupStatus,
+      setup_failure_reason: text(r.setup_failure_reason),
+      life_status: r.life_status as LifeStatus,
+      life_status_modified_at: time(r.life_status_modified_at),
+      version: Number(r.version),
+      created_at: time(r.created_at),
+      modified_at: time(r.modified_at),
+    }),
+    command: (r: Row): CommandRecord => ({
+      flow_id: String(r.flow_id),
+      fleet_id: String(r.fleet_id),
+      client_id: String(r.client_id),
+      vehicle_id: String(r.vehicle_id),
+      command: r.command as CommandRecord['command'],
+      adapter: String(r.adapter),
+      instance_id: String(r.instance_id),
+      status: r.status as CommandRecord['status'],
+      problem_type: text(r.problem_type),
+      detail: text(r.detail),
+      delivery: text(r.delivery) as CommandRecord['delivery'],
+      steps: jsonOrNull<CommandRecord['steps']>(r.steps),
+      requested_at: time(r.requested_at),
+      deadline_at: time(r.deadline_at),
+      completed_at: timeOrNull(r.completed_at),
+      duration_ms: intOrNull(r.duration_ms),
+    }),
+    credentials: (r: Row): CredentialsRecord => ({
+      credentials_id: String(r.credentials_id),
+      fleet_id: String(r.fleet_id),
+      telematics_brand: String(r.telematics_brand),
+      name: text(r.name),
+      sealed_secret: String(r.sealed_secret),
+      sealed_state: text(r.sealed_state),
+      version: Number(r.version),
+      created_at: time(r.created_at),
+      modified_at: time(r.modified_at),
+    }),
+    idempotency: (r: Row): IdempotencyRecord => ({
+      fleet_id: String(r.fleet_id),
+      key: String(r.key),
+      vehicle_id: String(r.vehicle_id),
+      command: r.command as IdempotencyRecord['command'],
+      flow_id: String(r.flow_id),
+      status_code: intOrNull(r.status_code),
+      response: jsonOrNull(r.response),
+      created_at: time(r.created_at),
+    }),
+  };
+}
