@@ -53,11 +53,14 @@ withSettings(
   program.command('serve').description('Run the API (SQLite + embedded MQTT broker unless configured otherwise)'),
 ).action(async (opts: Record<string, unknown>) => {
   const config = loadOrExit(settingsFrom(opts));
-  const app = await createApp(config);
+  const app = await createApp(config).catch((e: Error) => fail(`cannot start: ${e.message}`));
   const out = process.stdout;
   out.write(`\nfleetgate is running (instance ${config.instanceId})\n`);
   out.write(`  API          ${app.url}   docs: ${app.url}/docs   OpenAPI: ${app.url}/openapi.json\n`);
   out.write(`  MQTT broker  ${app.mqttUrl}${config.mqttUrl ? ' (external)' : ' (embedded)'}\n`);
+  for (const adapter of app.adapters.values()) {
+    if (adapter.endpoint) out.write(`  ${adapter.brand.padEnd(12)} ${adapter.endpoint}\n`);
+  }
   out.write(`  database     ${config.databaseUrl ? 'PostgreSQL' : `SQLite in ${config.dataDir}`}\n\n`);
   out.write('Next steps (see README.md "Quick start"):\n');
   out.write(
