@@ -3,7 +3,7 @@ import { COMBINED_STEPS, type CommandName, commandToPath } from '../domain/comma
 import { PROBLEMS, ProblemError, type ProblemKey } from '../domain/problems.js';
 import { filterState, sanitizeState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Vehicle } from '../domain/vehicle.js';
-import type { CommandRecord, CommandStep, Delivery, Store } from '../store/store.js';
+import type { CommandCompletion, CommandRecord, CommandStep, Delivery, Store } from '../store/store.js';
 import type { CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
 import type { EventBus } from './event-bus.js';
@@ -220,9 +220,35 @@ export class CommandService {
       break;
     }
 
-    const merged = await this.persistState(vehicle, state, ctx.logger);
     const completedAt = new Date();
     const multiStep = plan.length > 1;
+    if (failure !== undefined && multiStep) {
+      const failed = steps.find((s) => s.outcome === 'FAILED')!;
+      failure.detail = `Step '${commandToPath(failed.command)}' of '${commandToPath(command)}' failed: ${failure.detail}`;
+    }
+    const status =
+      failure === undefined
+        ? 'SUCCEEDED'
+        : failure.delivery === 'DELIVERED_OUTCOME_UNKNOWN'
+          ? 'OUTCOME_UNKNOWN'
+          : 'FAILED';
+    const durationMs = completedAt.getTime() - started;
+    // One store step finishes the record and merges what the unit reported (docs/performance.md).
+    const merged = await this.complete(
+      vehicle,
+      ctx.flowId,
+      {
+        status,
+        problem_type: failure?.key ?? null,
+        detail: failure?.detail ?? null,
+        delivery: failure === undefined ? 'DELIVERED' : failure.delivery,
+        steps: multiStep ? steps : null,
+        completed_at: completedAt.toISOString(),
+        duration_ms: durationMs,
+      },
+      state,
+      ctx.logger,
+    );
     let result: StoredResult;
     if (failure === undefined) {
       result = { kind: 'state', state: filterState(merged, vehicle.capabilities.vehicle_state) };
@@ -231,35 +257,14 @@ export class CommandService {
         // SPEC §1: a failed combined command lists each step's outcome and the state left behind.
         failure.extensions.steps = steps;
         failure.extensions.vehicle_state = filterState(merged, vehicle.capabilities.vehicle_state);
-        failure.detail = `Step '${commandToPath(steps.find((s) => s.outcome === 'FAILED')!.command)}' of '${commandToPath(command)}' failed: ${failure.detail}`;
       }
       result = this.problemResult(failure);
     }
-
-    const status =
-      failure === undefined
-        ? 'SUCCEEDED'
-        : failure.delivery === 'DELIVERED_OUTCOME_UNKNOWN'
-          ? 'OUTCOME_UNKNOWN'
-          : 'FAILED';
-    const durationMs = completedAt.getTime() - started;
-    try {
-      await this.store.finishCommand(ctx.flowId, {
-        status,
-        problem_type: failure?.key ?? null,
-        detail: failure?.detail ?? null,
-        delivery: failure === undefined ? 'DELIVERED' : failure.delivery,
-        steps: multiStep ? steps : null,
-        completed_at: completedAt.toISOString(),
-        duration_ms: durationMs,
-      });
-      if (ctx.idempotencyKey !== undefined) {
-        const code = failure === undefined ? 200 : PROBLEMS[failure.key].status;
-        await this.store.completeIdempotencyKey(principal.fleetId, ctx.idempotencyKey, code, result);
-      }
-    } catch (e) {
-      // The vehicle acted; its answer is still given. The record ends OUTCOME_UNKNOWN by expiry.
-      ctx.logger.error({ err: e }, 'recording the command outcome failed');
+    if (ctx.idempotencyKey !== undefined) {
+      const code = failure === undefined ? 200 : PROBLEMS[failure.key].status;
+      await this.store
+        .completeIdempotencyKey(principal.fleetId, ctx.idempotencyKey, code, result)
+        .catch((e: unknown) => ctx.logger.error({ err: e }, 'storing the idempotent result failed'));
     }
     this.events.emit({
       type: 'command.finished',
@@ -405,17 +410,26 @@ export class CommandService {
     return { kind: 'problem', key: f.key, detail: f.detail, extensions: f.extensions, headers: f.headers };
   }
 
-  /** Validates and merges what the unit reported with its answer; returns the full merged state. */
-  private async persistState(vehicle: Vehicle, reported: VehicleState, logger: Logger): Promise<VehicleState> {
+  /**
+   * Finishes the record and merges what the unit reported (validated against the catalogue and
+   * the vehicle's capabilities); returns the full merged state. When the store fails, the vehicle
+   * still acted: the answer is given from what it reported, and the record ends OUTCOME_UNKNOWN
+   * by expiry.
+   */
+  private async complete(
+    vehicle: Vehicle,
+    flowId: string,
+    completion: CommandCompletion,
+    reported: VehicleState,
+    logger: Logger,
+  ): Promise<VehicleState> {
     const { state, rejected } = sanitizeState(reported);
     if (rejected.length > 0) logger.warn({ rejected }, 'dropped invalid state properties from command answer');
     const allowed = filterState(state, vehicle.capabilities.vehicle_state);
     try {
-      return Object.keys(allowed).length > 0
-        ? await this.store.mergeState(vehicle.vehicle_id, allowed)
-        : await this.store.getState(vehicle.vehicle_id);
+      return await this.store.completeCommand(flowId, completion, vehicle.vehicle_id, allowed);
     } catch (e) {
-      logger.error({ err: e }, 'storing the reported state failed; answering with the reported state');
+      logger.error({ err: e }, 'recording the command outcome failed; answering with the reported state');
       return allowed;
     }
   }

@@ -195,6 +195,17 @@ export interface Store {
    */
   beginCommand(record: CommandRecord): Promise<boolean>;
   finishCommand(flowId: string, completion: CommandCompletion): Promise<void>;
+  /**
+   * Finishes the record and merges the state the unit answered with, in one step (one commit;
+   * on PostgreSQL one round trip), then returns the vehicle's full merged state. The command
+   * path's last write: fewer round trips per command (docs/performance.md).
+   */
+  completeCommand(
+    flowId: string,
+    completion: CommandCompletion,
+    vehicleId: string,
+    state: VehicleState,
+  ): Promise<VehicleState>;
   getCommand(flowId: string): Promise<CommandRecord | undefined>;
   /** Newest first; `before` is a flow_id cursor from the previous page. */
   listCommands(vehicleId: string, limit: number, before?: string): Promise<CommandRecord[]>;

@@ -499,6 +499,45 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await store.getCommand(randomUUID())).toBeUndefined();
       });
 
+      it('completes a command: finishes the record and merges its state in one step', async () => {
+        const v = await added();
+        await store.mergeState(v.vehicle_id, {
+          central_lock: { timestamp: at(T0 + 10), value: 'LOCKED' },
+          mileage_in_kilometers: { timestamp: at(T0 + 50), value: 100 },
+        });
+        const c = command(v);
+        await store.beginCommand(c);
+        const completion = {
+          status: 'SUCCEEDED' as const,
+          problem_type: null,
+          detail: null,
+          delivery: 'DELIVERED' as const,
+          steps: null,
+          completed_at: at(T0 + 300),
+          duration_ms: 300,
+        };
+        const merged = await store.completeCommand(c.flow_id, completion, v.vehicle_id, {
+          central_lock: { timestamp: at(T0 + 20), value: 'UNLOCKED' },
+          // Older than what is stored: the stored value stays (SPEC §3).
+          mileage_in_kilometers: { timestamp: at(T0 + 40), value: 90 },
+        });
+        expect(merged).toEqual({
+          central_lock: { timestamp: at(T0 + 20), value: 'UNLOCKED' },
+          mileage_in_kilometers: { timestamp: at(T0 + 50), value: 100 },
+        });
+        expect(await store.getCommand(c.flow_id)).toEqual({ ...c, ...completion });
+        // The vehicle takes the next command: the record is no longer in flight.
+        expect(await store.beginCommand(command(v))).toBe(true);
+        // With no state to merge, the record is finished all the same.
+        const other = await added();
+        const c2 = command(other);
+        await store.beginCommand(c2);
+        expect(
+          await store.completeCommand(c2.flow_id, { ...completion, status: 'FAILED' }, other.vehicle_id, {}),
+        ).toEqual({});
+        expect((await store.getCommand(c2.flow_id))?.status).toBe('FAILED');
+      });
+
       it('lists commands newest first with a flow_id cursor', async () => {
         const v = await added();
         const flows: CommandRecord[] = [];

@@ -550,6 +550,46 @@ export class PostgresStore implements Store {
     return this.getState(vehicleId);
   }
 
+  async completeCommand(
+    flowId: string,
+    c: CommandCompletion,
+    vehicleId: string,
+    state: VehicleState,
+  ): Promise<VehicleState> {
+    try {
+      // One round trip: the record's UPDATE rides along as a data-modifying CTE of the upsert
+      // (both run, whatever the upsert inserts). The merged state is read by its own statement,
+      // as in mergeState, so rows another instance committed meanwhile come back current.
+      await this.q(
+        `WITH finished AS (
+           UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = $5, steps = $6::jsonb,
+             completed_at = $7, duration_ms = $8 WHERE flow_id = $1 RETURNING flow_id)
+         INSERT INTO vehicle_state (vehicle_id, property, ts, value)
+         SELECT $9, e.key, (e.value->>'timestamp')::timestamptz, e.value->'value' FROM jsonb_each($10::jsonb) AS e
+         ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
+         WHERE excluded.ts > vehicle_state.ts
+            OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)`,
+        [
+          flowId,
+          c.status,
+          c.problem_type,
+          c.detail,
+          c.delivery,
+          c.steps === null ? null : json(c.steps),
+          c.completed_at,
+          c.duration_ms,
+          vehicleId,
+          json(normalizeState(state)),
+        ],
+      );
+    } catch (err) {
+      // The vehicle was deleted meanwhile (its record went with it): nothing to keep.
+      if (errorCode(err) === '23503') return {};
+      throw err;
+    }
+    return this.getState(vehicleId);
+  }
+
   async getState(vehicleId: string): Promise<VehicleState> {
     const { rows } = await this.q(
       'SELECT property, ts, value FROM vehicle_state WHERE vehicle_id = $1 ORDER BY property',

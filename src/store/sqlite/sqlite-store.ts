@@ -484,17 +484,8 @@ export class SqliteStore implements Store {
   }
 
   async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
-    // Newer-or-equal timestamps win (SPEC §3); a row that would not change is not written, so an
-    // answer repeating the known state costs no page writes.
-    const upsert = this.prepare(
-      `INSERT INTO vehicle_state (vehicle_id, property, ts, value) VALUES (?, ?, ?, ?)
-       ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
-       WHERE excluded.ts > vehicle_state.ts
-          OR (excluded.ts = vehicle_state.ts AND excluded.value IS NOT vehicle_state.value)`,
-    );
     const tx = this.db.transaction(() => {
-      for (const [property, v] of Object.entries(state))
-        upsert.run(vehicleId, property, toMs(v.timestamp), json(v.value));
+      this.upsertState(vehicleId, state);
       return this.readState(vehicleId);
     });
     try {
@@ -504,6 +495,38 @@ export class SqliteStore implements Store {
       if (err instanceof StoreConflictError) return {};
       throw err;
     }
+  }
+
+  async completeCommand(
+    flowId: string,
+    completion: CommandCompletion,
+    vehicleId: string,
+    state: VehicleState,
+  ): Promise<VehicleState> {
+    const tx = this.db.transaction(() => {
+      this.updateCommand(flowId, completion);
+      this.upsertState(vehicleId, state);
+      return this.readState(vehicleId);
+    });
+    try {
+      return this.run(() => tx.immediate(), 'vehicle');
+    } catch (err) {
+      if (err instanceof StoreConflictError) return {};
+      throw err;
+    }
+  }
+
+  private upsertState(vehicleId: string, state: VehicleState): void {
+    // Newer-or-equal timestamps win (SPEC §3); a row that would not change is not written, so an
+    // answer repeating the known state costs no page writes.
+    const upsert = this.prepare(
+      `INSERT INTO vehicle_state (vehicle_id, property, ts, value) VALUES (?, ?, ?, ?)
+       ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
+       WHERE excluded.ts > vehicle_state.ts
+          OR (excluded.ts = vehicle_state.ts AND excluded.value IS NOT vehicle_state.value)`,
+    );
+    for (const [property, v] of Object.entries(state))
+      upsert.run(vehicleId, property, toMs(v.timestamp), json(v.value));
   }
 
   private readState(vehicleId: string): VehicleState {
@@ -548,20 +571,22 @@ export class SqliteStore implements Store {
   }
 
   async finishCommand(flowId: string, c: CommandCompletion): Promise<void> {
-    this.run(() =>
-      this.prepare(
-        `UPDATE commands SET status = ?, problem_type = ?, detail = ?, delivery = ?, steps = ?, completed_at = ?,
+    this.run(() => this.updateCommand(flowId, c));
+  }
+
+  private updateCommand(flowId: string, c: CommandCompletion): void {
+    this.prepare(
+      `UPDATE commands SET status = ?, problem_type = ?, detail = ?, delivery = ?, steps = ?, completed_at = ?,
              duration_ms = ? WHERE flow_id = ?`,
-      ).run(
-        c.status,
-        c.problem_type,
-        c.detail,
-        c.delivery,
-        c.steps === null ? null : json(c.steps),
-        toMs(c.completed_at),
-        c.duration_ms,
-        flowId,
-      ),
+    ).run(
+      c.status,
+      c.problem_type,
+      c.detail,
+      c.delivery,
+      c.steps === null ? null : json(c.steps),
+      toMs(c.completed_at),
+      c.duration_ms,
+      flowId,
     );
   }
 
