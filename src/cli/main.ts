@@ -125,6 +125,50 @@ withSettings(
   }
 });
 
+withSettings(
+  clients
+    .command('list')
+    .description('List API clients (never their secrets)')
+    .option('--fleet <fleet_id>', 'only this fleet')
+    .option('--json', 'one JSON object per line'),
+  ['dataDir', 'databaseUrl', 'logLevel'],
+).action(async (opts: Record<string, unknown>) => {
+  const config = loadOrExit(settingsFrom(opts));
+  const store = await createStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await store.migrate();
+    const list = await store.listClients(opts.fleet as string | undefined);
+    for (const { secret_hash: _hidden, ...c } of list) {
+      process.stdout.write(
+        opts.json
+          ? `${JSON.stringify(c)}\n`
+          : `${c.client_id}  ${c.fleet_id}  ${c.scopes.join(' ')}  ${c.created_at}  ${c.name}\n`,
+      );
+    }
+    if (!opts.json) process.stderr.write(`${list.length} client(s)\n`);
+  } finally {
+    await store.close();
+  }
+});
+
+withSettings(
+  clients
+    .command('delete')
+    .argument('<client_id>')
+    .description('Delete an API client: its tokens are refused within a minute'),
+  ['dataDir', 'databaseUrl', 'logLevel'],
+).action(async (clientId: string, opts: Record<string, unknown>) => {
+  const config = loadOrExit(settingsFrom(opts));
+  const store = await createStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await store.migrate();
+    if (!(await store.deleteClient(clientId))) fail(`no API client '${clientId}'`);
+    process.stdout.write(`deleted ${clientId}\n`);
+  } finally {
+    await store.close();
+  }
+});
+
 program
   .command('simulate')
   .description('Run simulated units: fleetgate/v1 over MQTT (--mqtt-url), or Teltonika over TCP (--teltonika-address)')

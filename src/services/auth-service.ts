@@ -127,6 +127,11 @@ export class AuthService {
       if (typeof fleetId !== 'string' || typeof scope !== 'string' || typeof payload.sub !== 'string') {
         throw new ProblemError('invalid-credentials', 'The access token lacks its fleet or scope.');
       }
+      // A deleted client's tokens die with it (the API caches a verified token for ≤ 1 min).
+      const client = await this.store.getClient(payload.sub);
+      if (!client || client.fleet_id !== fleetId) {
+        throw new ProblemError('invalid-credentials', 'The API client of this access token no longer exists.');
+      }
       return { fleetId, clientId: payload.sub, scopes: scope.split(' ').filter(Boolean) };
     } catch (e) {
       if (e instanceof ProblemError) throw e;

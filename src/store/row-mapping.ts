@@ -1,5 +1,5 @@
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../domain/vehicle.js';
-import type { CommandRecord, CredentialsRecord, IdempotencyRecord } from './store.js';
+import type { ApiClient, CommandRecord, CredentialsRecord, IdempotencyRecord } from './store.js';
 
 export type Row = Record<string, unknown>;
 
@@ -21,6 +21,14 @@ export function rowMappers(codec: ColumnCodec) {
   const intOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
   return {
+    client: (r: Row): ApiClient => ({
+      client_id: String(r.client_id),
+      fleet_id: String(r.fleet_id),
+      name: String(r.name),
+      secret_hash: String(r.secret_hash),
+      scopes: json<string[]>(r.scopes),
+      created_at: time(r.created_at),
+    }),
     vehicle: (r: Row): Vehicle => ({
       vehicle_id: String(r.vehicle_id),
       fleet_id: String(r.fleet_id),

@@ -133,6 +133,10 @@ export interface Store {
 
   createClient(client: ApiClient): Promise<void>;
   getClient(clientId: string): Promise<ApiClient | undefined>;
+  /** The clients of one fleet (every fleet when undefined), oldest first. */
+  listClients(fleetId?: string): Promise<ApiClient[]>;
+  /** Deletes a client; its tokens are refused from then on. Returns whether it existed. */
+  deleteClient(clientId: string): Promise<boolean>;
 
   /** Throws StoreConflictError('telematics_unit') when the brand/unit pair already exists. */
   insertVehicle(vehicle: Vehicle): Promise<void>;

@@ -139,6 +139,28 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await store.getClient(client.client_id)).toEqual(client);
         expect(await store.getClient(uid('fgc'))).toBeUndefined();
       });
+
+      it("lists a fleet's clients oldest first and deletes one", async () => {
+        const fleet = uid('fleet');
+        const make = (i: number) => ({
+          client_id: uid('fgc'),
+          fleet_id: fleet,
+          name: `c${i}`,
+          secret_hash: 'scrypt$xyz',
+          scopes: ['vehicles.ro'],
+          created_at: at(T0 + i),
+        });
+        const [a, b] = [make(2), make(1)];
+        await store.createClient(a);
+        await store.createClient(b);
+        await store.createClient({ ...make(0), fleet_id: uid('other') });
+        expect((await store.listClients(fleet)).map((c) => c.name)).toEqual(['c1', 'c2']);
+        expect((await store.listClients()).length).toBeGreaterThanOrEqual(3);
+        expect(await store.deleteClient(a.client_id)).toBe(true);
+        expect(await store.deleteClient(a.client_id)).toBe(false);
+        expect(await store.getClient(a.client_id)).toBeUndefined();
+        expect((await store.listClients(fleet)).map((c) => c.client_id)).toEqual([b.client_id]);
+      });
     });
 
     describe('vehicles', () => {

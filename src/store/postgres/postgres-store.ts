@@ -75,6 +75,7 @@ const iso = (d: unknown): string => (d instanceof Date ? d : new Date(String(d))
 const json = (value: unknown): string => JSON.stringify(value);
 // pg hands back timestamptz as Date and jsonb already parsed.
 const {
+  client: clientFromRow,
   vehicle: vehicleFromRow,
   command: commandFromRow,
   credentials: credentialsFromRow,
@@ -259,16 +260,20 @@ export class PostgresStore implements Store {
 
   async getClient(clientId: string): Promise<ApiClient | undefined> {
     const { rows } = await this.q('SELECT * FROM api_clients WHERE client_id = $1', [clientId]);
-    const r = rows[0];
-    if (!r) return undefined;
-    return {
-      client_id: String(r.client_id),
-      fleet_id: String(r.fleet_id),
-      name: String(r.name),
-      secret_hash: String(r.secret_hash),
-      scopes: r.scopes as string[],
-      created_at: iso(r.created_at),
-    };
+    return rows[0] && clientFromRow(rows[0]);
+  }
+
+  async listClients(fleetId?: string): Promise<ApiClient[]> {
+    const { rows } =
+      fleetId === undefined
+        ? await this.q('SELECT * FROM api_clients ORDER BY created_at, client_id', [])
+        : await this.q('SELECT * FROM api_clients WHERE fleet_id = $1 ORDER BY created_at, client_id', [fleetId]);
+    return rows.map(clientFromRow);
+  }
+
+  async deleteClient(clientId: string): Promise<boolean> {
+    const { rowCount } = await this.q('DELETE FROM api_clients WHERE client_id = $1', [clientId]);
+    return (rowCount ?? 0) > 0;
   }
 
   private async writeTags(c: Queryable, fleetId: string, vehicleId: string, tags: readonly string[]): Promise<void> {

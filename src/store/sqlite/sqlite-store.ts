@@ -39,6 +39,7 @@ const toIso = (ms: unknown): string => new Date(Number(ms)).toISOString();
 const json = (value: unknown): string => JSON.stringify(value);
 const parse = <T>(text: unknown): T => JSON.parse(String(text)) as T;
 const {
+  client: clientFromRow,
   vehicle: vehicleFromRow,
   command: commandFromRow,
   credentials: credentialsFromRow,
@@ -185,15 +186,20 @@ export class SqliteStore implements Store {
     const r = this.run(() => this.prepare('SELECT * FROM api_clients WHERE client_id = ?').get(clientId)) as
       | Row
       | undefined;
-    if (!r) return undefined;
-    return {
-      client_id: String(r.client_id),
-      fleet_id: String(r.fleet_id),
-      name: String(r.name),
-      secret_hash: String(r.secret_hash),
-      scopes: parse(r.scopes),
-      created_at: toIso(r.created_at),
-    };
+    return r && clientFromRow(r);
+  }
+
+  async listClients(fleetId?: string): Promise<ApiClient[]> {
+    const rows = this.run(() =>
+      fleetId === undefined
+        ? this.prepare('SELECT * FROM api_clients ORDER BY created_at, client_id').all()
+        : this.prepare('SELECT * FROM api_clients WHERE fleet_id = ? ORDER BY created_at, client_id').all(fleetId),
+    ) as Row[];
+    return rows.map(clientFromRow);
+  }
+
+  async deleteClient(clientId: string): Promise<boolean> {
+    return this.run(() => this.prepare('DELETE FROM api_clients WHERE client_id = ?').run(clientId)).changes > 0;
   }
 
   private writeTags(fleetId: string, vehicleId: string, tags: readonly string[]): void {
