@@ -2,7 +2,13 @@ import { EventEmitter } from 'node:events';
 
 /** Domain events, for metrics and logs within one instance. */
 export type DomainEvent =
-  | { type: 'vehicle.added' | 'vehicle.modified' | 'vehicle.deleted'; vehicle_id: string; fleet_id: string }
+  | {
+      type: 'vehicle.added' | 'vehicle.modified' | 'vehicle.deleted';
+      vehicle_id: string;
+      fleet_id: string;
+      /** The request that caused it (SPEC §2). */
+      flow_id?: string;
+    }
   | { type: 'vehicle.state'; vehicle_id: string; fleet_id: string }
   | { type: 'vehicle.setup'; vehicle_id: string }
   | { type: 'vehicle.life'; vehicle_id: string; online: boolean }

@@ -56,6 +56,12 @@ export function versionFromIfMatch(header: string | undefined): number | undefin
   return Number(m[1]);
 }
 
+/** The request a change comes from: its flow id tags the events and log lines it causes (SPEC §2). */
+export interface RequestContext {
+  flowId: string;
+  logger: Logger;
+}
+
 export interface ListVehiclesQuery {
   limit: number;
   page_token?: string;
@@ -116,7 +122,8 @@ export class VehicleService {
     };
   }
 
-  async add(principal: Principal, input: AddVehicleInput): Promise<Vehicle> {
+  async add(principal: Principal, input: AddVehicleInput, ctx?: RequestContext): Promise<Vehicle> {
+    const log = ctx?.logger ?? this.logger;
     const adapter = this.adapters.get(input.telematics_brand);
     if (!adapter) {
       throw validation(
@@ -181,13 +188,18 @@ export class VehicleService {
     } catch (e) {
       // Nothing half-done: a vehicle whose unit cannot be provisioned is not kept.
       await this.store.deleteVehicle(vehicle.vehicle_id);
-      this.logger.error({ err: e, vehicle_id: vehicle.vehicle_id }, 'provisioning the unit failed');
+      log.error({ err: e, vehicle_id: vehicle.vehicle_id }, 'provisioning the unit failed');
       throw new ProblemError(
         'service-unavailable',
         'The unit could not be provisioned in the message broker; nothing was added. Retry later.',
       );
     }
-    this.events.emit({ type: 'vehicle.added', vehicle_id: vehicle.vehicle_id, fleet_id: vehicle.fleet_id });
+    this.events.emit({
+      type: 'vehicle.added',
+      vehicle_id: vehicle.vehicle_id,
+      fleet_id: vehicle.fleet_id,
+      flow_id: ctx?.flowId,
+    });
     return vehicle;
   }
 
@@ -245,7 +257,13 @@ export class VehicleService {
     };
   }
 
-  async update(principal: Principal, vehicleId: string, patch: VehiclePatch, ifMatch?: number): Promise<Vehicle> {
+  async update(
+    principal: Principal,
+    vehicleId: string,
+    patch: VehiclePatch,
+    ifMatch?: number,
+    ctx?: RequestContext,
+  ): Promise<Vehicle> {
     const current = await this.get(principal, vehicleId);
     const merged: VehiclePatch = { ...patch };
     // PATCH merges objects member by member (RFC 7396 style): null removes a member.
@@ -256,11 +274,16 @@ export class VehicleService {
     const result = await this.store.updateVehicle(vehicleId, merged, ifMatch, new Date().toISOString());
     if (result === 'version-mismatch') throw modified(vehicleId);
     if (!result) throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
-    this.events.emit({ type: 'vehicle.modified', vehicle_id: vehicleId, fleet_id: principal.fleetId });
+    this.events.emit({
+      type: 'vehicle.modified',
+      vehicle_id: vehicleId,
+      fleet_id: principal.fleetId,
+      flow_id: ctx?.flowId,
+    });
     return result;
   }
 
-  async remove(principal: Principal, vehicleId: string, ifMatch?: number): Promise<void> {
+  async remove(principal: Principal, vehicleId: string, ifMatch?: number, ctx?: RequestContext): Promise<void> {
     const vehicle = await this.get(principal, vehicleId);
     const result = await this.store.deleteVehicle(vehicleId, ifMatch);
     if (result === 'version-mismatch') throw modified(vehicleId);
@@ -268,9 +291,14 @@ export class VehicleService {
     try {
       await this.adapters.get(vehicle.telematics_brand)?.onVehicleRemoved(vehicle);
     } catch (e) {
-      this.logger.error({ err: e, vehicle_id: vehicleId }, 'removing the unit from the broker failed');
+      (ctx?.logger ?? this.logger).error({ err: e, vehicle_id: vehicleId }, 'removing the unit from the broker failed');
     }
-    this.events.emit({ type: 'vehicle.deleted', vehicle_id: vehicleId, fleet_id: principal.fleetId });
+    this.events.emit({
+      type: 'vehicle.deleted',
+      vehicle_id: vehicleId,
+      fleet_id: principal.fleetId,
+      flow_id: ctx?.flowId,
+    });
   }
 
   /** SPEC §3: the latest known state, filtered by the vehicle's state capabilities. */

@@ -81,3 +81,30 @@ it('fleetgate clients create | list | delete on the same database', async () => 
     rmSync(dataDir, { recursive: true, force: true });
   }
 });
+
+it('events a request causes carry its flow id (SPEC §2)', async () => {
+  const token = await h.token('fleet-events');
+  const seen: Array<{ type: string; flow_id?: string }> = [];
+  const off = h.app.events.on((e) => seen.push(e as { type: string; flow_id?: string }));
+  try {
+    const res = await h.request('POST', '/vehicles', {
+      token,
+      body: {
+        telematics_brand: 'FLEETGATE',
+        telematics_unit_id: `ev-${Date.now()}`,
+        vehicle_model_id: 'fleetgate-car-v1',
+        password: 'abcdefghijklmnop',
+      },
+    });
+    expect(res.status).toBe(201);
+    expect(seen).toContainEqual(
+      expect.objectContaining({ type: 'vehicle.added', flow_id: res.headers.get('x-flow-id') }),
+    );
+    const del = await h.request('DELETE', `/vehicles/${res.body.vehicle_id}`, { token });
+    expect(seen).toContainEqual(
+      expect.objectContaining({ type: 'vehicle.deleted', flow_id: del.headers.get('x-flow-id') }),
+    );
+  } finally {
+    off();
+  }
+});

@@ -32,7 +32,7 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
       },
     },
     async (request, reply) => {
-      const vehicle = await vehicles.add(request.principal!, request.body);
+      const vehicle = await vehicles.add(request.principal!, request.body, { flowId: request.id, logger: request.log });
       reply.header('ETag', etagOf(vehicle)).header('Location', `/vehicles/${vehicle.vehicle_id}`);
       return reply.status(201).send(vehicles.view(vehicle));
     },
@@ -101,6 +101,7 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
         request.params.vehicle_id,
         request.body as never,
         ifMatch,
+        { flowId: request.id, logger: request.log },
       );
       reply.header('ETag', etagOf(vehicle));
       return vehicles.view(vehicle);
@@ -123,7 +124,10 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
     },
     async (request, reply) => {
       const ifMatch = versionFromIfMatch(request.headers['if-match']);
-      await vehicles.remove(request.principal!, request.params.vehicle_id, ifMatch);
+      await vehicles.remove(request.principal!, request.params.vehicle_id, ifMatch, {
+        flowId: request.id,
+        logger: request.log,
+      });
       return reply.status(204).send(null);
     },
   );
