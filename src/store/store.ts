@@ -101,6 +101,13 @@ export interface VehicleFilter {
 
 export type VehiclePatch = Partial<Pick<Vehicle, 'master_data' | 'custom_fields' | 'tags' | 'operation_status'>>;
 
+/** One numbered schema step of an engine (store/<engine>/migrations.ts); never edited once released. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
 export class StoreConflictError extends Error {
   constructor(readonly constraint: string) {
     super(`unique constraint ${constraint} violated`);

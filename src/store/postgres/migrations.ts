@@ -2,11 +2,7 @@
  * PostgreSQL schema, as numbered migrations applied in order under an advisory lock and recorded
  * in `schema_migrations`. Never edit a released migration: add the next number.
  */
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
+import type { Migration } from '../store.js';
 
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
   {

@@ -10,13 +10,14 @@ import {
   type CommandRecord,
   type CredentialsRecord,
   type IdempotencyRecord,
+  type Migration,
   type Store,
   StoreConflictError,
   StoreUnavailableError,
   type VehicleFilter,
   type VehiclePatch,
 } from '../store.js';
-import { type Migration, POSTGRES_MIGRATIONS } from './migrations.js';
+import { POSTGRES_MIGRATIONS } from './migrations.js';
 
 export interface PostgresStoreOptions {
   /** postgres:// or postgresql:// connection URL. */

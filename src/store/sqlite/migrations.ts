@@ -3,11 +3,7 @@
  * Never edit a released migration: add the next number. Timestamps are epoch milliseconds
  * (INTEGER) so comparisons and ordering are exact; JSON values are TEXT.
  */
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
+import type { Migration } from '../store.js';
 
 export const SQLITE_MIGRATIONS: readonly Migration[] = [
   {

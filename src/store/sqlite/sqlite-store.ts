@@ -9,13 +9,14 @@ import {
   type CommandRecord,
   type CredentialsRecord,
   type IdempotencyRecord,
+  type Migration,
   type Store,
   StoreConflictError,
   StoreUnavailableError,
   type VehicleFilter,
   type VehiclePatch,
 } from '../store.js';
-import { type Migration, SQLITE_MIGRATIONS } from './migrations.js';
+import { SQLITE_MIGRATIONS } from './migrations.js';
 
 export interface SqliteStoreOptions {
   /** Database file path. */
