@@ -17,6 +17,7 @@ import {
   type VehicleFilter,
   type VehiclePatch,
 } from '../store.js';
+import { Batcher } from './batcher.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
 
 export interface PostgresStoreOptions {
@@ -333,9 +334,102 @@ export class PostgresStore implements Store {
     }
   }
 
+  // Reads and writes of the command path, coalesced across concurrent commands (batcher.ts).
+  private readonly vehicleReads = new Batcher<string, Vehicle | undefined>(
+    async (ids) => {
+      const { rows } = await this.q('SELECT * FROM vehicles WHERE vehicle_id = ANY($1::text[])', [ids]);
+      const byId = new Map(rows.map((r) => [String(r.vehicle_id), vehicleFromRow(r)]));
+      return ids.map((id) => byId.get(id));
+    },
+    async (id) => {
+      const { rows } = await this.q('SELECT * FROM vehicles WHERE vehicle_id = $1', [id]);
+      return rows[0] && vehicleFromRow(rows[0]);
+    },
+  );
+
+  private readonly stateReads = new Batcher<string, VehicleState>(
+    async (ids) => {
+      const { rows } = await this.q(
+        'SELECT vehicle_id, property, ts, value FROM vehicle_state WHERE vehicle_id = ANY($1::text[]) ORDER BY vehicle_id, property',
+        [ids],
+      );
+      const byId = new Map<string, Row[]>();
+      for (const r of rows) {
+        const id = String(r.vehicle_id);
+        const list = byId.get(id) ?? [];
+        list.push(r);
+        byId.set(id, list);
+      }
+      return ids.map((id) => stateFromRows(byId.get(id) ?? []));
+    },
+    async (id) => {
+      const { rows } = await this.q(
+        'SELECT property, ts, value FROM vehicle_state WHERE vehicle_id = $1 ORDER BY property',
+        [id],
+      );
+      return stateFromRows(rows);
+    },
+  );
+
+  private readonly commandBegins = new Batcher<CommandRecord, boolean>(
+    async (records) => {
+      // Rows of one statement that conflict with each other on the single-flight index are
+      // skipped like any other conflict (DO NOTHING), so two commands to one vehicle in one
+      // batch still give exactly one winner.
+      const { rows } = await this.q(
+        `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
+           problem_type, detail, delivery, steps, requested_at, deadline_at)
+         SELECT r.flow_id, r.fleet_id, r.client_id, r.vehicle_id, r.command, r.adapter, r.instance_id, 'IN_FLIGHT',
+           r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at
+         FROM jsonb_to_recordset($1::jsonb) AS r(flow_id text, fleet_id text, client_id text, vehicle_id text,
+           command text, adapter text, instance_id text, problem_type text, detail text, delivery text, steps jsonb,
+           requested_at timestamptz, deadline_at timestamptz)
+         ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING
+         RETURNING flow_id`,
+        [json(records)],
+      );
+      const inserted = new Set(rows.map((r) => String(r.flow_id)));
+      return records.map((c) => inserted.has(c.flow_id));
+    },
+    (c) => this.beginCommandOne(c),
+  );
+
+  private readonly commandCompletions = new Batcher<
+    { flowId: string; completion: CommandCompletion; vehicleId: string; state: VehicleState },
+    void
+  >(
+    async (items) => {
+      const states = items.flatMap((i) =>
+        Object.entries(normalizeState(i.state)).map(([property, v]) => ({
+          vehicle_id: i.vehicleId,
+          property,
+          ts: v.timestamp,
+          value: v.value,
+        })),
+      );
+      await this.q(
+        `WITH done AS (
+           SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(flow_id text, status text, problem_type text, detail text,
+             delivery text, steps jsonb, completed_at timestamptz, duration_ms integer)),
+         finished AS (
+           UPDATE commands c SET status = d.status, problem_type = d.problem_type, detail = d.detail,
+             delivery = d.delivery, steps = d.steps, completed_at = d.completed_at, duration_ms = d.duration_ms
+           FROM done d WHERE c.flow_id = d.flow_id RETURNING c.flow_id)
+         INSERT INTO vehicle_state (vehicle_id, property, ts, value)
+         SELECT s.vehicle_id, s.property, s.ts, s.value
+         FROM jsonb_to_recordset($2::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)
+         ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
+         WHERE excluded.ts > vehicle_state.ts
+            OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)`,
+        [json(items.map((i) => ({ flow_id: i.flowId, ...i.completion }))), json(states)],
+      );
+      return items.map(() => undefined);
+    },
+    (i) => this.completeCommandOne(i.flowId, i.completion, i.vehicleId, i.state),
+  );
+
   async getVehicle(vehicleId: string): Promise<Vehicle | undefined> {
-    const { rows } = await this.q('SELECT * FROM vehicles WHERE vehicle_id = $1', [vehicleId]);
-    return rows[0] && vehicleFromRow(rows[0]);
+    return this.vehicleReads.submit(vehicleId);
   }
 
   async findVehicleByUnit(brand: string, unitId: string): Promise<Vehicle | undefined> {
@@ -558,10 +652,21 @@ export class PostgresStore implements Store {
 
   async completeCommand(
     flowId: string,
-    c: CommandCompletion,
+    completion: CommandCompletion,
     vehicleId: string,
     state: VehicleState,
   ): Promise<VehicleState> {
+    await this.commandCompletions.submit({ flowId, completion, vehicleId, state });
+    // The read is its own statement, after the write (see mergeState).
+    return this.stateReads.submit(vehicleId);
+  }
+
+  private async completeCommandOne(
+    flowId: string,
+    c: CommandCompletion,
+    vehicleId: string,
+    state: VehicleState,
+  ): Promise<void> {
     try {
       // One round trip: the record's UPDATE rides along as a data-modifying CTE of the upsert
       // (both run, whatever the upsert inserts). The merged state is read by its own statement,
@@ -590,21 +695,20 @@ export class PostgresStore implements Store {
       );
     } catch (err) {
       // The vehicle was deleted meanwhile (its record went with it): nothing to keep.
-      if (errorCode(err) === '23503') return {};
+      if (errorCode(err) === '23503') return;
       throw err;
     }
-    return this.getState(vehicleId);
   }
 
   async getState(vehicleId: string): Promise<VehicleState> {
-    const { rows } = await this.q(
-      'SELECT property, ts, value FROM vehicle_state WHERE vehicle_id = $1 ORDER BY property',
-      [vehicleId],
-    );
-    return stateFromRows(rows);
+    return this.stateReads.submit(vehicleId);
   }
 
   async beginCommand(c: CommandRecord): Promise<boolean> {
+    return this.commandBegins.submit(c);
+  }
+
+  private async beginCommandOne(c: CommandRecord): Promise<boolean> {
     try {
       const { rowCount } = await this.q(
         `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
