@@ -4,7 +4,7 @@ import { PROBLEMS, ProblemError, type ProblemKey } from '../domain/problems.js';
 import { filterState, sanitizeState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Vehicle } from '../domain/vehicle.js';
 import type { CommandCompletion, CommandRecord, CommandStep, Delivery, Store } from '../store/store.js';
-import type { CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
+import type { AdapterVehicleModel, CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
 import type { EventBus } from './event-bus.js';
 import type { VehicleService } from './vehicle-service.js';
@@ -197,7 +197,33 @@ export class CommandService {
       );
     }
 
-    const budget = AbortSignal.any([AbortSignal.timeout(this.options.timeoutMs), this.shutdown.signal]);
+    // One timer per command, cleared when it ends (AbortSignal.timeout's would stay scheduled for
+    // the whole budget: at 2,000 commands/s, 30,000 live timers).
+    const budgetController = new AbortController();
+    const budget = budgetController.signal;
+    const budgetTimer = setTimeout(() => budgetController.abort(), this.options.timeoutMs);
+    const onShutdown = () => budgetController.abort();
+    this.shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+    if (this.shutdown.signal.aborted) budgetController.abort();
+    try {
+      return await this.runSteps(principal, vehicle, command, ctx, adapter, model, started, deadline, budget);
+    } finally {
+      clearTimeout(budgetTimer);
+      this.shutdown.signal.removeEventListener('abort', onShutdown);
+    }
+  }
+
+  private async runSteps(
+    principal: Principal,
+    vehicle: Vehicle,
+    command: CommandName,
+    ctx: { flowId: string; idempotencyKey?: string; logger: Logger },
+    adapter: TelematicsAdapter,
+    model: AdapterVehicleModel,
+    started: number,
+    deadline: Date,
+    budget: AbortSignal,
+  ): Promise<StoredResult> {
     const native = model.native_combined?.includes(command) ?? false;
     const plan: readonly CommandName[] = native ? [command] : (COMBINED_STEPS[command] ?? [command]);
     const steps: CommandStep[] = plan.map((c) => ({ command: c, outcome: 'NOT_EXECUTED' }));
