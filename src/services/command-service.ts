@@ -4,7 +4,7 @@ import { PROBLEMS, ProblemError, type ProblemKey } from '../domain/problems.js';
 import { filterState, sanitizeState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Vehicle } from '../domain/vehicle.js';
 import type { CommandCompletion, CommandRecord, CommandStep, Delivery, Store } from '../store/store.js';
-import type { AdapterVehicleModel, CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
+import type { CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
 import type { EventBus } from './event-bus.js';
 import type { VehicleService } from './vehicle-service.js';
@@ -197,123 +197,121 @@ export class CommandService {
       );
     }
 
-    // One timer per command, cleared when it ends (AbortSignal.timeout's would stay scheduled for
-    // the whole budget: at 2,000 commands/s, 30,000 live timers).
-    const budgetController = new AbortController();
-    const budget = budgetController.signal;
-    const budgetTimer = setTimeout(() => budgetController.abort(), this.options.timeoutMs);
-    const onShutdown = () => budgetController.abort();
-    this.shutdown.signal.addEventListener('abort', onShutdown, { once: true });
-    if (this.shutdown.signal.aborted) budgetController.abort();
+    const budget = this.startBudget();
     try {
-      return await this.runSteps(principal, vehicle, command, ctx, adapter, model, started, deadline, budget);
+      const native = model.native_combined?.includes(command) ?? false;
+      const plan: readonly CommandName[] = native ? [command] : (COMBINED_STEPS[command] ?? [command]);
+      const steps: CommandStep[] = plan.map((c) => ({ command: c, outcome: 'NOT_EXECUTED' }));
+      let state: VehicleState = {};
+      let failure: Failure | undefined;
+
+      for (const [i, step] of plan.entries()) {
+        const outcome = await this.callAdapter(
+          adapter,
+          { vehicle, command: step, flowId: ctx.flowId, deadline, signal: budget.signal },
+          ctx.logger,
+        );
+        if (outcome.kind === 'succeeded') {
+          steps[i]!.outcome = 'SUCCEEDED';
+          state = { ...state, ...outcome.state };
+          continue;
+        }
+        failure = this.toFailure(outcome, vehicle, step);
+        steps[i] = { command: step, outcome: 'FAILED', problem_type: failure.key, detail: failure.detail };
+        break;
+      }
+
+      const completedAt = new Date();
+      const multiStep = plan.length > 1;
+      if (failure !== undefined && multiStep) {
+        const failed = steps.find((s) => s.outcome === 'FAILED')!;
+        failure.detail = `Step '${commandToPath(failed.command)}' of '${commandToPath(command)}' failed: ${failure.detail}`;
+      }
+      const status =
+        failure === undefined
+          ? 'SUCCEEDED'
+          : failure.delivery === 'DELIVERED_OUTCOME_UNKNOWN'
+            ? 'OUTCOME_UNKNOWN'
+            : 'FAILED';
+      const durationMs = completedAt.getTime() - started;
+      // One store step finishes the record and merges what the unit reported (docs/performance.md).
+      const merged = await this.complete(
+        vehicle,
+        ctx.flowId,
+        {
+          status,
+          problem_type: failure?.key ?? null,
+          detail: failure?.detail ?? null,
+          delivery: failure === undefined ? 'DELIVERED' : failure.delivery,
+          steps: multiStep ? steps : null,
+          completed_at: completedAt.toISOString(),
+          duration_ms: durationMs,
+        },
+        state,
+        ctx.logger,
+      );
+      let result: StoredResult;
+      if (failure === undefined) {
+        result = { kind: 'state', state: filterState(merged, vehicle.capabilities.vehicle_state) };
+      } else {
+        if (multiStep) {
+          // SPEC §1: a failed combined command lists each step's outcome and the state left behind.
+          failure.extensions.steps = steps;
+          failure.extensions.vehicle_state = filterState(merged, vehicle.capabilities.vehicle_state);
+        }
+        result = this.problemResult(failure);
+      }
+      if (ctx.idempotencyKey !== undefined) {
+        const code = failure === undefined ? 200 : PROBLEMS[failure.key].status;
+        await this.store
+          .completeIdempotencyKey(principal.fleetId, ctx.idempotencyKey, code, result)
+          .catch((e: unknown) => ctx.logger.error({ err: e }, 'storing the idempotent result failed'));
+      }
+      this.events.emit({
+        type: 'command.finished',
+        vehicle_id: vehicle.vehicle_id,
+        fleet_id: vehicle.fleet_id,
+        flow_id: ctx.flowId,
+        command,
+        adapter: adapter.brand,
+        outcome: failure?.key ?? 'succeeded',
+        duration_ms: durationMs,
+      });
+      ctx.logger.info(
+        {
+          vehicle_id: vehicle.vehicle_id,
+          command,
+          adapter: adapter.brand,
+          outcome: status,
+          problem: failure?.key,
+          duration_ms: durationMs,
+        },
+        'command finished',
+      );
+      return result;
     } finally {
-      clearTimeout(budgetTimer);
-      this.shutdown.signal.removeEventListener('abort', onShutdown);
+      budget.dispose();
     }
   }
 
-  private async runSteps(
-    principal: Principal,
-    vehicle: Vehicle,
-    command: CommandName,
-    ctx: { flowId: string; idempotencyKey?: string; logger: Logger },
-    adapter: TelematicsAdapter,
-    model: AdapterVehicleModel,
-    started: number,
-    deadline: Date,
-    budget: AbortSignal,
-  ): Promise<StoredResult> {
-    const native = model.native_combined?.includes(command) ?? false;
-    const plan: readonly CommandName[] = native ? [command] : (COMBINED_STEPS[command] ?? [command]);
-    const steps: CommandStep[] = plan.map((c) => ({ command: c, outcome: 'NOT_EXECUTED' }));
-    let state: VehicleState = {};
-    let failure: Failure | undefined;
-
-    for (const [i, step] of plan.entries()) {
-      const outcome = await this.callAdapter(
-        adapter,
-        { vehicle, command: step, flowId: ctx.flowId, deadline, signal: budget },
-        ctx.logger,
-      );
-      if (outcome.kind === 'succeeded') {
-        steps[i]!.outcome = 'SUCCEEDED';
-        state = { ...state, ...outcome.state };
-        continue;
-      }
-      failure = this.toFailure(outcome, vehicle, step);
-      steps[i] = { command: step, outcome: 'FAILED', problem_type: failure.key, detail: failure.detail };
-      break;
-    }
-
-    const completedAt = new Date();
-    const multiStep = plan.length > 1;
-    if (failure !== undefined && multiStep) {
-      const failed = steps.find((s) => s.outcome === 'FAILED')!;
-      failure.detail = `Step '${commandToPath(failed.command)}' of '${commandToPath(command)}' failed: ${failure.detail}`;
-    }
-    const status =
-      failure === undefined
-        ? 'SUCCEEDED'
-        : failure.delivery === 'DELIVERED_OUTCOME_UNKNOWN'
-          ? 'OUTCOME_UNKNOWN'
-          : 'FAILED';
-    const durationMs = completedAt.getTime() - started;
-    // One store step finishes the record and merges what the unit reported (docs/performance.md).
-    const merged = await this.complete(
-      vehicle,
-      ctx.flowId,
-      {
-        status,
-        problem_type: failure?.key ?? null,
-        detail: failure?.detail ?? null,
-        delivery: failure === undefined ? 'DELIVERED' : failure.delivery,
-        steps: multiStep ? steps : null,
-        completed_at: completedAt.toISOString(),
-        duration_ms: durationMs,
+  /**
+   * The command's time budget: one timer, cleared when the command ends (AbortSignal.timeout's
+   * would stay scheduled for the whole budget: at 2,000 commands/s, 30,000 live timers), also
+   * aborted by a forced shutdown.
+   */
+  private startBudget(): { signal: AbortSignal; dispose: () => void } {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), this.options.timeoutMs);
+    const onShutdown = () => controller.abort();
+    this.shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+    if (this.shutdown.signal.aborted) controller.abort();
+    return {
+      signal: controller.signal,
+      dispose: () => {
+        clearTimeout(timer);
+        this.shutdown.signal.removeEventListener('abort', onShutdown);
       },
-      state,
-      ctx.logger,
-    );
-    let result: StoredResult;
-    if (failure === undefined) {
-      result = { kind: 'state', state: filterState(merged, vehicle.capabilities.vehicle_state) };
-    } else {
-      if (multiStep) {
-        // SPEC §1: a failed combined command lists each step's outcome and the state left behind.
-        failure.extensions.steps = steps;
-        failure.extensions.vehicle_state = filterState(merged, vehicle.capabilities.vehicle_state);
-      }
-      result = this.problemResult(failure);
-    }
-    if (ctx.idempotencyKey !== undefined) {
-      const code = failure === undefined ? 200 : PROBLEMS[failure.key].status;
-      await this.store
-        .completeIdempotencyKey(principal.fleetId, ctx.idempotencyKey, code, result)
-        .catch((e: unknown) => ctx.logger.error({ err: e }, 'storing the idempotent result failed'));
-    }
-    this.events.emit({
-      type: 'command.finished',
-      vehicle_id: vehicle.vehicle_id,
-      fleet_id: vehicle.fleet_id,
-      flow_id: ctx.flowId,
-      command,
-      adapter: adapter.brand,
-      outcome: failure?.key ?? 'succeeded',
-      duration_ms: durationMs,
-    });
-    ctx.logger.info(
-      {
-        vehicle_id: vehicle.vehicle_id,
-        command,
-        adapter: adapter.brand,
-        outcome: status,
-        problem: failure?.key,
-        duration_ms: durationMs,
-      },
-      'command finished',
-    );
-    return result;
+    };
   }
 
   /** Inserts the IN_FLIGHT record; on conflict, expires orphans of dead instances and tries once more. */
