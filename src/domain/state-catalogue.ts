@@ -172,6 +172,19 @@ export function filterState(state: VehicleState, capabilities: readonly string[]
   return out;
 }
 
+/**
+ * What fleetgate keeps of a state a unit reported (a report or a command answer): the valid
+ * catalogue properties (sanitizeState) that the vehicle's state capabilities allow (filterState).
+ */
+export function acceptState(
+  raw: unknown,
+  capabilities: readonly string[],
+  now: Date = new Date(),
+): { state: VehicleState; rejected: string[] } {
+  const { state, rejected } = sanitizeState(raw, now);
+  return { state: filterState(state, capabilities), rejected };
+}
+
 /** Merges `update` into `base`; per property the newer timestamp wins (SPEC §3). */
 export function mergeState(base: VehicleState, update: VehicleState): VehicleState {
   const out: VehicleState = { ...base };

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { COMBINED_STEPS, type CommandName, commandToPath } from '../domain/commands.js';
 import { PROBLEMS, ProblemError, type ProblemKey } from '../domain/problems.js';
-import { filterState, sanitizeState, type VehicleState } from '../domain/state-catalogue.js';
+import { acceptState, filterState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Vehicle } from '../domain/vehicle.js';
 import type { CommandCompletion, CommandRecord, CommandStep, Delivery, Store } from '../store/store.js';
 import type { CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
@@ -447,9 +447,8 @@ export class CommandService {
     reported: VehicleState,
     logger: Logger,
   ): Promise<VehicleState> {
-    const { state, rejected } = sanitizeState(reported);
+    const { state: allowed, rejected } = acceptState(reported, vehicle.capabilities.vehicle_state);
     if (rejected.length > 0) logger.warn({ rejected }, 'dropped invalid state properties from command answer');
-    const allowed = filterState(state, vehicle.capabilities.vehicle_state);
     try {
       return await this.store.completeCommand(flowId, completion, vehicle.vehicle_id, allowed);
     } catch (e) {

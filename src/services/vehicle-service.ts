@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ProblemError } from '../domain/problems.js';
-import { filterState, sanitizeState, type VehicleState } from '../domain/state-catalogue.js';
+import { acceptState, filterState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Capabilities, MasterData, OperationStatus, Vehicle } from '../domain/vehicle.js';
 import { newVehicleId } from '../lib/ids.js';
 import { decodePageToken, encodePageToken, type Page } from '../lib/pagination.js';
@@ -91,15 +91,19 @@ export class VehicleService {
     model: AdapterVehicleModel;
   } {
     const adapter = this.adapters.get(vehicle.telematics_brand);
-    const model = adapter?.models.find((m) => m.id === vehicle.vehicle_model_id);
+    const model = this.findModel(vehicle);
     if (!adapter || !model) {
       throw new Error(`vehicle model ${vehicle.telematics_brand}/${vehicle.vehicle_model_id} is not in the catalogue`);
     }
     return { adapter, model };
   }
 
+  private findModel(vehicle: Pick<Vehicle, 'telematics_brand' | 'vehicle_model_id'>): AdapterVehicleModel | undefined {
+    return this.adapters.get(vehicle.telematics_brand)?.models.find((m) => m.id === vehicle.vehicle_model_id);
+  }
+
   view(vehicle: Vehicle): VehicleView {
-    const model = this.adapters.get(vehicle.telematics_brand)?.models.find((m) => m.id === vehicle.vehicle_model_id);
+    const model = this.findModel(vehicle);
     return {
       vehicle_id: vehicle.vehicle_id,
       vehicle_model_id: vehicle.vehicle_model_id,
@@ -322,14 +326,13 @@ export class VehicleService {
   async onStateReport(brand: string, unitId: string, raw: unknown): Promise<VehicleState | undefined> {
     const vehicle = await this.store.findVehicleByUnit(brand, unitId);
     if (!vehicle) return undefined;
-    const { state, rejected } = sanitizeState(raw);
+    const { state: allowed, rejected } = acceptState(raw, vehicle.capabilities.vehicle_state);
     if (rejected.length > 0) {
       this.logger.warn(
         { vehicle_id: vehicle.vehicle_id, rejected },
         'dropped invalid state properties from unit report',
       );
     }
-    const allowed = filterState(state, vehicle.capabilities.vehicle_state);
     if (Object.keys(allowed).length === 0) return undefined;
     const merged = await this.store.mergeState(vehicle.vehicle_id, allowed);
     this.events.emit({ type: 'vehicle.state', vehicle_id: vehicle.vehicle_id, fleet_id: vehicle.fleet_id });
