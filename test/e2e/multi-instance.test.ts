@@ -1,15 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FleetgateProcess, startFleetgateProcess } from '../../scripts/lib/fleetgate-process.js';
-import { type MosquittoServer, startMosquittoServer } from '../../scripts/lib/mosquitto-server.js';
-import { createApiClient } from '../../src/services/auth-service.js';
 import { FleetgateUnit } from '../../src/sim/fleetgate-unit.js';
-import { createStore } from '../../src/store/registry.js';
 import { eventually } from '../helpers/eventually.js';
-import { createTestDatabase } from '../helpers/postgres.js';
+import { type SharedParts, startSharedParts } from '../helpers/shared-parts.js';
 
 // SPEC §1 and §7: several fleetgate processes on one PostgreSQL and one Mosquitto. Any instance
 // answers any request; single flight, setup, life status and state are shared through them.
@@ -18,9 +12,7 @@ const COMMAND_TIMEOUT_MS = 2000;
 // (command-service.ts), and the maintenance loop runs every 5 s (app.ts).
 const ORPHAN_EXPIRY_MAX_MS = COMMAND_TIMEOUT_MS + 5_000 + 5_000 + 3_000;
 
-let database: { url: string; drop: () => Promise<void> } | undefined;
-let broker: MosquittoServer | undefined;
-let dataDir: string | undefined;
+let parts: SharedParts | undefined;
 const instances: FleetgateProcess[] = [];
 const units: FleetgateUnit[] = [];
 let A: FleetgateProcess;
@@ -64,7 +56,7 @@ async function addVehicle(
   });
   expect(added.status, JSON.stringify(added.body)).toBe(201);
   const unit = new FleetgateUnit({
-    mqttUrl: broker!.url,
+    mqttUrl: parts!.broker.url,
     unitId,
     password,
     model: 'fleetgate-car-v1',
@@ -92,47 +84,21 @@ async function latestRecord(on: FleetgateProcess, vehicleId: string): Promise<an
 }
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  broker = await startMosquittoServer();
-  dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-mi-'));
-  const settings = {
-    'database-url': database.url,
-    'mqtt-url': broker.url,
-    'mqtt-username': broker.adminUsername,
-    'mqtt-password': broker.adminPassword,
-    'secret-key': randomBytes(32).toString('base64url'),
-    'command-timeout-ms': COMMAND_TIMEOUT_MS,
-    'teltonika-port': 0,
-    'data-dir': dataDir,
-    'log-level': 'warn',
-  };
+  parts = await startSharedParts({ commandTimeoutMs: COMMAND_TIMEOUT_MS });
+  const settings = { ...parts.settings, 'teltonika-port': 0 };
   // One after the other: the first one migrates the empty database.
   for (const id of ['fg-a', 'fg-b', 'fg-c']) {
     instances.push(await startFleetgateProcess({ settings, instanceId: id }));
   }
   [A, B, C] = instances as [FleetgateProcess, FleetgateProcess, FleetgateProcess];
-
-  const store = await createStore({ databaseUrl: database.url, dataDir });
-  try {
-    const client = await createApiClient(store, { fleetId: 'fleet-mi', scopes: ['vehicles', 'vehicle-commands'] });
-    const basic = Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64');
-    // A token from one instance is valid on every other (shared secret key).
-    const res = await fetch(`${B.url}/auth/oauth/token?grant_type=client_credentials`, {
-      method: 'POST',
-      headers: { authorization: `Basic ${basic}` },
-    });
-    token = ((await res.json()) as { access_token: string }).access_token;
-  } finally {
-    await store.close();
-  }
+  // A token from one instance is valid on every other (shared secret key).
+  token = await parts.token('fleet-mi', B);
 }, 90_000);
 
 afterAll(async () => {
   await Promise.allSettled(units.map((u) => u.stop()));
   await Promise.allSettled(instances.map((p) => p.stop(5000)));
-  await broker?.close();
-  await database?.drop();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await parts?.close();
 });
 
 describe('several fleetgate instances on one PostgreSQL and one Mosquitto', () => {

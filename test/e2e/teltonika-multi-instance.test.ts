@@ -1,69 +1,36 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type FleetgateProcess, startFleetgateProcess } from '../../scripts/lib/fleetgate-process.js';
 import { freePort } from '../../scripts/lib/free-port.js';
-import { type MosquittoServer, startMosquittoServer } from '../../scripts/lib/mosquitto-server.js';
 import { COMMANDS, commandToPath } from '../../src/domain/commands.js';
-import { createApiClient } from '../../src/services/auth-service.js';
 import { TeltonikaUnit } from '../../src/sim/teltonika/teltonika-unit.js';
-import { createStore } from '../../src/store/registry.js';
 import { TELTONIKA_MODELS } from '../../src/telematics/teltonika/models.js';
 import { eventually } from '../helpers/eventually.js';
-import { createTestDatabase } from '../helpers/postgres.js';
+import { type SharedParts, startSharedParts } from '../helpers/shared-parts.js';
 
 // Issue 4, item 3: a command received by instance A reaches a Teltonika unit whose TCP session is
 // on instance B, through the shared broker — for every command of both models.
-let database: { url: string; drop: () => Promise<void> } | undefined;
-let broker: MosquittoServer | undefined;
-let dataDir: string | undefined;
+let parts: SharedParts | undefined;
 const instances: Array<{ process: FleetgateProcess; teltonikaPort: number }> = [];
 const units: TeltonikaUnit[] = [];
 let token: string;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  broker = await startMosquittoServer();
-  dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-tmi-'));
-  const common = {
-    'database-url': database.url,
-    'mqtt-url': broker.url,
-    'mqtt-username': broker.adminUsername,
-    'mqtt-password': broker.adminPassword,
-    'secret-key': randomBytes(32).toString('base64url'),
-    'command-timeout-ms': 3000,
-    'data-dir': dataDir,
-    'log-level': 'warn',
-  };
+  parts = await startSharedParts({ commandTimeoutMs: 3000 });
   for (const id of ['tt-a', 'tt-b']) {
     const teltonikaPort = await freePort();
     const process = await startFleetgateProcess({
-      settings: { ...common, 'teltonika-port': teltonikaPort },
+      settings: { ...parts.settings, 'teltonika-port': teltonikaPort },
       instanceId: id,
     });
     instances.push({ process, teltonikaPort });
   }
-  const store = await createStore({ databaseUrl: database.url, dataDir });
-  try {
-    const c = await createApiClient(store, { fleetId: 'fleet-tmi', scopes: ['vehicles', 'vehicle-commands'] });
-    const res = await fetch(`${instances[0]!.process.url}/auth/oauth/token?grant_type=client_credentials`, {
-      method: 'POST',
-      headers: { authorization: `Basic ${Buffer.from(`${c.client_id}:${c.client_secret}`).toString('base64')}` },
-    });
-    token = ((await res.json()) as { access_token: string }).access_token;
-  } finally {
-    await store.close();
-  }
+  token = await parts.token('fleet-tmi', instances[0]!.process);
 }, 90_000);
 
 afterAll(async () => {
   await Promise.allSettled(units.map((u) => u.stop()));
   await Promise.allSettled(instances.map((i) => i.process.stop(5000)));
-  await broker?.close();
-  await database?.drop();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await parts?.close();
 });
 
 async function call(on: FleetgateProcess, method: string, urlPath: string, body?: unknown) {
