@@ -463,6 +463,15 @@ export function storeContract(name: string, factory: StoreFactory): void {
     });
 
     describe('commands', () => {
+      const succeeded = (durationMs: number) => ({
+        status: 'SUCCEEDED' as const,
+        problem_type: null,
+        detail: null,
+        delivery: 'DELIVERED' as const,
+        steps: null,
+        completed_at: at(T0 + durationMs),
+        duration_ms: durationMs,
+      });
       // SPEC §1: one command at a time per vehicle
       it('allows one command in flight per vehicle', async () => {
         const v = await added();
@@ -529,15 +538,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         });
         const c = command(v);
         await store.beginCommand(c);
-        const completion = {
-          status: 'SUCCEEDED' as const,
-          problem_type: null,
-          detail: null,
-          delivery: 'DELIVERED' as const,
-          steps: null,
-          completed_at: at(T0 + 300),
-          duration_ms: 300,
-        };
+        const completion = succeeded(300);
         const merged = await store.completeCommand(c.flow_id, completion, v.vehicle_id, {
           central_lock: { timestamp: at(T0 + 20), value: 'UNLOCKED' },
           // Older than what is stored: the stored value stays (SPEC §3).
@@ -558,6 +559,32 @@ export function storeContract(name: string, factory: StoreFactory): void {
           await store.completeCommand(c2.flow_id, { ...completion, status: 'FAILED' }, other.vehicle_id, {}),
         ).toEqual({});
         expect((await store.getCommand(c2.flow_id))?.status).toBe('FAILED');
+      });
+
+      // The engines group concurrent writes (SQLite: one transaction, PostgreSQL: one statement).
+      it('completes concurrent commands each on its own, one of them for a vehicle deleted meanwhile', async () => {
+        const vehicles = await Promise.all(Array.from({ length: 8 }, () => added()));
+        const records = vehicles.map((v) => command(v));
+        expect(await Promise.all(records.map((c) => store.beginCommand(c)))).toEqual(records.map(() => true));
+        const gone = vehicles[3]!;
+        expect(await store.deleteVehicle(gone.vehicle_id)).toBe(true);
+        const completion = succeeded(300);
+        const merged = await Promise.all(
+          vehicles.map((v, i) =>
+            store.completeCommand(records[i]!.flow_id, completion, v.vehicle_id, {
+              mileage_in_kilometers: { timestamp: at(T0 + 200), value: i },
+            }),
+          ),
+        );
+        for (const [i, v] of vehicles.entries()) {
+          if (v === gone) {
+            expect(merged[i]).toEqual({});
+            expect(await store.getState(v.vehicle_id)).toEqual({});
+            continue;
+          }
+          expect(merged[i]).toEqual({ mileage_in_kilometers: { timestamp: at(T0 + 200), value: i } });
+          expect((await store.getCommand(records[i]!.flow_id))?.status).toBe('SUCCEEDED');
+        }
       });
 
       it('lists commands newest first with a flow_id cursor', async () => {

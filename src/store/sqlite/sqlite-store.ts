@@ -16,6 +16,7 @@ import {
   type VehicleFilter,
   type VehiclePatch,
 } from '../store.js';
+import { GroupCommit } from './group-commit.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 
 export interface SqliteStoreOptions {
@@ -86,6 +87,8 @@ export class SqliteStore implements Store {
   private readonly logger: Logger | undefined;
   private closed = false;
   private readonly statements = new Map<string, Database.Statement>();
+  /** The command path's writes: begins, completions and state reports (group-commit.ts). */
+  private readonly writes: GroupCommit;
 
   constructor(options: SqliteStoreOptions) {
     this.migrations = options.migrations ?? SQLITE_MIGRATIONS;
@@ -101,6 +104,14 @@ export class SqliteStore implements Store {
     // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
     // last transactions, which fsync on every commit would cost far more than it saves here.
     this.db.pragma('synchronous = NORMAL');
+    this.writes = new GroupCommit(this.db, (err) => {
+      if (err instanceof StoreConflictError || err instanceof StoreUnavailableError) return err;
+      try {
+        translate(err, 'reference');
+      } catch (translated) {
+        return translated;
+      }
+    });
   }
 
   /**
@@ -160,6 +171,7 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.writes.flushNow();
     this.db.close();
   }
 
@@ -491,12 +503,13 @@ export class SqliteStore implements Store {
   }
 
   async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
-    const tx = this.db.transaction(() => {
-      this.upsertState(vehicleId, state);
-      return this.readState(vehicleId);
-    });
     try {
-      return this.run(() => tx.immediate(), 'vehicle');
+      return await this.writes.submit(() =>
+        this.run(() => {
+          this.upsertState(vehicleId, state);
+          return this.readState(vehicleId);
+        }, 'vehicle'),
+      );
     } catch (err) {
       // A report for a vehicle deleted meanwhile: nothing to keep.
       if (err instanceof StoreConflictError) return {};
@@ -510,13 +523,14 @@ export class SqliteStore implements Store {
     vehicleId: string,
     state: VehicleState,
   ): Promise<VehicleState> {
-    const tx = this.db.transaction(() => {
-      this.updateCommand(flowId, completion);
-      this.upsertState(vehicleId, state);
-      return this.readState(vehicleId);
-    });
     try {
-      return this.run(() => tx.immediate(), 'vehicle');
+      return await this.writes.submit(() =>
+        this.run(() => {
+          this.updateCommand(flowId, completion);
+          this.upsertState(vehicleId, state);
+          return this.readState(vehicleId);
+        }, 'vehicle'),
+      );
     } catch (err) {
       if (err instanceof StoreConflictError) return {};
       throw err;
@@ -550,35 +564,37 @@ export class SqliteStore implements Store {
   }
 
   async beginCommand(c: CommandRecord): Promise<boolean> {
-    const info = this.run(
-      () =>
-        this.prepare(
-          `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
+    const info = await this.writes.submit(() =>
+      this.run(
+        () =>
+          this.prepare(
+            `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
                problem_type, detail, delivery, steps, requested_at, deadline_at, completed_at, duration_ms)
              VALUES (?, ?, ?, ?, ?, ?, ?, 'IN_FLIGHT', ?, ?, ?, ?, ?, ?, NULL, NULL)
              ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
-        ).run(
-          c.flow_id,
-          c.fleet_id,
-          c.client_id,
-          c.vehicle_id,
-          c.command,
-          c.adapter,
-          c.instance_id,
-          c.problem_type,
-          c.detail,
-          c.delivery,
-          c.steps === null ? null : json(c.steps),
-          toMs(c.requested_at),
-          toMs(c.deadline_at),
-        ),
-      'vehicle',
+          ).run(
+            c.flow_id,
+            c.fleet_id,
+            c.client_id,
+            c.vehicle_id,
+            c.command,
+            c.adapter,
+            c.instance_id,
+            c.problem_type,
+            c.detail,
+            c.delivery,
+            c.steps === null ? null : json(c.steps),
+            toMs(c.requested_at),
+            toMs(c.deadline_at),
+          ),
+        'vehicle',
+      ),
     );
     return info.changes > 0;
   }
 
   async finishCommand(flowId: string, c: CommandCompletion): Promise<void> {
-    this.run(() => this.updateCommand(flowId, c));
+    await this.writes.submit(() => this.run(() => this.updateCommand(flowId, c)));
   }
 
   private updateCommand(flowId: string, c: CommandCompletion): void {
