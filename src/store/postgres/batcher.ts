@@ -14,7 +14,13 @@ export class Batcher<I, O> {
     private readonly runBatch: (items: I[]) => Promise<O[]>,
     /** Runs one item alone: for a batch of one, and for each item when a batch fails. */
     private readonly runOne: (item: I) => Promise<O>,
-    private readonly maxInFlight = 4,
+    /**
+     * Batches of one kind on the wire at once. 2 measured best (npm run bench, production): 1
+     * gives the biggest batches but queues a lone command behind the one before it (p50 at 800/s
+     * 2.3-3.7 ms with 2, 7-20 ms with 1); 4 splits load into small batches (maximum at 128
+     * concurrent requests 2,086/s with 4, 2,489-2,575/s with 2).
+     */
+    private readonly maxInFlight = 2,
     private readonly maxBatch = 256,
   ) {}
 

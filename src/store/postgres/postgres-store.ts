@@ -87,6 +87,26 @@ const {
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
 /**
+ * Upserts state rows from `source` (columns vehicle_id, property, ts, value): newer-or-equal
+ * timestamps win (SPEC §3). Rows that would not change are dropped by the join before the upsert,
+ * which would otherwise lock, and so WAL-log, each one; ON CONFLICT still settles a row another
+ * instance inserted or changed meanwhile.
+ */
+const upsertState = (source: string): string =>
+  `INSERT INTO vehicle_state (vehicle_id, property, ts, value)
+   SELECT s.vehicle_id, s.property, s.ts, s.value FROM ${source}
+   LEFT JOIN vehicle_state cur ON cur.vehicle_id = s.vehicle_id AND cur.property = s.property
+   WHERE cur.vehicle_id IS NULL OR s.ts > cur.ts OR (s.ts = cur.ts AND s.value IS DISTINCT FROM cur.value)
+   ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
+   WHERE excluded.ts > vehicle_state.ts
+      OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)`;
+
+/** One vehicle's state (parameter `vehicle`) from a JSON object of {timestamp, value} (parameter `state`). */
+const stateOf = (vehicle: string, state: string): string =>
+  `(SELECT ${vehicle}::text AS vehicle_id, e.key AS property, (e.value->>'timestamp')::timestamptz AS ts,
+     e.value->'value' AS value FROM jsonb_each(${state}::jsonb) AS e) AS s`;
+
+/**
  * The production engine (SPEC §7): any number of instances share one database. Every guarantee
  * that must hold across instances (single flight, idempotency, unique units, credential CAS)
  * is a constraint or a single conditional statement, never a read-then-write in process memory.
@@ -415,12 +435,7 @@ export class PostgresStore implements Store {
            UPDATE commands c SET status = d.status, problem_type = d.problem_type, detail = d.detail,
              delivery = d.delivery, steps = d.steps, completed_at = d.completed_at, duration_ms = d.duration_ms
            FROM done d WHERE c.flow_id = d.flow_id RETURNING c.flow_id)
-         INSERT INTO vehicle_state (vehicle_id, property, ts, value)
-         SELECT s.vehicle_id, s.property, s.ts, s.value
-         FROM jsonb_to_recordset($2::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)
-         ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
-         WHERE excluded.ts > vehicle_state.ts
-            OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)`,
+         ${upsertState('jsonb_to_recordset($2::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)')}`,
         [json(items.map((i) => ({ flow_id: i.flowId, ...i.completion }))), json(states)],
       );
       return items.map(() => undefined);
@@ -628,16 +643,8 @@ export class PostgresStore implements Store {
   async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
     if (Object.keys(state).length > 0) {
       try {
-        // One statement upserts every property: newer-or-equal timestamps win (SPEC §3); a row
-        // that would not change is left alone (no dead tuple per unchanged property).
-        await this.q(
-          `INSERT INTO vehicle_state (vehicle_id, property, ts, value)
-           SELECT $1, e.key, (e.value->>'timestamp')::timestamptz, e.value->'value' FROM jsonb_each($2::jsonb) AS e
-           ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
-           WHERE excluded.ts > vehicle_state.ts
-              OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)`,
-          [vehicleId, json(normalizeState(state))],
-        );
+        // One statement upserts every property (upsertState).
+        await this.q(upsertState(stateOf('$1', '$2')), [vehicleId, json(normalizeState(state))]);
       } catch (err) {
         // A report for a vehicle deleted meanwhile: nothing to keep.
         if (errorCode(err) === '23503') return {};
@@ -675,11 +682,7 @@ export class PostgresStore implements Store {
         `WITH finished AS (
            UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = $5, steps = $6::jsonb,
              completed_at = $7, duration_ms = $8 WHERE flow_id = $1 RETURNING flow_id)
-         INSERT INTO vehicle_state (vehicle_id, property, ts, value)
-         SELECT $9, e.key, (e.value->>'timestamp')::timestamptz, e.value->'value' FROM jsonb_each($10::jsonb) AS e
-         ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
-         WHERE excluded.ts > vehicle_state.ts
-            OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)`,
+         ${upsertState(stateOf('$9', '$10'))}`,
         [
           flowId,
           c.status,
