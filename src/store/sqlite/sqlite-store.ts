@@ -504,12 +504,7 @@ export class SqliteStore implements Store {
 
   async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
     try {
-      return await this.writes.submit(() =>
-        this.run(() => {
-          this.upsertState(vehicleId, state);
-          return this.readState(vehicleId);
-        }, 'vehicle'),
-      );
+      return await this.writes.submit(() => this.run(() => this.mergeInto(vehicleId, state), 'vehicle'));
     } catch (err) {
       // A report for a vehicle deleted meanwhile: nothing to keep.
       if (err instanceof StoreConflictError) return {};
@@ -527,8 +522,7 @@ export class SqliteStore implements Store {
       return await this.writes.submit(() =>
         this.run(() => {
           this.updateCommand(flowId, completion);
-          this.upsertState(vehicleId, state);
-          return this.readState(vehicleId);
+          return this.mergeInto(vehicleId, state);
         }, 'vehicle'),
       );
     } catch (err) {
@@ -537,17 +531,36 @@ export class SqliteStore implements Store {
     }
   }
 
-  private upsertState(vehicleId: string, state: VehicleState): void {
-    // Newer-or-equal timestamps win (SPEC §3); a row that would not change is not written, so an
-    // answer repeating the known state costs no page writes.
-    const upsert = this.prepare(
-      `INSERT INTO vehicle_state (vehicle_id, property, ts, value) VALUES (?, ?, ?, ?)
-       ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
-       WHERE excluded.ts > vehicle_state.ts
-          OR (excluded.ts = vehicle_state.ts AND excluded.value IS NOT vehicle_state.value)`,
-    );
-    for (const [property, v] of Object.entries(state))
-      upsert.run(vehicleId, property, toMs(v.timestamp), json(v.value));
+  /**
+   * Merges reported state into the stored state and returns the result, inside the caller's
+   * write transaction (so nothing changes in between): newer-or-equal timestamps win (SPEC §3).
+   * Reads the vehicle's rows once and writes only the properties that change, so an answer
+   * repeating the known state costs one read and no writes.
+   */
+  private mergeInto(vehicleId: string, state: VehicleState): VehicleState {
+    const rows = this.prepare('SELECT property, ts, value FROM vehicle_state WHERE vehicle_id = ?').all(
+      vehicleId,
+    ) as Array<{ property: string; ts: number; value: string }>;
+    const merged = new Map(rows.map((r) => [r.property, r]));
+    let upsert: Database.Statement | undefined;
+    for (const [property, v] of Object.entries(state)) {
+      const ts = toMs(v.timestamp);
+      const value = json(v.value);
+      const current = merged.get(property);
+      if (current && (ts < current.ts || (ts === current.ts && value === current.value))) continue;
+      upsert ??= this.prepare(
+        `INSERT INTO vehicle_state (vehicle_id, property, ts, value) VALUES (?, ?, ?, ?)
+         ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value`,
+      );
+      upsert.run(vehicleId, property, ts, value);
+      merged.set(property, { property, ts, value });
+    }
+    const out: VehicleState = {};
+    for (const property of [...merged.keys()].sort()) {
+      const r = merged.get(property)!;
+      out[property] = { timestamp: toIso(r.ts), value: parse(r.value) };
+    }
+    return out;
   }
 
   private readState(vehicleId: string): VehicleState {
