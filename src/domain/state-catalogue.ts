@@ -82,6 +82,7 @@ export const STATE_CATALOGUE = [
 ].map((p) => ({ ...p, capability: p.name.toUpperCase() }) as StatePropertyDefinition);
 
 const BY_NAME = new Map(STATE_CATALOGUE.map((p) => [p.name, p]));
+const NAME_OF_CAPABILITY = new Map(STATE_CATALOGUE.map((p) => [p.capability, p.name]));
 
 export function stateProperty(name: string): StatePropertyDefinition | undefined {
   return BY_NAME.get(name);
@@ -133,6 +134,25 @@ export function isValidStateValue(def: StatePropertyDefinition, value: unknown):
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 
 /**
+ * Recently seen timestamps, already checked and normalised: a unit repeats the capture times of
+ * the properties that did not change in every answer and report, so most lookups hit.
+ */
+const TIMESTAMP_CACHE_MAX = 4096;
+const timestamps = new Map<string, { ms: number; iso: string }>();
+
+/** An ISO 8601 UTC time as epoch ms and its millisecond ISO form, or undefined when invalid. */
+function parseTimestamp(text: string): { ms: number; iso: string } | undefined {
+  const hit = timestamps.get(text);
+  if (hit !== undefined) return hit;
+  const ms = ISO_UTC.test(text) ? Date.parse(text) : Number.NaN;
+  if (!Number.isFinite(ms)) return undefined;
+  const parsed = { ms, iso: new Date(ms).toISOString() };
+  if (timestamps.size >= TIMESTAMP_CACHE_MAX) timestamps.clear();
+  timestamps.set(text, parsed);
+  return parsed;
+}
+
+/**
  * Validates untrusted state input (device payloads, vendor JSON after translation) against the
  * catalogue. Returns only the valid, known properties normalised to millisecond ISO timestamps,
  * and the names of what was dropped, so a malformed report never corrupts stored state.
@@ -152,22 +172,25 @@ export function sanitizeState(input: unknown, now: Date = new Date()): { state: 
       rejected.push(name);
       continue;
     }
-    const ms = ISO_UTC.test(e.timestamp) ? Date.parse(e.timestamp) : Number.NaN;
-    if (!Number.isFinite(ms) || ms > latest || !isValidStateValue(def, e.value)) {
+    const parsed = parseTimestamp(e.timestamp);
+    if (parsed === undefined || parsed.ms > latest || !isValidStateValue(def, e.value)) {
       rejected.push(name);
       continue;
     }
-    state[name] = { timestamp: new Date(ms).toISOString(), value: e.value };
+    state[name] = { timestamp: parsed.iso, value: e.value };
   }
   return { state, rejected };
 }
 
 /** Keeps only the properties the vehicle's state capabilities allow (SPEC §1 success answer). */
 export function filterState(state: VehicleState, capabilities: readonly string[]): VehicleState {
-  const allowed = new Set(capabilities);
+  // Walks the (few) capabilities rather than the state: no set or case conversion per call.
   const out: VehicleState = {};
-  for (const [name, v] of Object.entries(state)) {
-    if (allowed.has(name.toUpperCase())) out[name] = v;
+  for (const capability of capabilities) {
+    const name = NAME_OF_CAPABILITY.get(capability);
+    if (name === undefined) continue;
+    const v = state[name];
+    if (v !== undefined) out[name] = v;
   }
   return out;
 }
