@@ -66,31 +66,98 @@ export class CommandService {
     if (this.draining) {
       throw new ProblemError('service-unavailable', 'This fleetgate instance is shutting down; retry on another.');
     }
+    if (ctx.idempotencyKey === undefined) return this.track(this.start(principal, vehicleId, command, ctx));
     const vehicle = await this.vehicles.get(principal, vehicleId);
-    if (!vehicle.capabilities.commands.includes(command)) {
-      throw new ProblemError(
-        'vehicle/command-not-supported',
-        `The command '${commandToPath(command)}' is not supported by the vehicle '${vehicleId}'.`,
-      );
+    this.checkCommandable(vehicle, command);
+    const replay = await this.claimKey(principal, vehicle, command, ctx.flowId, ctx.idempotencyKey);
+    if (replay) return replay;
+    return this.track(this.run(principal, vehicle, command, ctx));
+  }
+
+  /** Without Idempotency-Key (the common path): the vehicle read and the record's begin are one store call. */
+  private async start(
+    principal: Principal,
+    vehicleId: string,
+    command: CommandName,
+    ctx: { flowId: string; logger: Logger },
+  ): Promise<StoredResult> {
+    const started = Date.now();
+    const { vehicle: found, begun } = await this.store.startCommand(
+      this.newRecord(principal, vehicleId, command, ctx.flowId, started),
+    );
+    const vehicle = this.vehicles.ownVehicle(principal, vehicleId, found);
+    // The store began the record only if these pass (the same fleet, setup and capability).
+    this.checkCommandable(vehicle, command);
+    if (!begun) {
+      // Another command is in flight, perhaps an orphan of a dead instance: expire those, retry once.
+      const record = this.withAdapter(this.newRecord(principal, vehicleId, command, ctx.flowId, started), vehicle);
+      if (!(await this.beginAfterExpiry(record))) throw this.conflictingCommand(vehicle);
     }
-    if (vehicle.setup_status !== 'SUCCEEDED') {
-      throw new ProblemError(
-        'vehicle/conflicting-setup-status',
-        `The setup of vehicle '${vehicleId}' is ${vehicle.setup_status}${vehicle.setup_failure_reason ? ` (${vehicle.setup_failure_reason})` : ''}; it cannot take commands yet.`,
-        { setup_status: vehicle.setup_status },
-      );
-    }
-    if (ctx.idempotencyKey !== undefined) {
-      const replay = await this.claimKey(principal, vehicle, command, ctx.flowId, ctx.idempotencyKey);
-      if (replay) return replay;
-    }
-    const work = this.run(principal, vehicle, command, ctx);
+    return this.perform(vehicle, command, ctx, started);
+  }
+
+  /** Keeps a running command in `inFlight` for graceful shutdown. */
+  private async track(work: Promise<StoredResult>): Promise<StoredResult> {
     this.inFlight.add(work);
     try {
       return await work;
     } finally {
       this.inFlight.delete(work);
     }
+  }
+
+  private checkCommandable(vehicle: Vehicle, command: CommandName): void {
+    if (!vehicle.capabilities.commands.includes(command)) {
+      throw new ProblemError(
+        'vehicle/command-not-supported',
+        `The command '${commandToPath(command)}' is not supported by the vehicle '${vehicle.vehicle_id}'.`,
+      );
+    }
+    if (vehicle.setup_status !== 'SUCCEEDED') {
+      throw new ProblemError(
+        'vehicle/conflicting-setup-status',
+        `The setup of vehicle '${vehicle.vehicle_id}' is ${vehicle.setup_status}${vehicle.setup_failure_reason ? ` (${vehicle.setup_failure_reason})` : ''}; it cannot take commands yet.`,
+        { setup_status: vehicle.setup_status },
+      );
+    }
+  }
+
+  private conflictingCommand(vehicle: Vehicle): ProblemError {
+    return new ProblemError(
+      'vehicle/conflicting-command',
+      `Another command is being executed for the vehicle '${vehicle.vehicle_id}'.`,
+    );
+  }
+
+  /** The IN_FLIGHT record of a command, but for its adapter (see withAdapter). */
+  private newRecord(
+    principal: Principal,
+    vehicleId: string,
+    command: CommandName,
+    flowId: string,
+    started: number,
+  ): Omit<CommandRecord, 'adapter'> {
+    return {
+      flow_id: flowId,
+      fleet_id: principal.fleetId,
+      client_id: principal.clientId,
+      vehicle_id: vehicleId,
+      command,
+      instance_id: this.options.instanceId,
+      status: 'IN_FLIGHT',
+      problem_type: null,
+      detail: null,
+      delivery: null,
+      steps: null,
+      requested_at: new Date(started).toISOString(),
+      deadline_at: new Date(started + this.options.timeoutMs + ORPHAN_GRACE_MS).toISOString(),
+      completed_at: null,
+      duration_ms: null,
+    };
+  }
+
+  private withAdapter(record: Omit<CommandRecord, 'adapter'>, vehicle: Vehicle): CommandRecord {
+    return { ...record, adapter: this.vehicles.modelOf(vehicle).adapter.brand };
   }
 
   /** Returns a stored result to replay, or undefined when this request now owns the key. */
@@ -148,55 +215,49 @@ export class CommandService {
     return result;
   }
 
+  /** The Idempotency-Key path: with the key claimed, the record begins on its own. */
   private async run(
     principal: Principal,
     vehicle: Vehicle,
     command: CommandName,
     ctx: { flowId: string; idempotencyKey?: string; logger: Logger },
   ): Promise<StoredResult> {
-    const { adapter, model } = this.vehicles.modelOf(vehicle);
     const started = Date.now();
-    const deadline = new Date(started + this.options.timeoutMs);
-    const record: CommandRecord = {
-      flow_id: ctx.flowId,
-      fleet_id: principal.fleetId,
-      client_id: principal.clientId,
-      vehicle_id: vehicle.vehicle_id,
-      command,
-      adapter: adapter.brand,
-      instance_id: this.options.instanceId,
-      status: 'IN_FLIGHT',
-      problem_type: null,
-      detail: null,
-      delivery: null,
-      steps: null,
-      requested_at: new Date(started).toISOString(),
-      deadline_at: new Date(deadline.getTime() + ORPHAN_GRACE_MS).toISOString(),
-      completed_at: null,
-      duration_ms: null,
-    };
+    const release = () =>
+      ctx.idempotencyKey === undefined
+        ? Promise.resolve()
+        : this.store.releaseIdempotencyKey(principal.fleetId, ctx.idempotencyKey, ctx.flowId);
     let begun: boolean;
     try {
-      begun = await this.beginSingleFlight(record);
+      const record = this.withAdapter(
+        this.newRecord(principal, vehicle.vehicle_id, command, ctx.flowId, started),
+        vehicle,
+      );
+      begun = (await this.store.beginCommand(record)) || (await this.beginAfterExpiry(record));
     } catch (e) {
       // Nothing was sent: a retry with the same key must be able to run.
-      if (ctx.idempotencyKey !== undefined) {
-        await this.store
-          .releaseIdempotencyKey(principal.fleetId, ctx.idempotencyKey, ctx.flowId)
-          .catch(() => undefined);
-      }
+      await release().catch(() => undefined);
       throw e;
     }
     if (!begun) {
-      if (ctx.idempotencyKey !== undefined) {
-        await this.store.releaseIdempotencyKey(principal.fleetId, ctx.idempotencyKey, ctx.flowId);
-      }
-      throw new ProblemError(
-        'vehicle/conflicting-command',
-        `Another command is being executed for the vehicle '${vehicle.vehicle_id}'.`,
-      );
+      await release();
+      throw this.conflictingCommand(vehicle);
     }
+    return this.perform(vehicle, command, ctx, started);
+  }
 
+  /**
+   * Executes a begun command through its adapter, within the time budget, as one native command
+   * or ordered steps; finishes its record, merges the state and stores an idempotent result.
+   */
+  private async perform(
+    vehicle: Vehicle,
+    command: CommandName,
+    ctx: { flowId: string; idempotencyKey?: string; logger: Logger },
+    started: number,
+  ): Promise<StoredResult> {
+    const { adapter, model } = this.vehicles.modelOf(vehicle);
+    const deadline = new Date(started + this.options.timeoutMs);
     const budget = this.startBudget();
     try {
       const native = model.native_combined?.includes(command) ?? false;
@@ -264,7 +325,7 @@ export class CommandService {
       if (ctx.idempotencyKey !== undefined) {
         const code = failure === undefined ? 200 : PROBLEMS[failure.key].status;
         await this.store
-          .completeIdempotencyKey(principal.fleetId, ctx.idempotencyKey, code, result)
+          .completeIdempotencyKey(vehicle.fleet_id, ctx.idempotencyKey, code, result)
           .catch((e: unknown) => ctx.logger.error({ err: e }, 'storing the idempotent result failed'));
       }
       this.events.emit({
@@ -314,9 +375,8 @@ export class CommandService {
     };
   }
 
-  /** Inserts the IN_FLIGHT record; on conflict, expires orphans of dead instances and tries once more. */
-  private async beginSingleFlight(record: CommandRecord): Promise<boolean> {
-    if (await this.store.beginCommand(record)) return true;
+  /** After a single-flight conflict: expires orphans of dead instances and tries once more. */
+  private async beginAfterExpiry(record: CommandRecord): Promise<boolean> {
     if ((await this.store.expireCommands(new Date().toISOString())) === 0) return false;
     return this.store.beginCommand(record);
   }

@@ -236,7 +236,11 @@ export class VehicleService {
 
   /** The caller's vehicle, or 404 — also for vehicles of other fleets (SPEC §1). */
   async get(principal: Principal, vehicleId: string): Promise<Vehicle> {
-    const vehicle = await this.store.getVehicle(vehicleId);
+    return this.ownVehicle(principal, vehicleId, await this.store.getVehicle(vehicleId));
+  }
+
+  /** The vehicle read for `vehicleId`, if the principal's fleet owns it; else 404 (never 403). */
+  ownVehicle(principal: Principal, vehicleId: string, vehicle: Vehicle | undefined): Vehicle {
     if (!vehicle || vehicle.fleet_id !== principal.fleetId) {
       throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
     }

@@ -91,3 +91,29 @@ export function rowMappers(codec: ColumnCodec) {
     }),
   };
 }
+
+/**
+ * The values of a new IN_FLIGHT command record, in the column order of both engines' INSERT
+ * (flow_id … deadline_at, status being the literal 'IN_FLIGHT'); `time` and `json` encode the
+ * columns as the engine stores them.
+ */
+export function commandInsertValues(
+  c: CommandRecord,
+  encode: { time: (iso: string) => unknown; json: (value: unknown) => string },
+): unknown[] {
+  return [
+    c.flow_id,
+    c.fleet_id,
+    c.client_id,
+    c.vehicle_id,
+    c.command,
+    c.adapter,
+    c.instance_id,
+    c.problem_type,
+    c.detail,
+    c.delivery,
+    c.steps === null ? null : encode.json(c.steps),
+    encode.time(c.requested_at),
+    encode.time(c.deadline_at),
+  ];
+}

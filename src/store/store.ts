@@ -205,6 +205,14 @@ export interface Store {
    * an IN_FLIGHT command (single flight rests on a unique index, so it holds across instances).
    */
   beginCommand(record: CommandRecord): Promise<boolean>;
+  /**
+   * A command's first step in one store call (on PostgreSQL one round trip): reads the vehicle
+   * and, only when it is in `record.fleet_id`, its setup SUCCEEDED and `record.command` is among
+   * its capabilities, begins the record as beginCommand does, with `adapter` set to the vehicle's
+   * telematics brand. `vehicle` is undefined when no vehicle has the id; `begun` is false when a
+   * condition failed or another command is in flight.
+   */
+  startCommand(record: Omit<CommandRecord, 'adapter'>): Promise<{ vehicle: Vehicle | undefined; begun: boolean }>;
   finishCommand(flowId: string, completion: CommandCompletion): Promise<void>;
   /**
    * Finishes the record and merges the state the unit answered with, in one step (one commit;

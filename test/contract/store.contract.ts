@@ -504,6 +504,47 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await store.listCommands(v.vehicle_id, 100)).toHaveLength(1);
       });
 
+      // The command path's first step: the vehicle read and the begin in one call.
+      it('starts a command only for a set-up vehicle of the fleet that has the command', async () => {
+        const start = (v: Pick<Vehicle, 'vehicle_id' | 'fleet_id'>, overrides: Partial<CommandRecord> = {}) => {
+          const { adapter: _adapter, ...record } = command(v, overrides);
+          return { record, result: store.startCommand(record) };
+        };
+        const ready = await added({ setup_status: 'SUCCEEDED', telematics_brand: 'brand-x' });
+
+        const ok = start(ready);
+        expect(await ok.result).toEqual({ vehicle: ready, begun: true });
+        expect(await store.getCommand(ok.record.flow_id)).toEqual({ ...ok.record, adapter: 'brand-x' });
+
+        // Single flight: the vehicle is read all the same.
+        expect(await start(ready).result).toEqual({ vehicle: ready, begun: false });
+
+        const other = await added({ setup_status: 'SUCCEEDED' });
+        const foreign = start({ ...other, fleet_id: 'another-fleet' });
+        expect(await foreign.result).toEqual({ vehicle: other, begun: false });
+        const unsupported = start(other, { command: 'DRAW_ATTENTION' });
+        expect(await unsupported.result).toEqual({ vehicle: other, begun: false });
+        const settingUp = await added();
+        expect(await start(settingUp).result).toEqual({ vehicle: settingUp, begun: false });
+        const missing = start({ vehicle_id: uid('V'), fleet_id: other.fleet_id });
+        expect(await missing.result).toEqual({ vehicle: undefined, begun: false });
+        for (const r of [foreign, unsupported, missing])
+          expect(await store.getCommand(r.record.flow_id)).toBeUndefined();
+      });
+
+      it('lets exactly one of 20 concurrent starts for a vehicle begin, and starts other vehicles alongside', async () => {
+        const v = await added({ setup_status: 'SUCCEEDED' });
+        const others = await Promise.all(Array.from({ length: 5 }, () => added({ setup_status: 'SUCCEEDED' })));
+        const strip = ({ adapter: _adapter, ...record }: CommandRecord) => record;
+        const [mine, theirs] = await Promise.all([
+          Promise.all(Array.from({ length: 20 }, () => store.startCommand(strip(command(v))))),
+          Promise.all(others.map((o) => store.startCommand(strip(command(o))))),
+        ]);
+        expect(mine.filter((r) => r.begun)).toHaveLength(1);
+        expect(mine.every((r) => r.vehicle?.vehicle_id === v.vehicle_id)).toBe(true);
+        expect(theirs.map((r) => [r.vehicle?.vehicle_id, r.begun])).toEqual(others.map((o) => [o.vehicle_id, true]));
+      });
+
       it('records the completion of a command', async () => {
         const v = await added();
         const c = command(v, { command: 'UNLOCK_AND_ENABLE_DRIVING' });

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
-import { type Row, rowMappers } from '../row-mapping.js';
+import { commandInsertValues, type Row, rowMappers } from '../row-mapping.js';
 import {
   type ApiClient,
   type CommandCompletion,
@@ -414,6 +414,58 @@ export class PostgresStore implements Store {
     (c) => this.beginCommandOne(c),
   );
 
+  // startCommand: the vehicle read and the begin of the record in one statement. The insert
+  // takes the vehicle's brand and requires its fleet, setup and capability, so it only begins a
+  // command the service would have begun after reading the vehicle itself.
+  private readonly commandStarts = new Batcher<
+    Omit<CommandRecord, 'adapter'>,
+    { vehicle: Vehicle | undefined; begun: boolean }
+  >(
+    async (records) => this.startCommands(records),
+    async (record) => {
+      try {
+        return (await this.startCommands([record]))[0]!;
+      } catch (err) {
+        // The vehicle was deleted between the statement's read and its insert.
+        if (errorCode(err) === '23503') return { vehicle: undefined, begun: false };
+        if (errorCode(err) === '23505') throw new StoreConflictError('flow_id');
+        throw err;
+      }
+    },
+  );
+
+  private async startCommands(
+    records: Array<Omit<CommandRecord, 'adapter'>>,
+  ): Promise<Array<{ vehicle: Vehicle | undefined; begun: boolean }>> {
+    const { rows } = await this.q(
+      `WITH r AS (
+         SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(flow_id text, fleet_id text, client_id text,
+           vehicle_id text, command text, instance_id text, problem_type text, detail text, delivery text,
+           steps jsonb, requested_at timestamptz, deadline_at timestamptz)),
+       begun AS (
+         INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
+           problem_type, detail, delivery, steps, requested_at, deadline_at)
+         SELECT r.flow_id, r.fleet_id, r.client_id, r.vehicle_id, r.command, v.telematics_brand, r.instance_id,
+           'IN_FLIGHT', r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at
+         FROM r JOIN vehicles v ON v.vehicle_id = r.vehicle_id
+         WHERE v.fleet_id = r.fleet_id AND v.setup_status = 'SUCCEEDED'
+           AND v.capabilities->'commands' ? r.command
+         ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING
+         RETURNING flow_id)
+       SELECT r.flow_id AS start_flow_id, b.flow_id IS NOT NULL AS start_begun, v.*
+       FROM r LEFT JOIN vehicles v ON v.vehicle_id = r.vehicle_id LEFT JOIN begun b ON b.flow_id = r.flow_id`,
+      [json(records)],
+    );
+    const byFlow = new Map(rows.map((row) => [String(row.start_flow_id), row]));
+    return records.map((record) => {
+      const row = byFlow.get(record.flow_id);
+      return {
+        vehicle: row?.vehicle_id == null ? undefined : vehicleFromRow(row),
+        begun: row?.start_begun === true,
+      };
+    });
+  }
+
   private readonly commandCompletions = new Batcher<
     { flowId: string; completion: CommandCompletion; vehicleId: string; state: VehicleState },
     void
@@ -445,6 +497,12 @@ export class PostgresStore implements Store {
 
   async getVehicle(vehicleId: string): Promise<Vehicle | undefined> {
     return this.vehicleReads.submit(vehicleId);
+  }
+
+  async startCommand(
+    record: Omit<CommandRecord, 'adapter'>,
+  ): Promise<{ vehicle: Vehicle | undefined; begun: boolean }> {
+    return this.commandStarts.submit(record);
   }
 
   async findVehicleByUnit(brand: string, unitId: string): Promise<Vehicle | undefined> {
@@ -718,21 +776,7 @@ export class PostgresStore implements Store {
            problem_type, detail, delivery, steps, requested_at, deadline_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'IN_FLIGHT', $8, $9, $10, $11::jsonb, $12, $13)
          ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
-        [
-          c.flow_id,
-          c.fleet_id,
-          c.client_id,
-          c.vehicle_id,
-          c.command,
-          c.adapter,
-          c.instance_id,
-          c.problem_type,
-          c.detail,
-          c.delivery,
-          c.steps === null ? null : json(c.steps),
-          c.requested_at,
-          c.deadline_at,
-        ],
+        commandInsertValues(c, { time: (iso) => iso, json }),
       );
       return (rowCount ?? 0) > 0;
     } catch (err) {

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
-import { type Row, rowMappers } from '../row-mapping.js';
+import { commandInsertValues, type Row, rowMappers } from '../row-mapping.js';
 import {
   type ApiClient,
   type CommandCompletion,
@@ -577,32 +577,39 @@ export class SqliteStore implements Store {
   }
 
   async beginCommand(c: CommandRecord): Promise<boolean> {
-    const info = await this.writes.submit(() =>
-      this.run(
-        () =>
-          this.prepare(
-            `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-               problem_type, detail, delivery, steps, requested_at, deadline_at, completed_at, duration_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'IN_FLIGHT', ?, ?, ?, ?, ?, ?, NULL, NULL)
-             ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
-          ).run(
-            c.flow_id,
-            c.fleet_id,
-            c.client_id,
-            c.vehicle_id,
-            c.command,
-            c.adapter,
-            c.instance_id,
-            c.problem_type,
-            c.detail,
-            c.delivery,
-            c.steps === null ? null : json(c.steps),
-            toMs(c.requested_at),
-            toMs(c.deadline_at),
-          ),
-        'vehicle',
-      ),
+    return this.writes.submit(() => this.run(() => this.insertCommand(c), 'vehicle'));
+  }
+
+  async startCommand(
+    record: Omit<CommandRecord, 'adapter'>,
+  ): Promise<{ vehicle: Vehicle | undefined; begun: boolean }> {
+    return this.writes.submit(() =>
+      this.run(() => {
+        const row = this.prepare('SELECT * FROM vehicles WHERE vehicle_id = ?').get(record.vehicle_id) as
+          | Row
+          | undefined;
+        const vehicle = row && vehicleFromRow(row);
+        const ready =
+          vehicle !== undefined &&
+          vehicle.fleet_id === record.fleet_id &&
+          vehicle.setup_status === 'SUCCEEDED' &&
+          vehicle.capabilities.commands.includes(record.command);
+        return {
+          vehicle,
+          begun: ready && this.insertCommand({ ...record, adapter: vehicle.telematics_brand }),
+        };
+      }, 'vehicle'),
     );
+  }
+
+  /** Inserts an IN_FLIGHT record unless the vehicle has one (the single-flight index). */
+  private insertCommand(c: CommandRecord): boolean {
+    const info = this.prepare(
+      `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
+           problem_type, detail, delivery, steps, requested_at, deadline_at, completed_at, duration_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'IN_FLIGHT', ?, ?, ?, ?, ?, ?, NULL, NULL)
+         ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
+    ).run(...commandInsertValues(c, { time: toMs, json }));
     return info.changes > 0;
   }
 
