@@ -87,15 +87,18 @@ const {
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
 /**
- * Upserts state rows from `source` (columns vehicle_id, property, ts, value): newer-or-equal
- * timestamps win (SPEC §3). Rows that would not change are dropped by the join before the upsert,
+ * Upserts state rows from `source` (columns vehicle_id, property, ts, value) of the vehicles
+ * `vehicleIds` (a text[] expression): newer-or-equal timestamps win (SPEC §3). The ids let the
+ * planner read only those vehicles' rows through the primary key: it estimates 100 rows for any
+ * JSON record set and would otherwise hash-join the whole table. Rows that would not change are dropped by the join before the upsert,
  * which would otherwise lock, and so WAL-log, each one; ON CONFLICT still settles a row another
  * instance inserted or changed meanwhile.
  */
-const upsertState = (source: string): string =>
+const upsertState = (source: string, vehicleIds: string): string =>
   `INSERT INTO vehicle_state (vehicle_id, property, ts, value)
    SELECT s.vehicle_id, s.property, s.ts, s.value FROM ${source}
    LEFT JOIN vehicle_state cur ON cur.vehicle_id = s.vehicle_id AND cur.property = s.property
+     AND cur.vehicle_id = ANY(${vehicleIds})
    WHERE cur.vehicle_id IS NULL OR s.ts > cur.ts OR (s.ts = cur.ts AND s.value IS DISTINCT FROM cur.value)
    ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
    WHERE excluded.ts > vehicle_state.ts
@@ -105,6 +108,39 @@ const upsertState = (source: string): string =>
 const stateOf = (vehicle: string, state: string): string =>
   `(SELECT ${vehicle}::text AS vehicle_id, e.key AS property, (e.value->>'timestamp')::timestamptz AS ts,
      e.value->'value' AS value FROM jsonb_each(${state}::jsonb) AS e) AS s`;
+
+/**
+ * The command path's batched statements that join JSON record sets to tables (exported for the
+ * plan test, test/integration/postgres-plans.test.ts). Every table is reached by key: the planner
+ * estimates 100 rows for any record set, and joined without key filters it hash-joined whole
+ * tables (a sequential scan of `commands` per completion batch).
+ */
+export const START_COMMANDS_SQL = `WITH r AS (
+   SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(flow_id text, fleet_id text, client_id text,
+     vehicle_id text, command text, instance_id text, problem_type text, detail text, delivery text,
+     steps jsonb, requested_at timestamptz, deadline_at timestamptz)),
+ v AS MATERIALIZED (SELECT * FROM vehicles WHERE vehicle_id = ANY($2::text[])),
+ begun AS (
+   INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
+     problem_type, detail, delivery, steps, requested_at, deadline_at)
+   SELECT r.flow_id, r.fleet_id, r.client_id, r.vehicle_id, r.command, v.telematics_brand, r.instance_id,
+     'IN_FLIGHT', r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at
+   FROM r JOIN v ON v.vehicle_id = r.vehicle_id
+   WHERE v.fleet_id = r.fleet_id AND v.setup_status = 'SUCCEEDED'
+     AND v.capabilities->'commands' ? r.command
+   ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING
+   RETURNING flow_id)
+ SELECT r.flow_id AS start_flow_id, b.flow_id IS NOT NULL AS start_begun, v.*
+ FROM r LEFT JOIN v ON v.vehicle_id = r.vehicle_id LEFT JOIN begun b ON b.flow_id = r.flow_id`;
+
+export const COMPLETE_COMMANDS_SQL = `WITH done AS (
+     SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(flow_id text, status text, problem_type text, detail text,
+       delivery text, steps jsonb, completed_at timestamptz, duration_ms integer)),
+   finished AS (
+     UPDATE commands c SET status = d.status, problem_type = d.problem_type, detail = d.detail,
+       delivery = d.delivery, steps = d.steps, completed_at = d.completed_at, duration_ms = d.duration_ms
+     FROM done d WHERE c.flow_id = d.flow_id AND c.flow_id = ANY($3::text[]) RETURNING c.flow_id)
+   ${upsertState('jsonb_to_recordset($2::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)', '$4::text[]')}`;
 
 /**
  * The production engine (SPEC §7): any number of instances share one database. Every guarantee
@@ -416,7 +452,9 @@ export class PostgresStore implements Store {
 
   // startCommand: the vehicle read and the begin of the record in one statement. The insert
   // takes the vehicle's brand and requires its fleet, setup and capability, so it only begins a
-  // command the service would have begun after reading the vehicle itself.
+  // command the service would have begun after reading the vehicle itself. The vehicles are read
+  // by primary key first (MATERIALIZED): joined directly, the planner would pick the fleet/setup
+  // index and walk every set-up vehicle of the fleet.
   private readonly commandStarts = new Batcher<
     Omit<CommandRecord, 'adapter'>,
     { vehicle: Vehicle | undefined; begun: boolean }
@@ -437,25 +475,7 @@ export class PostgresStore implements Store {
   private async startCommands(
     records: Array<Omit<CommandRecord, 'adapter'>>,
   ): Promise<Array<{ vehicle: Vehicle | undefined; begun: boolean }>> {
-    const { rows } = await this.q(
-      `WITH r AS (
-         SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(flow_id text, fleet_id text, client_id text,
-           vehicle_id text, command text, instance_id text, problem_type text, detail text, delivery text,
-           steps jsonb, requested_at timestamptz, deadline_at timestamptz)),
-       begun AS (
-         INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-           problem_type, detail, delivery, steps, requested_at, deadline_at)
-         SELECT r.flow_id, r.fleet_id, r.client_id, r.vehicle_id, r.command, v.telematics_brand, r.instance_id,
-           'IN_FLIGHT', r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at
-         FROM r JOIN vehicles v ON v.vehicle_id = r.vehicle_id
-         WHERE v.fleet_id = r.fleet_id AND v.setup_status = 'SUCCEEDED'
-           AND v.capabilities->'commands' ? r.command
-         ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING
-         RETURNING flow_id)
-       SELECT r.flow_id AS start_flow_id, b.flow_id IS NOT NULL AS start_begun, v.*
-       FROM r LEFT JOIN vehicles v ON v.vehicle_id = r.vehicle_id LEFT JOIN begun b ON b.flow_id = r.flow_id`,
-      [json(records)],
-    );
+    const { rows } = await this.q(START_COMMANDS_SQL, [json(records), records.map((r) => r.vehicle_id)]);
     const byFlow = new Map(rows.map((row) => [String(row.start_flow_id), row]));
     return records.map((record) => {
       const row = byFlow.get(record.flow_id);
@@ -479,17 +499,12 @@ export class PostgresStore implements Store {
           value: v.value,
         })),
       );
-      await this.q(
-        `WITH done AS (
-           SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(flow_id text, status text, problem_type text, detail text,
-             delivery text, steps jsonb, completed_at timestamptz, duration_ms integer)),
-         finished AS (
-           UPDATE commands c SET status = d.status, problem_type = d.problem_type, detail = d.detail,
-             delivery = d.delivery, steps = d.steps, completed_at = d.completed_at, duration_ms = d.duration_ms
-           FROM done d WHERE c.flow_id = d.flow_id RETURNING c.flow_id)
-         ${upsertState('jsonb_to_recordset($2::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)')}`,
-        [json(items.map((i) => ({ flow_id: i.flowId, ...i.completion }))), json(states)],
-      );
+      await this.q(COMPLETE_COMMANDS_SQL, [
+        json(items.map((i) => ({ flow_id: i.flowId, ...i.completion }))),
+        json(states),
+        items.map((i) => i.flowId),
+        items.map((i) => i.vehicleId),
+      ]);
       return items.map(() => undefined);
     },
     (i) => this.completeCommandOne(i.flowId, i.completion, i.vehicleId, i.state),
@@ -702,7 +717,7 @@ export class PostgresStore implements Store {
     if (Object.keys(state).length > 0) {
       try {
         // One statement upserts every property (upsertState).
-        await this.q(upsertState(stateOf('$1', '$2')), [vehicleId, json(normalizeState(state))]);
+        await this.q(upsertState(stateOf('$1', '$2'), 'ARRAY[$1::text]'), [vehicleId, json(normalizeState(state))]);
       } catch (err) {
         // A report for a vehicle deleted meanwhile: nothing to keep.
         if (errorCode(err) === '23503') return {};
@@ -740,7 +755,7 @@ export class PostgresStore implements Store {
         `WITH finished AS (
            UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = $5, steps = $6::jsonb,
              completed_at = $7, duration_ms = $8 WHERE flow_id = $1 RETURNING flow_id)
-         ${upsertState(stateOf('$9', '$10'))}`,
+         ${upsertState(stateOf('$9', '$10'), 'ARRAY[$9::text]')}`,
         [
           flowId,
           c.status,
