@@ -104,7 +104,7 @@ async function connectedUnits(topology: Topology) {
   log(`\n${topology}: ${UNITS} connected units`);
   const mosquitto = topology === 'production' ? await startMosquitto() : undefined;
   const where = await location(topology, 'fleetgate_scale_units');
-  const client = await seedFleet(where, { count: UNITS, fleetId: 'bench', unitPrefix: PREFIX });
+  const client = await seedFleet(where, { count: UNITS, fleetId: 'bench', unitPrefix: PREFIX, history: 20 });
   const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client });
   const db = where.databaseUrl ? postgresServer() : undefined;
   const broker = mosquitto?.proc ?? fg.proc;
@@ -253,7 +253,12 @@ async function fleetSize(topology: Topology, fleet: number) {
   log(`\n${topology}: ${fleet} vehicles in the database`);
   const mosquitto = topology === 'production' ? await startMosquitto() : undefined;
   const where = await location(topology, 'fleetgate_scale_fleet');
-  const client = await seedFleet(where, { count: Math.min(fleet, 1_000), fleetId: 'bench', unitPrefix: PREFIX });
+  const client = await seedFleet(where, {
+    count: Math.min(fleet, 1_000),
+    fleetId: 'bench',
+    unitPrefix: PREFIX,
+    history: 20,
+  });
   if (fleet > 1_000) await growFleet(where, 1_000, fleet);
   const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client });
   let units: BenchProcess[] = [];

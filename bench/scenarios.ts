@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type BenchProcess, postgresServer, startProcess } from './lib/processes.js';
 import {
+  analyzeDatabase,
   freshDatabase,
   MODEL,
   seedFleet,
@@ -120,7 +121,7 @@ export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSe
     const databaseUrl = topology === 'production' ? await freshDatabase('fleetgate_bench') : undefined;
     const where = { dataDir, databaseUrl };
     const prefix = 'fg-';
-    const client = await seedFleet(where, { count: s.units, fleetId: 'bench', unitPrefix: prefix });
+    const client = await seedFleet(where, { count: s.units, fleetId: 'bench', unitPrefix: prefix, history: 20 });
     const fg = await startFleetgate(where, {
       mqttUrl: mosquitto?.url,
       client,
@@ -135,6 +136,8 @@ export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSe
         (_, i) => `/vehicles/${vehicleId(i)}/commands/unlock-central-lock`,
       );
       await untilAllAnswer(fg.url, fg.token, targets);
+      // Every vehicle now has its full state: statistics as a running deployment has them.
+      await analyzeDatabase(where);
     } catch (e) {
       await stopAll(units);
       await fg.proc.stop();

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import pg from 'pg';
 import { freePort } from '../../scripts/lib/free-port.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
@@ -127,7 +128,7 @@ export function benchVehicle(
  */
 export async function seedFleet(
   where: StoreLocation,
-  options: { count: number; fleetId: string; unitPrefix: string },
+  options: { count: number; fleetId: string; unitPrefix: string; history?: number },
 ): Promise<{ clientId: string; clientSecret: string }> {
   const store: Store = await createStore({ dataDir: where.dataDir, databaseUrl: where.databaseUrl });
   try {
@@ -143,9 +144,70 @@ export async function seedFleet(
       await Promise.all(batch);
     }
     const c = await createApiClient(store, { fleetId: options.fleetId, scopes: ['vehicles', 'vehicle-commands'] });
+    if (options.history) await seedHistory(where, options.history);
     return { clientId: c.client_id, clientSecret: c.client_secret };
   } finally {
     await store.close();
+  }
+}
+
+/**
+ * Makes the database look like an operating fleet's: `perVehicle` finished commands per vehicle,
+ * a state per vehicle (older than anything a unit reports), then fresh planner statistics (and
+ * again once every unit reported, analyzeDatabase). On an empty database PostgreSQL plans for
+ * tables of a few rows and keeps those plans (sequential scans of a growing `commands`) until
+ * autovacuum's first ANALYZE a minute later, after most runs end; a deployed fleetgate meets
+ * that only in its first minute.
+ */
+async function seedHistory(where: StoreLocation, perVehicle: number): Promise<void> {
+  const history = (uuid: string, now: string) =>
+    `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
+       requested_at, deadline_at, completed_at, duration_ms)
+     SELECT ${uuid}, fleet_id, 'history', vehicle_id, 'LOCK_CENTRAL_LOCK', telematics_brand, 'history', 'SUCCEEDED',
+       ${now}, ${now}, ${now}, 1
+     FROM vehicles, (SELECT 1 FROM vehicles LIMIT ${Math.trunc(perVehicle)}) AS n`;
+  const state = (ts: string) =>
+    `INSERT INTO vehicle_state (vehicle_id, property, ts, value)
+     SELECT vehicle_id, 'central_lock', ${ts}, '"LOCKED"' FROM vehicles`;
+  if (where.databaseUrl) {
+    const c = new pg.Client({ connectionString: where.databaseUrl });
+    await c.connect();
+    try {
+      await c.query(history('gen_random_uuid()::text', "now() - interval '1 day'"));
+      await c.query(state("now() - interval '1 day'"));
+    } finally {
+      await c.end();
+    }
+  } else {
+    const db = new Database(path.join(where.dataDir, 'fleetgate.db'));
+    try {
+      const dayAgo = `${Date.now() - 86_400_000}`;
+      db.exec(history('lower(hex(randomblob(16)))', dayAgo));
+      db.exec(state(dayAgo));
+    } finally {
+      db.close();
+    }
+  }
+  await analyzeDatabase(where);
+}
+
+/** Fresh planner statistics (as autovacuum keeps them in a deployment); cached plans are redone. */
+export async function analyzeDatabase(where: StoreLocation): Promise<void> {
+  if (where.databaseUrl) {
+    const c = new pg.Client({ connectionString: where.databaseUrl });
+    await c.connect();
+    try {
+      await c.query('ANALYZE');
+    } finally {
+      await c.end();
+    }
+    return;
+  }
+  const db = new Database(path.join(where.dataDir, 'fleetgate.db'));
+  try {
+    db.exec('ANALYZE');
+  } finally {
+    db.close();
   }
 }
 
