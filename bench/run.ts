@@ -32,7 +32,7 @@ const topologies: Topology[] = option('topology') ? [option('topology') as Topol
 const FRACTIONS = [0.1, 0.5, 0.9];
 const plan = quick
   ? { maxS: 3, rateS: 3, warmupS: 1, concurrencies: [128] }
-  : { maxS: 15, rateS: 10, warmupS: 3, concurrencies: [16, 32, 64, 128] };
+  : { maxS: 15, rateS: 10, warmupS: 3, concurrencies: [16, 32, 64, 128, 256] };
 // e.g. --concurrency 32,64: the closed-loop concurrencies tried for the maximum.
 if (option('concurrency')) plan.concurrencies = option('concurrency')!.split(',').map(Number);
 const settings: RunSettings = {

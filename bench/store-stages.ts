@@ -1,7 +1,9 @@
 /**
  * `npx tsx bench/store-stages.ts [--n 5000]`: what each store call on a command's path costs, per
  * engine, run in sequence from one process (no HTTP, no MQTT): the store's share of a command.
- * The same calls, with the same arguments, as CommandService.execute makes for a FLEETGATE car.
+ * The same calls, with the same arguments, as CommandService.execute makes for a FLEETGATE car
+ * without Idempotency-Key: startCommand (vehicle read and begin) and completeCommand (the
+ * record's completion, the state merge and the merged state).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,7 +24,7 @@ const unit = new FleetgateUnit({ mqttUrl: 'mqtt://unused', unitId: 'u', password
 const state = unit.snapshot();
 
 async function stages(label: string, store: Store): Promise<Record<string, number>> {
-  const totals: Record<string, number> = { getVehicle: 0, beginCommand: 0, mergeState: 0, finishCommand: 0 };
+  const totals: Record<string, number> = { startCommand: 0, completeCommand: 0 };
   const time = async (name: string, fn: () => Promise<unknown>) => {
     const t0 = performance.now();
     await fn();
@@ -34,15 +36,13 @@ async function stages(label: string, store: Store): Promise<Record<string, numbe
     const id = vehicleId(i % VEHICLES);
     const flow = randomUUID();
     const now = new Date().toISOString();
-    await time('getVehicle', () => store.getVehicle(id));
-    await time('beginCommand', () =>
-      store.beginCommand({
+    await time('startCommand', async () => {
+      const { begun } = await store.startCommand({
         flow_id: flow,
         fleet_id: 'bench',
         client_id: 'c',
         vehicle_id: id,
         command: 'UNLOCK_CENTRAL_LOCK',
-        adapter: 'FLEETGATE',
         instance_id: 'bench',
         status: 'IN_FLIGHT',
         problem_type: null,
@@ -53,19 +53,24 @@ async function stages(label: string, store: Store): Promise<Record<string, numbe
         deadline_at: new Date(Date.now() + 20_000).toISOString(),
         completed_at: null,
         duration_ms: null,
-      }),
-    );
-    await time('mergeState', () => store.mergeState(id, state));
-    await time('finishCommand', () =>
-      store.finishCommand(flow, {
-        status: 'SUCCEEDED',
-        problem_type: null,
-        detail: null,
-        delivery: 'DELIVERED',
-        steps: null,
-        completed_at: new Date().toISOString(),
-        duration_ms: 1,
-      }),
+      });
+      if (!begun) throw new Error(`command ${i} to ${id} did not begin`);
+    });
+    await time('completeCommand', () =>
+      store.completeCommand(
+        flow,
+        {
+          status: 'SUCCEEDED',
+          problem_type: null,
+          detail: null,
+          delivery: 'DELIVERED',
+          steps: null,
+          completed_at: new Date().toISOString(),
+          duration_ms: 1,
+        },
+        id,
+        state,
+      ),
     );
   }
   const wall = performance.now() - t0;

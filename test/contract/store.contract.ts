@@ -580,15 +580,22 @@ export function storeContract(name: string, factory: StoreFactory): void {
         const c = command(v);
         await store.beginCommand(c);
         const completion = succeeded(300);
+        await store.mergeState(v.vehicle_id, { ignition: { timestamp: at(T0 + 30), value: 'OFF' } });
         const merged = await store.completeCommand(c.flow_id, completion, v.vehicle_id, {
           central_lock: { timestamp: at(T0 + 20), value: 'UNLOCKED' },
           // Older than what is stored: the stored value stays (SPEC §3).
           mileage_in_kilometers: { timestamp: at(T0 + 40), value: 90 },
+          // The same time, another value: the report wins, as in mergeState.
+          ignition: { timestamp: at(T0 + 30), value: 'ON' },
         });
-        expect(merged).toEqual({
+        const expected = {
           central_lock: { timestamp: at(T0 + 20), value: 'UNLOCKED' },
           mileage_in_kilometers: { timestamp: at(T0 + 50), value: 100 },
-        });
+          ignition: { timestamp: at(T0 + 30), value: 'ON' },
+        };
+        expect(merged).toEqual(expected);
+        // The answer is what is stored.
+        expect(await store.getState(v.vehicle_id)).toEqual(expected);
         expect(await store.getCommand(c.flow_id)).toEqual({ ...c, ...completion });
         // The vehicle takes the next command: the record is no longer in flight.
         expect(await store.beginCommand(command(v))).toBe(true);
