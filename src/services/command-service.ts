@@ -86,8 +86,16 @@ export class CommandService {
       this.newRecord(principal, vehicleId, command, ctx.flowId, started),
     );
     const vehicle = this.vehicles.ownVehicle(principal, vehicleId, found);
-    // The store began the record only if these pass (the same fleet, setup and capability).
-    this.checkCommandable(vehicle, command);
+    try {
+      // The store began the record only if these checks pass (the same fleet, setup and
+      // capability); a model no longer in the catalogue (after an upgrade) fails only here.
+      this.checkCommandable(vehicle, command);
+      this.vehicles.modelOf(vehicle);
+    } catch (e) {
+      // Nothing was sent: the record must not hold the vehicle until it expires.
+      if (begun) await this.store.finishCommand(ctx.flowId, notSent(e, started)).catch(() => {});
+      throw e;
+    }
     if (!begun) {
       // Another command is in flight, perhaps an orphan of a dead instance: expire those, retry once.
       const record = this.withAdapter(this.newRecord(principal, vehicleId, command, ctx.flowId, started), vehicle);
@@ -537,4 +545,18 @@ export class CommandService {
     await this.vehicles.get(principal, vehicleId);
     return this.store.listCommands(vehicleId, limit, before);
   }
+}
+
+/** The completion of a command that failed before anything was sent. */
+function notSent(error: unknown, started: number): CommandCompletion {
+  const now = Date.now();
+  return {
+    status: 'FAILED',
+    problem_type: error instanceof ProblemError ? error.key : 'internal-server-error',
+    detail: error instanceof Error ? error.message : String(error),
+    delivery: 'NOT_DELIVERED',
+    steps: null,
+    completed_at: new Date(now).toISOString(),
+    duration_ms: now - started,
+  };
 }
