@@ -31,6 +31,9 @@ const ORPHAN_GRACE_MS = 5_000;
 // How long an adapter may take to report on its own after the budget is spent.
 const ABORT_GRACE_MS = 250;
 
+/** A vehicle's adapter and model (VehicleService.modelOf). */
+type ResolvedModel = ReturnType<VehicleService['modelOf']>;
+
 interface Failure {
   key: ProblemKey;
   detail: string;
@@ -69,9 +72,10 @@ export class CommandService {
     if (ctx.idempotencyKey === undefined) return this.track(this.start(principal, vehicleId, command, ctx));
     const vehicle = await this.vehicles.get(principal, vehicleId);
     this.checkCommandable(vehicle, command);
+    const resolved = this.vehicles.modelOf(vehicle);
     const replay = await this.claimKey(principal, vehicle, command, ctx.flowId, ctx.idempotencyKey);
     if (replay) return replay;
-    return this.track(this.run(principal, vehicle, command, ctx));
+    return this.track(this.run(principal, vehicle, resolved, command, ctx, ctx.idempotencyKey));
   }
 
   /** Without Idempotency-Key (the common path): the vehicle read and the record's begin are one store call. */
@@ -82,15 +86,15 @@ export class CommandService {
     ctx: { flowId: string; logger: Logger },
   ): Promise<StoredResult> {
     const started = Date.now();
-    const { vehicle: found, begun } = await this.store.startCommand(
-      this.newRecord(principal, vehicleId, command, ctx.flowId, started),
-    );
+    const record = this.newRecord(principal, vehicleId, command, ctx.flowId, started);
+    const { vehicle: found, begun } = await this.store.startCommand(record);
     const vehicle = this.vehicles.ownVehicle(principal, vehicleId, found);
+    let resolved: ResolvedModel;
     try {
       // The store began the record only if these checks pass (the same fleet, setup and
       // capability); a model no longer in the catalogue (after an upgrade) fails only here.
       this.checkCommandable(vehicle, command);
-      this.vehicles.modelOf(vehicle);
+      resolved = this.vehicles.modelOf(vehicle);
     } catch (e) {
       // Nothing was sent: the record must not hold the vehicle until it expires.
       if (begun) await this.store.finishCommand(ctx.flowId, notSent(e, started)).catch(() => {});
@@ -98,10 +102,11 @@ export class CommandService {
     }
     if (!begun) {
       // Another command is in flight, perhaps an orphan of a dead instance: expire those, retry once.
-      const record = this.withAdapter(this.newRecord(principal, vehicleId, command, ctx.flowId, started), vehicle);
-      if (!(await this.beginAfterExpiry(record))) throw this.conflictingCommand(vehicle);
+      if (!(await this.beginAfterExpiry({ ...record, adapter: resolved.adapter.brand }))) {
+        throw this.conflictingCommand(vehicle);
+      }
     }
-    return this.perform(vehicle, command, ctx, started);
+    return this.perform(vehicle, resolved, command, ctx, started);
   }
 
   /** Keeps a running command in `inFlight` for graceful shutdown. */
@@ -137,7 +142,7 @@ export class CommandService {
     );
   }
 
-  /** The IN_FLIGHT record of a command, but for its adapter (see withAdapter). */
+  /** The IN_FLIGHT record of a command, but for its adapter (startCommand takes the vehicle's). */
   private newRecord(
     principal: Principal,
     vehicleId: string,
@@ -162,10 +167,6 @@ export class CommandService {
       completed_at: null,
       duration_ms: null,
     };
-  }
-
-  private withAdapter(record: Omit<CommandRecord, 'adapter'>, vehicle: Vehicle): CommandRecord {
-    return { ...record, adapter: this.vehicles.modelOf(vehicle).adapter.brand };
   }
 
   /** Returns a stored result to replay, or undefined when this request now owns the key. */
@@ -227,20 +228,19 @@ export class CommandService {
   private async run(
     principal: Principal,
     vehicle: Vehicle,
+    resolved: ResolvedModel,
     command: CommandName,
-    ctx: { flowId: string; idempotencyKey?: string; logger: Logger },
+    ctx: { flowId: string; logger: Logger },
+    key: string,
   ): Promise<StoredResult> {
     const started = Date.now();
-    const release = () =>
-      ctx.idempotencyKey === undefined
-        ? Promise.resolve()
-        : this.store.releaseIdempotencyKey(principal.fleetId, ctx.idempotencyKey, ctx.flowId);
+    const release = () => this.store.releaseIdempotencyKey(principal.fleetId, key, ctx.flowId);
     let begun: boolean;
     try {
-      const record = this.withAdapter(
-        this.newRecord(principal, vehicle.vehicle_id, command, ctx.flowId, started),
-        vehicle,
-      );
+      const record = {
+        ...this.newRecord(principal, vehicle.vehicle_id, command, ctx.flowId, started),
+        adapter: resolved.adapter.brand,
+      };
       begun = (await this.store.beginCommand(record)) || (await this.beginAfterExpiry(record));
     } catch (e) {
       // Nothing was sent: a retry with the same key must be able to run.
@@ -251,7 +251,7 @@ export class CommandService {
       await release();
       throw this.conflictingCommand(vehicle);
     }
-    return this.perform(vehicle, command, ctx, started);
+    return this.perform(vehicle, resolved, command, { ...ctx, idempotencyKey: key }, started);
   }
 
   /**
@@ -260,11 +260,11 @@ export class CommandService {
    */
   private async perform(
     vehicle: Vehicle,
+    { adapter, model }: ResolvedModel,
     command: CommandName,
     ctx: { flowId: string; idempotencyKey?: string; logger: Logger },
     started: number,
   ): Promise<StoredResult> {
-    const { adapter, model } = this.vehicles.modelOf(vehicle);
     const deadline = new Date(started + this.options.timeoutMs);
     const budget = this.startBudget();
     try {

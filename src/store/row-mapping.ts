@@ -92,15 +92,45 @@ export function rowMappers(codec: ColumnCodec) {
   };
 }
 
+/** How an engine stores times and JSON columns (the reverse of ColumnCodec). */
+export interface ColumnEncoder {
+  time(iso: string): unknown;
+  json(value: unknown): string;
+}
+
+/**
+ * The values of a new vehicle, in the column order of both engines' INSERT (vehicle_id …
+ * modified_at).
+ */
+export function vehicleInsertValues(v: Vehicle, encode: ColumnEncoder): unknown[] {
+  return [
+    v.vehicle_id,
+    v.fleet_id,
+    v.telematics_brand,
+    v.telematics_unit_id,
+    v.vehicle_model_id,
+    v.unit_password_hash,
+    v.credentials_id,
+    encode.json(v.capabilities),
+    encode.json(v.master_data),
+    encode.json(v.custom_fields),
+    encode.json(v.tags),
+    v.operation_status,
+    v.setup_status,
+    v.setup_failure_reason,
+    v.life_status,
+    encode.time(v.life_status_modified_at),
+    v.version,
+    encode.time(v.created_at),
+    encode.time(v.modified_at),
+  ];
+}
+
 /**
  * The values of a new IN_FLIGHT command record, in the column order of both engines' INSERT
- * (flow_id … deadline_at, status being the literal 'IN_FLIGHT'); `time` and `json` encode the
- * columns as the engine stores them.
+ * (flow_id … deadline_at, status being the literal 'IN_FLIGHT').
  */
-export function commandInsertValues(
-  c: CommandRecord,
-  encode: { time: (iso: string) => unknown; json: (value: unknown) => string },
-): unknown[] {
+export function commandInsertValues(c: CommandRecord, encode: ColumnEncoder): unknown[] {
   return [
     c.flow_id,
     c.fleet_id,

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
-import { commandInsertValues, type Row, rowMappers } from '../row-mapping.js';
+import { type ColumnEncoder, commandInsertValues, type Row, rowMappers, vehicleInsertValues } from '../row-mapping.js';
 import {
   type ApiClient,
   type CommandCompletion,
@@ -86,13 +86,16 @@ const {
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
+/** timestamptz takes ISO strings as they are; JSON goes as text. */
+const ENCODE: ColumnEncoder = { time: (iso) => iso, json };
+
 /**
  * Upserts state rows from `source` (columns vehicle_id, property, ts, value) of the vehicles
  * `vehicleIds` (a text[] expression): newer-or-equal timestamps win (SPEC §3). The ids let the
  * planner read only those vehicles' rows through the primary key: it estimates 100 rows for any
- * JSON record set and would otherwise hash-join the whole table. Rows that would not change are dropped by the join before the upsert,
- * which would otherwise lock, and so WAL-log, each one; ON CONFLICT still settles a row another
- * instance inserted or changed meanwhile.
+ * JSON record set and would otherwise hash-join the whole table. Rows that would not change are
+ * dropped by the join before the upsert, which would otherwise lock, and so WAL-log, each one;
+ * ON CONFLICT still settles a row another instance inserted or changed meanwhile.
  */
 const upsertState = (source: string, vehicleIds: string): string =>
   `INSERT INTO vehicle_state (vehicle_id, property, ts, value)
@@ -354,27 +357,7 @@ export class PostgresStore implements Store {
              setup_status, setup_failure_reason, life_status, life_status_modified_at, version, created_at, modified_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10::jsonb, $11::jsonb, $12, $13, $14, $15, $16,
              $17, $18, $19)`,
-          [
-            v.vehicle_id,
-            v.fleet_id,
-            v.telematics_brand,
-            v.telematics_unit_id,
-            v.vehicle_model_id,
-            v.unit_password_hash,
-            v.credentials_id,
-            json(v.capabilities),
-            json(v.master_data),
-            json(v.custom_fields),
-            json(v.tags),
-            v.operation_status,
-            v.setup_status,
-            v.setup_failure_reason,
-            v.life_status,
-            v.life_status_modified_at,
-            v.version,
-            v.created_at,
-            v.modified_at,
-          ],
+          vehicleInsertValues(v, ENCODE),
           c,
         );
         await this.writeTags(c, v.fleet_id, v.vehicle_id, v.tags);
@@ -791,7 +774,7 @@ export class PostgresStore implements Store {
            problem_type, detail, delivery, steps, requested_at, deadline_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'IN_FLIGHT', $8, $9, $10, $11::jsonb, $12, $13)
          ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
-        commandInsertValues(c, { time: (iso) => iso, json }),
+        commandInsertValues(c, ENCODE),
       );
       return (rowCount ?? 0) > 0;
     } catch (err) {

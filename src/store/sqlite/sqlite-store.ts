@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
-import { commandInsertValues, type Row, rowMappers } from '../row-mapping.js';
+import { type ColumnEncoder, commandInsertValues, type Row, rowMappers, vehicleInsertValues } from '../row-mapping.js';
 import {
   type ApiClient,
   type CommandCompletion,
@@ -40,6 +40,8 @@ const toMs = (iso: string): number => {
 const toIso = (ms: unknown): string => new Date(Number(ms)).toISOString();
 const json = (value: unknown): string => JSON.stringify(value);
 const parse = <T>(text: unknown): T => JSON.parse(String(text)) as T;
+/** Times as epoch milliseconds, JSON as text. */
+const ENCODE: ColumnEncoder = { time: toMs, json };
 const {
   client: clientFromRow,
   vehicle: vehicleFromRow,
@@ -64,13 +66,13 @@ const isUniqueViolation = (err: unknown): boolean =>
  * Maps driver errors to the port's errors: a lock held past busy_timeout means the database is
  * unavailable (503); a foreign key violation names the missing referent.
  */
-function translate(err: unknown, foreignKey: string): never {
+function toStoreError(err: unknown, foreignKey: string): unknown {
   const code = sqliteCode(err);
   if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_IOERR') {
-    throw new StoreUnavailableError(err);
+    return new StoreUnavailableError(err);
   }
-  if (isForeignKeyViolation(err)) throw new StoreConflictError(foreignKey);
-  throw err;
+  if (isForeignKeyViolation(err)) return new StoreConflictError(foreignKey);
+  return err;
 }
 
 const MAX_CACHED_STATEMENTS = 500;
@@ -104,14 +106,7 @@ export class SqliteStore implements Store {
     // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
     // last transactions, which fsync on every commit would cost far more than it saves here.
     this.db.pragma('synchronous = NORMAL');
-    this.writes = new GroupCommit(this.db, (err) => {
-      if (err instanceof StoreConflictError || err instanceof StoreUnavailableError) return err;
-      try {
-        translate(err, 'reference');
-      } catch (translated) {
-        return translated;
-      }
-    });
+    this.writes = new GroupCommit(this.db, (err) => toStoreError(err, 'reference'));
   }
 
   /**
@@ -132,7 +127,7 @@ export class SqliteStore implements Store {
     try {
       return fn();
     } catch (err) {
-      translate(err, foreignKey);
+      throw toStoreError(err, foreignKey);
     }
   }
 
@@ -228,27 +223,7 @@ export class SqliteStore implements Store {
              unit_password_hash, credentials_id, capabilities, master_data, custom_fields, tags, operation_status,
              setup_status, setup_failure_reason, life_status, life_status_modified_at, version, created_at, modified_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(
-        v.vehicle_id,
-        v.fleet_id,
-        v.telematics_brand,
-        v.telematics_unit_id,
-        v.vehicle_model_id,
-        v.unit_password_hash,
-        v.credentials_id,
-        json(v.capabilities),
-        json(v.master_data),
-        json(v.custom_fields),
-        json(v.tags),
-        v.operation_status,
-        v.setup_status,
-        v.setup_failure_reason,
-        v.life_status,
-        toMs(v.life_status_modified_at),
-        v.version,
-        toMs(v.created_at),
-        toMs(v.modified_at),
-      );
+      ).run(...vehicleInsertValues(v, ENCODE));
       this.writeTags(v.fleet_id, v.vehicle_id, v.tags);
     });
     this.run(() => {
@@ -265,9 +240,11 @@ export class SqliteStore implements Store {
   }
 
   async getVehicle(vehicleId: string): Promise<Vehicle | undefined> {
-    const r = this.run(() => this.prepare('SELECT * FROM vehicles WHERE vehicle_id = ?').get(vehicleId)) as
-      | Row
-      | undefined;
+    return this.run(() => this.readVehicle(vehicleId));
+  }
+
+  private readVehicle(vehicleId: string): Vehicle | undefined {
+    const r = this.prepare('SELECT * FROM vehicles WHERE vehicle_id = ?').get(vehicleId) as Row | undefined;
     return r && vehicleFromRow(r);
   }
 
@@ -585,10 +562,7 @@ export class SqliteStore implements Store {
   ): Promise<{ vehicle: Vehicle | undefined; begun: boolean }> {
     return this.writes.submit(() =>
       this.run(() => {
-        const row = this.prepare('SELECT * FROM vehicles WHERE vehicle_id = ?').get(record.vehicle_id) as
-          | Row
-          | undefined;
-        const vehicle = row && vehicleFromRow(row);
+        const vehicle = this.readVehicle(record.vehicle_id);
         const ready =
           vehicle !== undefined &&
           vehicle.fleet_id === record.fleet_id &&
@@ -609,7 +583,7 @@ export class SqliteStore implements Store {
            problem_type, detail, delivery, steps, requested_at, deadline_at, completed_at, duration_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, 'IN_FLIGHT', ?, ?, ?, ?, ?, ?, NULL, NULL)
          ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
-    ).run(...commandInsertValues(c, { time: toMs, json }));
+    ).run(...commandInsertValues(c, ENCODE));
     return info.changes > 0;
   }
 
