@@ -7,6 +7,7 @@ import { runSimulation } from '../sim/run-simulation.js';
 import { startSmartcarSimulation } from '../sim/smartcar-fake/smartcar-simulation.js';
 import { runTeltonikaSimulation } from '../sim/teltonika/teltonika-unit.js';
 import { createStore } from '../store/registry.js';
+import type { Store } from '../store/store.js';
 import { ApiCaller } from './api-caller.js';
 
 type Flags = Partial<Record<keyof Config, string>>;
@@ -29,6 +30,18 @@ function settingsFrom(opts: Record<string, unknown>): Flags {
     if (opts[name] !== undefined) flags[s.key] = String(opts[name]);
   }
   return flags;
+}
+
+/** Runs `fn` on the configured store, migrated, and closes it afterwards. */
+async function withStore(opts: Record<string, unknown>, fn: (store: Store) => Promise<void>): Promise<void> {
+  const config = loadOrExit(settingsFrom(opts));
+  const store = await createStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  try {
+    await store.migrate();
+    await fn(store);
+  } finally {
+    await store.close();
+  }
 }
 
 function fail(message: string): never {
@@ -101,10 +114,7 @@ withSettings(
     .option('--json', 'print {"client_id", "client_secret"} as JSON on the last line'),
   ['dataDir', 'databaseUrl', 'logLevel'],
 ).action(async (opts: Record<string, unknown>) => {
-  const config = loadOrExit(settingsFrom(opts));
-  const store = await createStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  try {
-    await store.migrate();
+  await withStore(opts, async (store) => {
     const scopes = (opts.scope as string[]).flatMap((s) => s.split(/[ ,]+/)).filter(Boolean);
     const created = await createApiClient(store, {
       fleetId: String(opts.fleet),
@@ -120,9 +130,7 @@ withSettings(
         `client_id:     ${created.client_id}\nclient_secret: ${created.client_secret}\nfleet:         ${created.fleet_id}\nscopes:        ${created.scopes.join(' ')}\n\nThe secret is shown only now; fleetgate keeps only its hash.\n`,
       );
     }
-  } finally {
-    await store.close();
-  }
+  });
 });
 
 withSettings(
@@ -133,10 +141,7 @@ withSettings(
     .option('--json', 'one JSON object per line'),
   ['dataDir', 'databaseUrl', 'logLevel'],
 ).action(async (opts: Record<string, unknown>) => {
-  const config = loadOrExit(settingsFrom(opts));
-  const store = await createStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  try {
-    await store.migrate();
+  await withStore(opts, async (store) => {
     const list = await store.listClients(opts.fleet as string | undefined);
     for (const { secret_hash: _hidden, ...c } of list) {
       process.stdout.write(
@@ -146,9 +151,7 @@ withSettings(
       );
     }
     if (!opts.json) process.stderr.write(`${list.length} client(s)\n`);
-  } finally {
-    await store.close();
-  }
+  });
 });
 
 withSettings(
@@ -158,15 +161,10 @@ withSettings(
     .description('Delete an API client: its tokens are refused within a minute'),
   ['dataDir', 'databaseUrl', 'logLevel'],
 ).action(async (clientId: string, opts: Record<string, unknown>) => {
-  const config = loadOrExit(settingsFrom(opts));
-  const store = await createStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  try {
-    await store.migrate();
+  await withStore(opts, async (store) => {
     if (!(await store.deleteClient(clientId))) fail(`no API client '${clientId}'`);
     process.stdout.write(`deleted ${clientId}\n`);
-  } finally {
-    await store.close();
-  }
+  });
 });
 
 program
