@@ -64,6 +64,20 @@ export interface UnitStats {
   stateReports: number;
 }
 
+/** Every counter at zero (a new unit; the start of a sum over units). */
+export function emptyStats(): UnitStats {
+  return {
+    connects: 0,
+    commands: 0,
+    succeeded: 0,
+    refused: 0,
+    failed: 0,
+    unsupported: 0,
+    expired: 0,
+    stateReports: 0,
+  };
+}
+
 const DEFAULT_REPORT_INTERVAL_MS = 30_000;
 const DEFAULT_ANSWER_DELAY = { min: 300, max: 800 };
 const DRIVE_TICK_MS = 1_000;
@@ -84,16 +98,7 @@ const SECURING_COMMANDS: ReadonlySet<CommandName> = new Set([
 export class FleetgateUnit extends EventEmitter {
   readonly unitId: string;
   readonly model: AdapterVehicleModel;
-  readonly stats: UnitStats = {
-    connects: 0,
-    commands: 0,
-    succeeded: 0,
-    refused: 0,
-    failed: 0,
-    unsupported: 0,
-    expired: 0,
-    stateReports: 0,
-  };
+  readonly stats: UnitStats = emptyStats();
 
   private client: MqttClient | undefined;
   private mode: UnitBehaviour = 'online';

@@ -1,6 +1,6 @@
 import { createInterface, type Interface } from 'node:readline';
 import type { Logger } from 'pino';
-import { FleetgateUnit, type UnitBehaviour, type UnitStats } from './fleetgate-unit.js';
+import { emptyStats, FleetgateUnit, type UnitBehaviour, type UnitStats } from './fleetgate-unit.js';
 
 export interface SimulationOptions {
   mqttUrl: string;
@@ -151,30 +151,11 @@ function summarize(
   refusedLogins: SimulationSummary['refusedLogins'],
   durationMs: number,
 ): SimulationSummary {
-  const summary: SimulationSummary = {
-    units: units.length,
-    connected: 0,
-    refusedLogins,
-    durationMs,
-    connects: 0,
-    commands: 0,
-    succeeded: 0,
-    refused: 0,
-    failed: 0,
-    unsupported: 0,
-    expired: 0,
-    stateReports: 0,
-  };
+  const totals = emptyStats();
+  let connected = 0;
   for (const u of units) {
-    if (u.stats.connects > 0) summary.connected++;
-    summary.connects += u.stats.connects;
-    summary.commands += u.stats.commands;
-    summary.succeeded += u.stats.succeeded;
-    summary.refused += u.stats.refused;
-    summary.failed += u.stats.failed;
-    summary.unsupported += u.stats.unsupported;
-    summary.expired += u.stats.expired;
-    summary.stateReports += u.stats.stateReports;
+    if (u.stats.connects > 0) connected++;
+    for (const key of Object.keys(totals) as Array<keyof UnitStats>) totals[key] += u.stats[key];
   }
-  return summary;
+  return { units: units.length, connected, refusedLogins, durationMs, ...totals };
 }
