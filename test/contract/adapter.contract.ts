@@ -10,6 +10,7 @@ import {
 } from '../../src/domain/state-catalogue.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
 import type { AdapterVehicleModel, CommandOutcome, TelematicsAdapter } from '../../src/telematics/adapter.js';
+import { EXPECTED_STATE } from '../helpers/expected-state.js';
 
 /**
  * The shared telematics adapter contract (STYLE.md: one suite per port, run against every
@@ -187,19 +188,6 @@ export function makeVehicle(model: AdapterVehicleModel, unitId: string, override
     ...overrides,
   };
 }
-
-/** What the state must show after each command, where the vehicle has the property. */
-const EXPECTED_STATE: Partial<Record<CommandName, Record<string, unknown>>> = {
-  ENABLE_DRIVING: { driving_enabled: true },
-  DISABLE_DRIVING: { driving_enabled: false },
-  UNLOCK_CENTRAL_LOCK: { central_lock: 'UNLOCKED' },
-  LOCK_CENTRAL_LOCK: { central_lock: 'LOCKED' },
-  UNLOCK_AND_ENABLE_DRIVING: { central_lock: 'UNLOCKED', driving_enabled: true },
-  LOCK_AND_DISABLE_DRIVING: { central_lock: 'LOCKED', driving_enabled: false },
-  UNLOCK_TOP_CASE: { top_case_lock: 'UNLOCKED' },
-  LOCK_TOP_CASE: { top_case_lock: 'LOCKED' },
-  UNLOCK_BATTERY_COMPARTMENT: { battery_compartment_lock: 'UNLOCKED' },
-};
 
 /** Commands an adapter executes itself: single ones, and combined ones the unit runs natively. */
 function directCommands(model: AdapterVehicleModel): CommandName[] {

@@ -5,6 +5,7 @@ import type { Config } from '../../src/config.js';
 import { COMMANDS, commandToPath } from '../../src/domain/commands.js';
 import { PROBLEMS, type ProblemKey } from '../../src/domain/problems.js';
 import { FLEETGATE_MODELS } from '../../src/telematics/fleetgate-mqtt/models.js';
+import { EXPECTED_STATE } from '../helpers/expected-state.js';
 import type { Harness, HttpResult } from '../helpers/harness.js';
 
 /** Starts one fleetgate for the scenarios; overrides are config settings (as Harness.start takes). */
@@ -45,19 +46,6 @@ export function apiScenarios(name: string, start: StartHarness): void {
     const cmd = (vehicleId: string, command: string, options: Parameters<Harness['request']>[2] = {}) =>
       h.request('POST', `/vehicles/${vehicleId}/commands/${command}`, { token, ...options });
 
-    // What each command leaves in the state it answers with.
-    const EXPECTED: Partial<Record<(typeof COMMANDS)[number], Record<string, unknown>>> = {
-      ENABLE_DRIVING: { driving_enabled: true },
-      DISABLE_DRIVING: { driving_enabled: false },
-      UNLOCK_CENTRAL_LOCK: { central_lock: 'UNLOCKED' },
-      LOCK_CENTRAL_LOCK: { central_lock: 'LOCKED' },
-      UNLOCK_AND_ENABLE_DRIVING: { central_lock: 'UNLOCKED', driving_enabled: true },
-      LOCK_AND_DISABLE_DRIVING: { central_lock: 'LOCKED', driving_enabled: false },
-      UNLOCK_TOP_CASE: { top_case_lock: 'UNLOCKED' },
-      LOCK_TOP_CASE: { top_case_lock: 'LOCKED' },
-      UNLOCK_BATTERY_COMPARTMENT: { battery_compartment_lock: 'UNLOCKED' },
-    };
-
     describe('SPEC §1 commands: every command of every model', () => {
       for (const model of FLEETGATE_MODELS) {
         it(`${model.id}: supported commands answer 200 with the new state; others 409 command-not-supported`, async () => {
@@ -70,7 +58,7 @@ export function apiScenarios(name: string, start: StartHarness): void {
             }
             expect(res.status, `${command}: ${res.text}`).toBe(200);
             expect(res.headers.get('x-flow-id')).toMatch(/^[0-9a-f-]{36}$/);
-            for (const [prop, value] of Object.entries(EXPECTED[command] ?? {})) {
+            for (const [prop, value] of Object.entries(EXPECTED_STATE[command] ?? {})) {
               expect(res.body[prop]?.value, `${command} → ${prop}`).toEqual(value);
               expect(Date.parse(res.body[prop].timestamp)).not.toBeNaN();
             }

@@ -5,6 +5,7 @@ import { COMMANDS, commandToPath } from '../../src/domain/commands.js';
 import { TeltonikaUnit } from '../../src/sim/teltonika/teltonika-unit.js';
 import { TELTONIKA_MODELS } from '../../src/telematics/teltonika/models.js';
 import { eventually } from '../helpers/eventually.js';
+import { EXPECTED_STATE } from '../helpers/expected-state.js';
 import { type SharedParts, startSharedParts } from '../helpers/shared-parts.js';
 
 // Issue 4, item 3: a command received by instance A reaches a Teltonika unit whose TCP session is
@@ -43,15 +44,6 @@ async function call(on: FleetgateProcess, method: string, urlPath: string, body?
   return { status: res.status, body: text ? JSON.parse(text) : undefined, text };
 }
 
-const EXPECTED: Record<string, Record<string, unknown>> = {
-  ENABLE_DRIVING: { driving_enabled: true },
-  DISABLE_DRIVING: { driving_enabled: false },
-  UNLOCK_CENTRAL_LOCK: { central_lock: 'UNLOCKED' },
-  LOCK_CENTRAL_LOCK: { central_lock: 'LOCKED' },
-  UNLOCK_AND_ENABLE_DRIVING: { central_lock: 'UNLOCKED', driving_enabled: true },
-  LOCK_AND_DISABLE_DRIVING: { central_lock: 'LOCKED', driving_enabled: false },
-};
-
 for (const [i, model] of TELTONIKA_MODELS.entries()) {
   it(`${model.id}: unit on instance B, every command through instance A`, async () => {
     const [A, B] = [instances[0]!, instances[1]!];
@@ -82,7 +74,7 @@ for (const [i, model] of TELTONIKA_MODELS.entries()) {
       if (!model.capabilities.commands.includes(command)) continue;
       const res = await call(A.process, 'POST', `/vehicles/${vehicleId}/commands/${commandToPath(command)}`);
       expect(res.status, `${command}: ${res.text}`).toBe(200);
-      for (const [prop, value] of Object.entries(EXPECTED[command] ?? {})) {
+      for (const [prop, value] of Object.entries(EXPECTED_STATE[command] ?? {})) {
         if (model.capabilities.vehicle_state.includes(prop.toUpperCase()))
           expect(res.body[prop]?.value, `${command} → ${prop}`).toEqual(value);
       }

@@ -3,6 +3,7 @@ import { COMMANDS, commandToPath } from '../../src/domain/commands.js';
 import { TeltonikaUnit } from '../../src/sim/teltonika/teltonika-unit.js';
 import { TELTONIKA_MODELS } from '../../src/telematics/teltonika/models.js';
 import type { TeltonikaAdapter } from '../../src/telematics/teltonika/teltonika-adapter.js';
+import { EXPECTED_STATE } from '../helpers/expected-state.js';
 import { Harness } from '../helpers/harness.js';
 
 // Issue 4: Teltonika car and scooter over real TCP, through the HTTP API.
@@ -18,15 +19,6 @@ afterAll(async () => {
   await Promise.allSettled(units.map((u) => u.stop()));
   await h?.close();
 });
-
-const EXPECTED: Record<string, Record<string, unknown>> = {
-  ENABLE_DRIVING: { driving_enabled: true },
-  DISABLE_DRIVING: { driving_enabled: false },
-  UNLOCK_CENTRAL_LOCK: { central_lock: 'UNLOCKED' },
-  LOCK_CENTRAL_LOCK: { central_lock: 'LOCKED' },
-  UNLOCK_AND_ENABLE_DRIVING: { central_lock: 'UNLOCKED', driving_enabled: true },
-  LOCK_AND_DISABLE_DRIVING: { central_lock: 'LOCKED', driving_enabled: false },
-};
 
 let imeiSeq = 356307042441000;
 
@@ -57,7 +49,7 @@ describe('TELTONIKA vehicles end to end (SPEC §6)', () => {
           continue;
         }
         expect(res.status, `${command}: ${res.text}`).toBe(200);
-        for (const [prop, value] of Object.entries(EXPECTED[command] ?? {})) {
+        for (const [prop, value] of Object.entries(EXPECTED_STATE[command] ?? {})) {
           if (model.capabilities.vehicle_state.includes(prop.toUpperCase())) {
             expect(res.body[prop]?.value, `${command} → ${prop}`).toEqual(value);
           }
