@@ -475,17 +475,9 @@ describe('error mapping (issue item 4)', () => {
 describe('revoked authorization', () => {
   it('marks every vehicle of the credentials FAILED and tells the operator what to do', async () => {
     // Own application and credentials: revocation is final.
-    const clientId = 'revoked-app';
-    const rt = fake.addApplication({ clientId, clientSecret: 'x-secret' });
-    const service = new CredentialsService(store, secrets, new Map([['SMARTCAR', new SmartcarAdapter()]]));
-    const creds = await service.create(FLEET, {
-      telematics_brand: 'SMARTCAR',
-      client_id: clientId,
-      client_secret: 'x-secret',
-      refresh_token: rt,
-    });
-    const a = await addVehicle(fake.addVehicle({ clientId }).id, { credentials_id: creds.credentials_id });
-    const b = await addVehicle(fake.addVehicle({ clientId }).id, { credentials_id: creds.credentials_id });
+    const { clientId, credentialsId } = await newAccount('revoked-app');
+    const a = await addVehicle(fake.addVehicle({ clientId }).id, { credentials_id: credentialsId });
+    const b = await addVehicle(fake.addVehicle({ clientId }).id, { credentials_id: credentialsId });
     const bystander = await addVehicle(fake.addVehicle({ clientId: CLIENT_ID }).id);
     const inst = await startInstance();
     expect((await run(inst, a, 'LOCK_CENTRAL_LOCK')).kind).toBe('succeeded');
@@ -513,16 +505,8 @@ describe('revoked authorization', () => {
 
 describe('tokens', () => {
   it('refreshes the access token before it expires and persists the rotated refresh token', async () => {
-    const clientId = 'short-lived-app';
-    const rt = fake.addApplication({ clientId, clientSecret: 'short-secret', accessTokenTtlS: 600 });
-    const service = new CredentialsService(store, secrets, new Map([['SMARTCAR', new SmartcarAdapter()]]));
-    const creds = await service.create(FLEET, {
-      telematics_brand: 'SMARTCAR',
-      client_id: clientId,
-      client_secret: 'short-secret',
-      refresh_token: rt,
-    });
-    const v = await addVehicle(fake.addVehicle({ clientId }).id, { credentials_id: creds.credentials_id });
+    const { clientId, credentialsId } = await newAccount('short-lived-app', { accessTokenTtlS: 600 });
+    const v = await addVehicle(fake.addVehicle({ clientId }).id, { credentials_id: credentialsId });
     let clock = Date.now();
     const inst = await startInstance({ now: () => clock, refreshBeforeExpiryMs: 60_000 });
 
@@ -538,8 +522,8 @@ describe('tokens', () => {
     expect(fake.counters.tokenRefreshes).toBe(base + 2);
     expect(fake.counters.tokenRejections).toBe(rejections);
 
-    const rec = await store.getCredentials(creds.credentials_id);
-    const state = JSON.parse(secrets.open(rec!.sealed_state!, creds.credentials_id)) as {
+    const rec = await store.getCredentials(credentialsId);
+    const state = JSON.parse(secrets.open(rec!.sealed_state!, credentialsId)) as {
       refresh_token: string;
       lease?: unknown;
     };
@@ -548,19 +532,9 @@ describe('tokens', () => {
   });
 
   it('two instances sharing one SQLite store refresh exactly once, with no revoked token', async () => {
-    const clientId = 'shared-app';
-    const rt = fake.addApplication({ clientId, clientSecret: 'shared-secret' });
-    const service = new CredentialsService(store, secrets, new Map([['SMARTCAR', new SmartcarAdapter()]]));
-    const creds = await service.create(FLEET, {
-      telematics_brand: 'SMARTCAR',
-      client_id: clientId,
-      client_secret: 'shared-secret',
-      refresh_token: rt,
-    });
+    const { clientId, credentialsId } = await newAccount('shared-app');
     const vehicles = await Promise.all(
-      Array.from({ length: 6 }, () =>
-        addVehicle(fake.addVehicle({ clientId }).id, { credentials_id: creds.credentials_id }),
-      ),
+      Array.from({ length: 6 }, () => addVehicle(fake.addVehicle({ clientId }).id, { credentials_id: credentialsId })),
     );
     // A second store on the same database file: another fleetgate process as far as SQLite knows.
     const otherStore = await createStore({ dataDir });
