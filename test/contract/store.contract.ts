@@ -713,16 +713,19 @@ export function storeContract(name: string, factory: StoreFactory): void {
     });
 
     describe('idempotency keys', () => {
+      /** A claim of a new key for a LOCK_CENTRAL_LOCK to `v`, by a new flow. */
+      const keyClaim = (v: Vehicle, overrides: { key?: string; created_at?: string } = {}) => ({
+        fleet_id: v.fleet_id,
+        key: uid('idem'),
+        vehicle_id: v.vehicle_id,
+        command: 'LOCK_CENTRAL_LOCK' as const,
+        flow_id: randomUUID(),
+        created_at: at(T0),
+        ...overrides,
+      });
       it('claims a key once and then returns the stored record', async () => {
         const v = await added();
-        const rec = {
-          fleet_id: v.fleet_id,
-          key: uid('idem'),
-          vehicle_id: v.vehicle_id,
-          command: 'LOCK_CENTRAL_LOCK' as const,
-          flow_id: randomUUID(),
-          created_at: at(T0),
-        };
+        const rec = keyClaim(v);
         expect(await store.claimIdempotencyKey(rec)).toEqual({ claimed: true });
         const retry = { ...rec, flow_id: randomUUID(), created_at: at(T0 + 5) };
         expect(await store.claimIdempotencyKey(retry)).toEqual({
@@ -746,16 +749,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         const v = await added();
         const key = uid('idem');
         const results = await Promise.all(
-          Array.from({ length: 10 }, () =>
-            store.claimIdempotencyKey({
-              fleet_id: v.fleet_id,
-              key,
-              vehicle_id: v.vehicle_id,
-              command: 'LOCK_CENTRAL_LOCK',
-              flow_id: randomUUID(),
-              created_at: at(T0),
-            }),
-          ),
+          Array.from({ length: 10 }, () => store.claimIdempotencyKey(keyClaim(v, { key }))),
         );
         expect(results.filter((r) => r.claimed)).toHaveLength(1);
         const flows = new Set(results.map((r) => (r.claimed ? undefined : r.existing.flow_id)));
@@ -765,14 +759,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
 
       it('releases only a pending key of the same flow', async () => {
         const v = await added();
-        const rec = {
-          fleet_id: v.fleet_id,
-          key: uid('idem'),
-          vehicle_id: v.vehicle_id,
-          command: 'LOCK_CENTRAL_LOCK' as const,
-          flow_id: randomUUID(),
-          created_at: at(T0),
-        };
+        const rec = keyClaim(v);
         await store.claimIdempotencyKey(rec);
         await store.releaseIdempotencyKey(rec.fleet_id, rec.key, randomUUID());
         expect((await store.claimIdempotencyKey(rec)).claimed).toBe(false);
@@ -789,15 +776,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         const E = Date.UTC(1992, 0, 1);
         const v = vehicle();
         await s.insertVehicle(v);
-        const claim = (key: string, ms: number) =>
-          s.claimIdempotencyKey({
-            fleet_id: v.fleet_id,
-            key,
-            vehicle_id: v.vehicle_id,
-            command: 'LOCK_CENTRAL_LOCK',
-            flow_id: randomUUID(),
-            created_at: at(ms),
-          });
+        const claim = (key: string, ms: number) => s.claimIdempotencyKey(keyClaim(v, { key, created_at: at(ms) }));
         await claim('k1', E - 2);
         await claim('k2', E - 1);
         await claim('k3', E);
