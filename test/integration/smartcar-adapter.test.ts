@@ -17,6 +17,7 @@ import type { Store } from '../../src/store/store.js';
 import type { AdapterContext, CommandOutcome } from '../../src/telematics/adapter.js';
 import { SMARTCAR_CONNECTED_CAR } from '../../src/telematics/smartcar/models.js';
 import { SmartcarAdapter, type SmartcarAdapterOptions } from '../../src/telematics/smartcar/smartcar-adapter.js';
+import { makeVehicle } from '../contract/adapter.contract.js';
 
 const CLIENT_ID = 'fake-app-client-id';
 const CLIENT_SECRET = `cs_${randomBytes(16).toString('hex')}`;
@@ -92,29 +93,13 @@ async function startInstance(
 }
 
 async function addVehicle(unitId: string, overrides: Partial<Vehicle> = {}): Promise<Vehicle> {
-  const now = new Date().toISOString();
-  const v: Vehicle = {
+  const v = makeVehicle(SMARTCAR_CONNECTED_CAR, unitId, {
     vehicle_id: `V${randomBytes(6).toString('hex').toUpperCase()}`,
     fleet_id: FLEET,
-    telematics_brand: 'SMARTCAR',
-    telematics_unit_id: unitId,
-    vehicle_model_id: SMARTCAR_CONNECTED_CAR.id,
-    unit_password_hash: null,
     credentials_id: credentialsId,
-    capabilities: structuredClone(SMARTCAR_CONNECTED_CAR.capabilities),
     master_data: {},
-    custom_fields: {},
-    tags: [],
-    operation_status: 'OPERATING',
-    setup_status: 'SUCCEEDED',
-    setup_failure_reason: null,
-    life_status: 'ONLINE',
-    life_status_modified_at: now,
-    version: 1,
-    created_at: now,
-    modified_at: now,
     ...overrides,
-  };
+  });
   await store.insertVehicle(v);
   return v;
 }

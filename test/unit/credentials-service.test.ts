@@ -4,13 +4,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProblemError, type ProblemError } from '../../src/domain/problems.js';
-import type { Vehicle } from '../../src/domain/vehicle.js';
 import { SecretBox } from '../../src/lib/secrets.js';
 import { CredentialsService } from '../../src/services/credentials-service.js';
 import { createStore } from '../../src/store/registry.js';
 import type { Store } from '../../src/store/store.js';
 import type { TelematicsAdapter } from '../../src/telematics/adapter.js';
+import { SMARTCAR_CONNECTED_CAR } from '../../src/telematics/smartcar/models.js';
 import { SmartcarAdapter } from '../../src/telematics/smartcar/smartcar-adapter.js';
+import { makeVehicle } from '../contract/adapter.contract.js';
 
 const SECRET = 'the-client-secret-value-0123456789';
 const REFRESH = 'the-refresh-token-value-9876543210';
@@ -174,28 +175,11 @@ describe('list and get', () => {
 describe('delete', () => {
   it('refuses while a vehicle uses the credentials, then deletes', async () => {
     const view = await service.create('fleet-del', valid());
-    const now = new Date().toISOString();
-    const vehicle: Vehicle = {
+    const vehicle = makeVehicle(SMARTCAR_CONNECTED_CAR, `unit-${randomBytes(4).toString('hex')}`, {
       vehicle_id: `V${randomBytes(5).toString('hex').toUpperCase()}`,
       fleet_id: 'fleet-del',
-      telematics_brand: 'SMARTCAR',
-      telematics_unit_id: `unit-${randomBytes(4).toString('hex')}`,
-      vehicle_model_id: 'smartcar-connected-car',
-      unit_password_hash: null,
       credentials_id: view.credentials_id,
-      capabilities: { commands: [], vehicle_state: [] },
-      master_data: {},
-      custom_fields: {},
-      tags: [],
-      operation_status: 'OPERATING',
-      setup_status: 'SUCCEEDED',
-      setup_failure_reason: null,
-      life_status: 'OFFLINE',
-      life_status_modified_at: now,
-      version: 1,
-      created_at: now,
-      modified_at: now,
-    };
+    });
     await store.insertVehicle(vehicle);
     expect((await problemOf(service.delete('fleet-del', view.credentials_id))).key).toBe('conflicting-resource');
     expect((await problemOf(service.delete('fleet-other', view.credentials_id))).key).toBe('resource-not-found');
