@@ -20,17 +20,21 @@ const send = (vehicleId: string, key: string) =>
     headers: { 'idempotency-key': key },
   });
 
-it('a key claimed by a request that died before its command began is taken over once stale', async () => {
-  const { vehicleId, unit } = await h.vehicle(token);
-  const key = `stale-${randomUUID()}`;
-  await h.app.store.claimIdempotencyKey({
+/** A claim of `key` by the request of flow `flowId`, made at `createdAt`, as the store keeps it. */
+const claimed = (vehicleId: string, key: string, createdAt: string, flowId = randomUUID()) =>
+  h.app.store.claimIdempotencyKey({
     fleet_id: 'fleet-idem',
     key,
     vehicle_id: vehicleId,
     command: 'UNLOCK_CENTRAL_LOCK',
-    flow_id: randomUUID(),
-    created_at: new Date(Date.now() - 60_000).toISOString(),
+    flow_id: flowId,
+    created_at: createdAt,
   });
+
+it('a key claimed by a request that died before its command began is taken over once stale', async () => {
+  const { vehicleId, unit } = await h.vehicle(token);
+  const key = `stale-${randomUUID()}`;
+  await claimed(vehicleId, key, new Date(Date.now() - 60_000).toISOString());
   const before = unit.stats.commands;
   const res = await send(vehicleId, key);
   expect(res.status, res.text).toBe(200);
@@ -42,14 +46,7 @@ it('a key claimed by a request that died before its command began is taken over 
 it('a fresh claim without a command yet is still "being executed" (409)', async () => {
   const { vehicleId } = await h.vehicle(token);
   const key = `fresh-${randomUUID()}`;
-  await h.app.store.claimIdempotencyKey({
-    fleet_id: 'fleet-idem',
-    key,
-    vehicle_id: vehicleId,
-    command: 'UNLOCK_CENTRAL_LOCK',
-    flow_id: randomUUID(),
-    created_at: new Date().toISOString(),
-  });
+  await claimed(vehicleId, key, new Date().toISOString());
   const res = await send(vehicleId, key);
   expect(res.status).toBe(409);
   expect(res.body.type).toBe('/problems/vehicle/conflicting-command');
@@ -60,14 +57,7 @@ it('a key whose command was expired as outcome unknown answers 504 DELIVERED_OUT
   const key = `orphan-${randomUUID()}`;
   const flowId = randomUUID();
   const long = new Date(Date.now() - 60_000).toISOString();
-  await h.app.store.claimIdempotencyKey({
-    fleet_id: 'fleet-idem',
-    key,
-    vehicle_id: vehicleId,
-    command: 'UNLOCK_CENTRAL_LOCK',
-    flow_id: flowId,
-    created_at: long,
-  });
+  await claimed(vehicleId, key, long, flowId);
   await h.app.store.beginCommand({
     flow_id: flowId,
     fleet_id: 'fleet-idem',
