@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createStore } from '../../src/store/registry.js';
 import { SQLITE_MIGRATIONS } from '../../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { StoreUnavailableError } from '../../src/store/store.js';
 import { command, storeContract, vehicle } from './store.contract.js';
 
 function tempDir(): { dir: string; remove: () => void } {
@@ -67,6 +68,35 @@ describe('SQLite engine', () => {
     const c = { vehicle_id: v.vehicle_id, fleet_id: v.fleet_id };
     expect(await a.beginCommand(command(c))).toBe(true);
     expect(await b.beginCommand(command(c))).toBe(false);
+  });
+
+  // SPEC: a store that cannot write answers 503 service-unavailable (StoreUnavailableError).
+  it('fails the grouped command-path writes as unavailable while another process holds the write lock', async () => {
+    const { dir, remove } = tempDir();
+    cleanups.push(remove);
+    const file = path.join(dir, 'fleetgate.db');
+    const store = new SqliteStore({ file, busyTimeoutMs: 0 });
+    cleanups.push(() => store.close());
+    await store.migrate();
+    const v = vehicle({ setup_status: 'SUCCEEDED' });
+    await store.insertVehicle(v);
+    const { adapter: _adapter, ...record } = command(v, { command: 'LOCK_CENTRAL_LOCK' });
+
+    const other = new Database(file);
+    other.prepare('BEGIN IMMEDIATE').run();
+    const results = await Promise.allSettled([
+      store.startCommand(record),
+      store.mergeState(v.vehicle_id, { central_lock: { timestamp: new Date().toISOString(), value: 'LOCKED' } }),
+    ]);
+    other.prepare('ROLLBACK').run();
+    other.close();
+    for (const r of results) {
+      expect(r.status).toBe('rejected');
+      expect((r as PromiseRejectedResult).reason).toBeInstanceOf(StoreUnavailableError);
+    }
+    expect(await store.getCommand(record.flow_id)).toBeUndefined();
+    // Once the lock is free, the same start goes through.
+    expect((await store.startCommand(record)).begun).toBe(true);
   });
 
   it('refuses to start on a database migrated by a newer fleetgate', async () => {
