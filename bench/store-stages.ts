@@ -1,6 +1,8 @@
 /**
- * `npx tsx bench/store-stages.ts [--n 5000]`: what each store call on a command's path costs, per
- * engine, run in sequence from one process (no HTTP, no MQTT): the store's share of a command.
+ * `npx tsx bench/store-stages.ts [--n 5000] [--concurrency 1]`: what each store call on a command's
+ * path costs, per engine, from one process (no HTTP, no MQTT): the store's share of a command.
+ * With `--concurrency C`, C commands run at once on distinct vehicles, so the engines group them
+ * (group commit, batched statements); per-call times then include waiting for the group.
  * The same calls, with the same arguments, as CommandService.execute makes for a FLEETGATE car
  * without Idempotency-Key: startCommand (vehicle read and begin) and completeCommand (the
  * record's completion, the state merge and the merged state).
@@ -12,12 +14,17 @@ import path from 'node:path';
 import { FleetgateUnit } from '../src/sim/fleetgate-unit.js';
 import { createStore } from '../src/store/registry.js';
 import type { Store } from '../src/store/store.js';
-import { cpuSecondsOf } from './lib/processes.js';
+import { cpuSecondsOf, postgresServer } from './lib/processes.js';
 import { freshDatabase, seedFleet, vehicleId } from './lib/topology.js';
 
 const argv = process.argv.slice(2);
-const N = Number(argv[argv.indexOf('--n') + 1] || 5000);
+const option = (name: string) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : undefined);
+const N = Number(option('n') ?? 5000);
 const VEHICLES = 300;
+/** Commands in flight at once, each on its own vehicles (1: one after the other). */
+const CONCURRENCY = Number(option('concurrency') ?? 1);
+if (!(CONCURRENCY >= 1 && CONCURRENCY <= VEHICLES)) throw new Error(`--concurrency: 1 to ${VEHICLES}`);
+const pg = postgresServer();
 
 // The state a simulated car answers with (its full snapshot), as the service passes it on.
 const unit = new FleetgateUnit({ mqttUrl: 'mqtt://unused', unitId: 'u', password: 'p', model: 'fleetgate-car-v1' });
@@ -30,10 +37,7 @@ async function stages(label: string, store: Store): Promise<Record<string, numbe
     await fn();
     totals[name]! += performance.now() - t0;
   };
-  const cpu0 = cpuSecondsOf(process.pid);
-  const t0 = performance.now();
-  for (let i = 0; i < N; i++) {
-    const id = vehicleId(i % VEHICLES);
+  const one = async (i: number, id: string) => {
     const flow = randomUUID();
     const now = new Date().toISOString();
     await time('startCommand', async () => {
@@ -72,27 +76,44 @@ async function stages(label: string, store: Store): Promise<Record<string, numbe
         state,
       ),
     );
-  }
+  };
+  const cpu0 = cpuSecondsOf(process.pid);
+  const pg0 = pg.cpuSeconds();
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async (_, worker) => {
+      // Worker w uses vehicles w, w + C, w + 2C, … below VEHICLES: never two commands in flight
+      // for one vehicle.
+      const own = Math.floor(VEHICLES / CONCURRENCY);
+      for (let round = 0; ; round++) {
+        const i = next++;
+        if (i >= N) return;
+        await one(i, vehicleId(worker + CONCURRENCY * (round % own)));
+      }
+    }),
+  );
   const wall = performance.now() - t0;
   const cpu = (cpuSecondsOf(process.pid) - cpu0) * 1000;
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(totals)) out[`${k}_us`] = Math.round((v / N) * 1000);
   out.total_us = Math.round((wall / N) * 1000);
   out.node_cpu_us = Math.round((cpu / N) * 1000);
+  if (label.startsWith('postgres')) out.postgres_cpu_us = Math.round(((pg.cpuSeconds() - pg0) * 1_000_000) / N);
   process.stdout.write(`${label}: ${JSON.stringify(out)}\n`);
   return out;
 }
 
 const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-stages-'));
 try {
-  await seedFleet({ dataDir }, { count: VEHICLES, fleetId: 'bench', unitPrefix: 'u-' });
+  await seedFleet({ dataDir }, { count: VEHICLES, fleetId: 'bench', unitPrefix: 'u-', history: 20 });
   const sqlite = await createStore({ dataDir });
-  await stages('sqlite', sqlite);
+  await stages(CONCURRENCY === 1 ? 'sqlite' : `sqlite (${CONCURRENCY} at a time)`, sqlite);
   await sqlite.close();
   const databaseUrl = await freshDatabase('fleetgate_stages');
-  await seedFleet({ dataDir, databaseUrl }, { count: VEHICLES, fleetId: 'bench', unitPrefix: 'u-' });
+  await seedFleet({ dataDir, databaseUrl }, { count: VEHICLES, fleetId: 'bench', unitPrefix: 'u-', history: 20 });
   const postgres = await createStore({ dataDir, databaseUrl });
-  await stages('postgres (sequential, one connection busy at a time)', postgres);
+  await stages(CONCURRENCY === 1 ? 'postgres (one call at a time)' : `postgres (${CONCURRENCY} at a time)`, postgres);
   await postgres.close();
 } finally {
   rmSync(dataDir, { recursive: true, force: true });
