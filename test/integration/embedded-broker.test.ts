@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import net from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -305,5 +307,59 @@ describe('connectServiceClient', () => {
     await expect(
       connectServiceClient(broker.url, { username: 'fleetgate-service-x', password: 'no' }, logger),
     ).rejects.toThrow(/Bad username or password/i);
+  });
+});
+
+describe('embedded broker thread', () => {
+  it('fails with EADDRINUSE on a taken port, so the caller can try the next one', async () => {
+    const taken = net.createServer().listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      await expect(
+        startEmbeddedBroker({ host: '127.0.0.1', port, logger, authenticateUnit: async () => true }),
+      ).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    } finally {
+      taken.close();
+    }
+  });
+
+  it('refuses a login with "server unavailable" when the store check fails, and logs it', async () => {
+    const records: Array<{ level: number; unit?: string; msg: string }> = [];
+    const recording = pino({ level: 'info' }, { write: (line: string) => records.push(JSON.parse(line)) });
+    const broker = await startEmbeddedBroker({
+      host: '127.0.0.1',
+      port: 0,
+      logger: recording,
+      authenticateUnit: async () => {
+        throw new Error('database unavailable: disk I/O error');
+      },
+    });
+    try {
+      const login = mqtt.connectAsync(
+        broker.url,
+        { clientId: 'unit-x', username: 'unit-x', password: 'p', reconnectPeriod: 0, protocolVersion: 4 },
+        false,
+      );
+      await expect(login).rejects.toThrow(/Server unavailable/i);
+      expect(records).toContainEqual(
+        expect.objectContaining({ level: 50, unit: 'unit-x', msg: 'unit authentication failed with an error' }),
+      );
+    } finally {
+      await broker.close();
+    }
+  });
+
+  it('closes once, however often close() is called, and then refuses connections', async () => {
+    const broker = await startEmbeddedBroker({
+      host: '127.0.0.1',
+      port: 0,
+      logger,
+      authenticateUnit: async () => true,
+    });
+    await Promise.all([broker.close(), broker.close()]);
+    await broker.close();
+    const socket = net.connect(broker.port, '127.0.0.1');
+    await expect(once(socket, 'connect')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 });

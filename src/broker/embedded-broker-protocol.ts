@@ -1,0 +1,30 @@
+/** The messages between the API's thread and the embedded broker's (embedded-broker-thread.ts). */
+
+/** fleetgate's own broker accounts are named so; no unit may log in under such a name. */
+export const SERVICE_USERNAME_PREFIX = 'fleetgate-service-';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface BrokerThreadData {
+  host: string;
+  port: number;
+  /** fleetgate's own account: full access. */
+  service: { username: string; password: string };
+  authCacheTtlMs: number;
+  /** pino's numeric level of the API's logger: records below it are not sent. */
+  logLevel: number;
+}
+
+/** API thread → broker thread. */
+export type ToBrokerThread =
+  | { type: 'authenticated'; id: number; ok: boolean; failed?: string }
+  | { type: 'provision-unit' | 'remove-unit'; id: number; username: string }
+  | { type: 'close'; id: number };
+
+/** Broker thread → API thread. */
+export type FromBrokerThread =
+  | { type: 'listening'; port: number }
+  | { type: 'listen-failed'; message: string; code?: string }
+  | { type: 'authenticate'; id: number; username: string; password: string }
+  | { type: 'done'; id: number }
+  | { type: 'log'; level: LogLevel; fields: Record<string, unknown>; message: string };

@@ -1,0 +1,243 @@
+/**
+ * The embedded MQTT broker's thread (src/broker/embedded-broker.ts starts it): aedes with
+ * fleetgate's device authentication and ACL. It runs beside the API's thread so that the broker's
+ * packet work — every command and answer passes through it twice — has a core of its own
+ * (docs/performance.md). It asks the API's thread to check unit passwords against the store, and
+ * takes orders to forget or disconnect a unit and to close.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import {
+  type BrokerThreadData,
+  type FromBrokerThread,
+  type LogLevel,
+  SERVICE_USERNAME_PREFIX,
+  type ToBrokerThread,
+} from './embedded-broker-protocol.js';
+
+const LEVEL_VALUES: Record<LogLevel, number> = { debug: 20, info: 30, warn: 40, error: 50 };
+
+/** What a unit may do (docs/mqtt-protocol.md §8): computed once at login, checked per packet. */
+interface UnitAcl {
+  username: string;
+  publish: Set<string>;
+  /** Retained messages only on the status topic: a unit cannot pin junk on other topics. */
+  retainTopic: string;
+  subscribe: string;
+  revoked: boolean;
+}
+
+// Unit-side topic leaves of fleetgate/v1 (src/telematics/fleetgate-mqtt/protocol.ts).
+const UNIT_PUBLISH_LEAVES = ['state', 'responses', 'status'];
+const UNIT_SUBSCRIBE_LEAF = 'commands';
+const unitTopicPrefix = (username: string) => `fleetgate/v1/units/${username}/`;
+// A unit id gets this many wrong passwords per window; beyond, logins are refused without a
+// password check, so a guessing flood costs no scrypt time.
+const MAX_FAILED_LOGINS = 10;
+const FAILED_LOGIN_WINDOW_MS = 60_000;
+const MAX_TRACKED_FAILURES = 100_000;
+
+function authError(message: string, returnCode: number): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+function digest(password: string): Buffer {
+  return createHash('sha256').update(password).digest();
+}
+
+const port = parentPort!;
+const data = workerData as BrokerThreadData;
+const send = (message: FromBrokerThread) => port.postMessage(message);
+
+const log = Object.fromEntries(
+  (Object.keys(LEVEL_VALUES) as LogLevel[]).map((level) => [
+    level,
+    (fields: Record<string, unknown>, message: string) => {
+      if (LEVEL_VALUES[level] >= data.logLevel) send({ type: 'log', level, fields, message });
+    },
+  ]),
+) as Record<LogLevel, (fields: Record<string, unknown>, message: string) => void>;
+
+/** Requests to the API thread that await an answer, by id. */
+let nextId = 1;
+const awaiting = new Map<number, (message: ToBrokerThread & { type: 'authenticated' }) => void>();
+
+function authenticateUnit(username: string, password: string): Promise<boolean> {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    awaiting.set(id, (answer) => (answer.failed ? reject(new Error(answer.failed)) : resolve(answer.ok)));
+    send({ type: 'authenticate', id, username, password });
+  });
+}
+
+const serviceDigest = digest(data.service.password);
+const serviceClients = new WeakSet<Client>();
+const acls = new WeakMap<Client, UnitAcl>();
+/** username → sha256 of the password that last logged in, and when that expires. */
+const authCache = new Map<string, { digest: Buffer; expires: number }>();
+/** Connected units by client id (= username), to disconnect a removed vehicle's unit. */
+const units = new Map<string, Client>();
+
+const aclFor = (username: string): UnitAcl => {
+  const prefix = unitTopicPrefix(username);
+  return {
+    username,
+    publish: new Set(UNIT_PUBLISH_LEAVES.map((leaf) => prefix + leaf)),
+    retainTopic: prefix + 'status',
+    subscribe: prefix + UNIT_SUBSCRIBE_LEAF,
+    revoked: false,
+  };
+};
+
+/** Failed logins per username in the current window: guessing is throttled before scrypt runs. */
+const failures = new Map<string, { count: number; windowEnds: number }>();
+const checkUnit = async (username: string, password: string): Promise<boolean> => {
+  const now = Date.now();
+  const hit = authCache.get(username);
+  const d = digest(password);
+  if (hit && hit.expires > now && timingSafeEqual(hit.digest, d)) return true;
+  const failed = failures.get(username);
+  if (failed && failed.windowEnds > now && failed.count >= MAX_FAILED_LOGINS) return false;
+  const ok = await authenticateUnit(username, password);
+  if (ok) {
+    authCache.set(username, { digest: d, expires: Date.now() + data.authCacheTtlMs });
+    failures.delete(username);
+  } else {
+    authCache.delete(username);
+    if (failures.size >= MAX_TRACKED_FAILURES) failures.clear();
+    const current = failed && failed.windowEnds > now ? failed : { count: 0, windowEnds: now + FAILED_LOGIN_WINDOW_MS };
+    current.count++;
+    failures.set(username, current);
+  }
+  return ok;
+};
+
+const broker = await Aedes.createBroker({
+  // A socket that sends no CONNECT within this time is closed.
+  connectTimeout: 10_000,
+  authenticate(client, username, password, done) {
+    const user = username ?? '';
+    const pass = password ? password.toString('utf8') : '';
+    if (user === data.service.username) {
+      if (timingSafeEqual(digest(pass), serviceDigest)) {
+        serviceClients.add(client);
+        return done(null, true);
+      }
+      return done(authError('bad username or password', 4), false);
+    }
+    if (user === '' || user.startsWith(SERVICE_USERNAME_PREFIX)) {
+      return done(authError('bad username or password', 4), false);
+    }
+    // A unit may only be itself: its client id is its username (docs/mqtt-protocol.md §2).
+    if (client.id !== user) return done(authError('client id must equal the username', 2), false);
+    // Clean session only: the broker must never hold commands for an offline unit (SPEC §1).
+    if (!client.clean) return done(authError('units must connect with a clean session', 5), false);
+    checkUnit(user, pass).then(
+      (ok) => {
+        if (!ok) return done(authError('bad username or password', 4), false);
+        acls.set(client, aclFor(user));
+        done(null, true);
+      },
+      (err: unknown) => {
+        log.error({ err: String(err), unit: user }, 'unit authentication failed with an error');
+        done(authError('server unavailable', 3), false);
+      },
+    );
+  },
+  authorizePublish(client, packet, done) {
+    // client is null for the broker's own publishes.
+    if (client === null || serviceClients.has(client)) {
+      return done(packet.topic.startsWith('$SYS') && client !== null ? new Error('$SYS is reserved') : null);
+    }
+    const acl = acls.get(client);
+    if (!acl || acl.revoked || !acl.publish.has(packet.topic) || (packet.retain && packet.topic !== acl.retainTopic)) {
+      // A revoked unit's last will lands here too: dropped, the adapter clears its status.
+      if (acl?.revoked) return done(new Error('unit removed'));
+      log.warn({ unit: client.id, topic: packet.topic }, 'unit publish denied; disconnecting it');
+      return done(new Error('not authorized'));
+    }
+    done(null);
+  },
+  authorizeSubscribe(client, subscription, done) {
+    if (serviceClients.has(client)) return done(null, subscription);
+    const acl = acls.get(client);
+    if (!acl || acl.revoked || subscription.topic !== acl.subscribe) {
+      log.warn({ unit: client.id, topic: subscription.topic }, 'unit subscribe denied');
+      // null grants nothing: SUBACK 0x80 for this topic, the connection stays (MQTT 3.1.1 §3.9.3).
+      return done(null, null);
+    }
+    done(null, subscription);
+  },
+});
+
+broker.on('client', (client) => {
+  if (acls.has(client)) units.set(client.id, client);
+});
+broker.on('clientDisconnect', (client) => {
+  if (units.get(client.id) === client) units.delete(client.id);
+});
+broker.on('clientError', (client, err) => {
+  log.debug({ client: client.id, err: err.message }, 'MQTT client error');
+});
+broker.on('connectionError', (client, err) => {
+  log.debug({ client: client?.id, err: err.message }, 'MQTT connection error');
+});
+
+const server = net.createServer({ noDelay: true }, broker.handle);
+// Sockets that never completed CONNECT are not aedes clients; close() ends them too.
+const sockets = new Set<net.Socket>();
+server.on('connection', (socket) => {
+  sockets.add(socket);
+  socket.once('close', () => sockets.delete(socket));
+});
+
+async function removeUnit(username: string): Promise<void> {
+  authCache.delete(username);
+  const client = units.get(username);
+  if (!client) return;
+  const acl = acls.get(client);
+  // Revoked first, so its last will is not published: the adapter clears the status topic.
+  if (acl) acl.revoked = true;
+  units.delete(username);
+  await new Promise<void>((resolve) => client.close(() => resolve()));
+}
+
+async function close(): Promise<void> {
+  const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+  await new Promise<void>((resolve) => broker.close(() => resolve()));
+  for (const socket of sockets) socket.destroy();
+  await serverClosed;
+}
+
+port.on('message', (message: ToBrokerThread) => {
+  switch (message.type) {
+    case 'authenticated':
+      awaiting.get(message.id)?.(message);
+      awaiting.delete(message.id);
+      return;
+    case 'provision-unit':
+      // Nothing to provision: authentication asks the store. A new password for a re-added unit
+      // must not be shadowed by a cached login.
+      authCache.delete(message.username);
+      return send({ type: 'done', id: message.id });
+    case 'remove-unit':
+      return void removeUnit(message.username).then(() => send({ type: 'done', id: message.id }));
+    case 'close':
+      return void close().then(() => send({ type: 'done', id: message.id }));
+  }
+});
+
+server.listen(data.port, data.host);
+try {
+  await once(server, 'listening');
+  const address = server.address();
+  send({ type: 'listening', port: typeof address === 'object' && address !== null ? address.port : data.port });
+} catch (e) {
+  await new Promise<void>((resolve) => broker.close(() => resolve()));
+  const error = e as NodeJS.ErrnoException;
+  send({ type: 'listen-failed', message: error.message, code: error.code });
+  port.close();
+}
