@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type BenchProcess, postgresServer, startProcess } from './lib/processes.js';
+import { type BenchProcess, mainThreadOf, postgresServer, startProcess } from './lib/processes.js';
 import {
   analyzeDatabase,
   freshDatabase,
@@ -107,7 +107,11 @@ export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSe
         credentials: ready.credentials,
         targets: scenario === 'floorB' ? ids : ids.map((id) => `/units/${id}/command`),
         // With Mosquitto, floor B's "broker" process only reports the URL: leave it out.
-        processes: [...(scenario === 'floorB' && mosquitto ? [] : [server]), ...brokerProcs, ...units],
+        processes: [
+          ...(scenario === 'floorB' && mosquitto ? [] : [server, mainThreadOf(server)]),
+          ...brokerProcs,
+          ...units,
+        ],
         close: async () => {
           await stopAll(units);
           await server.stop();
@@ -150,6 +154,7 @@ export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSe
       targets: Array.from({ length: s.units }, (_, i) => `/vehicles/${vehicleId(i)}/commands/unlock-central-lock`),
       processes: [
         Object.assign(fg.proc, { name: 'fleetgate' }),
+        mainThreadOf(fg.proc),
         ...brokerProcs,
         ...(databaseUrl ? [postgresServer()] : []),
         ...units,

@@ -116,11 +116,28 @@ export function startProcess(
   return proc;
 }
 
-/** utime + stime of a process in seconds; 0 once it is gone. */
-export function cpuSecondsOf(pid: number | undefined): number {
+/**
+ * The main thread of a process the bench started (the thread whose id is the process's): for
+ * Node.js, the JavaScript event loop, which caps a server's rate when it reaches 100 %. The
+ * process's own figure adds its other threads (fleetgate's broker and SQLite writer threads, GC,
+ * libuv).
+ */
+export function mainThreadOf(proc: BenchProcess): Pick<BenchProcess, 'name' | 'cpuSeconds' | 'rssBytes'> {
+  return {
+    name: `${proc.name} main thread`,
+    cpuSeconds: () => cpuSecondsOf(proc.child.pid, proc.child.pid),
+    rssBytes: () => 0,
+  };
+}
+
+/** utime + stime of a process (or of one of its threads) in seconds; 0 once it is gone. */
+export function cpuSecondsOf(pid: number | undefined, threadId?: number): number {
   if (pid === undefined) return 0;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(
+      threadId === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${threadId}/stat`,
+      'utf8',
+    );
     // Fields after the command name (which may contain spaces) start after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
