@@ -50,7 +50,8 @@ describe('SQLite engine', () => {
     );
   });
 
-  it('applies migrations once when two processes open the same file', async () => {
+  /** Two stores on one new file, as two fleetgate processes would open it. */
+  function twoProcesses(): [SqliteStore, SqliteStore] {
     const { dir, remove } = tempDir();
     cleanups.push(remove);
     const file = path.join(dir, 'fleetgate.db');
@@ -60,6 +61,11 @@ describe('SQLite engine', () => {
       () => a.close(),
       () => b.close(),
     );
+    return [a, b];
+  }
+
+  it('applies migrations once when two processes open the same file', async () => {
+    const [a, b] = twoProcesses();
     await Promise.all([a.migrate(), b.migrate()]);
     const v = vehicle();
     await a.insertVehicle(v);
@@ -97,6 +103,49 @@ describe('SQLite engine', () => {
     expect(await store.getCommand(record.flow_id)).toBeUndefined();
     // Once the lock is free, the same start goes through.
     expect((await store.startCommand(record)).begun).toBe(true);
+  });
+
+  // The state cache (src/store/sqlite/state-cache.ts) must never answer with state another
+  // process has replaced, nor outlive the vehicle.
+  it('merges onto what another process on the same file committed, not onto its cached state', async () => {
+    const [a, b] = twoProcesses();
+    await a.migrate();
+    const v = vehicle();
+    await a.insertVehicle(v);
+    const t1 = '2026-11-26T10:00:00.000Z';
+    const t2 = '2026-11-26T10:00:05.000Z';
+    await a.mergeState(v.vehicle_id, { central_lock: { timestamp: t1, value: 'LOCKED' } });
+    await b.mergeState(v.vehicle_id, { central_lock: { timestamp: t2, value: 'UNLOCKED' } });
+    expect(await a.mergeState(v.vehicle_id, { driving_enabled: { timestamp: t1, value: true } })).toEqual({
+      central_lock: { timestamp: t2, value: 'UNLOCKED' },
+      driving_enabled: { timestamp: t1, value: true },
+    });
+    // And the other way round, through the command path's call.
+    const c = command(v);
+    await b.beginCommand(c);
+    const done = { status: 'SUCCEEDED' as const, problem_type: null, detail: null, delivery: null, steps: null };
+    const merged = await b.completeCommand(c.flow_id, { ...done, completed_at: t2, duration_ms: 5 }, v.vehicle_id, {
+      central_lock: { timestamp: t2, value: 'UNLOCKED' },
+    });
+    expect(merged.driving_enabled).toEqual({ timestamp: t1, value: true });
+  });
+
+  it('forgets the state of a deleted vehicle: one added again under the same id starts empty', async () => {
+    const { dir, remove } = tempDir();
+    cleanups.push(remove);
+    const store = new SqliteStore({ file: path.join(dir, 'fleetgate.db') });
+    cleanups.push(() => store.close());
+    await store.migrate();
+    const v = vehicle();
+    await store.insertVehicle(v);
+    const at = new Date().toISOString();
+    await store.mergeState(v.vehicle_id, { central_lock: { timestamp: at, value: 'LOCKED' } });
+    expect(await store.deleteVehicle(v.vehicle_id)).toBe(true);
+    await store.insertVehicle(v);
+    expect(await store.mergeState(v.vehicle_id, { driving_enabled: { timestamp: at, value: false } })).toEqual({
+      driving_enabled: { timestamp: at, value: false },
+    });
+    expect(await store.getState(v.vehicle_id)).toEqual({ driving_enabled: { timestamp: at, value: false } });
   });
 
   it('refuses to start on a database migrated by a newer fleetgate', async () => {

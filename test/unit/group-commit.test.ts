@@ -9,8 +9,12 @@ describe('SQLite group commit (src/store/sqlite/group-commit.ts)', () => {
   let dir: string;
   let db: Database.Database;
   let other: Database.Database;
+  /** How often the group reported a rollback (the store then drops what it cached). */
+  let rollbacks = 0;
+  const counting = () => rollbacks++;
 
   beforeEach(() => {
+    rollbacks = 0;
     dir = mkdtempSync(path.join(os.tmpdir(), 'fg-group-commit-'));
     const file = path.join(dir, 'db.sqlite');
     db = new Database(file);
@@ -30,7 +34,7 @@ describe('SQLite group commit (src/store/sqlite/group-commit.ts)', () => {
   const ids = () => (other.prepare('SELECT id FROM t ORDER BY id').all() as Array<{ id: string }>).map((r) => r.id);
 
   it('commits the writes of one turn together, each in a transaction, before they resolve', async () => {
-    const group = new GroupCommit(db);
+    const group = new GroupCommit(db, undefined, counting);
     const seen: boolean[] = [];
     const all = Promise.all(
       ['a', 'b', 'c'].map((id) =>
@@ -47,7 +51,7 @@ describe('SQLite group commit (src/store/sqlite/group-commit.ts)', () => {
   });
 
   it('a failing write rolls back only its own statements; the others of its group are kept', async () => {
-    const group = new GroupCommit(db);
+    const group = new GroupCommit(db, undefined, counting);
     const results = await Promise.allSettled([
       group.submit(insert('a')),
       group.submit(() => {
@@ -59,10 +63,11 @@ describe('SQLite group commit (src/store/sqlite/group-commit.ts)', () => {
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/UNIQUE/);
     expect(ids()).toEqual(['a', 'c']);
+    expect(rollbacks).toBe(1); // the store drops what it cached for the rolled-back write
   });
 
   it('a lone write that fails rejects with its own error and stores nothing', async () => {
-    const group = new GroupCommit(db);
+    const group = new GroupCommit(db, undefined, counting);
     await group.submit(insert('a'));
     await expect(
       group.submit(() => {
@@ -71,17 +76,20 @@ describe('SQLite group commit (src/store/sqlite/group-commit.ts)', () => {
       }),
     ).rejects.toThrow('boom');
     expect(ids()).toEqual(['a']);
+    expect(rollbacks).toBe(1);
   });
 
   it('when the group cannot get the write lock, every write of it fails (mapped) and nothing is stored', async () => {
-    const group = new GroupCommit(db, (e) => new Error(`unavailable: ${String(e)}`));
+    const group = new GroupCommit(db, (e) => new Error(`unavailable: ${String(e)}`), counting);
     other.prepare('BEGIN IMMEDIATE').run();
     const results = await Promise.allSettled([group.submit(insert('a')), group.submit(insert('b'))]);
     other.prepare('ROLLBACK').run();
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     expect(String((results[0] as PromiseRejectedResult).reason)).toMatch(/unavailable: .*locked|busy/i);
     expect(ids()).toEqual([]);
+    expect(rollbacks).toBe(1);
     expect(await group.submit(insert('a'))).toBe(1); // and it works again once the lock is free
+    expect(rollbacks).toBe(1);
   });
 
   it('flushNow commits what is queued at once (before the database closes)', async () => {

@@ -26,6 +26,8 @@ export class GroupCommit {
     db: Database.Database,
     /** Maps an error out of the group's transaction (a lone write's own, a lock timeout, a failed commit). */
     private readonly mapError: (error: unknown) => unknown = (error) => error,
+    /** Called when writes were rolled back: the group's transaction, or one write's savepoint. */
+    private readonly onRollback: () => void = () => {},
   ) {
     // Called inside the group's transaction, better-sqlite3 runs this as a SAVEPOINT.
     this.inSavepoint = db.transaction((work: () => unknown) => work());
@@ -38,6 +40,7 @@ export class GroupCommit {
         try {
           outcomes.push({ ok: true, value: this.inSavepoint(work) });
         } catch (error) {
+          this.onRollback();
           outcomes.push({ ok: false, error });
         }
       }
@@ -71,6 +74,7 @@ export class GroupCommit {
     } catch (error) {
       // A lone write's own error, or the group's transaction failed (another process held the
       // lock past busy_timeout, the commit failed): nothing of the group is stored.
+      this.onRollback();
       const mapped = this.mapError(error);
       for (const item of batch) item.reject(mapped);
       return;

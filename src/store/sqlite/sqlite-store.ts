@@ -18,6 +18,7 @@ import {
 } from '../store.js';
 import { GroupCommit } from './group-commit.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
+import { StateCache, type StoredProperty, type StoredState, storedProperty } from './state-cache.js';
 
 export interface SqliteStoreOptions {
   /** Database file path. */
@@ -91,6 +92,8 @@ export class SqliteStore implements Store {
   private readonly statements = new Map<string, Database.Statement>();
   /** The command path's writes: begins, completions and state reports (group-commit.ts). */
   private readonly writes: GroupCommit;
+  /** Recently merged vehicles' stored state (state-cache.ts). */
+  private readonly stateCache: StateCache;
 
   constructor(options: SqliteStoreOptions) {
     this.migrations = options.migrations ?? SQLITE_MIGRATIONS;
@@ -106,7 +109,14 @@ export class SqliteStore implements Store {
     // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
     // last transactions, which fsync on every commit would cost far more than it saves here.
     this.db.pragma('synchronous = NORMAL');
-    this.writes = new GroupCommit(this.db, (err) => toStoreError(err, 'reference'));
+    const dataVersion = this.db.prepare('PRAGMA data_version').pluck();
+    this.stateCache = new StateCache(() => dataVersion.get() as number);
+    this.writes = new GroupCommit(
+      this.db,
+      (err) => toStoreError(err, 'reference'),
+      // What the failed writes cached was never committed.
+      () => this.stateCache.clear(),
+    );
   }
 
   /**
@@ -363,6 +373,7 @@ export class SqliteStore implements Store {
       if (info.changes > 0) return true;
       return this.exists(vehicleId) ? 'version-mismatch' : false;
     });
+    this.stateCache.delete(vehicleId);
     return this.run(() => tx.immediate());
   }
 
@@ -515,29 +526,38 @@ export class SqliteStore implements Store {
    * repeating the known state costs one read and no writes.
    */
   private mergeInto(vehicleId: string, state: VehicleState): VehicleState {
-    const rows = this.prepare('SELECT property, ts, value FROM vehicle_state WHERE vehicle_id = ?').all(
-      vehicleId,
-    ) as Array<{ property: string; ts: number; value: string }>;
-    const merged = new Map(rows.map((r) => [r.property, r]));
+    const stored = this.stateCache.get(vehicleId) ?? this.readStoredState(vehicleId);
+    let merged: Map<string, StoredProperty> | undefined;
     let upsert: Database.Statement | undefined;
     for (const [property, v] of Object.entries(state)) {
       const ts = toMs(v.timestamp);
       const value = json(v.value);
-      const current = merged.get(property);
-      if (current && (ts < current.ts || (ts === current.ts && value === current.value))) continue;
+      const current = stored.get(property);
+      if (current && (ts < current.ts || (ts === current.ts && value === current.json))) continue;
       upsert ??= this.prepare(
         `INSERT INTO vehicle_state (vehicle_id, property, ts, value) VALUES (?, ?, ?, ?)
          ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value`,
       );
       upsert.run(vehicleId, property, ts, value);
-      merged.set(property, { property, ts, value });
+      merged ??= new Map(stored);
+      merged.set(property, storedProperty(ts, value, toIso(ts), parse(value)));
     }
+    const result = merged ?? stored;
+    // Cached only now that every row is written; a failing transaction drops the cache.
+    this.stateCache.set(vehicleId, result);
     const out: VehicleState = {};
-    for (const property of [...merged.keys()].sort()) {
-      const r = merged.get(property)!;
-      out[property] = { timestamp: toIso(r.ts), value: parse(r.value) };
+    for (const property of [...result.keys()].sort()) {
+      const r = result.get(property)!;
+      out[property] = { timestamp: r.timestamp, value: r.value };
     }
     return out;
+  }
+
+  private readStoredState(vehicleId: string): StoredState {
+    const rows = this.prepare('SELECT property, ts, value FROM vehicle_state WHERE vehicle_id = ?').all(
+      vehicleId,
+    ) as Array<{ property: string; ts: number; value: string }>;
+    return new Map(rows.map((r) => [r.property, storedProperty(r.ts, r.value, toIso(r.ts), parse(r.value))]));
   }
 
   private readState(vehicleId: string): VehicleState {
