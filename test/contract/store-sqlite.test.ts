@@ -130,6 +130,22 @@ describe('SQLite engine', () => {
     expect(merged.driving_enabled).toEqual({ timestamp: t1, value: true });
   });
 
+  it('reads a vehicle another process on the same file changed, not its cached copy', async () => {
+    const [a, b] = twoProcesses();
+    await a.migrate();
+    const v = vehicle({ setup_status: 'SUCCEEDED' });
+    await a.insertVehicle(v);
+    expect((await a.getVehicle(v.vehicle_id))?.version).toBe(v.version);
+    await b.updateVehicle(v.vehicle_id, { tags: ['moved'] }, v.version, new Date().toISOString());
+    expect(await a.getVehicle(v.vehicle_id)).toMatchObject({ tags: ['moved'], version: v.version + 1 });
+    // The command path's read too: a vehicle whose setup another process failed gets no command.
+    await b.setSetupStatus(v.vehicle_id, { status: 'FAILED', reason: 'unit replaced', at: new Date().toISOString() });
+    const { adapter: _adapter, ...record } = command(v, { command: 'LOCK_CENTRAL_LOCK' });
+    const started = await a.startCommand(record);
+    expect(started.vehicle?.setup_status).toBe('FAILED');
+    expect(started.begun).toBe(false);
+  });
+
   it('forgets the state of a deleted vehicle: one added again under the same id starts empty', async () => {
     const { dir, remove } = tempDir();
     cleanups.push(remove);

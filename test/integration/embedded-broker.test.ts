@@ -218,7 +218,9 @@ describe('embedded MQTT broker (SPEC §5: devices authenticate too)', () => {
     await offline;
     await service.unsubscribeAsync(will.topic);
     service.off('message', handler);
-    expect(statuses).toEqual(['online', 'offline']);
+    // A subscription made while the live 'online' is still being forwarded gets it twice (the
+    // retained copy and the live one), which MQTT allows: repeats are collapsed.
+    expect(statuses.filter((s, i) => s !== statuses[i - 1])).toEqual(['online', 'offline']);
   });
 
   it('remembers a successful login, and forgets it and disconnects the unit on removeUnit', async () => {

@@ -18,7 +18,7 @@ import {
 } from '../store.js';
 import { GroupCommit } from './group-commit.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
-import { StateCache, type StoredProperty, type StoredState, storedProperty } from './state-cache.js';
+import { deepFreeze, ReadCache, type StoredProperty, type StoredState, storedProperty } from './read-cache.js';
 
 export interface SqliteStoreOptions {
   /** Database file path. */
@@ -92,8 +92,9 @@ export class SqliteStore implements Store {
   private readonly statements = new Map<string, Database.Statement>();
   /** The command path's writes: begins, completions and state reports (group-commit.ts). */
   private readonly writes: GroupCommit;
-  /** Recently merged vehicles' stored state (state-cache.ts). */
-  private readonly stateCache: StateCache;
+  /** Recently commanded vehicles and their stored state (read-cache.ts). */
+  private readonly vehicleCache: ReadCache<Vehicle>;
+  private readonly stateCache: ReadCache<StoredState>;
 
   constructor(options: SqliteStoreOptions) {
     this.migrations = options.migrations ?? SQLITE_MIGRATIONS;
@@ -110,7 +111,8 @@ export class SqliteStore implements Store {
     // last transactions, which fsync on every commit would cost far more than it saves here.
     this.db.pragma('synchronous = NORMAL');
     const dataVersion = this.db.prepare('PRAGMA data_version').pluck();
-    this.stateCache = new StateCache(() => dataVersion.get() as number);
+    this.vehicleCache = new ReadCache(() => dataVersion.get() as number);
+    this.stateCache = new ReadCache(() => dataVersion.get() as number);
     this.writes = new GroupCommit(
       this.db,
       (err) => toStoreError(err, 'reference'),
@@ -227,6 +229,7 @@ export class SqliteStore implements Store {
   }
 
   async insertVehicle(v: Vehicle): Promise<void> {
+    this.forgetVehicle(v.vehicle_id);
     const tx = this.db.transaction(() => {
       this.prepare(
         `INSERT INTO vehicles (vehicle_id, fleet_id, telematics_brand, telematics_unit_id, vehicle_model_id,
@@ -254,8 +257,19 @@ export class SqliteStore implements Store {
   }
 
   private readVehicle(vehicleId: string): Vehicle | undefined {
+    const cached = this.vehicleCache.get(vehicleId);
+    if (cached) return cached;
     const r = this.prepare('SELECT * FROM vehicles WHERE vehicle_id = ?').get(vehicleId) as Row | undefined;
-    return r && vehicleFromRow(r);
+    if (r === undefined) return undefined;
+    const vehicle = deepFreeze(vehicleFromRow(r));
+    this.vehicleCache.set(vehicleId, vehicle);
+    return vehicle;
+  }
+
+  /** Before this connection writes a vehicle's row (a delete takes its state along). */
+  private forgetVehicle(vehicleId: string): void {
+    this.vehicleCache.delete(vehicleId);
+    this.stateCache.delete(vehicleId);
   }
 
   async findVehicleByUnit(brand: string, unitId: string): Promise<Vehicle | undefined> {
@@ -332,6 +346,7 @@ export class SqliteStore implements Store {
     expectedVersion: number | undefined,
     modifiedAt: string,
   ): Promise<Vehicle | 'version-mismatch' | undefined> {
+    this.forgetVehicle(vehicleId);
     const sets = ['version = version + 1', 'modified_at = ?'];
     const params: unknown[] = [toMs(modifiedAt)];
     for (const key of ['master_data', 'custom_fields', 'tags'] as const) {
@@ -362,6 +377,7 @@ export class SqliteStore implements Store {
   }
 
   async deleteVehicle(vehicleId: string, expectedVersion?: number): Promise<boolean | 'version-mismatch'> {
+    this.forgetVehicle(vehicleId);
     // State, commands, tags and idempotency keys go with it through ON DELETE CASCADE, in the
     // same statement and so the same transaction.
     const tx = this.db.transaction((): boolean | 'version-mismatch' => {
@@ -373,7 +389,6 @@ export class SqliteStore implements Store {
       if (info.changes > 0) return true;
       return this.exists(vehicleId) ? 'version-mismatch' : false;
     });
-    this.stateCache.delete(vehicleId);
     return this.run(() => tx.immediate());
   }
 
@@ -382,6 +397,7 @@ export class SqliteStore implements Store {
     update: { status: SetupStatus; reason: string | null; capabilities?: Capabilities; at: string },
     onlyFrom?: SetupStatus,
   ): Promise<boolean> {
+    this.forgetVehicle(vehicleId);
     const caps = update.capabilities === undefined ? null : json(update.capabilities);
     const info = this.run(() =>
       this.prepare(
@@ -405,6 +421,7 @@ export class SqliteStore implements Store {
   }
 
   async setLifeStatus(vehicleId: string, status: LifeStatus, at: string): Promise<boolean> {
+    this.forgetVehicle(vehicleId);
     // Not an operator edit: the version (ETag) stays as it is.
     const info = this.run(() =>
       this.prepare(
