@@ -108,7 +108,8 @@ export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSe
         targets: scenario === 'floorB' ? ids : ids.map((id) => `/units/${id}/command`),
         // With Mosquitto, floor B's "broker" process only reports the URL: leave it out.
         processes: [
-          ...(scenario === 'floorB' && mosquitto ? [] : [server, mainThreadOf(server)]),
+          // Floor C's server: the process and its HTTP thread; floor B's broker process is all broker.
+          ...(scenario === 'floorB' ? (mosquitto ? [] : [server]) : [server, mainThreadOf(server)]),
           ...brokerProcs,
           ...units,
         ],

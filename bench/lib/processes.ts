@@ -130,8 +130,11 @@ export function mainThreadOf(proc: BenchProcess): Pick<BenchProcess, 'name' | 'c
   };
 }
 
-/** utime + stime of a process (or of one of its threads) in seconds; 0 once it is gone. */
-export function cpuSecondsOf(pid: number | undefined, threadId?: number): number {
+/**
+ * utime + stime of a process (or of one of its threads) in seconds; 0 once it is gone. With
+ * `reaped`, plus the CPU of its children that exited (cutime + cstime).
+ */
+export function cpuSecondsOf(pid: number | undefined, threadId?: number, reaped = false): number {
   if (pid === undefined) return 0;
   try {
     const stat = readFileSync(
@@ -140,7 +143,8 @@ export function cpuSecondsOf(pid: number | undefined, threadId?: number): number
     );
     // Fields after the command name (which may contain spaces) start after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+    const own = Number(fields[11]) + Number(fields[12]);
+    return (reaped ? own + Number(fields[13]) + Number(fields[14]) : own) / CLK_TCK;
   } catch {
     return 0;
   }
@@ -175,8 +179,9 @@ export function postgresServer(): Pick<BenchProcess, 'name' | 'cpuSeconds' | 'rs
       .map(Number);
   return {
     name: 'postgres',
-    // Backends come and go; a pool keeps its connections, so the sum over live ones is fair.
-    cpuSeconds: () => pids().reduce((sum, pid) => sum + cpuSecondsOf(pid), 0),
+    // Backends come and go: one that exits takes its CPU time along, and the postmaster, which
+    // reaps it, adds that to its children's time. So the sum stays whole (and never falls).
+    cpuSeconds: () => pids().reduce((sum, pid) => sum + cpuSecondsOf(pid, undefined, true), 0),
     rssBytes: () => pids().reduce((sum, pid) => sum + rssOf(pid), 0),
   };
 }
