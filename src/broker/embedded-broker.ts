@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { startModuleWorker } from '../lib/ts-worker.js';
 import type { BrokerProvisioner } from '../telematics/adapter.js';
@@ -32,6 +33,129 @@ export interface EmbeddedBrokerOptions {
 }
 
 const DEFAULT_AUTH_CACHE_TTL_MS = 5 * 60_000;
+/** A thread that dies is started again, at most this often per minute; then it stays down. */
+const MAX_RESTARTS_PER_MINUTE = 5;
+// The thread's module sits beside this one, as .ts when run from source and .js when built.
+const THREAD_MODULE = new URL(
+  `./embedded-broker-thread${path.extname(new URL(import.meta.url).pathname)}`,
+  import.meta.url,
+);
+
+/** An order to the thread that settles once the thread carried it out. */
+type Order = { type: 'provision-unit' | 'remove-unit'; username: string } | { type: 'close' };
+
+/**
+ * Runs the broker thread (src/broker/embedded-broker-thread.ts) and speaks for it: answers its
+ * password checks from the store, passes on orders, relays its log records. A thread that dies
+ * (an uncaught error in aedes, say) is started again on the same port with the same service
+ * account: units and the service client reconnect, and a dead thread's orders count as done —
+ * every unit it served lost its connection and its login cache with it.
+ */
+export class BrokerThreadHost {
+  /** The running thread (tests end it to play a crash). */
+  worker: Worker | undefined;
+  private nextId = 1;
+  private readonly awaiting = new Map<number, { worker: Worker; resolve: () => void }>();
+  private closing = false;
+  /** Once a thread listened, one that dies is started again (a failed first start is not). */
+  private listened = false;
+  private restarts: number[] = [];
+
+  constructor(
+    private readonly data: BrokerThreadData,
+    private readonly options: EmbeddedBrokerOptions,
+  ) {}
+
+  /** Starts the thread; resolves with the port it listens on. */
+  start(): Promise<number> {
+    const worker = startModuleWorker(THREAD_MODULE, { workerData: this.data, name: 'embedded MQTT broker' });
+    this.worker = worker;
+    return new Promise<number>((resolve, reject) => {
+      worker.on('message', (message: FromBrokerThread) => {
+        if (message.type === 'listening') {
+          this.listened = true;
+          resolve(message.port);
+        } else if (message.type === 'listen-failed')
+          reject(Object.assign(new Error(message.message), { code: message.code }));
+        else this.onMessage(worker, message);
+      });
+      worker.on('error', (err) => {
+        reject(err);
+        this.options.logger.error({ err }, 'embedded MQTT broker thread failed');
+      });
+      worker.on('exit', (code) => {
+        reject(new Error(`embedded MQTT broker thread exited (code ${code})`));
+        this.onExit(worker, code);
+      });
+    });
+  }
+
+  /** Sends an order to the thread; settles when the thread has carried it out. */
+  order(order: Order): Promise<void> {
+    const worker = this.worker;
+    if (!worker) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const id = this.nextId++;
+      this.awaiting.set(id, { worker, resolve });
+      worker.postMessage({ ...order, id } satisfies ToBrokerThread);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    const worker = this.worker;
+    if (!worker) return;
+    await this.order({ type: 'close' });
+    await worker.terminate();
+  }
+
+  private onMessage(worker: Worker, message: Exclude<FromBrokerThread, { type: 'listening' | 'listen-failed' }>) {
+    switch (message.type) {
+      case 'authenticate':
+        this.options.authenticateUnit(message.username, message.password).then(
+          (ok) => worker.postMessage({ type: 'authenticated', id: message.id, ok } satisfies ToBrokerThread),
+          (err: unknown) =>
+            worker.postMessage({
+              type: 'authenticated',
+              id: message.id,
+              ok: false,
+              failed: err instanceof Error ? err.message : String(err),
+            } satisfies ToBrokerThread),
+        );
+        return;
+      case 'done':
+        this.awaiting.get(message.id)?.resolve();
+        this.awaiting.delete(message.id);
+        return;
+      case 'log':
+        this.options.logger[message.level](message.fields, message.message);
+        return;
+    }
+  }
+
+  private onExit(worker: Worker, code: number): void {
+    for (const [id, pending] of this.awaiting) {
+      if (pending.worker !== worker) continue;
+      this.awaiting.delete(id);
+      pending.resolve();
+    }
+    if (this.worker !== worker) return;
+    this.worker = undefined;
+    if (this.closing) return;
+    const { logger } = this.options;
+    const now = Date.now();
+    this.restarts = this.restarts.filter((t) => t > now - 60_000);
+    if (!this.listened || this.restarts.length >= MAX_RESTARTS_PER_MINUTE) {
+      logger.fatal({ code }, 'embedded MQTT broker thread exited; units cannot connect');
+      return;
+    }
+    this.restarts.push(now);
+    logger.error({ code, port: this.data.port }, 'embedded MQTT broker thread exited; starting it again');
+    this.start().catch((err: unknown) =>
+      logger.fatal({ err }, 'embedded MQTT broker thread could not start again; units cannot connect'),
+    );
+  }
+}
 
 /**
  * Starts aedes on a TCP port with fleetgate's device authentication and ACL (SPEC §5: a unit may
@@ -39,110 +163,52 @@ const DEFAULT_AUTH_CACHE_TTL_MS = 5 * 60_000;
  * (src/broker/embedded-broker-thread.ts): the broker's packet work runs beside the API's, on the
  * second core. Units log in with username = client id = their telematics unit id and their
  * password, which this thread checks against the store; fleetgate itself uses a random service
- * account. A broker thread that dies is logged as fatal: the service client loses its connection
- * and `/ready` answers 503.
+ * account. A broker thread that dies is started again on the same port (at most 5 times a
+ * minute; beyond, it is logged as fatal and `/health/ready` answers 503).
  */
 export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
-  const { logger } = options;
   const service = {
     username: SERVICE_USERNAME_PREFIX + randomBytes(6).toString('hex'),
     password: randomBytes(32).toString('base64url'),
   };
-  const workerData: BrokerThreadData = {
+  const data: BrokerThreadData = {
     host: options.host,
     port: options.port,
     service,
     authCacheTtlMs: options.authCacheTtlMs ?? DEFAULT_AUTH_CACHE_TTL_MS,
-    logLevel: logger.levelVal,
+    logLevel: options.logger.levelVal,
   };
-  // The thread's module sits beside this one, as .ts when run from source and .js when built.
-  const module = new URL(`./embedded-broker-thread${path.extname(new URL(import.meta.url).pathname)}`, import.meta.url);
-  const worker = startModuleWorker(module, { workerData, name: 'embedded MQTT broker' });
-
-  let nextId = 1;
-  const awaiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
-  let closing = false;
-  /** Sends an order to the thread; settles when the thread has carried it out. */
-  const request = (message: { type: 'provision-unit' | 'remove-unit'; username: string } | { type: 'close' }) =>
-    new Promise<void>((resolve, reject) => {
-      const id = nextId++;
-      awaiting.set(id, { resolve, reject });
-      worker.postMessage({ ...message, id } as ToBrokerThread);
-    });
-
-  const listening = new Promise<number>((resolve, reject) => {
-    worker.on('message', (message: FromBrokerThread) => {
-      switch (message.type) {
-        case 'listening':
-          return resolve(message.port);
-        case 'listen-failed':
-          return reject(Object.assign(new Error(message.message), { code: message.code }));
-        case 'authenticate':
-          options.authenticateUnit(message.username, message.password).then(
-            (ok) => worker.postMessage({ type: 'authenticated', id: message.id, ok } satisfies ToBrokerThread),
-            (err: unknown) =>
-              worker.postMessage({
-                type: 'authenticated',
-                id: message.id,
-                ok: false,
-                failed: err instanceof Error ? err.message : String(err),
-              } satisfies ToBrokerThread),
-          );
-          return;
-        case 'done':
-          awaiting.get(message.id)?.resolve();
-          awaiting.delete(message.id);
-          return;
-        case 'log':
-          logger[message.level](message.fields, message.message);
-          return;
-      }
-    });
-    worker.on('error', (err) => {
-      reject(err);
-      logger.fatal({ err }, 'embedded MQTT broker thread failed');
-    });
-    worker.on('exit', (code) => {
-      const gone = new Error(`embedded MQTT broker thread exited (code ${code})`);
-      reject(gone);
-      for (const pending of awaiting.values()) pending.reject(gone);
-      awaiting.clear();
-      if (!closing) logger.fatal({ code }, 'embedded MQTT broker thread exited; units cannot connect');
-    });
-  });
-
+  const host = new BrokerThreadHost(data, options);
   let port: number;
   try {
-    port = await listening;
+    port = await host.start();
   } catch (e) {
-    closing = true;
-    await worker.terminate();
+    await host.close();
     throw e;
   }
-  const host = options.host === '0.0.0.0' || options.host === '::' || options.host === '' ? '127.0.0.1' : options.host;
-  const url = `mqtt://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  logger.info({ url }, 'embedded MQTT broker listening');
-
-  const provisioner: BrokerProvisioner = {
-    // Nothing to provision: authentication reads the store. The thread forgets a cached login.
-    provisionUnit: (username) => request({ type: 'provision-unit', username }),
-    // Disconnects the unit; its last will is not published (the adapter clears its status).
-    removeUnit: (username) => request({ type: 'remove-unit', username }),
-  };
+  // A thread started again listens where the first one did: units and the service client return.
+  data.port = port;
+  const name = options.host === '0.0.0.0' || options.host === '::' || options.host === '' ? '127.0.0.1' : options.host;
+  const url = `mqtt://${name.includes(':') ? `[${name}]` : name}:${port}`;
+  options.logger.info({ url }, 'embedded MQTT broker listening');
 
   let closed: Promise<void> | undefined;
-  return {
+  const broker: EmbeddedBroker & { readonly host: BrokerThreadHost } = {
+    // Not part of the interface: tests reach the thread through it.
+    host,
     port,
     url,
     serviceCredentials: service,
-    provisioner,
+    provisioner: {
+      // Nothing to provision: authentication reads the store. The thread forgets a cached login.
+      provisionUnit: (username) => host.order({ type: 'provision-unit', username }),
+      // Disconnects the unit; its last will is not published (the adapter clears its status).
+      removeUnit: (username) => host.order({ type: 'remove-unit', username }),
+    },
     close() {
-      closed ??= (async () => {
-        closing = true;
-        await request({ type: 'close' }).catch(() => undefined);
-        await worker.terminate();
-      })();
+      closed ??= host.close();
       return closed;
     },
   };
+  return broker;
 }

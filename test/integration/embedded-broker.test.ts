@@ -3,7 +3,7 @@ import net from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type EmbeddedBroker, startEmbeddedBroker } from '../../src/broker/embedded-broker.js';
+import { type BrokerThreadHost, type EmbeddedBroker, startEmbeddedBroker } from '../../src/broker/embedded-broker.js';
 import { connectServiceClient } from '../../src/broker/mqtt-connection.js';
 import { loadConfig } from '../../src/config.js';
 import { SecretBox } from '../../src/lib/secrets.js';
@@ -363,5 +363,43 @@ describe('embedded broker thread', () => {
     await broker.close();
     const socket = net.connect(broker.port, '127.0.0.1');
     await expect(once(socket, 'connect')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+});
+
+describe('embedded broker thread, when it dies', () => {
+  it('is started again on the same port: units and the service client reconnect and commands flow', async () => {
+    const records: Array<{ level: number; msg: string }> = [];
+    const recording = pino({ level: 'info' }, { write: (line: string) => records.push(JSON.parse(line)) });
+    const broker = await startEmbeddedBroker({
+      host: '127.0.0.1',
+      port: 0,
+      logger: recording,
+      authenticateUnit: async (username, password) => username === 'unit-r' && password === 'secret-r',
+    });
+    const service = await connectServiceClient(broker.url, broker.serviceCredentials, logger);
+    const unitClient = await mqtt.connectAsync(broker.url, {
+      clientId: 'unit-r',
+      username: 'unit-r',
+      password: 'secret-r',
+      protocolVersion: 4,
+      reconnectPeriod: 50,
+    });
+    try {
+      await unitClient.subscribeAsync(unitTopic('unit-r', 'commands'), { qos: 1 });
+      const back = Promise.all([next(service, 'connect'), next(unitClient, 'connect')]);
+      // What an uncaught error inside aedes would do to the thread.
+      await (broker as unknown as { host: BrokerThreadHost }).host.worker!.terminate();
+      await back;
+      expect(records).toContainEqual(
+        expect.objectContaining({ level: 50, msg: 'embedded MQTT broker thread exited; starting it again' }),
+      );
+      const received = next<[string, Buffer]>(unitClient, 'message');
+      await service.publishAsync(unitTopic('unit-r', 'commands'), 'after the restart', { qos: 1 });
+      expect((await received)[1].toString()).toBe('after the restart');
+    } finally {
+      await unitClient.endAsync(true);
+      await service.endAsync(true);
+      await broker.close();
+    }
   });
 });
