@@ -3,7 +3,8 @@
 /** fleetgate's own broker accounts are named so; no unit may log in under such a name. */
 export const SERVICE_USERNAME_PREFIX = 'fleetgate-service-';
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface BrokerThreadData {
   host: string;
@@ -11,8 +12,8 @@ export interface BrokerThreadData {
   /** fleetgate's own account: full access. */
   service: { username: string; password: string };
   authCacheTtlMs: number;
-  /** pino's numeric level of the API's logger: records below it are not sent. */
-  logLevel: number;
+  /** The levels the API's logger writes: the thread sends no other records. */
+  logLevels: LogLevel[];
 }
 
 /** API thread → broker thread. */

@@ -13,12 +13,11 @@ import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import {
   type BrokerThreadData,
   type FromBrokerThread,
+  LOG_LEVELS,
   type LogLevel,
   SERVICE_USERNAME_PREFIX,
   type ToBrokerThread,
 } from './embedded-broker-protocol.js';
-
-const LEVEL_VALUES: Record<LogLevel, number> = { debug: 20, info: 30, warn: 40, error: 50 };
 
 /** What a unit may do (docs/mqtt-protocol.md §8): computed once at login, checked per packet. */
 interface UnitAcl {
@@ -52,11 +51,12 @@ const port = parentPort!;
 const data = workerData as BrokerThreadData;
 const send = (message: FromBrokerThread) => port.postMessage(message);
 
+const writes = new Set(data.logLevels);
 const log = Object.fromEntries(
-  (Object.keys(LEVEL_VALUES) as LogLevel[]).map((level) => [
+  LOG_LEVELS.map((level) => [
     level,
     (fields: Record<string, unknown>, message: string) => {
-      if (LEVEL_VALUES[level] >= data.logLevel) send({ type: 'log', level, fields, message });
+      if (writes.has(level)) send({ type: 'log', level, fields, message });
     },
   ]),
 ) as Record<LogLevel, (fields: Record<string, unknown>, message: string) => void>;

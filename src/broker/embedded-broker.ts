@@ -7,6 +7,7 @@ import type { BrokerProvisioner } from '../telematics/adapter.js';
 import {
   type BrokerThreadData,
   type FromBrokerThread,
+  LOG_LEVELS,
   SERVICE_USERNAME_PREFIX,
   type ToBrokerThread,
 } from './embedded-broker-protocol.js';
@@ -176,7 +177,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
     port: options.port,
     service,
     authCacheTtlMs: options.authCacheTtlMs ?? DEFAULT_AUTH_CACHE_TTL_MS,
-    logLevel: options.logger.levelVal,
+    logLevels: LOG_LEVELS.filter((level) => options.logger.isLevelEnabled(level)),
   };
   const host = new BrokerThreadHost(data, options);
   let port: number;

@@ -312,6 +312,13 @@ describe('connectServiceClient', () => {
   });
 });
 
+/** A logger at info that keeps its records, for tests of what the broker thread logs. */
+function recordingLogger() {
+  const records: Array<{ level: number; unit?: string; msg: string }> = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => records.push(JSON.parse(line)) });
+  return { records, logger };
+}
+
 describe('embedded broker thread', () => {
   it('fails with EADDRINUSE on a taken port, so the caller can try the next one', async () => {
     const taken = net.createServer().listen(0, '127.0.0.1');
@@ -327,8 +334,7 @@ describe('embedded broker thread', () => {
   });
 
   it('refuses a login with "server unavailable" when the store check fails, and logs it', async () => {
-    const records: Array<{ level: number; unit?: string; msg: string }> = [];
-    const recording = pino({ level: 'info' }, { write: (line: string) => records.push(JSON.parse(line)) });
+    const { records, logger: recording } = recordingLogger();
     const broker = await startEmbeddedBroker({
       host: '127.0.0.1',
       port: 0,
@@ -368,8 +374,7 @@ describe('embedded broker thread', () => {
 
 describe('embedded broker thread, when it dies', () => {
   it('is started again on the same port: units and the service client reconnect and commands flow', async () => {
-    const records: Array<{ level: number; msg: string }> = [];
-    const recording = pino({ level: 'info' }, { write: (line: string) => records.push(JSON.parse(line)) });
+    const { records, logger: recording } = recordingLogger();
     const broker = await startEmbeddedBroker({
       host: '127.0.0.1',
       port: 0,
