@@ -117,6 +117,70 @@ describe('PostgreSQL engine', () => {
     expect(results.filter(Boolean)).toHaveLength(1);
   });
 
+  // docs/performance.md: a state write leaves out what this instance last read, unchanged
+  it('writes only what differs from the state it last read, and answers with what is stored now', async () => {
+    const url = await database();
+    const a = open(url);
+    const b = open(url);
+    await a.migrate();
+    const v = vehicle({ setup_status: 'SUCCEEDED' });
+    await a.insertVehicle(v);
+    const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+    const sent: string[] = [];
+    const pool = (a as unknown as { pool: pg.Pool }).pool;
+    const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+    (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const config = args[0] as { values?: unknown[] };
+      for (const p of config.values ?? (args[1] as unknown[]) ?? []) if (typeof p === 'string') sent.push(p);
+      return query(...args);
+    };
+    const report = {
+      ignition: { timestamp: at(1), value: 'OFF' },
+      central_lock: { timestamp: at(1), value: 'LOCKED' },
+      location: { timestamp: at(1), value: { latitude: 52.5, longitude: 13.4 } },
+    };
+    expect(await a.mergeState(v.vehicle_id, report)).toEqual(report);
+    // Another instance stores a newer ignition meanwhile.
+    await b.mergeState(v.vehicle_id, { ignition: { timestamp: at(2), value: 'ON' } });
+
+    sent.length = 0;
+    const again = { ...report, location: { timestamp: at(1), value: { longitude: 13.4, latitude: 52.5 } } };
+    const mileage = { timestamp: at(1), value: 5 };
+    expect(await a.mergeState(v.vehicle_id, { ...again, mileage_in_kilometers: mileage })).toEqual({
+      ...report,
+      ignition: { timestamp: at(2), value: 'ON' },
+      mileage_in_kilometers: mileage,
+    });
+    expect(sent.join()).toContain('mileage_in_kilometers');
+    for (const unchanged of ['ignition', 'central_lock', 'location']) expect(sent.join()).not.toContain(unchanged);
+
+    // The same on the command path, where the older ignition is left out too; a newer timestamp
+    // with the same value is written.
+    const { adapter: _adapter, ...record } = command(v);
+    expect((await a.startCommand(record)).begun).toBe(true);
+    sent.length = 0;
+    const answer = { ...again, central_lock: { timestamp: at(3), value: 'LOCKED' }, mileage_in_kilometers: mileage };
+    const completion = {
+      status: 'SUCCEEDED' as const,
+      problem_type: null,
+      detail: null,
+      delivery: 'DELIVERED' as const,
+      steps: null,
+      completed_at: at(4),
+      duration_ms: 1,
+    };
+    expect(await a.completeCommand(record.flow_id, completion, v.vehicle_id, answer)).toEqual({
+      ...report,
+      ignition: { timestamp: at(2), value: 'ON' },
+      central_lock: { timestamp: at(3), value: 'LOCKED' },
+      mileage_in_kilometers: mileage,
+    });
+    expect(sent.join()).toContain('central_lock');
+    for (const unchanged of ['ignition', 'location', 'mileage_in_kilometers'])
+      expect(sent.join()).not.toContain(unchanged);
+    expect(await b.getState(v.vehicle_id)).toEqual(await a.getState(v.vehicle_id));
+  });
+
   it('refuses to start on a database migrated by a newer fleetgate', async () => {
     const url = await database();
     const future = { version: 999, name: 'from the future', sql: 'CREATE TABLE future (x int)' };

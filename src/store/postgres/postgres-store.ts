@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
+import { LruMap } from '../../lib/lru-map.js';
 import { type ColumnEncoder, commandInsertValues, type Row, rowMappers, vehicleInsertValues } from '../row-mapping.js';
 import {
   type ApiClient,
@@ -399,16 +401,55 @@ export class PostgresStore implements Store {
         list.push(r);
         byId.set(id, list);
       }
-      return ids.map((id) => stateFromRows(byId.get(id) ?? []));
+      return ids.map((id) => this.remember(id, stateFromRows(byId.get(id) ?? [])));
     },
     async (id) => {
       const { rows } = await this.q(
         'SELECT property, ts, value FROM vehicle_state WHERE vehicle_id = $1 ORDER BY property',
         [id],
       );
-      return stateFromRows(rows);
+      return this.remember(id, stateFromRows(rows));
     },
   );
+
+  /**
+   * Each vehicle's state as this instance last read it, to leave out of a write what cannot
+   * change the stored state (docs/performance.md). A unit answers every command with its whole
+   * state, and most of it is what fleetgate stored from its last answer: sent anyway, each such
+   * property costs PostgreSQL a JSON record and an index lookup only to be dropped. Safe across
+   * instances without invalidation: a stored property's timestamp never goes back (newer-or-equal
+   * wins, SPEC §3). So a property older than the one this instance read would lose, and one whose
+   * timestamp and value equal it is either still stored as read or superseded by a newer one: in
+   * every case writing it would change nothing. (One exception, by design: if another writer
+   * stored a different value with the very same timestamp since, that value stays, where a write
+   * would have replaced it: two reports of one instant that disagree, and either may win.)
+   */
+  private readonly lastRead = new LruMap<string, VehicleState>(4096);
+
+  private remember(vehicleId: string, state: VehicleState): VehicleState {
+    this.lastRead.set(vehicleId, state);
+    return state;
+  }
+
+  /** `state` (normalized) without the properties that cannot change what is stored (lastRead). */
+  private unsent(vehicleId: string, state: VehicleState): VehicleState {
+    const read = this.lastRead.get(vehicleId);
+    if (read === undefined) return state;
+    const out: VehicleState = {};
+    for (const [name, v] of Object.entries(state)) {
+      const stored = read[name];
+      if (stored !== undefined) {
+        if (
+          stored.timestamp === v.timestamp
+            ? isDeepStrictEqual(stored.value, v.value)
+            : Date.parse(v.timestamp) < Date.parse(stored.timestamp)
+        )
+          continue;
+      }
+      out[name] = v;
+    }
+    return out;
+  }
 
   private readonly commandBegins = new Batcher<CommandRecord, boolean>(
     async (records) => {
@@ -475,7 +516,7 @@ export class PostgresStore implements Store {
   >(
     async (items) => {
       const states = items.flatMap((i) =>
-        Object.entries(normalizeState(i.state)).map(([property, v]) => ({
+        Object.entries(i.state).map(([property, v]) => ({
           vehicle_id: i.vehicleId,
           property,
           ts: v.timestamp,
@@ -583,6 +624,7 @@ export class PostgresStore implements Store {
   async deleteVehicle(vehicleId: string, expectedVersion?: number): Promise<boolean | 'version-mismatch'> {
     // State, commands, tags and idempotency keys go with it through ON DELETE CASCADE, within
     // this one statement.
+    this.lastRead.delete(vehicleId);
     const { rowCount } = await this.q(
       'DELETE FROM vehicles WHERE vehicle_id = $1 AND ($2::integer IS NULL OR version = $2::integer)',
       [vehicleId, expectedVersion ?? null],
@@ -696,11 +738,12 @@ export class PostgresStore implements Store {
     return (rowCount ?? 0) > 0;
   }
 
-  async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
+  async mergeState(vehicleId: string, reported: VehicleState): Promise<VehicleState> {
+    const state = this.unsent(vehicleId, normalizeState(reported));
     if (Object.keys(state).length > 0) {
       try {
         // One statement upserts every property (upsertState).
-        await this.q(upsertState(stateOf('$1', '$2'), 'ARRAY[$1::text]'), [vehicleId, json(normalizeState(state))]);
+        await this.q(upsertState(stateOf('$1', '$2'), 'ARRAY[$1::text]'), [vehicleId, json(state)]);
       } catch (err) {
         // A report for a vehicle deleted meanwhile: nothing to keep.
         if (errorCode(err) === '23503') return {};
@@ -719,7 +762,12 @@ export class PostgresStore implements Store {
     vehicleId: string,
     state: VehicleState,
   ): Promise<VehicleState> {
-    await this.commandCompletions.submit({ flowId, completion, vehicleId, state });
+    await this.commandCompletions.submit({
+      flowId,
+      completion,
+      vehicleId,
+      state: this.unsent(vehicleId, normalizeState(state)),
+    });
     // The read is its own statement, after the write (see mergeState).
     return this.stateReads.submit(vehicleId);
   }
@@ -749,7 +797,7 @@ export class PostgresStore implements Store {
           c.completed_at,
           c.duration_ms,
           vehicleId,
-          json(normalizeState(state)),
+          json(state),
         ],
       );
     } catch (err) {
@@ -881,13 +929,13 @@ export class PostgresStore implements Store {
   }
 }
 
-/** Timestamps go to the database as parsed instants, so a malformed one fails here, not in SQL. */
 function stateFromRows(rows: Row[]): VehicleState {
   const out: VehicleState = {};
   for (const r of rows) out[String(r.property)] = { timestamp: iso(r.ts), value: r.value };
   return out;
 }
 
+/** Timestamps go to the database as parsed instants, so a malformed one fails here, not in SQL. */
 function normalizeState(state: VehicleState): VehicleState {
   const out: VehicleState = {};
   for (const [name, v] of Object.entries(state)) {

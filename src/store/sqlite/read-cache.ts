@@ -1,3 +1,5 @@
+import { LruMap } from '../../lib/lru-map.js';
+
 /** One vehicle_state row as stored, with its decoded forms. */
 export interface StoredProperty {
   /** Epoch milliseconds, as the column holds it. */
@@ -37,14 +39,16 @@ export function storedProperty(ts: number, json: string, timestamp: string, valu
  * goes first.
  */
 export class ReadCache<T> {
-  private readonly entries = new Map<string, T>();
+  private readonly entries: LruMap<string, T>;
   private dataVersion: number | undefined;
 
   constructor(
     /** `PRAGMA data_version` of this store's connection. */
     private readonly readDataVersion: () => number,
-    private readonly maxEntries = DEFAULT_MAX_ENTRIES,
-  ) {}
+    maxEntries = DEFAULT_MAX_ENTRIES,
+  ) {
+    this.entries = new LruMap(maxEntries);
+  }
 
   /** The cached entry, if still valid. Inside a write transaction, valid until it ends. */
   get(key: string): T | undefined {
@@ -54,19 +58,11 @@ export class ReadCache<T> {
       this.dataVersion = version;
       return undefined;
     }
-    const entry = this.entries.get(key);
-    if (entry !== undefined) {
-      // Most recently used last.
-      this.entries.delete(key);
-      this.entries.set(key, entry);
-    }
-    return entry;
+    return this.entries.get(key);
   }
 
   set(key: string, entry: T): void {
-    this.entries.delete(key);
     this.entries.set(key, entry);
-    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
   }
 
   delete(key: string): void {
