@@ -1,7 +1,9 @@
 /**
- * `npx tsx bench/profile-summary.ts <file.cpuprofile> [--top N]`: where a V8 CPU profile (from
- * `--fleetgate-node-args "--cpu-prof --cpu-prof-dir=DIR"`) spends its time — self time by
- * package (fleetgate's own code by folder) and by function, in % of the profile's busy time.
+ * `npx tsx bench/profile-summary.ts <file.cpuprofile> [--top N] [--from S]`: where a V8 CPU profile
+ * (from `--fleetgate-node-args "--cpu-prof --cpu-prof-dir=DIR"`) spends its time — self time by
+ * package (fleetgate's own code by folder) and by function, and total time (self and callees, within
+ * one synchronous stack) by function, in % of the profile's busy time. `--from S` leaves out the
+ * first S seconds (start-up: loading and compiling modules).
  */
 import { readFileSync } from 'node:fs';
 
@@ -21,7 +23,9 @@ if (!file) {
   process.stderr.write('usage: tsx bench/profile-summary.ts <file.cpuprofile> [--top N]\n');
   process.exit(2);
 }
-const top = Number(rest[rest.indexOf('--top') + 1] ?? 40) || 40;
+const flag = (name: string) => (rest.includes(name) ? rest[rest.indexOf(name) + 1] : undefined);
+const top = Number(flag('--top') ?? 40) || 40;
+const fromUs = Number(flag('--from') ?? 0) * 1e6;
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 
@@ -40,22 +44,40 @@ function area(url: string, name: string): string {
   return url === '' ? '(native)' : 'other';
 }
 
+const parentOf = new Map<number, number>();
+for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
 const selfUs = new Map<number, number>();
+let elapsed = 0;
 for (let i = 0; i < profile.samples.length; i++) {
+  elapsed += profile.timeDeltas[i] ?? 0;
+  if (elapsed < fromUs) continue;
   const id = profile.samples[i]!;
   selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
 }
+const keyOf = (id: number) => {
+  const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+  return `${functionName || '(anonymous)'} ${url.replace(/^.*\/(node_modules|src)\//, '$1/')}:${lineNumber + 1}`;
+};
 const areas = new Map<string, number>();
 const functions = new Map<string, number>();
+const totals = new Map<string, number>();
 let busy = 0;
 for (const [id, us] of selfUs) {
-  const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+  const { functionName, url } = byId.get(id)!.callFrame;
   const a = area(url, functionName);
   if (a === '(idle)') continue;
   busy += us;
   areas.set(a, (areas.get(a) ?? 0) + us);
-  const key = `${functionName || '(anonymous)'} ${url.replace(/^.*\/(node_modules|src)\//, '$1/')}:${lineNumber + 1}`;
+  const key = keyOf(id);
   functions.set(key, (functions.get(key) ?? 0) + us);
+  // Total: each function on this sample's stack, once.
+  const seen = new Set<string>();
+  for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) {
+    const k = keyOf(at);
+    if (seen.has(k) || k.startsWith('(root)')) continue;
+    seen.add(k);
+    totals.set(k, (totals.get(k) ?? 0) + us);
+  }
 }
 const pct = (us: number) => `${((100 * us) / busy).toFixed(1).padStart(5)} %`;
 const print = (title: string, m: Map<string, number>, n: number) => {
@@ -65,3 +87,4 @@ const print = (title: string, m: Map<string, number>, n: number) => {
 process.stdout.write(`busy ${(busy / 1e6).toFixed(2)} s of samples\n`);
 print('self time by area', areas, 30);
 print('self time by function', functions, top);
+print('total time by function (self and callees, within one synchronous stack)', totals, top);
