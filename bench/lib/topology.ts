@@ -33,7 +33,7 @@ export async function startMosquitto(): Promise<{ url: string; proc: BenchProces
     `listener ${port} 127.0.0.1`,
     'set_tcp_nodelay true',
     'allow_anonymous true',
-    'max_queued_messages 10',
+    'max_queued_messages 100000',
     'max_packet_size 262144',
     'persistence false',
     'log_dest stderr',

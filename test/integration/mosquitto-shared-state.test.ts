@@ -44,3 +44,37 @@ it('state goes to one instance of the group; responses and status reach every in
   expect(totalState).toBe(30);
   expect(received.every((r) => r.status === 1)).toBe(true);
 });
+
+// A connect storm of thousands of units sends fleetgate a burst of status, state and response
+// messages. While fleetgate's service client lags behind, Mosquitto holds them for it; with the
+// shipped max_queued_messages at 10 it dropped QoS 0 messages beyond that many waiting packets
+// (6,955 of 20,000 arrived here), so a unit's `online` could be lost for good and its commands
+// answered 504 (seen in a 15,000-unit scale run). Here the service client stops reading while 20,000 messages of 512
+// bytes (10 MB, more than the loopback socket buffers hold) are published, then reads on.
+it('a service client that lags behind a burst gets every message once it reads again', async () => {
+  const admin = { username: broker.adminUsername, password: broker.adminPassword };
+  const lagging = await connectServiceClient(broker.url, admin);
+  const publisher = await connectServiceClient(broker.url, admin);
+  clients.push(lagging, publisher);
+  const total = 20_000;
+  let received = 0;
+  const marker = new Promise<void>((resolve) => {
+    lagging.on('message', (topic) => {
+      if (topic === 'fleetgate/v1/units/marker/status') resolve();
+      else received++;
+    });
+  });
+  await lagging.subscribeAsync('fleetgate/v1/units/+/status', { qos: 0 });
+  lagging.stream.pause();
+  const payload = 'x'.repeat(512);
+  const sends: Array<Promise<unknown>> = [];
+  for (let i = 0; i < total; i++)
+    sends.push(publisher.publishAsync(`fleetgate/v1/units/u${i}/status`, payload, { qos: 1 }));
+  // Every PUBACK: the broker has routed every message to the lagging client (queued or dropped).
+  await Promise.all(sends);
+  lagging.stream.resume();
+  // Published after the burst, so it arrives after everything the broker kept for the client.
+  await publisher.publishAsync('fleetgate/v1/units/marker/status', 'end', { qos: 1 });
+  await marker;
+  expect(received).toBe(total);
+}, 30_000);
