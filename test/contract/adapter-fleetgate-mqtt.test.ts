@@ -156,6 +156,17 @@ describe('FLEETGATE adapter specifics', () => {
     expect(await run(vehicle, 'LOCK_CENTRAL_LOCK')).toMatchObject({ kind: 'succeeded' });
   });
 
+  it("reads a unit's retained status again when it never saw one, then sends the command", async () => {
+    const vehicle = await w.createVehicle('fleetgate-car-v1');
+    const unitId = vehicle.telematics_unit_id;
+    // As if the broker had dropped the unit's `online` on its way to this instance (Mosquitto does
+    // for a client that lags behind by more than max_queued_messages).
+    (w.adapter as unknown as { online: Map<string, boolean> }).online.delete(unitId);
+    expect(w.adapter.isOnline(unitId)).toBe(false);
+    expect(await run(vehicle, 'DRAW_ATTENTION')).toMatchObject({ kind: 'succeeded' });
+    expect(w.adapter.isOnline(unitId)).toBe(true);
+  });
+
   // SPEC §1: commands are never queued
   it('sends expires_at = deadline, and the unit drops a command that arrives after it', async () => {
     const vehicle = await w.createVehicle('fleetgate-car-v1');

@@ -78,3 +78,30 @@ it('a service client that lags behind a burst gets every message once it reads a
   await marker;
   expect(received).toBe(total);
 }, 30_000);
+
+// What the FLEETGATE adapter's readStatusAgain relies on: subscribing to a unit's status topic
+// replays its retained status, and it arrives before the answer to an unsubscribe sent next.
+it('replays a retained status on subscribe, before the answer to the next unsubscribe', async () => {
+  const admin = { username: broker.adminUsername, password: broker.adminPassword };
+  const reader = await connectServiceClient(broker.url, admin);
+  const publisher = await connectServiceClient(broker.url, admin);
+  clients.push(reader, publisher);
+  const topic = 'fleetgate/v1/units/replayed-unit/status';
+  await publisher.publishAsync(topic, '{"v":1,"status":"online"}', { qos: 1, retain: true });
+  // Already subscribed to every unit's status, as the adapter is.
+  await reader.subscribeAsync('fleetgate/v1/units/+/status', { qos: 0 });
+  const seen: string[] = [];
+  reader.on('message', (t, payload, packet) => {
+    if (t === topic && packet.retain) seen.push(payload.toString());
+  });
+  // The wildcard's own replay, if it came after the listener: a status is there by now.
+  await reader.subscribeAsync(topic, { qos: 0 });
+  await reader.unsubscribeAsync(topic);
+  for (let round = 0; round < 3; round++) {
+    const before = seen.length;
+    await reader.subscribeAsync(topic, { qos: 0 });
+    await reader.unsubscribeAsync(topic);
+    expect(seen.length).toBe(before + 1);
+  }
+  expect(seen.at(-1)).toBe('{"v":1,"status":"online"}');
+});

@@ -57,6 +57,8 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
   private handler: MessageHandler | undefined;
   private subscriptions: string[] = [];
   private readonly lastDropLog = new Map<string, number>();
+  /** Units whose retained status is being read again (readStatusAgain). */
+  private readonly statusReads = new Map<string, Promise<void>>();
 
   async start(ctx: AdapterContext): Promise<void> {
     this.ctx = ctx;
@@ -126,9 +128,42 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     if (!ctx.mqtt.connected) {
       return Promise.resolve({ kind: 'unavailable', reason: 'fleetgate is not connected to its MQTT broker.' });
     }
-    if (this.online.get(unitId) !== true) {
-      return Promise.resolve({ kind: 'not-connected', reason: 'Its telematics unit is offline.' });
+    if (this.online.get(unitId) === undefined) {
+      // Never seen: its retained status may have been lost on the way (readStatusAgain).
+      return untilAborted(this.readStatusAgain(ctx, unitId), request.signal).then(() =>
+        this.online.get(unitId) === true ? this.dispatch(ctx, request, unitId) : OFFLINE,
+      );
     }
+    if (this.online.get(unitId) !== true) return Promise.resolve(OFFLINE);
+    return this.dispatch(ctx, request, unitId);
+  }
+
+  /**
+   * Reads a unit's retained status again (at most one read per unit at a time). A broker may drop
+   * messages for a client that lags behind (Mosquitto beyond `max_queued_messages`, as when
+   * thousands of units connect at once), and a lost `online` would otherwise leave the unit
+   * unknown, so offline to this instance, until its next status. Subscribing to the unit's status
+   * topic replays the retained message; the broker answers the unsubscribe after it on the same
+   * connection.
+   */
+  private readStatusAgain(ctx: AdapterContext, unitId: string): Promise<void> {
+    let read = this.statusReads.get(unitId);
+    if (read === undefined) {
+      const topic = unitTopic(unitId, TOPIC_STATUS);
+      read = ctx.mqtt
+        .subscribeAsync(topic, { qos: 0 })
+        .then(() => ctx.mqtt.unsubscribeAsync(topic))
+        .then(
+          () => undefined,
+          (err: unknown) => this.logger?.warn({ err, unit: unitId }, 'reading a unit status again failed'),
+        )
+        .finally(() => this.statusReads.delete(unitId));
+      this.statusReads.set(unitId, read);
+    }
+    return read;
+  }
+
+  private dispatch(ctx: AdapterContext, request: CommandRequest, unitId: string): Promise<CommandOutcome> {
     const id = randomUUID();
     const payload = encodeCommand(id, request.command, new Date(), request.deadline);
     return new Promise<CommandOutcome>((resolve) => {
@@ -268,4 +303,19 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     if (!this.ctx) throw new Error('the FLEETGATE adapter is not started');
     return this.ctx;
   }
+}
+
+const OFFLINE: CommandOutcome = { kind: 'not-connected', reason: 'Its telematics unit is offline.' };
+
+/** `work`, or less if `signal` aborts first (what is still running goes on by itself). */
+function untilAborted(work: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    signal.addEventListener('abort', done, { once: true });
+    void work.then(done);
+  });
 }
