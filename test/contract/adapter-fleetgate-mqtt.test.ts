@@ -167,6 +167,19 @@ describe('FLEETGATE adapter specifics', () => {
     expect(w.adapter.isOnline(unitId)).toBe(true);
   });
 
+  it('ends a command as no-answer, not delivered, when its budget runs out while the status is read again', async () => {
+    const vehicle = await w.createVehicle('fleetgate-car-v1');
+    const unitId = vehicle.telematics_unit_id;
+    (w.adapter as unknown as { online: Map<string, boolean> }).online.delete(unitId);
+    const budget = new AbortController();
+    const sent: unknown[] = [];
+    w.unitOf(vehicle).on('command', (c: unknown) => sent.push(c));
+    const pending = run(vehicle, 'DRAW_ATTENTION', budget.signal);
+    budget.abort();
+    expect(await pending).toEqual({ kind: 'no-answer', delivered: false });
+    expect(sent).toEqual([]);
+  });
+
   // SPEC §1: commands are never queued
   it('sends expires_at = deadline, and the unit drops a command that arrives after it', async () => {
     const vehicle = await w.createVehicle('fleetgate-car-v1');

@@ -120,6 +120,11 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
   }
 
   execute(request: CommandRequest): Promise<CommandOutcome> {
+    return this.attempt(request, true);
+  }
+
+  /** execute(); after a status read (`mayReadStatus` false), every check runs again. */
+  private attempt(request: CommandRequest, mayReadStatus: boolean): Promise<CommandOutcome> {
     const ctx = this.ctx;
     if (!ctx) return Promise.resolve({ kind: 'not-connected', reason: 'The adapter is not started.' });
     if (request.signal.aborted) return Promise.resolve({ kind: 'no-answer', delivered: false });
@@ -128,13 +133,12 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     if (!ctx.mqtt.connected) {
       return Promise.resolve({ kind: 'unavailable', reason: 'fleetgate is not connected to its MQTT broker.' });
     }
-    if (this.online.get(unitId) === undefined) {
+    const online = this.online.get(unitId);
+    if (online === undefined && mayReadStatus) {
       // Never seen: its retained status may have been lost on the way (readStatusAgain).
-      return untilAborted(this.readStatusAgain(ctx, unitId), request.signal).then(() =>
-        this.online.get(unitId) === true ? this.dispatch(ctx, request, unitId) : OFFLINE,
-      );
+      return untilAborted(this.readStatusAgain(ctx, unitId), request.signal).then(() => this.attempt(request, false));
     }
-    if (this.online.get(unitId) !== true) return Promise.resolve(OFFLINE);
+    if (online !== true) return Promise.resolve(OFFLINE);
     return this.dispatch(ctx, request, unitId);
   }
 
