@@ -20,7 +20,7 @@ interface Profile {
 
 const [file, ...rest] = process.argv.slice(2);
 if (!file) {
-  process.stderr.write('usage: tsx bench/profile-summary.ts <file.cpuprofile> [--top N]\n');
+  process.stderr.write('usage: tsx bench/profile-summary.ts <file.cpuprofile> [--top N] [--from S]\n');
   process.exit(2);
 }
 const flag = (name: string) => (rest.includes(name) ? rest[rest.indexOf(name) + 1] : undefined);
