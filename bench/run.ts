@@ -112,6 +112,9 @@ for (const topology of topologies) {
     if (!floorA) floorA = await runScenario('floorA', topology, rates);
     else results.push({ ...floorA, topology });
   }
+  // Floor D (floor C + the store's calls) splits fleetgate's cost into persistence and the rest. Not
+  // in quick runs, which must stay under three minutes; `--only floorD` runs it anyway.
+  if (only ? only.includes('floorD') : !quick) await runScenario('floorD', topology, rates);
   if (wanted('fleetgate')) await runScenario('fleetgate', topology, rates);
 }
 if (only) {
@@ -124,6 +127,7 @@ if (only) {
 // Ratios, targets, table, JSON
 
 const find = (s: ScenarioName, t: Topology) => results.find((r) => r.scenario === s && r.topology === t)!;
+const findOptional = (s: ScenarioName, t: Topology) => results.find((r) => r.scenario === s && r.topology === t);
 const ratios = Object.fromEntries(
   topologies.map((t) => {
     const fg = find('fleetgate', t);
@@ -132,6 +136,14 @@ const ratios = Object.fromEntries(
     const p99At = (r: ScenarioResult, f: number) => r.latency.find((l) => l.fraction === f)!.latencyMs.p99;
     const maxVsC = fg.max.rps / c.max.rps;
     const p99VsC = p99At(fg, 0.5) / p99At(c, 0.5);
+    // Floor D (full runs): what persistence alone leaves of floor C, and fleetgate against it.
+    const d = findOptional('floorD', t);
+    const vsD = d && {
+      floor_d_max_vs_floor_c: round2(d.max.rps / c.max.rps),
+      floor_d_p99_at_50pct_vs_floor_c: round2(p99At(d, 0.5) / p99At(c, 0.5)),
+      max_vs_floor_d: round2(fg.max.rps / d.max.rps),
+      p99_at_50pct_vs_floor_d: round2(p99At(fg, 0.5) / p99At(d, 0.5)),
+    };
     return [
       t,
       {
@@ -140,6 +152,7 @@ const ratios = Object.fromEntries(
         p99_at_50pct_vs_floor_c: round2(p99VsC),
         p99_at_50pct_vs_floor_b: round2(p99At(fg, 0.5) / p99At(b, 0.5)),
         p50_at_50pct_vs_floor_c: round2(fg.latency[1]!.latencyMs.p50 / c.latency[1]!.latencyMs.p50),
+        ...vsD,
         targets: {
           max_at_least_half_of_floor_c: maxVsC >= 0.5,
           p99_at_50pct_at_most_twice_floor_c: p99VsC <= 2,
@@ -164,8 +177,9 @@ for (const t of topologies) {
   lines.push(
     `${'scenario'.padEnd(24)}${pad('max/s', 8)}${pad('err', 5)}  latency p50 / p90 / p99 / max in ms at ${rates.join(', ')}`,
   );
-  for (const s of ['floorA', 'floorB', 'floorC', 'fleetgate'] as ScenarioName[]) {
-    const r = find(s, t);
+  for (const s of ['floorA', 'floorB', 'floorC', 'floorD', 'fleetgate'] as ScenarioName[]) {
+    const r = findOptional(s, t);
+    if (!r) continue;
     const cells = r.latency.map((l) =>
       l.saturated
         ? `saturated: ${l.rps}/s answered`
@@ -177,6 +191,11 @@ for (const t of topologies) {
   lines.push(
     `fleetgate ÷ floor C: max ${q.max_vs_floor_c} (target ≥ 0.5 ${q.targets.max_at_least_half_of_floor_c ? 'met' : 'MISSED'}), p99 at 50% ${q.p99_at_50pct_vs_floor_c} (target ≤ 2 ${q.targets.p99_at_50pct_at_most_twice_floor_c ? 'met' : 'MISSED'}); ÷ floor B: max ${q.max_vs_floor_b}, p99 at 50% ${q.p99_at_50pct_vs_floor_b}`,
   );
+  if (q.max_vs_floor_d !== undefined) {
+    lines.push(
+      `floor D ÷ floor C: max ${q.floor_d_max_vs_floor_c}, p99 at 50% ${q.floor_d_p99_at_50pct_vs_floor_c}; fleetgate ÷ floor D: max ${q.max_vs_floor_d}, p99 at 50% ${q.p99_at_50pct_vs_floor_d}`,
+    );
+  }
   const fg = find('fleetgate', t);
   lines.push(`CPU at fleetgate's max (% of one core): ${fmtCpu(fg.max)}`);
 }

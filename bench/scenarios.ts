@@ -16,12 +16,13 @@ import {
 } from './lib/topology.js';
 import type { LoadResult, LoadSpec } from './load.js';
 
-export type ScenarioName = 'floorA' | 'floorB' | 'floorC' | 'fleetgate';
+export type ScenarioName = 'floorA' | 'floorB' | 'floorC' | 'floorD' | 'fleetgate';
 
 export const SCENARIO_LABELS: Record<ScenarioName, string> = {
   floorA: 'A bare HTTP',
   floorB: 'B bare MQTT req/reply',
   floorC: 'C bare pipeline',
+  floorD: 'D pipeline + store',
   fleetgate: 'fleetgate end to end',
 };
 
@@ -121,6 +122,8 @@ export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSe
       };
     }
 
+    if (scenario === 'floorD') return await setUpFloorD(topology, s, mosquitto, brokerProcs);
+
     // fleetgate end to end
     const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-bench-'));
     const databaseUrl = topology === 'production' ? await freshDatabase('fleetgate_bench') : undefined;
@@ -174,17 +177,68 @@ export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSe
 }
 
 /**
+ * Floor D: floor C's server with the store calls of a recorded command, on a fleet seeded as
+ * fleetgate's (bench/floor-server.ts).
+ */
+async function setUpFloorD(
+  topology: Topology,
+  s: RunSettings,
+  mosquitto: Awaited<ReturnType<typeof startMosquitto>> | undefined,
+  brokerProcs: BenchProcess[],
+): Promise<Setup> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-bench-'));
+  const databaseUrl = topology === 'production' ? await freshDatabase('fleetgate_bench') : undefined;
+  const where = { dataDir, databaseUrl };
+  const prefix = 'fg-';
+  await seedFleet(where, { count: s.units, fleetId: 'bench', unitPrefix: prefix, history: 20 });
+  const server = startProcess('server', [
+    'bench/floor-server.ts',
+    JSON.stringify({ mode: 'pipeline', mqttUrl: mosquitto?.url, store: where }),
+  ]);
+  let units: BenchProcess[] = [];
+  const close = async () => {
+    await stopAll(units);
+    await server.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  const targets = Array.from(
+    { length: s.units },
+    (_, i) => `/vehicles/${vehicleId(i)}/units/${unitId(prefix, i)}/command`,
+  );
+  try {
+    const ready = await server.message<{ url: string; mqttUrl: string }>('ready');
+    units = await startUnits(ready.mqttUrl, prefix, s.units, s.unitsPerProcess);
+    await untilAllAnswer(ready.url, undefined, targets);
+    await analyzeDatabase(where);
+    return {
+      transport: 'http',
+      url: ready.url,
+      targets,
+      processes: [server, mainThreadOf(server), ...brokerProcs, ...(databaseUrl ? [postgresServer()] : []), ...units],
+      close: async () => {
+        await close();
+        await mosquitto?.close();
+      },
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+/**
  * Every vehicle answers a command once before measuring: fleetgate has seen each unit's retained
  * `online` status, and the first command per vehicle (caches, prepared statements) is behind us.
  */
-async function untilAllAnswer(url: string, token: string, targets: string[]): Promise<void> {
+async function untilAllAnswer(url: string, token: string | undefined, targets: string[]): Promise<void> {
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
   const todo = [...targets];
   const until = Date.now() + 60_000;
   let last = '';
   const worker = async () => {
     while (todo.length > 0) {
       const t = todo.pop()!;
-      const res = await fetch(url + t, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+      const res = await fetch(url + t, { method: 'POST', headers });
       const text = await res.text();
       if (res.status !== 200) {
         last = `${res.status} ${text.slice(0, 300)}`;
