@@ -140,8 +140,11 @@ const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 const TIMESTAMP_CACHE_MAX = 4096;
 const timestamps = new Map<string, { ms: number; iso: string }>();
 
-/** An ISO 8601 UTC time as epoch ms and its millisecond ISO form, or undefined when invalid. */
-function parseTimestamp(text: string): { ms: number; iso: string } | undefined {
+/**
+ * An ISO 8601 UTC time as epoch ms and its millisecond ISO form (`toISOString`), or undefined when
+ * invalid. Cached: callers on the command path (the stores too) parse the same few times again and again.
+ */
+export function parseTimestamp(text: string): { ms: number; iso: string } | undefined {
   const hit = timestamps.get(text);
   if (hit !== undefined) return hit;
   const ms = ISO_UTC.test(text) ? Date.parse(text) : Number.NaN;

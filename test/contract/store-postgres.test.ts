@@ -2,7 +2,7 @@ import net from 'node:net';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
-import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import { isoFromPostgres, PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { createStore } from '../../src/store/registry.js';
 import { StoreUnavailableError } from '../../src/store/store.js';
 import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/postgres.js';
@@ -179,6 +179,39 @@ describe('PostgreSQL engine', () => {
     for (const unchanged of ['ignition', 'location', 'mileage_in_kilometers'])
       expect(sent.join()).not.toContain(unchanged);
     expect(await b.getState(v.vehicle_id)).toEqual(await a.getState(v.vehicle_id));
+  });
+
+  it('reads state timestamps back as written, at every precision PostgreSQL prints, whatever the server time zone', async () => {
+    const url = await database();
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    // The store's sessions set TimeZone=UTC themselves; this default must not leak into its reads.
+    await admin.query(`ALTER DATABASE "${new URL(url).pathname.slice(1)}" SET TimeZone = 'Asia/Kolkata'`);
+    await admin.end();
+    const store = open(url);
+    await store.migrate();
+    const v = vehicle({ setup_status: 'SUCCEEDED' });
+    await store.insertVehicle(v);
+    const state = {
+      ignition: { timestamp: '2026-01-01T00:00:00.000Z', value: 'OFF' },
+      central_lock: { timestamp: '2026-01-01T00:00:00.100Z', value: 'LOCKED' },
+      mileage_in_kilometers: { timestamp: '2026-01-01T00:00:00.120Z', value: 5 },
+      // Any valid ISO time is stored as its millisecond UTC form.
+      fuel_level_percentage: { timestamp: '2026-01-01T05:30:00.123456+05:30', value: 50 },
+    };
+    await store.mergeState(v.vehicle_id, state);
+    expect(await store.getState(v.vehicle_id)).toEqual({
+      ...state,
+      fuel_level_percentage: { timestamp: '2026-01-01T00:00:00.123Z', value: 50 },
+    });
+  });
+
+  it('turns any timestamptz text into toISOString form', () => {
+    expect(isoFromPostgres('2026-11-26 16:22:19+00')).toBe('2026-11-26T16:22:19.000Z');
+    expect(isoFromPostgres('2026-11-26 16:22:19.1+00')).toBe('2026-11-26T16:22:19.100Z');
+    expect(isoFromPostgres('2026-11-26 16:22:19.123456+00')).toBe('2026-11-26T16:22:19.123Z');
+    // Another session time zone: parsed as pg parses it.
+    expect(isoFromPostgres('2026-11-26 21:52:19.5+05:30')).toBe('2026-11-26T16:22:19.500Z');
   });
 
   it('refuses to start on a database migrated by a newer fleetgate', async () => {

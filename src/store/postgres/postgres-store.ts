@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { VehicleState } from '../../domain/state-catalogue.js';
+import { parseTimestamp, type VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
 import { LruMap } from '../../lib/lru-map.js';
 import { type ColumnEncoder, commandInsertValues, type Row, rowMappers, vehicleInsertValues } from '../row-mapping.js';
@@ -173,6 +173,8 @@ export class PostgresStore implements Store {
       idle_in_transaction_session_timeout: statementTimeout * 2,
       keepAlive: true,
       application_name: 'fleetgate',
+      // timestamptz as text in UTC, for the state reads' direct conversion (isoFromPostgres).
+      options: '-c TimeZone=UTC',
     });
     // A pooled idle connection that the server drops emits here; the pool discards it and opens a
     // fresh one on the next checkout, so logging is all that is needed (unhandled, it would crash).
@@ -200,17 +202,22 @@ export class PostgresStore implements Store {
     }
   }
 
-  private async q(text: string, params: unknown[] = [], client?: Queryable): Promise<pg.QueryResult<Row>> {
+  private async q(
+    text: string,
+    params: unknown[] = [],
+    client?: Queryable,
+    types?: pg.CustomTypesConfig,
+  ): Promise<pg.QueryResult<Row>> {
     const name = params.length > 0 ? statementName(text) : undefined;
     const run = async () => {
       const on = client ?? this.pool;
       try {
         try {
-          return await on.query<Row>(name ? { name, text, values: params } : { text, values: params });
+          return await on.query<Row>({ name, text, values: params, types });
         } catch (err) {
           // A newer instance's migration changed a table under a statement this connection
           // prepared ("cached plan must not change result type"): nothing ran, so run it unnamed.
-          if (name && errorCode(err) === '0A000') return await on.query<Row>(text, params);
+          if (name && errorCode(err) === '0A000') return await on.query<Row>({ text, values: params, types });
           throw err;
         }
       } catch (err) {
@@ -393,6 +400,8 @@ export class PostgresStore implements Store {
       const { rows } = await this.q(
         'SELECT vehicle_id, property, ts, value FROM vehicle_state WHERE vehicle_id = ANY($1::text[]) ORDER BY vehicle_id, property',
         [ids],
+        undefined,
+        STATE_ROW_TYPES,
       );
       const byId = new Map<string, Row[]>();
       for (const r of rows) {
@@ -407,6 +416,8 @@ export class PostgresStore implements Store {
       const { rows } = await this.q(
         'SELECT property, ts, value FROM vehicle_state WHERE vehicle_id = $1 ORDER BY property',
         [id],
+        undefined,
+        STATE_ROW_TYPES,
       );
       return this.remember(id, stateFromRows(rows));
     },
@@ -442,7 +453,8 @@ export class PostgresStore implements Store {
         if (
           stored.timestamp === v.timestamp
             ? isDeepStrictEqual(stored.value, v.value)
-            : Date.parse(v.timestamp) < Date.parse(stored.timestamp)
+            : // Both in toISOString's form (normalizeState, stateFromRows): ordered as strings.
+              v.timestamp < stored.timestamp
         )
           continue;
       }
@@ -929,19 +941,47 @@ export class PostgresStore implements Store {
   }
 }
 
+/** State rows, read with STATE_ROW_TYPES: `ts` is PostgreSQL's text for a timestamptz. */
 function stateFromRows(rows: Row[]): VehicleState {
   const out: VehicleState = {};
-  for (const r of rows) out[String(r.property)] = { timestamp: iso(r.ts), value: r.value };
+  for (const r of rows) out[String(r.property)] = { timestamp: isoFromPostgres(String(r.ts)), value: r.value };
   return out;
+}
+
+/**
+ * Type parsers for state reads: timestamptz stays text, which isoFromPostgres turns into the ISO
+ * form directly, instead of pg building a Date for each row only to format it again (a unit's
+ * state has a dozen rows, read after every command).
+ */
+const STATE_ROW_TYPES = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === pg.types.builtins.TIMESTAMPTZ
+      ? (text: string) => text
+      : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
+const parseTimestamptz = pg.types.getTypeParser(pg.types.builtins.TIMESTAMPTZ);
+// PostgreSQL's output for a timestamptz in a session whose TimeZone is UTC (set by the pool).
+const POSTGRES_UTC = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?\+00$/;
+
+/** A timestamptz's text as toISOString would write it (milliseconds, truncated as a Date would). */
+export function isoFromPostgres(text: string): string {
+  const m = POSTGRES_UTC.exec(text);
+  if (m === null) return iso(parseTimestamptz(text));
+  return `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(3, '0').slice(0, 3)}Z`;
 }
 
 /** Timestamps go to the database as parsed instants, so a malformed one fails here, not in SQL. */
 function normalizeState(state: VehicleState): VehicleState {
   const out: VehicleState = {};
   for (const [name, v] of Object.entries(state)) {
-    const ms = Date.parse(v.timestamp);
-    if (!Number.isFinite(ms)) throw new TypeError(`invalid timestamp: ${v.timestamp}`);
-    out[name] = { timestamp: new Date(ms).toISOString(), value: v.value ?? null };
+    // Canonical ISO UTC (what the state catalogue passes on) from its cache; anything else parsed.
+    let timestamp = parseTimestamp(v.timestamp)?.iso;
+    if (timestamp === undefined) {
+      const ms = Date.parse(v.timestamp);
+      if (!Number.isFinite(ms)) throw new TypeError(`invalid timestamp: ${v.timestamp}`);
+      timestamp = new Date(ms).toISOString();
+    }
+    out[name] = { timestamp, value: v.value ?? null };
   }
   return out;
 }
