@@ -960,14 +960,26 @@ const STATE_ROW_TYPES = {
       : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
 const parseTimestamptz = pg.types.getTypeParser(pg.types.builtins.TIMESTAMPTZ);
-// PostgreSQL's output for a timestamptz in a session whose TimeZone is UTC (set by the pool).
-const POSTGRES_UTC = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?\+00$/;
-
-/** A timestamptz's text as toISOString would write it (milliseconds, truncated as a Date would). */
+/**
+ * A timestamptz's text as toISOString would write it (milliseconds, truncated as a Date would).
+ * In the pool's sessions (TimeZone UTC) PostgreSQL writes `2026-11-26 16:22:19.123+00`, with
+ * 0-6 fraction digits: rebuilt by position, without a regex match or a Date per row. Any
+ * other form goes through pg's own parser.
+ */
 export function isoFromPostgres(text: string): string {
-  const m = POSTGRES_UTC.exec(text);
-  if (m === null) return iso(parseTimestamptz(text));
-  return `${m[1]}T${m[2]}.${(m[3] ?? '').padEnd(3, '0').slice(0, 3)}Z`;
+  const n = text.length;
+  const fraction = n - 23; // digits between "…:SS." and "+00"
+  if (
+    text.charCodeAt(10) === 32 && // ' '
+    text.endsWith('+00') &&
+    text.charCodeAt(4) === 45 && // '-'
+    text.charCodeAt(13) === 58 && // ':'
+    (n === 22 || (fraction >= 1 && fraction <= 6 && text.charCodeAt(19) === 46)) // '.'
+  ) {
+    const ms = n === 22 ? '000' : text.slice(20, 20 + Math.min(3, fraction)).padEnd(3, '0');
+    return `${text.slice(0, 10)}T${text.slice(11, 19)}.${ms}Z`;
+  }
+  return iso(parseTimestamptz(text));
 }
 
 /** Timestamps go to the database as parsed instants, so a malformed one fails here, not in SQL. */
