@@ -562,6 +562,47 @@ export function apiScenarios(name: string, start: StartHarness): void {
         expect((await h.request('GET', '/health/live')).status).toBe(200);
       });
 
+      it("a command answer's invalid or unknown properties are dropped; the valid ones answer and are stored", async () => {
+        const { vehicleId, unitId, password, unit } = await h.vehicle(token);
+        await unit.stop();
+        await h.waitFor(async () => (await h.app.store.getVehicle(vehicleId))?.life_status === 'OFFLINE');
+        // A unit of our own that answers every command with some good and some bad properties.
+        const rogue = await mqtt.connectAsync(h.app.mqttUrl, {
+          clientId: unitId,
+          username: unitId,
+          password,
+          reconnectPeriod: 0,
+        });
+        const base = `fleetgate/v1/units/${unitId}`;
+        rogue.on('message', (_topic, payload) => {
+          const { id } = JSON.parse(payload.toString()) as { id: string };
+          const at = new Date().toISOString();
+          const state = {
+            central_lock: { timestamp: at, value: 'UNLOCKED' },
+            ignition: { timestamp: at, value: 'SIDEWAYS' },
+            not_a_property: { timestamp: at, value: 1 },
+            mileage_in_kilometers: { timestamp: 'yesterday', value: 5 },
+          };
+          rogue.publish(`${base}/responses`, JSON.stringify({ v: 1, id, status: 'SUCCEEDED', state }), { qos: 1 });
+        });
+        await rogue.subscribeAsync(`${base}/commands`, { qos: 1 });
+        const online = JSON.stringify({ v: 1, status: 'online', timestamp: new Date().toISOString() });
+        await rogue.publishAsync(`${base}/status`, online, { qos: 1, retain: true });
+        await h.waitFor(async () => (await h.app.store.getVehicle(vehicleId))?.life_status === 'ONLINE');
+
+        const res = await cmd(vehicleId, 'unlock-central-lock');
+        await rogue.endAsync();
+        expect(res.status).toBe(200);
+        expect(res.body.central_lock.value).toBe('UNLOCKED');
+        expect(res.body).not.toHaveProperty('not_a_property');
+        expect(res.body.ignition?.value).not.toBe('SIDEWAYS');
+        expect(res.body.mileage_in_kilometers?.timestamp).not.toBe('yesterday');
+        const stored = (await h.request('GET', `/vehicles/${vehicleId}/state`, { token })).body;
+        expect(stored.central_lock.value).toBe('UNLOCKED');
+        expect(stored).not.toHaveProperty('not_a_property');
+        expect(stored.ignition?.value).not.toBe('SIDEWAYS');
+      });
+
       it('a unit cannot publish as another unit', async () => {
         const a = await h.vehicle(token);
         const b = await h.vehicle(token);

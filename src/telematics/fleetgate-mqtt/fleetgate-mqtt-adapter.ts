@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { sanitizeState } from '../../domain/state-catalogue.js';
+import type { VehicleState } from '../../domain/state-catalogue.js';
 import type { Vehicle } from '../../domain/vehicle.js';
 import type { AdapterContext, CommandOutcome, CommandRequest, TelematicsAdapter } from '../adapter.js';
 import { FLEETGATE_BRAND, FLEETGATE_MODELS } from './models.js';
@@ -237,8 +237,9 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     const reason = response.reason ?? '';
     switch (response.status) {
       case 'SUCCEEDED':
-        // Only valid catalogue properties; the service filters by the vehicle's capabilities.
-        return { kind: 'succeeded', state: sanitizeState(response.state).state };
+        // As the unit sent it (a plain object, decodeResponse): the command service validates it
+        // against the catalogue and the vehicle's capabilities, once, for every adapter.
+        return { kind: 'succeeded', state: (response.state ?? {}) as VehicleState };
       case 'REFUSED':
         return { kind: 'refused', reason: reason || 'The unit refused the command.' };
       case 'UNSUPPORTED':

@@ -1,0 +1,55 @@
+/**
+ * `npx tsx bench/heap-summary.ts <file.heapprofile> [--top N] [--callers NAME]`: what a sampling
+ * heap profile from bench/heap-sample.mjs says about allocation — bytes allocated (garbage
+ * included) by function, in % of the total; `--callers NAME` lists the call paths of the
+ * functions whose label starts with NAME.
+ */
+import { readFileSync } from 'node:fs';
+
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: HeapNode[];
+}
+
+const [file, ...rest] = process.argv.slice(2);
+if (!file) {
+  process.stderr.write('usage: tsx bench/heap-summary.ts <file.heapprofile> [--top N] [--callers NAME]\n');
+  process.exit(2);
+}
+const flag = (name: string) => (rest.includes(name) ? rest[rest.indexOf(name) + 1] : undefined);
+const top = Number(flag('--top') ?? 40) || 40;
+const callersOf = flag('--callers');
+const root = (JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode }).head;
+
+function label(n: HeapNode): string {
+  const { functionName, url, lineNumber } = n.callFrame;
+  const where = url.replace(/^file:\/\/.*?\/node_modules\//, '').replace(/^file:\/\/.*?\/(src|bench)\//, '$1/');
+  return `${functionName || '(anonymous)'} ${where}:${lineNumber + 1}`;
+}
+
+const bySelf = new Map<string, number>();
+const paths = new Map<string, number>();
+let total = 0;
+const walk = (n: HeapNode, stack: string[]) => {
+  const name = label(n);
+  total += n.selfSize;
+  bySelf.set(name, (bySelf.get(name) ?? 0) + n.selfSize);
+  if (callersOf && n.selfSize > 0 && name.startsWith(callersOf)) {
+    const key = stack.slice(-3).reverse().join(' < ');
+    paths.set(key, (paths.get(key) ?? 0) + n.selfSize);
+  }
+  for (const c of n.children) walk(c, [...stack, name]);
+};
+walk(root, []);
+
+const pct = (v: number) => `${((v / total) * 100).toFixed(1).padStart(5)} %`;
+const sorted = (m: Map<string, number>) => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
+process.stdout.write(`allocated ${(total / 1e6).toFixed(0)} MB (sampled)\n\n`);
+if (callersOf) {
+  process.stdout.write(`call paths of ${callersOf}\n`);
+  for (const [k, v] of sorted(paths)) process.stdout.write(`${pct(v)}  ${k}\n`);
+} else {
+  process.stdout.write('allocated by function\n');
+  for (const [k, v] of sorted(bySelf)) process.stdout.write(`${pct(v)}  ${k}\n`);
+}
