@@ -45,6 +45,9 @@ export function apiScenarios(name: string, start: StartHarness): void {
 
     const cmd = (vehicleId: string, command: string, options: Parameters<Harness['request']>[2] = {}) =>
       h.request('POST', `/vehicles/${vehicleId}/commands/${command}`, { token, ...options });
+    /** An MQTT client logged in as a unit, not a simulated one: it does what the test tells it. */
+    const connectAsUnit = (unitId: string, password: string) =>
+      mqtt.connectAsync(h.app.mqttUrl, { clientId: unitId, username: unitId, password, reconnectPeriod: 0 });
 
     describe('SPEC §1 commands: every command of every model', () => {
       for (const model of FLEETGATE_MODELS) {
@@ -533,12 +536,7 @@ export function apiScenarios(name: string, start: StartHarness): void {
         const { vehicleId, unitId, password } = await h.vehicle(token);
         await cmd(vehicleId, 'unlock-central-lock');
         const before = (await h.request('GET', `/vehicles/${vehicleId}/state`, { token })).body;
-        const rogue = await mqtt.connectAsync(h.app.mqttUrl, {
-          clientId: unitId,
-          username: unitId,
-          password,
-          reconnectPeriod: 0,
-        });
+        const rogue = await connectAsUnit(unitId, password);
         const base = `fleetgate/v1/units/${unitId}`;
         const future = new Date(Date.now() + 86400_000).toISOString();
         for (const payload of [
@@ -567,12 +565,7 @@ export function apiScenarios(name: string, start: StartHarness): void {
         await unit.stop();
         await h.waitFor(async () => (await h.app.store.getVehicle(vehicleId))?.life_status === 'OFFLINE');
         // A unit of our own that answers every command with some good and some bad properties.
-        const rogue = await mqtt.connectAsync(h.app.mqttUrl, {
-          clientId: unitId,
-          username: unitId,
-          password,
-          reconnectPeriod: 0,
-        });
+        const rogue = await connectAsUnit(unitId, password);
         const base = `fleetgate/v1/units/${unitId}`;
         rogue.on('message', (_topic, payload) => {
           const { id } = JSON.parse(payload.toString()) as { id: string };
@@ -607,12 +600,7 @@ export function apiScenarios(name: string, start: StartHarness): void {
         const a = await h.vehicle(token);
         const b = await h.vehicle(token);
         await cmd(b.vehicleId, 'lock-central-lock');
-        const rogue = await mqtt.connectAsync(h.app.mqttUrl, {
-          clientId: a.unitId,
-          username: a.unitId,
-          password: a.password,
-          reconnectPeriod: 0,
-        });
+        const rogue = await connectAsUnit(a.unitId, a.password);
         const forged = JSON.stringify({
           v: 1,
           state: { central_lock: { timestamp: new Date().toISOString(), value: 'UNLOCKED' } },
