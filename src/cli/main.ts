@@ -92,10 +92,19 @@ withSettings(
     `  5. curl -X POST ${app.url}/vehicles/<vehicle_id>/commands/unlock-central-lock -H 'Authorization: Bearer <access_token>'\n\n`,
   );
   let stopping = false;
+  let forced = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal while draining: end running commands now, each as outcome unknown.
+      if (!forced) {
+        forced = true;
+        app.logger.warn({ signal, running: app.commands.running }, 'stopping now: ending running commands');
+        app.commands.abortAll();
+      }
+      return;
+    }
     stopping = true;
-    app.logger.info({ signal }, 'stopping: draining running commands');
+    app.logger.info({ signal }, 'stopping: draining running commands (a second signal ends them now)');
     await app.stop();
     process.exit(0);
   };

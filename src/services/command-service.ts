@@ -50,7 +50,9 @@ interface Failure {
  */
 export class CommandService {
   private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly shutdown = new AbortController();
+  /** The budgets of running commands, for abortAll(). */
+  private readonly budgets = new Set<AbortController>();
+  private stopped = false;
   private draining = false;
 
   constructor(
@@ -371,14 +373,15 @@ export class CommandService {
   private startBudget(): { signal: AbortSignal; dispose: () => void } {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.options.timeoutMs);
-    const onShutdown = () => controller.abort();
-    this.shutdown.signal.addEventListener('abort', onShutdown, { once: true });
-    if (this.shutdown.signal.aborted) controller.abort();
+    // In a set that abortAll() walks, not a listener on one shared signal: removing an event
+    // listener scans the signal's listeners, one per running command.
+    this.budgets.add(controller);
+    if (this.stopped) controller.abort();
     return {
       signal: controller.signal,
       dispose: () => {
         clearTimeout(timer);
-        this.shutdown.signal.removeEventListener('abort', onShutdown);
+        this.budgets.delete(controller);
       },
     };
   }
@@ -533,7 +536,8 @@ export class CommandService {
 
   /** Ends every running command now, as outcome unknown (a forced stop). */
   abortAll(): void {
-    this.shutdown.abort();
+    this.stopped = true;
+    for (const budget of this.budgets) budget.abort();
   }
 
   get running(): number {

@@ -209,4 +209,24 @@ describe('several fleetgate instances on one PostgreSQL and one Mosquitto', () =
     // The survivors go on serving.
     expect((await command(A, vehicleId, 'lock-central-lock')).status).toBe(200);
   });
+
+  it('a second SIGTERM ends running commands at once: 504 outcome unknown, and the process exits 0', async () => {
+    const settings = { ...parts!.settings, 'teltonika-port': 0 };
+    const D = await startFleetgateProcess({ settings, instanceId: 'fg-d' });
+    instances.push(D);
+    // The unit answers after 1.8 s, within the 2 s budget: a drain alone would answer 200.
+    const { vehicleId } = await addVehicle(A, D, 1800);
+    const pending = command(D, vehicleId, 'unlock-central-lock');
+    await eventually(async () => (await latestRecord(A, vehicleId))?.status === 'IN_FLIGHT', 3000, 'IN_FLIGHT');
+    D.child.kill('SIGTERM');
+    // Signals of one kind sent before the first is handled arrive as one: wait for the drain,
+    // in which new commands are refused (before any other check).
+    await eventually(async () => (await command(D, vehicleId, 'lock-central-lock')).status === 503, 3000, 'draining');
+    D.child.kill('SIGTERM');
+    const res = await pending;
+    expect(res.status, JSON.stringify(res.body)).toBe(504);
+    expect(res.body).toMatchObject({ type: '/problems/vehicle/no-connection', delivery: 'DELIVERED_OUTCOME_UNKNOWN' });
+    expect(await D.exited).toBe(0);
+    expect((await latestRecord(A, vehicleId)).status).toBe('OUTCOME_UNKNOWN');
+  });
 });
