@@ -65,10 +65,14 @@ for (const [i, model] of TELTONIKA_MODELS.entries()) {
     });
     units.push(unit);
     await unit.connect();
+    // Online comes with the unit's login; setup ends after its first answer, a moment later.
     await eventually(
-      async () => (await call(A.process, 'GET', `/vehicles/${vehicleId}`)).body?.life_status?.value === 'ONLINE',
+      async () => {
+        const v = (await call(A.process, 'GET', `/vehicles/${vehicleId}`)).body;
+        return v?.life_status?.value === 'ONLINE' && v.setup_status === 'SUCCEEDED';
+      },
       5000,
-      'unit online as seen by A',
+      'unit online and set up as seen by A',
     );
     for (const command of COMMANDS) {
       if (!model.capabilities.commands.includes(command)) continue;
