@@ -5,9 +5,10 @@
  * functions whose label starts with NAME.
  */
 import { readFileSync } from 'node:fs';
+import { type CallFrame, frameLabel } from './lib/call-frame.js';
 
 interface HeapNode {
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: CallFrame;
   selfSize: number;
   children: HeapNode[];
 }
@@ -22,17 +23,11 @@ const top = Number(flag('--top') ?? 40) || 40;
 const callersOf = flag('--callers');
 const root = (JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode }).head;
 
-function label(n: HeapNode): string {
-  const { functionName, url, lineNumber } = n.callFrame;
-  const where = url.replace(/^file:\/\/.*?\/node_modules\//, '').replace(/^file:\/\/.*?\/(src|bench)\//, '$1/');
-  return `${functionName || '(anonymous)'} ${where}:${lineNumber + 1}`;
-}
-
 const bySelf = new Map<string, number>();
 const paths = new Map<string, number>();
 let total = 0;
 const walk = (n: HeapNode, stack: string[]) => {
-  const name = label(n);
+  const name = frameLabel(n.callFrame);
   total += n.selfSize;
   bySelf.set(name, (bySelf.get(name) ?? 0) + n.selfSize);
   if (callersOf && n.selfSize > 0 && name.startsWith(callersOf)) {

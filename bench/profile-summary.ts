@@ -6,10 +6,11 @@
  * first S seconds (start-up: loading and compiling modules).
  */
 import { readFileSync } from 'node:fs';
+import { type CallFrame, frameLabel } from './lib/call-frame.js';
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: CallFrame;
   children?: number[];
 }
 interface Profile {
@@ -54,10 +55,7 @@ for (let i = 0; i < profile.samples.length; i++) {
   const id = profile.samples[i]!;
   selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
 }
-const keyOf = (id: number) => {
-  const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
-  return `${functionName || '(anonymous)'} ${url.replace(/^.*\/(node_modules|src)\//, '$1/')}:${lineNumber + 1}`;
-};
+const keyOf = (id: number) => frameLabel(byId.get(id)!.callFrame);
 const areas = new Map<string, number>();
 const functions = new Map<string, number>();
 const totals = new Map<string, number>();
