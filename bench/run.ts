@@ -126,8 +126,8 @@ if (only) {
 // ---------------------------------------------------------------------------------------------
 // Ratios, targets, table, JSON
 
-const find = (s: ScenarioName, t: Topology) => results.find((r) => r.scenario === s && r.topology === t)!;
 const findOptional = (s: ScenarioName, t: Topology) => results.find((r) => r.scenario === s && r.topology === t);
+const find = (s: ScenarioName, t: Topology) => findOptional(s, t)!;
 const ratios = Object.fromEntries(
   topologies.map((t) => {
     const fg = find('fleetgate', t);
