@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { freePort } from './free-port.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const READY_TIMEOUT_MS = 30_000;
@@ -10,6 +9,8 @@ const READY_POLL_MS = 100;
 export interface FleetgateProcess {
   url: string;
   port: number;
+  /** The adapters' own listeners as `serve` printed them, e.g. { TELTONIKA: 'tcp://127.0.0.1:41234' }. */
+  endpoints: Record<string, string>;
   instanceId: string;
   child: ChildProcess;
   /** Resolves with the exit code (or the signal's name) once the process ended. */
@@ -33,16 +34,27 @@ export interface FleetgateProcessOptions {
   detached?: boolean;
 }
 
+/** What `serve` prints once it listens: the API's URL and each adapter's endpoint (src/cli/main.ts). */
+export function parseServeBanner(output: string): { url: string; endpoints: Record<string, string> } | undefined {
+  const api = /^ {2}API +(http:\/\/\S+)/m.exec(output);
+  // The database line ends the list: only then have all the adapters' lines arrived.
+  if (!api || !/^ {2}database /m.test(output)) return undefined;
+  const endpoints: Record<string, string> = {};
+  for (const m of output.matchAll(/^ {2}([A-Z][A-Z0-9_]*) +(tcp:\/\/\S+)$/gm)) endpoints[m[1]!] = m[2]!;
+  return { url: api[1]!, endpoints };
+}
+
 /**
- * Starts `node --import tsx src/cli/main.ts serve` with the given settings on a free port (picked
- * here, so the address is known without parsing its output) and resolves once `/health/ready`
- * answers 200. The child gets no FLEETGATE_* variables from this process: only the flags count.
+ * Starts `node --import tsx src/cli/main.ts serve` with the given settings, on port 0 unless the
+ * settings name a port: the child binds its own free port (no window in which another process can
+ * take a port picked here) and its start-up banner tells the address. Resolves once
+ * `/health/ready` answers 200. The child gets no FLEETGATE_* variables from this process: only the
+ * flags count.
  */
 export async function startFleetgateProcess(options: FleetgateProcessOptions): Promise<FleetgateProcess> {
-  const port = await freePort();
-  const args = ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--host', '127.0.0.1', '--port', String(port)];
-  args.push('--instance-id', options.instanceId);
-  for (const [name, value] of Object.entries(options.settings)) args.push(`--${name}`, String(value));
+  const settings: Record<string, string | number> = { host: '127.0.0.1', port: 0, ...options.settings };
+  const args = ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--instance-id', options.instanceId];
+  for (const [name, value] of Object.entries(settings)) args.push(`--${name}`, String(value));
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETGATE_')));
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
@@ -51,8 +63,10 @@ export async function startFleetgateProcess(options: FleetgateProcessOptions): P
     detached: options.detached ?? false,
   });
   let output = '';
+  let banner: ReturnType<typeof parseServeBanner>;
   const collect = (chunk: Buffer) => {
     output += chunk.toString();
+    banner ??= parseServeBanner(output);
     if (output.length > 200_000) output = output.slice(-100_000);
     options.echo?.write(chunk);
   };
@@ -66,10 +80,10 @@ export async function startFleetgateProcess(options: FleetgateProcessOptions): P
     ended = true;
   });
 
-  const url = `http://127.0.0.1:${port}`;
   const proc: FleetgateProcess = {
-    url,
-    port,
+    url: '',
+    port: 0,
+    endpoints: {},
     instanceId: options.instanceId,
     child,
     exited,
@@ -85,15 +99,20 @@ export async function startFleetgateProcess(options: FleetgateProcessOptions): P
     },
   };
 
-  // No readiness signal crosses the process boundary but the endpoint itself: poll it, bounded.
+  // The banner says where it listens; readiness is the endpoint itself. Poll both, bounded.
   const started = Date.now();
   while (true) {
     if (ended) throw new Error(`fleetgate ${options.instanceId} exited during start-up:\n${output}`);
-    const ready = await fetch(`${url}/health/ready`).then(
-      (r) => r.status === 200,
-      () => false,
-    );
-    if (ready) return proc;
+    if (banner) {
+      proc.url = banner.url;
+      proc.port = Number(new URL(banner.url).port);
+      proc.endpoints = banner.endpoints;
+      const ready = await fetch(`${banner.url}/health/ready`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (ready) return proc;
+    }
     if (Date.now() - started > READY_TIMEOUT_MS) {
       child.kill('SIGKILL');
       throw new Error(`fleetgate ${options.instanceId} not ready within ${READY_TIMEOUT_MS} ms:\n${output}`);

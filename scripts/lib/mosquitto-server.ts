@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dynsecInitialConfig } from '../../src/broker/mosquitto-dynsec.js';
-import { freePort } from './free-port.js';
+import { startOnFreePort } from './free-port.js';
 
 const MOSQUITTO_BIN = process.env.FLEETGATE_MOSQUITTO_BIN ?? '/usr/sbin/mosquitto';
 /** The configuration shipped in the repo (deploy/mosquitto/mosquitto.conf). */
@@ -50,8 +50,17 @@ export function renderMosquittoConf(port: number, dir: string): string {
 export async function startMosquittoServer(
   options: { port?: number; detached?: boolean } = {},
 ): Promise<MosquittoServer> {
+  if (options.port !== undefined) return startMosquittoOn(options.port, options.detached);
+  return startOnFreePort((port) => startMosquittoOn(port, options.detached), mosquittoPortTaken);
+}
+
+/** Whether Mosquitto failed to start because its port was taken ("Error: Address already in use"). */
+export function mosquittoPortTaken(error: unknown): boolean {
+  return /Address already in use/.test(String(error));
+}
+
+async function startMosquittoOn(port: number, detached = false): Promise<MosquittoServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fleetgate-mosquitto-'));
-  const port = options.port ?? (await freePort());
   const adminUsername = 'fleetgate-service';
   const adminPassword = randomBytes(24).toString('base64url');
   const confFile = path.join(dir, 'mosquitto.conf');
@@ -68,7 +77,7 @@ export async function startMosquittoServer(
     if (child) return;
     const proc = spawn(MOSQUITTO_BIN, ['-c', confFile], {
       stdio: ['ignore', 'ignore', 'pipe'],
-      detached: options.detached ?? false,
+      detached,
     });
     child = proc;
     log = '';

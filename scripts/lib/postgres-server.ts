@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './free-port.js';
+import { startOnFreePort } from './free-port.js';
 
 const run = promisify(execFile);
 const PG_BIN = process.env.FLEETGATE_PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -41,19 +41,37 @@ async function pg(bin: string, args: string[]): Promise<void> {
 export async function startPostgresServer(): Promise<PostgresServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fleetgate-pg-'));
   const data = path.join(dir, 'data');
-  const port = await freePort();
   if (process.getuid?.() === 0) {
     const { stdout } = await run('id', ['-u', PG_OS_USER]);
     const { stdout: gid } = await run('id', ['-g', PG_OS_USER]);
     chownSync(dir, Number(stdout.trim()), Number(gid.trim()));
   }
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off`;
-  const start = () => pg('pg_ctl', ['-D', data, '-o', options, '-l', path.join(dir, 'server.log'), '-w', 'start']);
+  const logFile = path.join(dir, 'server.log');
+  const logSize = () => {
+    try {
+      return readFileSync(logFile).length;
+    } catch {
+      return 0;
+    }
+  };
+  let port = 0;
+  const start = () => {
+    const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off`;
+    return pg('pg_ctl', ['-D', data, '-o', options, '-l', logFile, '-w', 'start']);
+  };
   const stop = () => pg('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
   let running = false;
   try {
     await pg('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']);
-    await start();
+    let logFrom = 0;
+    await startOnFreePort(
+      (p) => {
+        port = p;
+        logFrom = logSize();
+        return start();
+      },
+      () => readFileSync(logFile).subarray(logFrom).toString().includes('Address already in use'),
+    );
     running = true;
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type FleetgateProcess, startFleetgateProcess } from '../../scripts/lib/fleetgate-process.js';
-import { freePort } from '../../scripts/lib/free-port.js';
 import { COMMANDS, commandToPath } from '../../src/domain/commands.js';
 import { TeltonikaUnit } from '../../src/sim/teltonika/teltonika-unit.js';
 import { TELTONIKA_MODELS } from '../../src/telematics/teltonika/models.js';
@@ -18,11 +17,12 @@ let token: string;
 beforeAll(async () => {
   parts = await startSharedParts({ commandTimeoutMs: 3000 });
   for (const id of ['tt-a', 'tt-b']) {
-    const teltonikaPort = await freePort();
     const process = await startFleetgateProcess({
-      settings: { ...parts.settings, 'teltonika-port': teltonikaPort },
+      settings: { ...parts.settings, 'teltonika-port': 0 },
       instanceId: id,
     });
+    const teltonikaPort = Number(new URL(process.endpoints.TELTONIKA ?? 'missing:').port);
+    expect(teltonikaPort, process.output()).toBeGreaterThan(0);
     instances.push({ process, teltonikaPort });
   }
   token = await parts.token('fleet-tmi', instances[0]!.process);
