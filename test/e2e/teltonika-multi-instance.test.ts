@@ -22,8 +22,8 @@ beforeAll(async () => {
       instanceId: id,
     });
     const teltonikaPort = Number(new URL(process.endpoints.TELTONIKA ?? 'missing:').port);
-    expect(teltonikaPort, process.output()).toBeGreaterThan(0);
     instances.push({ process, teltonikaPort });
+    expect(teltonikaPort, process.output()).toBeGreaterThan(0);
   }
   token = await parts.token('fleet-tmi', instances[0]!.process);
 }, 90_000);
