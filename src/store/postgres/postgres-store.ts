@@ -138,14 +138,27 @@ export const START_COMMANDS_SQL = `WITH r AS (
  SELECT r.flow_id AS start_flow_id, b.flow_id IS NOT NULL AS start_begun, v.*
  FROM r LEFT JOIN v ON v.vehicle_id = r.vehicle_id LEFT JOIN begun b ON b.flow_id = r.flow_id`;
 
+/**
+ * The state of the vehicles `vehicleIds` as the statement's snapshot holds it, one row per
+ * property, and one row with a NULL property for a vehicle that exists (none for one deleted).
+ * In a statement that also writes state, this is the state before those writes (sub-statements
+ * of a WITH do not see each other's effects): the caller merges its report over it (mergeReport).
+ */
+const snapshotState = (vehicleIds: string): string =>
+  `SELECT ve.vehicle_id, st.property, st.ts, st.value FROM vehicles ve
+   LEFT JOIN vehicle_state st ON st.vehicle_id = ve.vehicle_id
+   WHERE ve.vehicle_id = ANY(${vehicleIds})`;
+
 export const COMPLETE_COMMANDS_SQL = `WITH done AS (
      SELECT * FROM jsonb_to_recordset($1::jsonb) AS d(flow_id text, status text, problem_type text, detail text,
        delivery text, steps jsonb, completed_at timestamptz, duration_ms integer)),
    finished AS (
      UPDATE commands c SET status = d.status, problem_type = d.problem_type, detail = d.detail,
        delivery = d.delivery, steps = d.steps, completed_at = d.completed_at, duration_ms = d.duration_ms
-     FROM done d WHERE c.flow_id = d.flow_id AND c.flow_id = ANY($3::text[]) RETURNING c.flow_id)
-   ${upsertState('jsonb_to_recordset($2::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)', '$4::text[]')}`;
+     FROM done d WHERE c.flow_id = d.flow_id AND c.flow_id = ANY($3::text[]) RETURNING c.flow_id),
+   merged AS (
+   ${upsertState('jsonb_to_recordset($2::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)', '$4::text[]')})
+   ${snapshotState('$4::text[]')}`;
 
 /**
  * The production engine (SPEC §7): any number of instances share one database. Every guarantee
@@ -403,13 +416,7 @@ export class PostgresStore implements Store {
         undefined,
         STATE_ROW_TYPES,
       );
-      const byId = new Map<string, Row[]>();
-      for (const r of rows) {
-        const id = String(r.vehicle_id);
-        const list = byId.get(id) ?? [];
-        list.push(r);
-        byId.set(id, list);
-      }
+      const byId = groupByVehicle(rows);
       return ids.map((id) => this.remember(id, stateFromRows(byId.get(id) ?? [])));
     },
     async (id) => {
@@ -522,29 +529,51 @@ export class PostgresStore implements Store {
     });
   }
 
-  private readonly commandCompletions = new Batcher<
-    { flowId: string; completion: CommandCompletion; vehicleId: string; state: VehicleState },
-    void
-  >(
+  private readonly commandCompletions = new Batcher<CompletionItem, VehicleState>(
     async (items) => {
       const states = items.flatMap((i) =>
-        Object.entries(i.state).map(([property, v]) => ({
+        Object.entries(i.unsent).map(([property, v]) => ({
           vehicle_id: i.vehicleId,
           property,
           ts: v.timestamp,
           value: v.value,
         })),
       );
-      await this.q(COMPLETE_COMMANDS_SQL, [
-        json(items.map((i) => ({ flow_id: i.flowId, ...i.completion }))),
-        json(states),
-        items.map((i) => i.flowId),
-        items.map((i) => i.vehicleId),
-      ]);
-      return items.map(() => undefined);
+      const { rows } = await this.q(
+        COMPLETE_COMMANDS_SQL,
+        [
+          json(items.map((i) => ({ flow_id: i.flowId, ...i.completion }))),
+          json(states),
+          items.map((i) => i.flowId),
+          items.map((i) => i.vehicleId),
+        ],
+        undefined,
+        STATE_ROW_TYPES,
+      );
+      const byId = groupByVehicle(rows);
+      return items.map((i) => this.mergeReport(i, byId.get(i.vehicleId)));
     },
-    (i) => this.completeCommandOne(i.flowId, i.completion, i.vehicleId, i.state),
+    (i) => this.completeCommandOne(i),
   );
+
+  /**
+   * The state a completion answers with: its report merged over the stored state the completion
+   * statement read (newer-or-equal wins, SPEC §3, as in the write), so no second statement reads
+   * it back. The snapshot is the statement's: it holds every write committed before the statement
+   * began. A write another instance commits while the statement runs may keep a property of the
+   * report from being stored; the answer then has the report's value, which the unit verified,
+   * as if the completion had come first. `undefined` rows: the vehicle was deleted meanwhile.
+   */
+  private mergeReport(item: CompletionItem, rows: Row[] | undefined): VehicleState {
+    if (rows === undefined) return {};
+    const merged = stateFromRows(rows);
+    for (const [name, v] of Object.entries(item.state)) {
+      const stored = merged[name];
+      // Both in toISOString's form (normalizeState, isoFromPostgres): ordered as strings.
+      if (stored === undefined || v.timestamp >= stored.timestamp) merged[name] = v;
+    }
+    return this.remember(item.vehicleId, merged);
+  }
 
   async getVehicle(vehicleId: string): Promise<Vehicle | undefined> {
     return this.vehicleReads.submit(vehicleId);
@@ -774,33 +803,29 @@ export class PostgresStore implements Store {
     vehicleId: string,
     state: VehicleState,
   ): Promise<VehicleState> {
-    await this.commandCompletions.submit({
+    const normalized = normalizeState(state);
+    return this.commandCompletions.submit({
       flowId,
       completion,
       vehicleId,
-      state: this.unsent(vehicleId, normalizeState(state)),
+      state: normalized,
+      unsent: this.unsent(vehicleId, normalized),
     });
-    // The read is its own statement, after the write (see mergeState).
-    return this.stateReads.submit(vehicleId);
   }
 
-  private async completeCommandOne(
-    flowId: string,
-    c: CommandCompletion,
-    vehicleId: string,
-    state: VehicleState,
-  ): Promise<void> {
+  private async completeCommandOne(item: CompletionItem): Promise<VehicleState> {
+    const c = item.completion;
     try {
-      // One round trip: the record's UPDATE rides along as a data-modifying CTE of the upsert
-      // (both run, whatever the upsert inserts). The merged state is read by its own statement,
-      // as in mergeState, so rows another instance committed meanwhile come back current.
-      await this.q(
+      // One round trip: the record's UPDATE and the upsert are data-modifying CTEs (both run,
+      // whatever the other does), and the statement reads the stored state for mergeReport.
+      const { rows } = await this.q(
         `WITH finished AS (
            UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = $5, steps = $6::jsonb,
-             completed_at = $7, duration_ms = $8 WHERE flow_id = $1 RETURNING flow_id)
-         ${upsertState(stateOf('$9', '$10'), 'ARRAY[$9::text]')}`,
+             completed_at = $7, duration_ms = $8 WHERE flow_id = $1 RETURNING flow_id),
+         merged AS (${upsertState(stateOf('$9', '$10'), 'ARRAY[$9::text]')})
+         ${snapshotState('ARRAY[$9::text]')}`,
         [
-          flowId,
+          item.flowId,
           c.status,
           c.problem_type,
           c.detail,
@@ -808,13 +833,16 @@ export class PostgresStore implements Store {
           c.steps === null ? null : json(c.steps),
           c.completed_at,
           c.duration_ms,
-          vehicleId,
-          json(state),
+          item.vehicleId,
+          json(item.unsent),
         ],
+        undefined,
+        STATE_ROW_TYPES,
       );
+      return this.mergeReport(item, rows.length > 0 ? rows : undefined);
     } catch (err) {
       // The vehicle was deleted meanwhile (its record went with it): nothing to keep.
-      if (errorCode(err) === '23503') return;
+      if (errorCode(err) === '23503') return {};
       throw err;
     }
   }
@@ -944,8 +972,33 @@ export class PostgresStore implements Store {
 /** State rows, read with STATE_ROW_TYPES: `ts` is PostgreSQL's text for a timestamptz. */
 function stateFromRows(rows: Row[]): VehicleState {
   const out: VehicleState = {};
-  for (const r of rows) out[String(r.property)] = { timestamp: isoFromPostgres(String(r.ts)), value: r.value };
+  for (const r of rows) {
+    // snapshotState's row for a vehicle without state has no property.
+    if (r.property !== null) out[String(r.property)] = { timestamp: isoFromPostgres(String(r.ts)), value: r.value };
+  }
   return out;
+}
+
+function groupByVehicle(rows: Row[]): Map<string, Row[]> {
+  const byId = new Map<string, Row[]>();
+  for (const r of rows) {
+    const id = String(r.vehicle_id);
+    const list = byId.get(id);
+    if (list) list.push(r);
+    else byId.set(id, [r]);
+  }
+  return byId;
+}
+
+/** A command's completion on its way to the batched statement. */
+interface CompletionItem {
+  flowId: string;
+  completion: CommandCompletion;
+  vehicleId: string;
+  /** The unit's report, normalized: what the answer merges over the stored state. */
+  state: VehicleState;
+  /** What of it can change the stored state (unsent): what the statement writes. */
+  unsent: VehicleState;
 }
 
 /**
