@@ -1,6 +1,8 @@
 /**
- * `npx tsx bench/store-stages.ts [--n 5000] [--concurrency 1]`: what each store call on a command's
- * path costs, per engine, from one process (no HTTP, no MQTT): the store's share of a command.
+ * `npx tsx bench/store-stages.ts [--n 5000] [--concurrency 1] [--reports]`: what each store call on
+ * a command's path costs, per engine, from one process (no HTTP, no MQTT): the store's share of a
+ * command. `--reports` adds, after each command, a state report of the same vehicle in which one
+ * property changed (mergeState), as units send on their own.
  * With `--concurrency C`, C commands run at once on distinct vehicles, so the engines group them
  * (group commit, batched statements); per-call times then include waiting for the group.
  * The same calls, with the same arguments, as CommandService.execute makes for a FLEETGATE car
@@ -24,6 +26,7 @@ const VEHICLES = 300;
 /** Commands in flight at once, each on its own vehicles (1: one after the other). */
 const CONCURRENCY = Number(option('concurrency') ?? 1);
 if (!(CONCURRENCY >= 1 && CONCURRENCY <= VEHICLES)) throw new Error(`--concurrency: 1 to ${VEHICLES}`);
+const REPORTS = argv.includes('--reports');
 const pg = postgresServer();
 
 // The state a simulated car answers with (its full snapshot), as the service passes it on.
@@ -31,7 +34,7 @@ const unit = new FleetgateUnit({ mqttUrl: 'mqtt://unused', unitId: 'u', password
 const state = unit.snapshot();
 
 async function stages(label: string, store: Store): Promise<Record<string, number>> {
-  const totals: Record<string, number> = { startCommand: 0, completeCommand: 0 };
+  const totals: Record<string, number> = { startCommand: 0, completeCommand: 0, ...(REPORTS ? { mergeState: 0 } : {}) };
   const time = async (name: string, fn: () => Promise<unknown>) => {
     const t0 = performance.now();
     await fn();
@@ -76,6 +79,10 @@ async function stages(label: string, store: Store): Promise<Record<string, numbe
         state,
       ),
     );
+    if (REPORTS) {
+      const mileage = { timestamp: new Date().toISOString(), value: i };
+      await time('mergeState', () => store.mergeState(id, { mileage_in_kilometers: mileage }));
+    }
   };
   const cpu0 = cpuSecondsOf(process.pid);
   const pg0 = pg.cpuSeconds();

@@ -1,13 +1,14 @@
 import net from 'node:net';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { VehicleState } from '../../src/domain/state-catalogue.js';
 import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 import { isoFromPostgres, PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { createStore } from '../../src/store/registry.js';
 import { StoreUnavailableError } from '../../src/store/store.js';
 import { eventually } from '../helpers/eventually.js';
 import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/postgres.js';
-import { command, storeContract, vehicle } from './store.contract.js';
+import { command, storeContract, succeededAt, vehicle } from './store.contract.js';
 
 storeContract('postgres', async () => {
   const db = await createTestDatabase();
@@ -161,15 +162,7 @@ describe('PostgreSQL engine', () => {
     expect((await a.startCommand(record)).begun).toBe(true);
     sent.length = 0;
     const answer = { ...again, central_lock: { timestamp: at(3), value: 'LOCKED' }, mileage_in_kilometers: mileage };
-    const completion = {
-      status: 'SUCCEEDED' as const,
-      problem_type: null,
-      detail: null,
-      delivery: 'DELIVERED' as const,
-      steps: null,
-      completed_at: at(4),
-      duration_ms: 1,
-    };
+    const completion = succeededAt(at(4));
     expect(await a.completeCommand(record.flow_id, completion, v.vehicle_id, answer)).toEqual({
       ...report,
       ignition: { timestamp: at(2), value: 'ON' },
@@ -182,73 +175,73 @@ describe('PostgreSQL engine', () => {
     expect(await b.getState(v.vehicle_id)).toEqual(await a.getState(v.vehicle_id));
   });
 
-  // A completion reads the stored state in its own statement (mergeReport), not in a second one.
-  it('answers a completion with its report over the state stored when its statement began', async () => {
-    const url = await database();
-    const a = open(url);
-    await a.migrate();
-    const v = vehicle({ setup_status: 'SUCCEEDED' });
-    await a.insertVehicle(v);
-    const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
-    const mileage = { timestamp: at(1), value: 5 };
-    await a.mergeState(v.vehicle_id, { ignition: { timestamp: at(1), value: 'OFF' }, mileage_in_kilometers: mileage });
-    const completion = (s: number) => ({
-      status: 'SUCCEEDED' as const,
-      problem_type: null,
-      detail: null,
-      delivery: 'DELIVERED' as const,
-      steps: null,
-      completed_at: at(s),
-      duration_ms: 1,
-    });
+  // A completion and a state report read the stored state in their own statement (mergeReport),
+  // not in a second one. Another writer holds ignition's row while the write runs, then commits a
+  // newer value: the write's older report is not stored, and its answer keeps the report's value.
+  for (const kind of ['completion', 'state report'] as const) {
+    it(`answers a ${kind} with its report over the state stored when its statement began`, async () => {
+      const url = await database();
+      const a = open(url);
+      await a.migrate();
+      const v = vehicle({ setup_status: 'SUCCEEDED' });
+      await a.insertVehicle(v);
+      const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+      const mileage = { timestamp: at(1), value: 5 };
+      await a.mergeState(v.vehicle_id, {
+        ignition: { timestamp: at(1), value: 'OFF' },
+        mileage_in_kilometers: mileage,
+      });
+      const completion = succeededAt(at(4));
+      /** A completion's command begins before the write (and before a deletion). */
+      const begin = async (): Promise<string | undefined> => {
+        if (kind === 'state report') return undefined;
+        const { adapter: _adapter, ...record } = command(v);
+        expect((await a.startCommand(record)).begun).toBe(true);
+        return record.flow_id;
+      };
+      const write = (flowId: string | undefined, report: VehicleState) =>
+        flowId === undefined
+          ? a.mergeState(v.vehicle_id, report)
+          : a.completeCommand(flowId, completion, v.vehicle_id, report);
 
-    // Another writer holds ignition's row while the completion runs, then commits a newer value:
-    // the completion's older report is not stored, and the answer keeps the report's value.
-    const { adapter: _adapter, ...record } = command(v);
-    expect((await a.startCommand(record)).begun).toBe(true);
-    const other = new pg.Client({ connectionString: url });
-    await other.connect();
-    cleanups.push(() => other.end());
-    await other.query('BEGIN');
-    await other.query(
-      `UPDATE vehicle_state SET ts = $2, value = '"OFF"' WHERE vehicle_id = $1 AND property = 'ignition'`,
-      [v.vehicle_id, at(3)],
-    );
-    const answer = a.completeCommand(record.flow_id, completion(4), v.vehicle_id, {
-      ignition: { timestamp: at(2), value: 'ON' },
-    });
-    await eventually(
-      async () => {
-        const { rows } = await other.query(
-          "SELECT 1 FROM pg_stat_activity WHERE application_name = 'fleetgate' AND wait_event_type = 'Lock'",
-        );
-        return rows.length === 1;
-      },
-      5000,
-      'the completion waiting for the row lock',
-    );
-    await other.query('COMMIT');
-    expect(await answer).toEqual({
-      ignition: { timestamp: at(2), value: 'ON' },
-      mileage_in_kilometers: mileage,
-    });
-    expect(await a.getState(v.vehicle_id)).toEqual({
-      ignition: { timestamp: at(3), value: 'OFF' },
-      mileage_in_kilometers: mileage,
-    });
-    expect((await a.getCommand(record.flow_id))?.status).toBe('SUCCEEDED');
+      const flowId = await begin();
+      const other = new pg.Client({ connectionString: url });
+      await other.connect();
+      cleanups.push(() => other.end());
+      await other.query('BEGIN');
+      await other.query(
+        `UPDATE vehicle_state SET ts = $2, value = '"OFF"' WHERE vehicle_id = $1 AND property = 'ignition'`,
+        [v.vehicle_id, at(3)],
+      );
+      const answer = write(flowId, { ignition: { timestamp: at(2), value: 'ON' } });
+      await eventually(
+        async () => {
+          const { rows } = await other.query(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'fleetgate' AND wait_event_type = 'Lock'",
+          );
+          return rows.length === 1;
+        },
+        5000,
+        `the ${kind} waiting for the row lock`,
+      );
+      await other.query('COMMIT');
+      expect(await answer).toEqual({ ignition: { timestamp: at(2), value: 'ON' }, mileage_in_kilometers: mileage });
+      expect(await a.getState(v.vehicle_id)).toEqual({
+        ignition: { timestamp: at(3), value: 'OFF' },
+        mileage_in_kilometers: mileage,
+      });
+      if (flowId) expect((await a.getCommand(flowId))?.status).toBe('SUCCEEDED');
 
-    // A vehicle deleted before its completion answers {}, also when its report is what this
-    // instance last read, so that nothing of it is written (and no foreign key fails).
-    const { adapter: _adapter2, ...second } = command(v);
-    expect((await a.startCommand(second)).begun).toBe(true);
-    expect(await a.deleteVehicle(v.vehicle_id)).toBe(true);
-    expect(
-      await a.completeCommand(second.flow_id, completion(5), v.vehicle_id, {
-        ignition: { timestamp: at(2), value: 'ON' },
-      }),
-    ).toEqual({});
-  });
+      // A vehicle deleted meanwhile answers {}: also when the report is what this instance last
+      // read, so that nothing of it is written (and no foreign key fails).
+      const pending = await begin();
+      expect(await a.deleteVehicle(v.vehicle_id)).toBe(true);
+      expect(await write(pending, { ignition: { timestamp: at(2), value: 'ON' } })).toEqual({});
+      if (kind === 'state report') {
+        expect(await write(undefined, { ignition: { timestamp: at(9), value: 'ON' } })).toEqual({});
+      }
+    });
+  }
 
   it('reads state timestamps back as written, at every precision PostgreSQL prints, whatever the server time zone', async () => {
     const url = await database();

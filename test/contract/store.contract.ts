@@ -82,6 +82,19 @@ function credentials(overrides: Partial<CredentialsRecord> = {}): CredentialsRec
  * store and isolate themselves with random fleet/vehicle ids; the few that assert database-wide
  * counts (expiry, purge, stale setups) open a fresh store of their own.
  */
+/** A command's completion: it succeeded, delivered, at `completedAt`. */
+export function succeededAt(completedAt: string, durationMs = 1) {
+  return {
+    status: 'SUCCEEDED' as const,
+    problem_type: null,
+    detail: null,
+    delivery: 'DELIVERED' as const,
+    steps: null,
+    completed_at: completedAt,
+    duration_ms: durationMs,
+  };
+}
+
 export function storeContract(name: string, factory: StoreFactory): void {
   describe(`Store contract: ${name}`, () => {
     let store: Store;
@@ -464,15 +477,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
     });
 
     describe('commands', () => {
-      const succeeded = (durationMs: number) => ({
-        status: 'SUCCEEDED' as const,
-        problem_type: null,
-        detail: null,
-        delivery: 'DELIVERED' as const,
-        steps: null,
-        completed_at: at(T0 + durationMs),
-        duration_ms: durationMs,
-      });
+      const succeeded = (durationMs: number) => succeededAt(at(T0 + durationMs), durationMs);
       // SPEC §1: one command at a time per vehicle
       it('allows one command in flight per vehicle', async () => {
         const v = await added();

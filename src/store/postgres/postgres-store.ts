@@ -557,14 +557,15 @@ export class PostgresStore implements Store {
   );
 
   /**
-   * The state a completion answers with: its report merged over the stored state the completion
-   * statement read (newer-or-equal wins, SPEC §3, as in the write), so no second statement reads
-   * it back. The snapshot is the statement's: it holds every write committed before the statement
-   * began. A write another instance commits while the statement runs may keep a property of the
-   * report from being stored; the answer then has the report's value, which the unit verified,
-   * as if the completion had come first. `undefined` rows: the vehicle was deleted meanwhile.
+   * The state a completion or a state report answers with: the report merged over the stored
+   * state its statement read (newer-or-equal wins, SPEC §3, as in the write), so no second
+   * statement reads it back. The snapshot is the statement's: it holds every write committed
+   * before the statement began. A write another instance commits while the statement runs may
+   * keep a property of the report from being stored; the answer then has the report's value,
+   * which the unit sent, as if the report had come first. `undefined` rows: the vehicle was
+   * deleted meanwhile.
    */
-  private mergeReport(item: CompletionItem, rows: Row[] | undefined): VehicleState {
+  private mergeReport(item: Pick<CompletionItem, 'vehicleId' | 'state'>, rows: Row[] | undefined): VehicleState {
     if (rows === undefined) return {};
     const merged = stateFromRows(rows);
     for (const [name, v] of Object.entries(item.state)) {
@@ -780,21 +781,26 @@ export class PostgresStore implements Store {
   }
 
   async mergeState(vehicleId: string, reported: VehicleState): Promise<VehicleState> {
-    const state = this.unsent(vehicleId, normalizeState(reported));
-    if (Object.keys(state).length > 0) {
-      try {
-        // One statement upserts every property (upsertState).
-        await this.q(upsertState(stateOf('$1', '$2'), 'ARRAY[$1::text]'), [vehicleId, json(state)]);
-      } catch (err) {
-        // A report for a vehicle deleted meanwhile: nothing to keep.
-        if (errorCode(err) === '23503') return {};
-        throw err;
-      }
+    const normalized = normalizeState(reported);
+    const state = this.unsent(vehicleId, normalized);
+    // Nothing of the report can change what is stored: the stored state is the answer.
+    if (Object.keys(state).length === 0) return this.getState(vehicleId);
+    try {
+      // One statement upserts every property (upsertState) and reads the stored state for
+      // mergeReport, as a completion does.
+      const { rows } = await this.q(
+        `WITH merged AS (${upsertState(stateOf('$1', '$2'), 'ARRAY[$1::text]')})
+         ${snapshotState('ARRAY[$1::text]')}`,
+        [vehicleId, json(state)],
+        undefined,
+        STATE_ROW_TYPES,
+      );
+      return this.mergeReport({ vehicleId, state: normalized }, rows.length > 0 ? rows : undefined);
+    } catch (err) {
+      // A report for a vehicle deleted meanwhile: nothing to keep.
+      if (errorCode(err) === '23503') return {};
+      throw err;
     }
-    // A statement of its own, not a CTE over the upsert: a CTE's SELECT reads the statement's
-    // snapshot, so a row another instance committed meanwhile (and the upsert therefore left
-    // alone) would come back with its old value.
-    return this.getState(vehicleId);
   }
 
   async completeCommand(
