@@ -1,6 +1,11 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { COMPLETE_COMMANDS_SQL, PostgresStore, START_COMMANDS_SQL } from '../../src/store/postgres/postgres-store.js';
+import {
+  COMPLETE_COMMANDS_SQL,
+  PostgresStore,
+  START_COMMAND_SQL,
+  START_COMMANDS_SQL,
+} from '../../src/store/postgres/postgres-store.js';
 import { vehicle } from '../contract/store.contract.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 
@@ -76,6 +81,26 @@ describe('PostgreSQL command path: every table read by key (docs/performance.md)
   it('startCommand reads the vehicles by primary key, not the fleet/setup index or the table', async () => {
     const record = { flow_id: 'f1', fleet_id: 'fleet-a', vehicle_id: 'V17', command: 'UNLOCK_CENTRAL_LOCK' };
     const plan = await planOf('start_commands', START_COMMANDS_SQL, [JSON.stringify([record]), ['V17']]);
+    expect(sequentialScans(plan)).toEqual([]);
+    expect(JSON.stringify(plan)).not.toContain('vehicles_fleet_setup_idx');
+  });
+
+  it('a lone command starts through the vehicles primary key too', async () => {
+    const now = new Date().toISOString();
+    const plan = await planOf('start_command', START_COMMAND_SQL, [
+      'f2',
+      'fleet-a',
+      'c',
+      'V18',
+      'UNLOCK_CENTRAL_LOCK',
+      'i',
+      '',
+      '',
+      '',
+      'null',
+      now,
+      now,
+    ]);
     expect(sequentialScans(plan)).toEqual([]);
     expect(JSON.stringify(plan)).not.toContain('vehicles_fleet_setup_idx');
   });

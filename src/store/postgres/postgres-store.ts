@@ -139,6 +139,26 @@ export const START_COMMANDS_SQL = `WITH r AS (
  FROM r LEFT JOIN v ON v.vehicle_id = r.vehicle_id LEFT JOIN begun b ON b.flow_id = r.flow_id`;
 
 /**
+ * START_COMMANDS_SQL for one command, with a parameter per column instead of a JSON record set:
+ * what runs when a command arrives alone (low and moderate load). PostgreSQL plans the batched
+ * form anew on every execution (its generic plan never wins against the custom one, which knows
+ * the record set), at about as much CPU as running it; this one settles on a generic plan
+ * after five executions (docs/performance.md).
+ */
+export const START_COMMAND_SQL = `WITH v AS MATERIALIZED (SELECT * FROM vehicles WHERE vehicle_id = $4::text),
+ begun AS (
+   INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
+     problem_type, detail, delivery, steps, requested_at, deadline_at)
+   SELECT $1::text, $2::text, $3::text, $4::text, $5::text, v.telematics_brand, $6::text, 'IN_FLIGHT',
+     $7::text, $8::text, $9::text, $10::jsonb, $11::timestamptz, $12::timestamptz
+   FROM v
+   WHERE v.fleet_id = $2::text AND v.setup_status = 'SUCCEEDED' AND v.capabilities->'commands' ? $5::text
+   ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING
+   RETURNING flow_id)
+ SELECT $1::text AS start_flow_id, EXISTS (SELECT 1 FROM begun) AS start_begun, v.*
+ FROM (SELECT 1) AS one LEFT JOIN v ON true`;
+
+/**
  * The state of the vehicles `vehicleIds` as the statement's snapshot holds it, one row per
  * property, and one row with a NULL property for a vehicle that exists (none for one deleted).
  * In a statement that also writes state, this is the state before those writes (sub-statements
@@ -505,7 +525,7 @@ export class PostgresStore implements Store {
     async (records) => this.startCommands(records),
     async (record) => {
       try {
-        return (await this.startCommands([record]))[0]!;
+        return await this.startOneCommand(record);
       } catch (err) {
         // The vehicle was deleted between the statement's read and its insert.
         if (errorCode(err) === '23503') return { vehicle: undefined, begun: false };
@@ -527,6 +547,18 @@ export class PostgresStore implements Store {
         begun: row?.start_begun === true,
       };
     });
+  }
+
+  private async startOneCommand(
+    record: Omit<CommandRecord, 'adapter'>,
+  ): Promise<{ vehicle: Vehicle | undefined; begun: boolean }> {
+    const [flowId, fleetId, clientId, vehicleId, command, , ...rest] = commandInsertValues(
+      { ...record, adapter: '' },
+      ENCODE,
+    );
+    const { rows } = await this.q(START_COMMAND_SQL, [flowId, fleetId, clientId, vehicleId, command, ...rest]);
+    const row = rows[0];
+    return { vehicle: row?.vehicle_id == null ? undefined : vehicleFromRow(row), begun: row?.start_begun === true };
   }
 
   private readonly commandCompletions = new Batcher<CompletionItem, VehicleState>(
