@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { freePort } from '../../scripts/lib/free-port.js';
+import { parseServeBanner } from '../../scripts/lib/fleetgate-process.js';
+import { startOnFreePort } from '../../scripts/lib/free-port.js';
+import { mosquittoPortTaken } from '../../scripts/lib/mosquitto-server.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
 import { deriveKey, keyedHash } from '../../src/lib/secrets.js';
 import { createApiClient } from '../../src/services/auth-service.js';
@@ -26,8 +28,11 @@ const SECRET_KEY = 'bench-secret-key-that-is-long-enough-0123456789';
  * `--mqtt-provisioning none`.
  */
 export async function startMosquitto(): Promise<{ url: string; proc: BenchProcess; close(): Promise<void> }> {
+  return startOnFreePort(startMosquittoOn, mosquittoPortTaken);
+}
+
+async function startMosquittoOn(port: number): Promise<{ url: string; proc: BenchProcess; close(): Promise<void> }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fleetgate-bench-mosquitto-'));
-  const port = await freePort();
   const conf = [
     'per_listener_settings false',
     `listener ${port} 127.0.0.1`,
@@ -46,19 +51,19 @@ export async function startMosquitto(): Promise<{ url: string; proc: BenchProces
   ].join('\n');
   writeFileSync(path.join(dir, 'mosquitto.conf'), `${conf}\n`);
   const proc = startProcess('mosquitto', ['-c', path.join(dir, 'mosquitto.conf')], { raw: '/usr/sbin/mosquitto' });
+  const close = async () => {
+    await proc.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
   const until = Date.now() + 10_000;
   while (!/running/.test(proc.output())) {
-    if (Date.now() > until) throw new Error(`mosquitto did not start:\n${proc.output()}`);
+    if (proc.child.exitCode !== null || Date.now() > until) {
+      await close();
+      throw new Error(`mosquitto did not start:\n${proc.output()}`);
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    proc,
-    close: async () => {
-      await proc.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { url: `mqtt://127.0.0.1:${port}`, proc, close };
 }
 
 /** A fresh PostgreSQL database for one bench run; returns its URL. */
@@ -229,13 +234,12 @@ export async function startFleetgate(
     nodeArgs?: string[];
   },
 ): Promise<FleetgateInstance> {
-  const port = await freePort();
-  const mqttPort = await freePort();
+  // Port 0: the process binds free ports itself and its start-up banner tells which.
   const settings: Record<string, string> = {
     host: '127.0.0.1',
-    port: String(port),
+    port: '0',
     'mqtt-host': '127.0.0.1',
-    'mqtt-port': String(mqttPort),
+    'mqtt-port': '0',
     'teltonika-port': '0',
     'data-dir': where.dataDir,
     'log-level': options.logLevel ?? 'warn',
@@ -250,13 +254,16 @@ export async function startFleetgate(
   const args = ['src/cli/main.ts', 'serve'];
   for (const [k, v] of Object.entries(settings)) args.push(`--${k}`, v);
   const proc = startProcess('fleetgate', args, { nodeArgs: options.nodeArgs });
-  const url = `http://127.0.0.1:${port}`;
   const until = Date.now() + 60_000;
+  let banner: ReturnType<typeof parseServeBanner>;
   for (;;) {
-    const ok = await fetch(`${url}/health/ready`).then(
-      (r) => r.status === 200,
-      () => false,
-    );
+    banner ??= parseServeBanner(proc.output());
+    const ok =
+      banner !== undefined &&
+      (await fetch(`${banner.url}/health/ready`).then(
+        (r) => r.status === 200,
+        () => false,
+      ));
     if (ok) break;
     if (proc.child.exitCode !== null || Date.now() > until) {
       await proc.stop();
@@ -264,6 +271,9 @@ export async function startFleetgate(
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+  const url = banner!.url;
+  // An external broker's URL as given (the banner may hide its credentials).
+  const mqttUrl = options.mqttUrl ?? banner!.mqttUrl;
   const basic = Buffer.from(`${options.client.clientId}:${options.client.clientSecret}`).toString('base64');
   const res = await fetch(`${url}/auth/oauth/token?grant_type=client_credentials`, {
     method: 'POST',
@@ -271,5 +281,5 @@ export async function startFleetgate(
   });
   if (res.status !== 200) throw new Error(`token: ${res.status} ${await res.text()}`);
   const token = ((await res.json()) as { access_token: string }).access_token;
-  return { url, mqttUrl: options.mqttUrl ?? `mqtt://127.0.0.1:${mqttPort}`, proc, token };
+  return { url, mqttUrl, proc, token };
 }

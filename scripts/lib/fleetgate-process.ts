@@ -34,14 +34,20 @@ export interface FleetgateProcessOptions {
   detached?: boolean;
 }
 
-/** What `serve` prints once it listens: the API's URL and each adapter's endpoint (src/cli/main.ts). */
-export function parseServeBanner(output: string): { url: string; endpoints: Record<string, string> } | undefined {
+/**
+ * What `serve` prints once it listens (src/cli/main.ts): the API's URL, the MQTT broker's, and
+ * each adapter's endpoint.
+ */
+export function parseServeBanner(
+  output: string,
+): { url: string; mqttUrl: string; endpoints: Record<string, string> } | undefined {
   const api = /^ {2}API +(http:\/\/\S+)/m.exec(output);
+  const mqtt = /^ {2}MQTT broker +(mqtts?:\/\/\S+)/m.exec(output);
   // The database line ends the list: only then have all the adapters' lines arrived.
-  if (!api || !/^ {2}database /m.test(output)) return undefined;
+  if (!api || !mqtt || !/^ {2}database /m.test(output)) return undefined;
   const endpoints: Record<string, string> = {};
   for (const m of output.matchAll(/^ {2}([A-Z][A-Z0-9_]*) +(tcp:\/\/\S+)$/gm)) endpoints[m[1]!] = m[2]!;
-  return { url: api[1]!, endpoints };
+  return { url: api[1]!, mqttUrl: mqtt[1]!, endpoints };
 }
 
 /**
