@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -47,13 +47,7 @@ export async function startPostgresServer(): Promise<PostgresServer> {
     chownSync(dir, Number(stdout.trim()), Number(gid.trim()));
   }
   const logFile = path.join(dir, 'server.log');
-  const logSize = () => {
-    try {
-      return readFileSync(logFile).length;
-    } catch {
-      return 0;
-    }
-  };
+  const logSize = () => statSync(logFile, { throwIfNoEntry: false })?.size ?? 0;
   let port = 0;
   const start = () => {
     const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off`;

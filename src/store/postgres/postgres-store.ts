@@ -540,13 +540,7 @@ export class PostgresStore implements Store {
   ): Promise<Array<{ vehicle: Vehicle | undefined; begun: boolean }>> {
     const { rows } = await this.q(START_COMMANDS_SQL, [json(records), records.map((r) => r.vehicle_id)]);
     const byFlow = new Map(rows.map((row) => [String(row.start_flow_id), row]));
-    return records.map((record) => {
-      const row = byFlow.get(record.flow_id);
-      return {
-        vehicle: row?.vehicle_id == null ? undefined : vehicleFromRow(row),
-        begun: row?.start_begun === true,
-      };
-    });
+    return records.map((record) => startedFromRow(byFlow.get(record.flow_id)));
   }
 
   private async startOneCommand(
@@ -557,8 +551,7 @@ export class PostgresStore implements Store {
       ENCODE,
     );
     const { rows } = await this.q(START_COMMAND_SQL, [flowId, fleetId, clientId, vehicleId, command, ...rest]);
-    const row = rows[0];
-    return { vehicle: row?.vehicle_id == null ? undefined : vehicleFromRow(row), begun: row?.start_begun === true };
+    return startedFromRow(rows[0]);
   }
 
   private readonly commandCompletions = new Batcher<CompletionItem, VehicleState>(
@@ -814,22 +807,34 @@ export class PostgresStore implements Store {
 
   async mergeState(vehicleId: string, reported: VehicleState): Promise<VehicleState> {
     const normalized = normalizeState(reported);
-    const state = this.unsent(vehicleId, normalized);
+    const unsent = this.unsent(vehicleId, normalized);
     // Nothing of the report can change what is stored: the stored state is the answer.
-    if (Object.keys(state).length === 0) return this.getState(vehicleId);
+    if (Object.keys(unsent).length === 0) return this.getState(vehicleId);
+    return this.writeOneState({ vehicleId, state: normalized, unsent });
+  }
+
+  /**
+   * One vehicle's state write and the read of its stored state in one statement (upsertState,
+   * snapshotState), answered by mergeReport. `before`: data-modifying CTEs that run in the same
+   * statement (a completion's UPDATE of its record), with their parameters, which come first.
+   */
+  private async writeOneState(
+    item: Pick<CompletionItem, 'vehicleId' | 'state' | 'unsent'>,
+    before: { ctes: string; params: unknown[] } = { ctes: '', params: [] },
+  ): Promise<VehicleState> {
+    const vehicle = `$${before.params.length + 1}`;
+    const state = `$${before.params.length + 2}`;
     try {
-      // One statement upserts every property (upsertState) and reads the stored state for
-      // mergeReport, as a completion does.
       const { rows } = await this.q(
-        `WITH merged AS (${upsertState(stateOf('$1', '$2'), 'ARRAY[$1::text]')})
-         ${snapshotState('ARRAY[$1::text]')}`,
-        [vehicleId, json(state)],
+        `WITH ${before.ctes}merged AS (${upsertState(stateOf(vehicle, state), `ARRAY[${vehicle}::text]`)})
+         ${snapshotState(`ARRAY[${vehicle}::text]`)}`,
+        [...before.params, item.vehicleId, json(item.unsent)],
         undefined,
         STATE_ROW_TYPES,
       );
-      return this.mergeReport({ vehicleId, state: normalized }, rows.length > 0 ? rows : undefined);
+      return this.mergeReport(item, rows.length > 0 ? rows : undefined);
     } catch (err) {
-      // A report for a vehicle deleted meanwhile: nothing to keep.
+      // The vehicle was deleted meanwhile (a command's record went with it): nothing to keep.
       if (errorCode(err) === '23503') return {};
       throw err;
     }
@@ -852,37 +857,12 @@ export class PostgresStore implements Store {
   }
 
   private async completeCommandOne(item: CompletionItem): Promise<VehicleState> {
-    const c = item.completion;
-    try {
-      // One round trip: the record's UPDATE and the upsert are data-modifying CTEs (both run,
-      // whatever the other does), and the statement reads the stored state for mergeReport.
-      const { rows } = await this.q(
-        `WITH finished AS (
-           UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = $5, steps = $6::jsonb,
-             completed_at = $7, duration_ms = $8 WHERE flow_id = $1 RETURNING flow_id),
-         merged AS (${upsertState(stateOf('$9', '$10'), 'ARRAY[$9::text]')})
-         ${snapshotState('ARRAY[$9::text]')}`,
-        [
-          item.flowId,
-          c.status,
-          c.problem_type,
-          c.detail,
-          c.delivery,
-          c.steps === null ? null : json(c.steps),
-          c.completed_at,
-          c.duration_ms,
-          item.vehicleId,
-          json(item.unsent),
-        ],
-        undefined,
-        STATE_ROW_TYPES,
-      );
-      return this.mergeReport(item, rows.length > 0 ? rows : undefined);
-    } catch (err) {
-      // The vehicle was deleted meanwhile (its record went with it): nothing to keep.
-      if (errorCode(err) === '23503') return {};
-      throw err;
-    }
+    // One round trip: the record's UPDATE and the upsert are data-modifying CTEs (both run,
+    // whatever the other does), and the statement reads the stored state for mergeReport.
+    return this.writeOneState(item, {
+      ctes: `finished AS (${FINISH_COMMAND_SQL} RETURNING flow_id), `,
+      params: finishCommandValues(item.flowId, item.completion),
+    });
   }
 
   async getState(vehicleId: string): Promise<VehicleState> {
@@ -911,20 +891,7 @@ export class PostgresStore implements Store {
   }
 
   async finishCommand(flowId: string, c: CommandCompletion): Promise<void> {
-    await this.q(
-      `UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = $5, steps = $6::jsonb,
-         completed_at = $7, duration_ms = $8 WHERE flow_id = $1`,
-      [
-        flowId,
-        c.status,
-        c.problem_type,
-        c.detail,
-        c.delivery,
-        c.steps === null ? null : json(c.steps),
-        c.completed_at,
-        c.duration_ms,
-      ],
-    );
+    await this.q(FINISH_COMMAND_SQL, finishCommandValues(flowId, c));
   }
 
   async getCommand(flowId: string): Promise<CommandRecord | undefined> {
@@ -1015,6 +982,28 @@ function stateFromRows(rows: Row[]): VehicleState {
     if (r.property !== null) out[String(r.property)] = { timestamp: isoFromPostgres(String(r.ts)), value: r.value };
   }
   return out;
+}
+
+/** Finishes one command's record: parameters from finishCommandValues. */
+const FINISH_COMMAND_SQL = `UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = $5,
+  steps = $6::jsonb, completed_at = $7, duration_ms = $8 WHERE flow_id = $1`;
+
+function finishCommandValues(flowId: string, c: CommandCompletion): unknown[] {
+  return [
+    flowId,
+    c.status,
+    c.problem_type,
+    c.detail,
+    c.delivery,
+    c.steps === null ? null : json(c.steps),
+    c.completed_at,
+    c.duration_ms,
+  ];
+}
+
+/** A start statement's row for one record (START_COMMANDS_SQL, START_COMMAND_SQL). */
+function startedFromRow(row: Row | undefined): { vehicle: Vehicle | undefined; begun: boolean } {
+  return { vehicle: row?.vehicle_id == null ? undefined : vehicleFromRow(row), begun: row?.start_begun === true };
 }
 
 function groupByVehicle(rows: Row[]): Map<string, Row[]> {
