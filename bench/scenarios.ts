@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type BenchProcess, mainThreadOf, postgresServer, startProcess } from './lib/processes.js';
+import { type BenchProcess, machineBusySeconds, mainThreadOf, postgresServer, startProcess } from './lib/processes.js';
 import {
   analyzeDatabase,
   freshDatabase,
@@ -253,7 +253,11 @@ async function untilAllAnswer(url: string, token: string | undefined, targets: s
 
 export interface Measured extends Omit<LoadResult, 'type'> {
   concurrency?: number;
-  /** CPU used per process during the run, in % of one core (200 % = both cores). */
+  /**
+   * CPU used per process during the run, in % of one core (200 % = both cores); `machine` is all
+   * of the machine's busy CPU, and `other` what of it no listed process used (the bench's own
+   * controller, the kernel's loopback work outside any process, other services).
+   */
   cpuPercent: Record<string, number>;
   /** CPU milliseconds per completed request, per process: robust to a busy machine. */
   cpuMsPerRequest: Record<string, number>;
@@ -276,15 +280,21 @@ export async function measure(setup: Setup, spec: Omit<LoadSpec, 'transport' | '
   rmSync(specFile, { force: true });
   const before = setup.processes.map((p) => p.cpuSeconds());
   const loadBefore = load.cpuSeconds();
+  const machineBefore = machineBusySeconds();
   const t0 = performance.now();
   const result = await load.message<LoadResult>('result', (spec.durationS + spec.warmupS) * 1000 + 120_000);
   const wall = (performance.now() - t0) / 1000;
+  const machine = ((machineBusySeconds() - machineBefore) / wall) * 100;
   const cpuPercent: Record<string, number> = {};
   setup.processes.forEach((p, i) => {
     const name = p.name.startsWith('units-') ? 'units' : p.name;
     cpuPercent[name] = (cpuPercent[name] ?? 0) + ((p.cpuSeconds() - before[i]!) / wall) * 100;
   });
   cpuPercent.load = ((load.cpuSeconds() - loadBefore) / wall) * 100;
+  // Threads are part of their process's figure: only whole processes add up.
+  const listed = Object.entries(cpuPercent).reduce((sum, [k, v]) => (k.endsWith('main thread') ? sum : sum + v), 0);
+  cpuPercent.other = Math.max(0, machine - listed);
+  cpuPercent.machine = machine;
   await load.stop();
   const cpuMsPerRequest: Record<string, number> = {};
   for (const k of Object.keys(cpuPercent)) {

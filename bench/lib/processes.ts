@@ -192,3 +192,14 @@ export function machineLoad(): { loadavg1: number; cores: number } {
   const cores = readFileSync('/proc/cpuinfo', 'utf8').match(/^processor\s*:/gm)?.length ?? 0;
   return { loadavg1: Number(one), cores };
 }
+
+/**
+ * CPU seconds the whole machine has been busy (all cores, every process and the kernel's own
+ * work: /proc/stat's user, nice, system, irq, softirq and steal), for what the report's processes
+ * leave unaccounted.
+ */
+export function machineBusySeconds(): number {
+  const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+  const [user, nice, system, , , irq, softirq, steal] = ticks.map(Number);
+  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / CLK_TCK;
+}
