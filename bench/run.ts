@@ -97,6 +97,61 @@ function fmtCpu(m: Measured): string {
     .join(', ');
 }
 
+/**
+ * Floor C's and fleetgate's maxima once more, in turn (C, F, C, F, C, F, C) with both set up at
+ * once, each at the concurrency of its best run: the machine's speed drifts by tens of per cent
+ * within minutes (docs/performance.md), and in the scenarios above the two maxima are measured
+ * minutes apart. Each fleetgate run is set against the mean of the floor C runs on either side.
+ */
+interface Interleaved {
+  floor_c_rps: number[];
+  fleetgate_rps: number[];
+  errors: number;
+  max_vs_floor_c: number[];
+  median_max_vs_floor_c: number;
+}
+const INTERLEAVED_ROUNDS = 3;
+const interleaved: Partial<Record<Topology, Interleaved>> = {};
+
+async function interleave(topology: Topology): Promise<Interleaved> {
+  const best = (s: ScenarioName) => results.find((r) => r.scenario === s && r.topology === topology)!.max;
+  log(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${topology}: floor C and fleetgate in turn — setting up`);
+  const floorC = await setUp('floorC', topology, settings);
+  try {
+    const fleetgate = await setUp('fleetgate', topology, settings);
+    try {
+      const run = async (setup: typeof floorC, s: ScenarioName) => {
+        const m = await setupMeasure(setup, {
+          mode: 'max',
+          durationS: plan.maxS,
+          warmupS: plan.warmupS,
+          concurrency: best(s).concurrency,
+        });
+        log(`  ${s} c=${best(s).concurrency}: ${m.rps}/s, errors ${m.errors}`);
+        return m;
+      };
+      const c: Measured[] = [await run(floorC, 'floorC')];
+      const f: Measured[] = [];
+      for (let i = 0; i < INTERLEAVED_ROUNDS; i++) {
+        f.push(await run(fleetgate, 'fleetgate'));
+        c.push(await run(floorC, 'floorC'));
+      }
+      const pairs = f.map((m, i) => round2(m.rps / ((c[i]!.rps + c[i + 1]!.rps) / 2)));
+      return {
+        floor_c_rps: c.map((m) => m.rps),
+        fleetgate_rps: f.map((m) => m.rps),
+        errors: [...c, ...f].reduce((sum, m) => sum + m.errors, 0),
+        max_vs_floor_c: pairs,
+        median_max_vs_floor_c: [...pairs].sort((a, b) => a - b)[Math.floor(pairs.length / 2)]!,
+      };
+    } finally {
+      await fleetgate.close();
+    }
+  } finally {
+    await floorC.close();
+  }
+}
+
 let floorA: ScenarioResult | undefined;
 const wanted = (s: ScenarioName) => !only || only.includes(s);
 const fixedRates = option('rates')?.split(',').map(Number);
@@ -116,6 +171,8 @@ for (const topology of topologies) {
   // in quick runs, which must stay under three minutes; `--only floorD` runs it anyway.
   if (only ? only.includes('floorD') : !quick) await runScenario('floorD', topology, rates);
   if (wanted('fleetgate')) await runScenario('fleetgate', topology, rates);
+  // Full runs; quick ones with --interleave (it adds about a minute per topology).
+  if (!only && (!quick || flag('interleave'))) interleaved[topology] = await interleave(topology);
 }
 if (only) {
   // A partial run (profiling, one scenario): no ratios, no latest.json.
@@ -153,8 +210,12 @@ const ratios = Object.fromEntries(
         p99_at_50pct_vs_floor_b: round2(p99At(fg, 0.5) / p99At(b, 0.5)),
         p50_at_50pct_vs_floor_c: round2(fg.latency[1]!.latencyMs.p50 / c.latency[1]!.latencyMs.p50),
         ...vsD,
+        ...(interleaved[t] ? { interleaved: interleaved[t] } : {}),
         targets: {
           max_at_least_half_of_floor_c: maxVsC >= 0.5,
+          ...(interleaved[t]
+            ? { interleaved_max_at_least_half_of_floor_c: interleaved[t]!.median_max_vs_floor_c >= 0.5 }
+            : {}),
           p99_at_50pct_at_most_twice_floor_c: p99VsC <= 2,
         },
       },
@@ -194,6 +255,12 @@ for (const t of topologies) {
   if (q.max_vs_floor_d !== undefined) {
     lines.push(
       `floor D ÷ floor C: max ${q.floor_d_max_vs_floor_c}, p99 at 50% ${q.floor_d_p99_at_50pct_vs_floor_c}; fleetgate ÷ floor D: max ${q.max_vs_floor_d}, p99 at 50% ${q.p99_at_50pct_vs_floor_d}`,
+    );
+  }
+  const il = q.interleaved;
+  if (il) {
+    lines.push(
+      `maxima in turn: ${il.floor_c_rps.map((c, i) => (i < il.fleetgate_rps.length ? `C ${c}, F ${il.fleetgate_rps[i]}` : `C ${c}`)).join(', ')}${il.errors ? ` (${il.errors} errors)` : ''}; fleetgate ÷ floor C ${il.max_vs_floor_c.join(', ')}, median ${il.median_max_vs_floor_c} (target ≥ 0.5 ${q.targets.interleaved_max_at_least_half_of_floor_c ? 'met' : 'MISSED'})`,
     );
   }
   const fg = find('fleetgate', t);
