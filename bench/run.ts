@@ -98,8 +98,8 @@ function fmtCpu(m: Measured): string {
 }
 
 /**
- * Floor C's and fleetgate's maxima once more, in turn (C, F, C, F, C, F, C) with both set up at
- * once, each at the concurrency of its best run: the machine's speed drifts by tens of per cent
+ * Floor C's and fleetgate's maxima once more, in turn (C, F, C, F, C, F, C, after a warm-up run
+ * of each) with both set up at once, each at the concurrency of its best run: the machine's speed drifts by tens of per cent
  * within minutes (docs/performance.md), and in the scenarios above the two maxima are measured
  * minutes apart. Each fleetgate run is set against the mean of the floor C runs on either side.
  */
@@ -120,16 +120,22 @@ async function interleave(topology: Topology): Promise<Interleaved> {
   try {
     const fleetgate = await setUp('fleetgate', topology, settings);
     try {
-      const run = async (setup: typeof floorC, s: ScenarioName) => {
+      const run = async (setup: typeof floorC, s: ScenarioName, warmUp = false) => {
         const m = await setupMeasure(setup, {
           mode: 'max',
           durationS: plan.maxS,
           warmupS: plan.warmupS,
           concurrency: best(s).concurrency,
         });
-        log(`  ${s} c=${best(s).concurrency}: ${m.rps}/s, errors ${m.errors}`);
+        log(
+          `  ${s} c=${best(s).concurrency}${warmUp ? ' (warm-up, not counted)' : ''}: ${m.rps}/s, errors ${m.errors}`,
+        );
         return m;
       };
+      // A freshly started fleetgate is still compiling its hot paths: in quick runs without this
+      // round its three maxima rose by about a third from the first to the third (21:25 UTC).
+      await run(floorC, 'floorC', true);
+      await run(fleetgate, 'fleetgate', true);
       const c: Measured[] = [await run(floorC, 'floorC')];
       const f: Measured[] = [];
       for (let i = 0; i < INTERLEAVED_ROUNDS; i++) {
