@@ -5,6 +5,7 @@
  * functions whose label starts with NAME.
  */
 import { readFileSync } from 'node:fs';
+import { profileSummaryArgs } from './lib/args.js';
 import { type CallFrame, frameLabel } from './lib/call-frame.js';
 
 interface HeapNode {
@@ -13,14 +14,9 @@ interface HeapNode {
   children: HeapNode[];
 }
 
-const [file, ...rest] = process.argv.slice(2);
-if (!file) {
-  process.stderr.write('usage: tsx bench/heap-summary.ts <file.heapprofile> [--top N] [--callers NAME]\n');
-  process.exit(2);
-}
-const flag = (name: string) => (rest.includes(name) ? rest[rest.indexOf(name) + 1] : undefined);
-const top = Number(flag('--top') ?? 40) || 40;
-const callersOf = flag('--callers');
+const USAGE = 'npx tsx bench/heap-summary.ts <file.heapprofile> [--top N] [--callers NAME]';
+const { file, top, extra } = profileSummaryArgs(USAGE, 'callers');
+const callersOf = extra;
 const root = (JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode }).head;
 
 const bySelf = new Map<string, number>();

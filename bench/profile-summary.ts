@@ -6,6 +6,7 @@
  * first S seconds (start-up: loading and compiling modules).
  */
 import { readFileSync } from 'node:fs';
+import { profileSummaryArgs, wholeNumber } from './lib/args.js';
 import { type CallFrame, frameLabel } from './lib/call-frame.js';
 
 interface ProfileNode {
@@ -19,14 +20,9 @@ interface Profile {
   timeDeltas: number[];
 }
 
-const [file, ...rest] = process.argv.slice(2);
-if (!file) {
-  process.stderr.write('usage: tsx bench/profile-summary.ts <file.cpuprofile> [--top N] [--from S]\n');
-  process.exit(2);
-}
-const flag = (name: string) => (rest.includes(name) ? rest[rest.indexOf(name) + 1] : undefined);
-const top = Number(flag('--top') ?? 40) || 40;
-const fromUs = Number(flag('--from') ?? 0) * 1e6;
+const USAGE = 'npx tsx bench/profile-summary.ts <file.cpuprofile> [--top N] [--from S]';
+const { file, top, extra } = profileSummaryArgs(USAGE, 'from');
+const fromUs = wholeNumber(USAGE, 'from', extra, 0, 0) * 1e6;
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 

@@ -11,38 +11,56 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { oneOf, parseCommandLine, wholeNumber, wholeNumbers } from './lib/args.js';
 import { machineLoad, ROOT } from './lib/processes.js';
-import type { Topology } from './lib/topology.js';
-import { type Measured, type RunSettings, SCENARIO_LABELS, type ScenarioName, setUp } from './scenarios.js';
+import { TOPOLOGIES, type Topology } from './lib/topology.js';
+import { type Measured, type RunSettings, SCENARIO_LABELS, SCENARIOS, type ScenarioName, setUp } from './scenarios.js';
 
 const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(`--${name}`);
-const option = (name: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-
-if (flag('scale')) {
+if (argv.includes('--scale')) {
   await import('./scale.js');
   process.exit(0);
 }
 
-const quick = flag('quick');
-const topologies: Topology[] = option('topology') ? [option('topology') as Topology] : ['embedded', 'production'];
+const USAGE =
+  'npm run bench -- [--quick] [--interleave] [--topology embedded|production] [--units N] [--concurrency 32,128] [--only fleetgate,floorC] [--rates 400,2000] [--log-level warn] [--fleetgate-node-args "…"] | --scale …';
+const { values: args } = parseCommandLine(
+  USAGE,
+  {
+    options: {
+      quick: { type: 'boolean' },
+      interleave: { type: 'boolean' },
+      topology: { type: 'string' },
+      units: { type: 'string' },
+      concurrency: { type: 'string' },
+      only: { type: 'string' },
+      rates: { type: 'string' },
+      'log-level': { type: 'string' },
+      'fleetgate-node-args': { type: 'string' },
+    },
+  },
+  argv,
+  ['--fleetgate-node-args'],
+);
+
+const quick = args.quick === true;
+const topologies: Topology[] = args.topology
+  ? [oneOf(USAGE, 'topology', args.topology, TOPOLOGIES)]
+  : ['embedded', 'production'];
 const FRACTIONS = [0.1, 0.5, 0.9];
 const plan = quick
   ? { maxS: 3, rateS: 3, warmupS: 1, concurrencies: [128] }
   : { maxS: 15, rateS: 10, warmupS: 3, concurrencies: [16, 32, 64, 128, 256] };
 // e.g. --concurrency 32,64: the closed-loop concurrencies tried for the maximum.
-if (option('concurrency')) plan.concurrencies = option('concurrency')!.split(',').map(Number);
+plan.concurrencies = wholeNumbers(USAGE, 'concurrency', args.concurrency) ?? plan.concurrencies;
 const settings: RunSettings = {
-  units: Number(option('units') ?? (quick ? 300 : 1000)),
+  units: wholeNumber(USAGE, 'units', args.units, quick ? 300 : 1000),
   unitsPerProcess: 1000,
-  logLevel: option('log-level') ?? 'warn',
+  logLevel: args['log-level'] ?? 'warn',
   // e.g. --fleetgate-node-args "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile fleetgate.
-  nodeArgs: option('fleetgate-node-args')?.split(' ').filter(Boolean),
+  nodeArgs: args['fleetgate-node-args']?.split(' ').filter(Boolean),
 };
-const only = option('only')?.split(',') as ScenarioName[] | undefined;
+const only = args.only?.split(',').map((s) => oneOf(USAGE, 'only', s, SCENARIOS));
 
 interface ScenarioResult {
   scenario: ScenarioName;
@@ -160,7 +178,7 @@ async function interleave(topology: Topology): Promise<Interleaved> {
 
 let floorA: ScenarioResult | undefined;
 const wanted = (s: ScenarioName) => !only || only.includes(s);
-const fixedRates = option('rates')?.split(',').map(Number);
+const fixedRates = wholeNumbers(USAGE, 'rates', args.rates);
 for (const topology of topologies) {
   let rates = fixedRates;
   if (wanted('floorC')) {
@@ -178,7 +196,7 @@ for (const topology of topologies) {
   if (only ? only.includes('floorD') : !quick) await runScenario('floorD', topology, rates);
   if (wanted('fleetgate')) await runScenario('fleetgate', topology, rates);
   // Full runs; quick ones with --interleave (it adds about a minute per topology).
-  if (!only && (!quick || flag('interleave'))) interleaved[topology] = await interleave(topology);
+  if (!only && (!quick || args.interleave)) interleaved[topology] = await interleave(topology);
 }
 if (only) {
   // A partial run (profiling, one scenario): no ratios, no latest.json.

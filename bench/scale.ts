@@ -16,6 +16,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { encodePageToken } from '../src/lib/pagination.js';
+import { oneOf, parseCommandLine, wholeNumber } from './lib/args.js';
 import { type BenchProcess, machineLoad, postgresServer, ROOT, startProcess } from './lib/processes.js';
 import {
   freshDatabase,
@@ -24,6 +25,7 @@ import {
   seedFleet,
   startFleetgate,
   startMosquitto,
+  TOPOLOGIES,
   type Topology,
   UNIT_PASSWORD,
   vehicleId,
@@ -31,13 +33,23 @@ import {
 import { measure, type Setup } from './scenarios.js';
 
 const argv = process.argv.slice(2);
-const option = (name: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const topologies: Topology[] = option('topology') ? [option('topology') as Topology] : ['embedded', 'production'];
-const UNITS = Number(option('units') ?? 15_000);
-const FLEET = Number(option('fleet') ?? 1_000_000);
+const USAGE =
+  'npm run bench -- --scale [--topology embedded|production] [--units 15000] [--fleet 1000000] [--skip-units] [--skip-fleet]';
+const { values: args } = parseCommandLine(USAGE, {
+  options: {
+    scale: { type: 'boolean' },
+    topology: { type: 'string' },
+    units: { type: 'string' },
+    fleet: { type: 'string' },
+    'skip-units': { type: 'boolean' },
+    'skip-fleet': { type: 'boolean' },
+  },
+});
+const topologies: Topology[] = args.topology
+  ? [oneOf(USAGE, 'topology', args.topology, TOPOLOGIES)]
+  : ['embedded', 'production'];
+const UNITS = wholeNumber(USAGE, 'units', args.units, 15_000);
+const FLEET = wholeNumber(USAGE, 'fleet', args.fleet, 1_000_000);
 const PER_PROCESS = 5_000;
 const PREFIX = 'fg-';
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -313,9 +325,8 @@ const attempt = async (name: string, fn: () => Promise<unknown>) => {
 };
 for (const topology of topologies) {
   const r: Record<string, unknown> = { ...((previous[topology] as Record<string, unknown> | undefined) ?? {}) };
-  if (!argv.includes('--skip-units'))
-    r.connected_units = await attempt('connected units', () => connectedUnits(topology));
-  if (!argv.includes('--skip-fleet')) {
+  if (!args['skip-units']) r.connected_units = await attempt('connected units', () => connectedUnits(topology));
+  if (!args['skip-fleet']) {
     r.fleet_small = await attempt('fleet 1,000', () => fleetSize(topology, 1_000));
     r.fleet_large = await attempt(`fleet ${FLEET}`, () => fleetSize(topology, FLEET));
   }

@@ -16,7 +16,8 @@ import {
 } from './lib/topology.js';
 import type { LoadResult, LoadSpec } from './load.js';
 
-export type ScenarioName = 'floorA' | 'floorB' | 'floorC' | 'floorD' | 'fleetgate';
+export const SCENARIOS = ['floorA', 'floorB', 'floorC', 'floorD', 'fleetgate'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
 
 export const SCENARIO_LABELS: Record<ScenarioName, string> = {
   floorA: 'A bare HTTP',

@@ -16,17 +16,20 @@ import path from 'node:path';
 import { FleetgateUnit } from '../src/sim/fleetgate-unit.js';
 import { createStore } from '../src/store/registry.js';
 import type { Store } from '../src/store/store.js';
+import { exitWithUsage, parseCommandLine, wholeNumber } from './lib/args.js';
 import { cpuSecondsOf, postgresServer } from './lib/processes.js';
 import { freshDatabase, seedFleet, vehicleId } from './lib/topology.js';
 
-const argv = process.argv.slice(2);
-const option = (name: string) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : undefined);
-const N = Number(option('n') ?? 5000);
+const USAGE = 'npx tsx bench/store-stages.ts [--n 5000] [--concurrency 1] [--reports]';
+const { values: args } = parseCommandLine(USAGE, {
+  options: { n: { type: 'string' }, concurrency: { type: 'string' }, reports: { type: 'boolean' } },
+});
+const N = wholeNumber(USAGE, 'n', args.n, 5000);
 const VEHICLES = 300;
 /** Commands in flight at once, each on its own vehicles (1: one after the other). */
-const CONCURRENCY = Number(option('concurrency') ?? 1);
-if (!(CONCURRENCY >= 1 && CONCURRENCY <= VEHICLES)) throw new Error(`--concurrency: 1 to ${VEHICLES}`);
-const REPORTS = argv.includes('--reports');
+const CONCURRENCY = wholeNumber(USAGE, 'concurrency', args.concurrency, 1);
+if (CONCURRENCY > VEHICLES) exitWithUsage(USAGE, `--concurrency: at most ${VEHICLES}`);
+const REPORTS = args.reports === true;
 const pg = postgresServer();
 
 // The state a simulated car answers with (its full snapshot), as the service passes it on.

@@ -14,7 +14,8 @@ import type { Store } from '../../src/store/store.js';
 import { fleetgateModel } from '../../src/telematics/fleetgate-mqtt/models.js';
 import { type BenchProcess, startProcess } from './processes.js';
 
-export type Topology = 'embedded' | 'production';
+export const TOPOLOGIES = ['embedded', 'production'] as const;
+export type Topology = (typeof TOPOLOGIES)[number];
 
 export const PG_ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const UNIT_PASSWORD = 'bench-unit-password-0123456789';
