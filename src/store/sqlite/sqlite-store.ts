@@ -16,6 +16,7 @@ import {
   type VehicleFilter,
   type VehiclePatch,
 } from '../store.js';
+import { Checkpointer } from './checkpointer.js';
 import { GroupCommit } from './group-commit.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { deepFreeze, ReadCache, type StoredProperty, type StoredState, storedProperty } from './read-cache.js';
@@ -95,6 +96,8 @@ export class SqliteStore implements Store {
   /** Recently commanded vehicles and their stored state (read-cache.ts). */
   private readonly vehicleCache: ReadCache<Vehicle>;
   private readonly stateCache: ReadCache<StoredState>;
+  /** Checkpoints on a thread of their own (checkpointer.ts). */
+  readonly checkpoints: Checkpointer;
 
   constructor(options: SqliteStoreOptions) {
     this.migrations = options.migrations ?? SQLITE_MIGRATIONS;
@@ -110,6 +113,7 @@ export class SqliteStore implements Store {
     // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
     // last transactions, which fsync on every commit would cost far more than it saves here.
     this.db.pragma('synchronous = NORMAL');
+    this.checkpoints = new Checkpointer(this.db, options.file, this.logger);
     const dataVersion = this.db.prepare('PRAGMA data_version').pluck();
     this.vehicleCache = new ReadCache(() => dataVersion.get() as number);
     this.stateCache = new ReadCache(() => dataVersion.get() as number);
@@ -179,6 +183,7 @@ export class SqliteStore implements Store {
     if (this.closed) return;
     this.closed = true;
     this.writes.flushNow();
+    await this.checkpoints.close();
     this.db.close();
   }
 

@@ -1,0 +1,100 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Checkpointer } from '../../src/store/sqlite/checkpointer.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+
+describe('SQLite checkpoints on a thread of their own (src/store/sqlite/checkpointer.ts)', () => {
+  let dir: string;
+  let file: string;
+  let db: Database.Database;
+  let checkpointer: Checkpointer | undefined;
+
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'fg-checkpoints-'));
+    file = path.join(dir, 'db.sqlite');
+    db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)');
+  });
+
+  afterEach(async () => {
+    await checkpointer?.close();
+    checkpointer = undefined;
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const write = (rows: number) => {
+    const insert = db.prepare('INSERT INTO t (v) VALUES (?)');
+    db.transaction(() => {
+      for (let i = 0; i < rows; i++) insert.run('x'.repeat(200));
+    })();
+  };
+
+  it("stops the API connection's own checkpoints and copies the whole log into the database on the thread", async () => {
+    checkpointer = new Checkpointer(db, file, undefined, 60_000);
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    write(20_000); // ~1,000 pages: SQLite's own threshold would have checkpointed on this thread
+    const walBefore = statSync(`${file}-wal`).size;
+    expect(walBefore).toBeGreaterThan(4_000_000);
+
+    const report = await checkpointer.checkpointNow();
+    expect(report.busy).toBe(0);
+    expect(report.log).toBeGreaterThan(900);
+    expect(report.checkpointed).toBe(report.log);
+    // The data reached the database file itself, read here without the log.
+    const reader = new Database(file, { readonly: true });
+    try {
+      expect(reader.prepare('SELECT count(*) FROM t').pluck().get()).toBe(20_000);
+    } finally {
+      reader.close();
+    }
+  });
+
+  it('does not count as another writer for the read caches (PRAGMA data_version)', async () => {
+    checkpointer = new Checkpointer(db, file, undefined, 60_000);
+    write(100);
+    const version = db.pragma('data_version', { simple: true });
+    await checkpointer.checkpointNow();
+    expect(db.pragma('data_version', { simple: true })).toBe(version);
+  });
+
+  it('lets the log start over once checkpointed, so it does not grow without bound', async () => {
+    checkpointer = new Checkpointer(db, file, undefined, 60_000);
+    write(20_000);
+    await checkpointer.checkpointNow();
+    const walFull = statSync(`${file}-wal`).size;
+    write(10);
+    await checkpointer.checkpointNow();
+    write(10);
+    // The writer restarted the log from its start: it did not append after the 20,000 rows.
+    expect(statSync(`${file}-wal`).size).toBe(walFull);
+    const frames = (await checkpointer.checkpointNow()).log;
+    expect(frames).toBeLessThan(10);
+  });
+
+  it('hands checkpoints back to the API connection when the thread cannot run, and says so', async () => {
+    const warnings: string[] = [];
+    const logger = { warn: (...args: unknown[]) => warnings.push(String(args.at(-1))) };
+    checkpointer = new Checkpointer(db, path.join(dir, 'missing.sqlite'), logger as never, 60_000);
+    await checkpointer.ended;
+    expect(checkpointer.running).toBe(false);
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
+    expect(warnings).toContain('sqlite: the checkpoint thread stopped; the API connection checkpoints again');
+    await expect(checkpointer.checkpointNow()).rejects.toThrow('not running');
+  });
+
+  it('the store runs one and ends it on close', async () => {
+    const storeFile = path.join(dir, 'store.sqlite');
+    const store = new SqliteStore({ file: storeFile });
+    await store.migrate();
+    expect(store.checkpoints.running).toBe(true);
+    expect((await store.checkpoints.checkpointNow()).busy).toBe(0);
+    await store.close();
+    expect(store.checkpoints.running).toBe(false);
+    await store.checkpoints.ended;
+  });
+});
