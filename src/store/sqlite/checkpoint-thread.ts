@@ -12,7 +12,7 @@ export interface CheckpointThreadData {
   intervalMs: number;
 }
 
-/** Thread → owner: one line per checkpoint (PRAGMA wal_checkpoint's row). */
+/** Thread → owner: the result of a checkpoint asked for (PRAGMA wal_checkpoint's row). */
 export interface CheckpointReport {
   busy: number;
   log: number;
@@ -24,20 +24,20 @@ const db = new Database(file, { fileMustExist: true });
 db.pragma('busy_timeout = 0');
 db.pragma('synchronous = NORMAL');
 
-const checkpoint = (): void => {
-  let row: CheckpointReport | undefined;
+const checkpoint = (): CheckpointReport => {
   try {
-    [row] = db.pragma('wal_checkpoint(PASSIVE)') as CheckpointReport[];
+    const [row] = db.pragma('wal_checkpoint(PASSIVE)') as CheckpointReport[];
+    if (row) return row;
   } catch {
     // Another connection's checkpoint is running (SQLITE_BUSY): the next tick tries again.
-    row = { busy: 1, log: -1, checkpointed: -1 };
   }
-  if (row) parentPort?.postMessage(row satisfies CheckpointReport);
+  return { busy: 1, log: -1, checkpointed: -1 };
 };
+// The timer's checkpoints report nothing: a message would wake the API thread every second.
 const timer = setInterval(checkpoint, intervalMs);
 
 parentPort?.on('message', (message: 'checkpoint' | 'close') => {
-  if (message === 'checkpoint') return checkpoint();
+  if (message === 'checkpoint') return parentPort?.postMessage(checkpoint() satisfies CheckpointReport);
   clearInterval(timer);
   db.close();
   parentPort?.close();
