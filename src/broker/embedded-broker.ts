@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { startModuleWorker } from '../lib/ts-worker.js';
+import { siblingModule, startModuleWorker } from '../lib/ts-worker.js';
 import type { BrokerProvisioner } from '../telematics/adapter.js';
 import {
   type BrokerThreadData,
@@ -36,11 +35,7 @@ export interface EmbeddedBrokerOptions {
 const DEFAULT_AUTH_CACHE_TTL_MS = 5 * 60_000;
 /** A thread that dies is started again, at most this often per minute; then it stays down. */
 const MAX_RESTARTS_PER_MINUTE = 5;
-// The thread's module sits beside this one, as .ts when run from source and .js when built.
-const THREAD_MODULE = new URL(
-  `./embedded-broker-thread${path.extname(new URL(import.meta.url).pathname)}`,
-  import.meta.url,
-);
+const THREAD_MODULE = siblingModule(import.meta.url, 'embedded-broker-thread');
 
 /** An order to the thread that settles once the thread carried it out. */
 type Order = { type: 'provision-unit' | 'remove-unit'; username: string } | { type: 'close' };

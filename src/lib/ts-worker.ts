@@ -1,4 +1,13 @@
+import path from 'node:path';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
+
+/**
+ * The URL of the module `name` beside the module at `importMetaUrl` (pass `import.meta.url`),
+ * with that module's own extension: `.ts` when run from source, `.js` when built.
+ */
+export function siblingModule(importMetaUrl: string, name: string): URL {
+  return new URL(`./${name}${path.extname(new URL(importMetaUrl).pathname)}`, importMetaUrl);
+}
 
 /**
  * Starts a worker thread on a module of this project. Run from source (tsx, vitest), the module is

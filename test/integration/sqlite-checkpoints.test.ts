@@ -36,6 +36,7 @@ describe('SQLite checkpoints on a thread of their own (src/store/sqlite/checkpoi
 
   it("stops the API connection's own checkpoints and copies the whole log into the database on the thread", async () => {
     checkpointer = new Checkpointer(db, file, undefined, 60_000);
+    checkpointer.start();
     expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
     write(20_000); // ~1,000 pages: SQLite's own threshold would have checkpointed on this thread
     const walBefore = statSync(`${file}-wal`).size;
@@ -56,6 +57,7 @@ describe('SQLite checkpoints on a thread of their own (src/store/sqlite/checkpoi
 
   it('does not count as another writer for the read caches (PRAGMA data_version)', async () => {
     checkpointer = new Checkpointer(db, file, undefined, 60_000);
+    checkpointer.start();
     write(100);
     const version = db.pragma('data_version', { simple: true });
     await checkpointer.checkpointNow();
@@ -64,6 +66,7 @@ describe('SQLite checkpoints on a thread of their own (src/store/sqlite/checkpoi
 
   it('lets the log start over once checkpointed, so it does not grow without bound', async () => {
     checkpointer = new Checkpointer(db, file, undefined, 60_000);
+    checkpointer.start();
     write(20_000);
     await checkpointer.checkpointNow();
     const walFull = statSync(`${file}-wal`).size;
@@ -80,6 +83,7 @@ describe('SQLite checkpoints on a thread of their own (src/store/sqlite/checkpoi
     const warnings: string[] = [];
     const logger = { warn: (...args: unknown[]) => warnings.push(String(args.at(-1))) };
     checkpointer = new Checkpointer(db, path.join(dir, 'missing.sqlite'), logger as never, 60_000);
+    checkpointer.start();
     await checkpointer.ended;
     expect(checkpointer.running).toBe(false);
     expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
@@ -87,14 +91,30 @@ describe('SQLite checkpoints on a thread of their own (src/store/sqlite/checkpoi
     await expect(checkpointer.checkpointNow()).rejects.toThrow('not running');
   });
 
-  it('the store runs one and ends it on close', async () => {
+  it('the store starts one at its first command-path write, and ends it on close', async () => {
     const storeFile = path.join(dir, 'store.sqlite');
     const store = new SqliteStore({ file: storeFile });
     await store.migrate();
+    // Migrations and a state read are no command-path writes: no thread yet.
+    await store.getState('nobody');
+    expect(store.checkpoints.running).toBe(false);
+    await store.mergeState('nobody', {}); // a report for an unknown vehicle: a write that keeps nothing
     expect(store.checkpoints.running).toBe(true);
     expect((await store.checkpoints.checkpointNow()).busy).toBe(0);
     await store.close();
     expect(store.checkpoints.running).toBe(false);
     await store.checkpoints.ended;
+  });
+
+  it('a store closed before any command-path write never starts one, and its close settles at once', async () => {
+    const storeFile = path.join(dir, 'short.sqlite');
+    const store = new SqliteStore({ file: storeFile });
+    await store.migrate();
+    await store.close();
+    expect(store.checkpoints.running).toBe(false);
+    await store.checkpoints.ended;
+    // Closed: a late write could not start it either.
+    store.checkpoints.start();
+    expect(store.checkpoints.running).toBe(false);
   });
 });

@@ -1,12 +1,10 @@
-import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
-import { startModuleWorker } from '../../lib/ts-worker.js';
+import { siblingModule, startModuleWorker } from '../../lib/ts-worker.js';
 import type { CheckpointReport, CheckpointThreadData } from './checkpoint-thread.js';
 
-// The thread's module sits beside this one, as .ts when run from source and .js when built.
-const THREAD_MODULE = new URL(`./checkpoint-thread${path.extname(new URL(import.meta.url).pathname)}`, import.meta.url);
+const THREAD_MODULE = siblingModule(import.meta.url, 'checkpoint-thread');
 /** SQLite's own automatic checkpoint, in pages of WAL: what the API's connection falls back to. */
 const AUTOCHECKPOINT_PAGES = 1000;
 
@@ -19,21 +17,34 @@ const AUTOCHECKPOINT_PAGES = 1000;
  */
 export class Checkpointer {
   private worker: Worker | undefined;
+  private started = false;
   private readonly waiting: Array<(report: CheckpointReport) => void> = [];
-  /** Settles once the thread has ended, by close() or by failing. */
-  readonly ended: Promise<void>;
+  private resolveEnded!: () => void;
+  /** Settles once the thread has ended, by close() or by failing (at once if it never started). */
+  readonly ended = new Promise<void>((resolve) => {
+    this.resolveEnded = resolve;
+  });
 
   constructor(
     private readonly db: Database.Database,
-    file: string,
+    private readonly file: string,
     private readonly logger: Logger | undefined,
-    intervalMs = 1000,
-  ) {
-    const data: CheckpointThreadData = { file, intervalMs };
+    private readonly intervalMs = 1000,
+  ) {}
+
+  /**
+   * Starts the thread, once; until then the API's connection checkpoints by itself. The store
+   * calls this at its first command-path write, so a short CLI command (which writes a client or
+   * lists vehicles) never pays for a thread.
+   */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    const data: CheckpointThreadData = { file: this.file, intervalMs: this.intervalMs };
     const worker = startModuleWorker(THREAD_MODULE, { workerData: data, name: 'SQLite checkpoints' });
     worker.unref();
     // Not events.once: that rejects on the 'error' a failing thread emits before it exits.
-    this.ended = new Promise((resolve) => worker.once('exit', () => resolve()));
+    worker.once('exit', () => this.resolveEnded());
     worker.on('message', (report: CheckpointReport) => {
       for (const resolve of this.waiting.splice(0)) resolve(report);
     });
@@ -67,6 +78,10 @@ export class Checkpointer {
   async close(): Promise<void> {
     const worker = this.worker;
     this.worker = undefined;
+    if (!this.started) {
+      this.started = true; // never starts after close
+      this.resolveEnded();
+    }
     if (!worker) return;
     // Unreferenced while it runs; now the caller waits for it, so the process must too.
     worker.ref();

@@ -139,6 +139,12 @@ export class SqliteStore implements Store {
     return statement;
   }
 
+  /** A command-path write, in the next group commit; the first one starts the checkpoint thread. */
+  private write<T>(work: () => T): Promise<T> {
+    this.checkpoints.start();
+    return this.writes.submit(work);
+  }
+
   private run<T>(fn: () => T, foreignKey = 'reference'): T {
     try {
       return fn();
@@ -514,7 +520,7 @@ export class SqliteStore implements Store {
 
   async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
     try {
-      return await this.writes.submit(() => this.run(() => this.mergeInto(vehicleId, state), 'vehicle'));
+      return await this.write(() => this.run(() => this.mergeInto(vehicleId, state), 'vehicle'));
     } catch (err) {
       // A report for a vehicle deleted meanwhile: nothing to keep.
       if (err instanceof StoreConflictError) return {};
@@ -529,7 +535,7 @@ export class SqliteStore implements Store {
     state: VehicleState,
   ): Promise<VehicleState> {
     try {
-      return await this.writes.submit(() =>
+      return await this.write(() =>
         this.run(() => {
           this.updateCommand(flowId, completion);
           return this.mergeInto(vehicleId, state);
@@ -596,13 +602,13 @@ export class SqliteStore implements Store {
   }
 
   async beginCommand(c: CommandRecord): Promise<boolean> {
-    return this.writes.submit(() => this.run(() => this.insertCommand(c), 'vehicle'));
+    return this.write(() => this.run(() => this.insertCommand(c), 'vehicle'));
   }
 
   async startCommand(
     record: Omit<CommandRecord, 'adapter'>,
   ): Promise<{ vehicle: Vehicle | undefined; begun: boolean }> {
-    return this.writes.submit(() =>
+    return this.write(() =>
       this.run(() => {
         const vehicle = this.readVehicle(record.vehicle_id);
         const ready =
@@ -630,7 +636,7 @@ export class SqliteStore implements Store {
   }
 
   async finishCommand(flowId: string, c: CommandCompletion): Promise<void> {
-    await this.writes.submit(() => this.run(() => this.updateCommand(flowId, c)));
+    await this.write(() => this.run(() => this.updateCommand(flowId, c)));
   }
 
   private updateCommand(flowId: string, c: CommandCompletion): void {
