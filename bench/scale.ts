@@ -148,6 +148,7 @@ async function connectedUnits(topology: Topology) {
         Object.assign(fg.proc, { name: 'fleetgate' }),
         ...(mosquitto ? [mosquitto.proc] : []),
         ...(db ? [db] : []),
+        ...units,
       ],
       close: async () => undefined,
     };
@@ -289,7 +290,12 @@ async function fleetSize(topology: Topology, fleet: number) {
       url: fg.url,
       headers: { authorization: `Bearer ${fg.token}` },
       targets: Array.from({ length: 1_000 }, (_, i) => `/vehicles/${vehicleId(i)}/commands/unlock-central-lock`),
-      processes: [Object.assign(fg.proc, { name: 'fleetgate' })],
+      processes: [
+        Object.assign(fg.proc, { name: 'fleetgate' }),
+        ...(mosquitto ? [mosquitto.proc] : []),
+        ...(where.databaseUrl ? [postgresServer()] : []),
+        ...units,
+      ],
       close: async () => undefined,
     };
     const max = await measure(setup, { mode: 'max', concurrency: 32, durationS: 8, warmupS: 2 });
