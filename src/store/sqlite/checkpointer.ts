@@ -43,17 +43,19 @@ export class Checkpointer {
     const data: CheckpointThreadData = { file: this.file, intervalMs: this.intervalMs };
     const worker = startModuleWorker(THREAD_MODULE, { workerData: data, name: 'SQLite checkpoints' });
     worker.unref();
-    // Not events.once: that rejects on the 'error' a failing thread emits before it exits.
-    worker.once('exit', () => this.resolveEnded());
     worker.on('message', (report: CheckpointReport) => {
       for (const resolve of this.waiting.splice(0)) resolve(report);
     });
     worker.on('error', (err) => this.logger?.warn({ err }, 'sqlite: the checkpoint thread failed'));
-    worker.on('exit', () => {
-      if (this.worker !== worker) return;
-      this.worker = undefined;
-      if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
-      this.logger?.warn('sqlite: the checkpoint thread stopped; the API connection checkpoints again');
+    // Not events.once for `ended`: that rejects on the 'error' a failing thread emits before it exits.
+    worker.once('exit', () => {
+      // Ended by close() (which cleared `worker` first), or died: then hand checkpoints back.
+      if (this.worker === worker) {
+        this.worker = undefined;
+        if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
+        this.logger?.warn('sqlite: the checkpoint thread stopped; the API connection checkpoints again');
+      }
+      this.resolveEnded();
     });
     this.worker = worker;
     this.db.pragma('wal_autocheckpoint = 0');
