@@ -1,8 +1,8 @@
 /**
  * `npm run bench -- --scale [--units 15000] [--fleet 1000000] [--topology embedded|production]
- * [--skip-units] [--skip-fleet]`: the scale runs of docs/performance.md.
+ * [--skip-units] [--skip-fleet] [--fleetgate-node-args "…"]`: the scale runs of docs/performance.md.
  *
- * - Connected units: `--units` simulated units (5,000 per process) on one fleetgate; memory of
+ * - Connected units: `--units` simulated units (1,000 per process) on one fleetgate; memory of
  *   fleetgate, the broker and the simulators per connected unit, CPU while idle (keepalives), and
  *   command latency at a fixed rate spread over all units.
  * - Fleet size: `--fleet` vehicles in the database (inserted with SQL from one template row, in
@@ -34,23 +34,39 @@ import { measure, type Setup } from './scenarios.js';
 
 const argv = process.argv.slice(2);
 const USAGE =
-  'npm run bench -- --scale [--topology embedded|production] [--units 15000] [--fleet 1000000] [--skip-units] [--skip-fleet]';
-const { values: args } = parseCommandLine(USAGE, {
-  options: {
-    scale: { type: 'boolean' },
-    topology: { type: 'string' },
-    units: { type: 'string' },
-    fleet: { type: 'string' },
-    'skip-units': { type: 'boolean' },
-    'skip-fleet': { type: 'boolean' },
+  'npm run bench -- --scale [--topology embedded|production] [--units 15000] [--fleet 1000000] [--skip-units] [--skip-fleet] [--fleetgate-node-args "…"]';
+const { values: args } = parseCommandLine(
+  USAGE,
+  {
+    options: {
+      scale: { type: 'boolean' },
+      topology: { type: 'string' },
+      units: { type: 'string' },
+      fleet: { type: 'string' },
+      'skip-units': { type: 'boolean' },
+      'skip-fleet': { type: 'boolean' },
+      'fleetgate-node-args': { type: 'string' },
+    },
   },
-});
+  argv,
+  ['--fleetgate-node-args'],
+);
 const topologies: Topology[] = args.topology
   ? [oneOf(USAGE, 'topology', args.topology, TOPOLOGIES)]
   : ['embedded', 'production'];
 const UNITS = wholeNumber(USAGE, 'units', args.units, 15_000);
 const FLEET = wholeNumber(USAGE, 'fleet', args.fleet, 1_000_000);
-const PER_PROCESS = 5_000;
+// e.g. --fleetgate-node-args "--trace-gc" or "--cpu-prof --cpu-prof-dir=/tmp/prof", as in run.ts.
+const NODE_ARGS = args['fleetgate-node-args']?.split(' ').filter(Boolean);
+/**
+ * Simulated units per process, as in the full run (RunSettings.unitsPerProcess). With 5,000 each, a
+ * stall of one simulator process (a major GC of its ~95 MB heap took 36-41 ms in a traced run)
+ * held up the answers of a third of the fleet at once: production p99 at 500/s was 38-85 ms over
+ * five runs, against 16-29 ms in four with 1,000 each (docs/performance.md, Connected units).
+ */
+const PER_PROCESS = 1_000;
+/** Logins in flight over all simulator processes (at most 100 per process): 300 for 15,000 units. */
+const PARALLEL_LOGINS = 300;
 const PREFIX = 'fg-';
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const mb = (b: number) => Math.round(b / 2 ** 20);
@@ -65,6 +81,7 @@ let loginRetries = 0;
 
 async function startUnits(mqttUrl: string, count: number): Promise<BenchProcess[]> {
   const procs: BenchProcess[] = [];
+  const parallel = Math.max(1, Math.min(100, Math.round(PARALLEL_LOGINS / Math.ceil(count / PER_PROCESS))));
   for (let from = 0; from < count; from += PER_PROCESS) {
     const spec = {
       mqttUrl,
@@ -73,7 +90,7 @@ async function startUnits(mqttUrl: string, count: number): Promise<BenchProcess[
       count: Math.min(PER_PROCESS, count - from),
       password: UNIT_PASSWORD,
       model: MODEL,
-      parallel: 100,
+      parallel,
     };
     procs.push(startProcess(`units-${procs.length + 1}`, ['bench/units.ts', JSON.stringify(spec)]));
   }
@@ -117,7 +134,7 @@ async function connectedUnits(topology: Topology) {
   const mosquitto = topology === 'production' ? await startMosquitto() : undefined;
   const where = await location(topology, 'fleetgate_scale_units');
   const client = await seedFleet(where, { count: UNITS, fleetId: 'bench', unitPrefix: PREFIX, history: 20 });
-  const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client });
+  const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client, nodeArgs: NODE_ARGS });
   const db = where.databaseUrl ? postgresServer() : undefined;
   const broker = mosquitto?.proc ?? fg.proc;
   const fgBefore = fg.proc.rssBytes();
@@ -273,7 +290,7 @@ async function fleetSize(topology: Topology, fleet: number) {
     history: 20,
   });
   if (fleet > 1_000) await growFleet(where, 1_000, fleet);
-  const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client });
+  const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client, nodeArgs: NODE_ARGS });
   let units: BenchProcess[] = [];
   try {
     units = await startUnits(fg.mqttUrl, 1_000);
