@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-
 /**
  * The load generator, a process of its own: `node --import tsx bench/load.ts '<json>'`.
  * - `max`: closed loop, `concurrency` requests outstanding for `durationS` (HTTP: autocannon);
@@ -9,10 +7,11 @@ import { readFileSync } from 'node:fs';
  *   A target is used by one request at a time; a request waits for a free one.
  * Transport: `http` (targets are paths) or `mqtt` (targets are unit ids; floor B).
  * Prints {"type":"result", …}.
+ * Each run is a process of its own, and each mode needs one of three libraries (autocannon, the
+ * raw HTTP connections, mqtt.js): each sender imports its own, so the others are not loaded (each
+ * costs the process 0.3-0.6 s of start-up, times 28 runs in a quick run).
  */
-// Each run is a process of its own, and each mode needs one of three libraries: the others are
-// not loaded (each costs the process 0.3-0.6 s of start-up, times 28 runs in a quick run).
-let autocannon: typeof import('autocannon').default;
+import { readFileSync } from 'node:fs';
 
 export interface LoadSpec {
   mode: 'max' | 'rate';
@@ -197,6 +196,7 @@ async function openLoop(sendOn: (target: string) => Promise<number>, seconds: nu
 }
 
 async function autocannonMax(seconds: number) {
+  const { default: autocannon } = await import('autocannon');
   const c = spec.concurrency ?? 32;
   const statuses: Record<string, number> = {};
   const free = [...spec.targets];
@@ -251,7 +251,6 @@ function measuring(): void {
 async function main(): Promise<LoadResult> {
   if (spec.transport === 'http') {
     if (spec.mode === 'max') {
-      autocannon = (await import('autocannon')).default;
       if (spec.warmupS > 0) await autocannonMax(spec.warmupS);
       // autocannon leaves its last requests running when time is up: let them end first, or
       // their vehicles would answer the next run with 409 (one command at a time per vehicle).
