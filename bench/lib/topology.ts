@@ -12,7 +12,7 @@ import { createApiClient } from '../../src/services/auth-service.js';
 import { createStore } from '../../src/store/registry.js';
 import type { Store } from '../../src/store/store.js';
 import { fleetgateModel } from '../../src/telematics/fleetgate-mqtt/models.js';
-import { type BenchProcess, startProcess } from './processes.js';
+import { type BenchProcess, PROBE, startProcess } from './processes.js';
 
 export const TOPOLOGIES = ['embedded', 'production'] as const;
 export type Topology = (typeof TOPOLOGIES)[number];
@@ -254,7 +254,8 @@ export async function startFleetgate(
   };
   const args = ['src/cli/main.ts', 'serve'];
   for (const [k, v] of Object.entries(settings)) args.push(`--${k}`, v);
-  const proc = startProcess('fleetgate', args, { nodeArgs: options.nodeArgs });
+  // The probe (stages, stored reports) sleeps until the bench switches it on.
+  const proc = startProcess('fleetgate', args, { nodeArgs: options.nodeArgs, preload: [PROBE] });
   const until = Date.now() + 60_000;
   let banner: ReturnType<typeof parseServeBanner>;
   for (;;) {
