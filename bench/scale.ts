@@ -217,6 +217,8 @@ async function connectedUnits(topology: Topology) {
         fg,
         units,
         async () => {
+          // Its CPU up to the stop: a process that is gone has none to read.
+          const oldCpuSeconds = fg.proc.cpuSeconds();
           await fg.proc.stop();
           // The embedded broker listens where the units reconnect to: the same port again.
           const port = new URL(fg.mqttUrl).port;
@@ -225,8 +227,9 @@ async function connectedUnits(topology: Topology) {
             client,
             nodeArgs: NODE_ARGS,
             extra: mosquitto ? {} : { 'mqtt-port': port },
+            readyTimeoutMs: 300_000,
           });
-          return fg;
+          return { fg, oldCpuSeconds };
         },
         mosquitto,
       ),
@@ -288,7 +291,7 @@ async function reconnectStorm(
   where: StoreLocation,
   before: FleetgateInstance,
   units: BenchProcess[],
-  restart: () => Promise<FleetgateInstance | undefined>,
+  restart: () => Promise<{ fg: FleetgateInstance; oldCpuSeconds: number } | undefined>,
   mosquitto: BenchMosquitto | undefined,
 ) {
   log(`  reconnect storm: ${what}`);
@@ -296,9 +299,9 @@ async function reconnectStorm(
   const t0 = Date.now();
   const cpuBefore = before.proc.cpuSeconds();
   const restarted = await restart();
-  const fg = restarted ?? before;
+  const fg = restarted?.fg ?? before;
   // A restarted fleetgate's CPU counts from its start; the old one's until it stopped.
-  const cpuOld = restarted ? before.proc.cpuSeconds() - cpuBefore : 0;
+  const cpuOld = restarted ? restarted.oldCpuSeconds - cpuBefore : 0;
   const cpu0 = restarted ? 0 : cpuBefore;
   const brokerCpu0 = mosquitto?.proc.cpuSeconds() ?? 0;
   const restartedS = (Date.now() - t0) / 1000;

@@ -59,7 +59,13 @@ export function startProcess(
   createInterface({ input: child.stdout! }).on('line', (line) => {
     if (line.startsWith('{')) {
       try {
-        messages.push(JSON.parse(line) as Record<string, unknown>);
+        const m = JSON.parse(line) as Record<string, unknown>;
+        // Log records (pino's, with a level) stay in the output, for error reports.
+        if (m.type === undefined && m.level !== undefined) {
+          keep(`${line}\n`);
+          return;
+        }
+        messages.push(m);
         for (const w of waiters) w();
         return;
       } catch {

@@ -262,6 +262,8 @@ export async function startFleetgate(
     logLevel?: string;
     extra?: Record<string, string>;
     nodeArgs?: string[];
+    /** How long it may take to answer /health/ready (a restart amid a reconnect storm takes longer). */
+    readyTimeoutMs?: number;
   },
 ): Promise<FleetgateInstance> {
   // Port 0: the process binds free ports itself and its start-up banner tells which.
@@ -285,7 +287,7 @@ export async function startFleetgate(
   for (const [k, v] of Object.entries(settings)) args.push(`--${k}`, v);
   // The probe (stages, stored reports) sleeps until the bench switches it on.
   const proc = startProcess('fleetgate', args, { nodeArgs: options.nodeArgs, preload: [PROBE] });
-  const until = Date.now() + 60_000;
+  const until = Date.now() + (options.readyTimeoutMs ?? 60_000);
   let banner: ReturnType<typeof parseServeBanner>;
   for (;;) {
     banner ??= parseServeBanner(proc.output());
