@@ -279,9 +279,16 @@ export async function runIngestion(
       ladder.push(s);
       if (!s.ok) {
         failed = rate;
+        // Even the first rate is too much (a busy machine): go down until one passes.
+        if (best === 0 && rate > plan.startRate / 16) {
+          rate = Math.round(rate / plan.factor);
+          await drain(setup);
+          continue;
+        }
         break;
       }
       best = rate;
+      if (failed > 0) break;
       rate = Math.round(rate * plan.factor);
     }
     if (plan.refine && failed > 0 && best > 0) {
