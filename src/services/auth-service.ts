@@ -5,10 +5,10 @@ import { generateSecret, hashSecret, verifySecret } from '../lib/secrets.js';
 import type { ApiClient, Store } from '../store/store.js';
 
 /**
- * SPEC §5: the scopes; a write scope implies its `.ro` twin. `admin` manages the fleet's API
- * clients and console users (the console's admin role).
+ * SPEC §5: the scopes; a write scope implies its `.ro` twin (`events`: also webhooks and event
+ * consumers). `admin` manages the fleet's API clients and console users (the console's admin role).
  */
-export const SCOPES = ['vehicle-commands', 'vehicles', 'vehicles.ro', 'admin'] as const;
+export const SCOPES = ['vehicle-commands', 'vehicles', 'vehicles.ro', 'events', 'events.ro', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export function isScope(value: string): value is Scope {
