@@ -4,7 +4,8 @@ export type LiveStatus = 'connecting' | 'live' | 'lost';
 
 /**
  * Event types the stream may send as named SSE events (`event: <type>`), which reach only
- * listeners of that name; unnamed ones arrive as `message`.
+ * listeners of that name; unnamed ones arrive as `message`. The catalogue (src/domain/events.ts)
+ * is server code; its names are repeated here.
  */
 const EVENT_TYPES = [
   'VehicleStateRecorded',
@@ -12,9 +13,7 @@ const EVENT_TYPES = [
   'DrivingEnabledChanged',
   'IgnitionChanged',
   'TopCaseLockStatusChanged',
-  'TopCaseLidStatusChanged',
   'BatteryCompartmentLockStatusChanged',
-  'LifeStatusChanged',
   'VehicleChanged',
   'VehicleAdded',
   'VehicleRemoved',
