@@ -20,6 +20,7 @@ import {
   type BenchProcess,
   machineBusySeconds,
   mainThreadOf,
+  type ProbeReport,
   postgresServer,
   probeOff,
   probeOn,
@@ -72,6 +73,8 @@ export interface IngestStep {
   latencyMs: { p50: number; p99: number; max: number };
   /** CPU per stored report, per process, in ms (`machine`: all of the machine's busy CPU). */
   cpuMsPerReport: Record<string, number>;
+  /** fleetgate: the probe's stages (the store's calls per report, PostgreSQL round trips). */
+  stages?: ProbeReport['stages'];
 }
 
 export interface IngestResult {
@@ -89,7 +92,11 @@ export interface IngestResult {
 
 interface Receiver {
   on(): Promise<void>;
-  off(): Promise<{ stored: number; latency_ms: { p50: number; p99: number; max: number } }>;
+  off(): Promise<{
+    stored: number;
+    latency_ms: { p50: number; p99: number; max: number };
+    stages?: ProbeReport['stages'];
+  }>;
 }
 
 interface IngestSetup {
@@ -185,7 +192,10 @@ async function setUpIngest(scenario: IngestScenario, topology: Topology, plan: I
       reporters,
       receiver: {
         on: () => probeOn(fg.proc),
-        off: async () => (await probeOff(fg.proc)).ingest,
+        off: async () => {
+          const r = await probeOff(fg.proc);
+          return { ...r.ingest, stages: r.stages };
+        },
       },
       processes: [...processes, ...reporters],
       commandSetup: {
@@ -242,6 +252,7 @@ async function step(setup: IngestSetup, rate: number, plan: IngestPlan): Promise
     ok: lost === 0 && got.latency_ms.p99 <= plan.graceS * 1000 && sent >= due * 0.97,
     latencyMs: got.latency_ms,
     cpuMsPerReport,
+    ...(got.stages ? { stages: got.stages } : {}),
   };
 }
 
@@ -312,6 +323,14 @@ export async function runIngestion(
     const half = Math.round(best / 2);
     result.atHalf = await step(setup, half, plan);
     log(`  at 50 %: ${fmtStep(result.atHalf)}; CPU ms/report ${JSON.stringify(result.atHalf.cpuMsPerReport)}`);
+    const st = result.atHalf.stages;
+    if (st) {
+      const per = (k: string) =>
+        st[k] ? `${(st[k]!.calls / Math.max(1, result.atHalf!.stored)).toFixed(2)} × ${st[k]!.mean_us} µs` : '—';
+      log(
+        `  per report: findVehicleByUnit ${per('store.findVehicleByUnit')}, mergeState ${per('store.mergeState')}, PostgreSQL round trips ${per('store.statement')}, SQLite commits ${per('store.commit')}`,
+      );
+    }
     if (setup.commandSetup) {
       const spec = { mode: 'rate' as const, rate: 100, durationS: plan.commandS, warmupS: plan.warmupS };
       const alone = await measure(setup.commandSetup, spec);

@@ -77,8 +77,8 @@ const ingestPlan: IngestPlan = quick
   ? {
       units: 1000,
       unitsPerProcess: 1000,
-      stepS: 2,
-      graceS: 1,
+      stepS: 1.5,
+      graceS: 0.5,
       startRate: 2000,
       factor: 2,
       maxSteps: 5,
@@ -504,6 +504,15 @@ function ingestLines(): string[] {
     if (cpu.postgres !== undefined) parts.push(`postgres ${cpu.postgres}`);
     out.push(
       `${r.topology.padEnd(11)}${r.label.padEnd(22)}${pad(r.max, 8)}  ${(h ? `${h.offered}/s, ${h.latencyMs.p50} / ${h.latencyMs.p99}${h.lost ? ` (${h.lost} lost)` : ''}` : '—').padEnd(30)}${parts.join(', ')}`,
+    );
+  }
+  for (const r of ingestion) {
+    const st = r.atHalf?.stages;
+    if (!st) continue;
+    const per = (k: string) =>
+      st[k] ? `${(st[k]!.calls / Math.max(1, r.atHalf!.stored)).toFixed(2)} × ${st[k]!.mean_us} µs` : '—';
+    out.push(
+      `${r.topology}: fleetgate's store calls per report at 50%: findVehicleByUnit ${per('store.findVehicleByUnit')}, mergeState ${per('store.mergeState')}; PostgreSQL round trips ${per('store.statement')}; SQLite commits ${per('store.commit')}`,
     );
   }
   const q = ingestRatios();

@@ -16,6 +16,7 @@
  *   latency from the report's send time (the bench's reporters stamp it, with microseconds, as
  *   the `mileage_in_kilometers` timestamp) to stored, p50/p99 in ms.
  * Class or method names that no longer exist are skipped and listed in `missing`.
+ * `store.findVehicleByUnit` and `store.mergeState` time a state report's two store calls.
  */
 import diagnostics from 'node:diagnostics_channel';
 
@@ -98,6 +99,31 @@ for (const [mod, name] of [
 ] as const) {
   timed(protoOf(mod, name), 'startCommand', 'store.startCommand');
   timed(protoOf(mod, name), 'completeCommand', 'store.completeCommand');
+  timed(protoOf(mod, name), 'findVehicleByUnit', 'store.findVehicleByUnit');
+  timed(protoOf(mod, name), 'mergeState', 'store.mergeState');
+}
+
+// An experiment, not a measurement: BENCH_EXPERIMENT=unit-cache answers findVehicleByUnit from a
+// map after the first read (as a cache in the product would), to measure what it would save.
+if (process.env.BENCH_EXPERIMENT === 'unit-cache') {
+  for (const [mod, name] of [
+    [sqlite, 'SqliteStore'],
+    [postgres, 'PostgresStore'],
+  ] as const) {
+    const proto = protoOf(mod, name);
+    const find = proto?.findVehicleByUnit as AnyFn | undefined;
+    if (!proto || !find) continue;
+    const cache = new Map<string, unknown>();
+    proto.findVehicleByUnit = function (this: unknown, brand: unknown, unit: unknown) {
+      const key = `${String(brand)}/${String(unit)}`;
+      const hit = cache.get(key);
+      if (hit) return Promise.resolve(hit);
+      return (find.call(this, brand, unit) as Promise<unknown>).then((v) => {
+        if (v) cache.set(key, v);
+        return v;
+      });
+    };
+  }
 }
 timed(protoOf(postgres, 'PostgresStore'), 'q', 'store.statement');
 timed(protoOf(groupCommit, 'GroupCommit'), 'flush', 'store.commit');
