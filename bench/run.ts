@@ -29,7 +29,7 @@ if (argv.includes('--scale')) {
 }
 
 const USAGE =
-  'npm run bench -- [--quick] [--interleave] [--topology embedded|production] [--units N] [--concurrency 32,128] [--only fleetgate,floorC] [--rates 400,2000] [--skip-ingest | --ingest-only] [--log-level warn] [--fleetgate-node-args "…"] | --scale …';
+  'npm run bench -- [--quick] [--interleave] [--topology embedded|production] [--units N] [--concurrency 32,128] [--only fleetgate,floorC] [--rates 400,2000] [--skip-ingest | --ingest-only [--ingest-scenarios floorF,fleetgate]] [--log-level warn] [--fleetgate-node-args "…"] | --scale …';
 const { values: args } = parseCommandLine(
   USAGE,
   {
@@ -43,6 +43,7 @@ const { values: args } = parseCommandLine(
       rates: { type: 'string' },
       'skip-ingest': { type: 'boolean' },
       'ingest-only': { type: 'boolean' },
+      'ingest-scenarios': { type: 'string' },
       'log-level': { type: 'string' },
       'fleetgate-node-args': { type: 'string' },
     },
@@ -72,6 +73,9 @@ const settings: RunSettings = {
 const only = args.only?.split(',').map((s) => oneOf(USAGE, 'only', s, SCENARIOS));
 if (args['skip-ingest'] && args['ingest-only']) exitWithUsage(USAGE, '--skip-ingest or --ingest-only, not both');
 const ingestOnly = args['ingest-only'] === true;
+const ingestScenarios =
+  args['ingest-scenarios']?.split(',').map((x) => oneOf(USAGE, 'ingest-scenarios', x, INGEST_SCENARIOS)) ??
+  INGEST_SCENARIOS;
 const ingest = ingestOnly || (!only && args['skip-ingest'] !== true);
 const ingestPlan: IngestPlan = quick
   ? {
@@ -242,7 +246,7 @@ for (const topology of topologies) {
   // Full runs; quick ones with --interleave (it adds about a minute per topology).
   if (!only && !ingestOnly && (!quick || args.interleave)) interleaved[topology] = await interleave(topology);
   if (ingest) {
-    for (const scenario of INGEST_SCENARIOS) {
+    for (const scenario of ingestScenarios) {
       log(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${topology}: ingestion, ${scenario}`);
       ingestion.push(await runIngestion(scenario, topology, ingestPlan, log));
     }
