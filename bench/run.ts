@@ -524,7 +524,7 @@ function ingestLines(): string[] {
     const fg = ingestion.find((r) => r.topology === t && r.scenario === 'fleetgate');
     const c = fg?.commands;
     out.push(
-      `${t}: fleetgate ÷ floor F max ${v.max_vs_floor_f ?? '—'} (target ≥ 0.8 ${v.targets.max_at_least_0_8_of_floor_f ? 'met' : 'MISSED'}); floor F ÷ floor E ${v.floor_f_max_vs_floor_e ?? '—'}${c ? `; commands at 100/s p99 ${c.alone.latencyMs.p99} ms alone, ${c.underIngestion.latencyMs.p99} ms under ${fg!.atHalf!.offered} reports/s: ${c.p99Ratio}× (target ≤ 2 ${c.p99Ratio <= 2 ? 'met' : 'MISSED'})` : ''}`,
+      `${t}: fleetgate ÷ floor F max ${v.max_vs_floor_f ?? '—'}${v.max_vs_floor_f === undefined ? '' : ` (target ≥ 0.8 ${v.targets.max_at_least_0_8_of_floor_f ? 'met' : 'MISSED'})`}; floor F ÷ floor E ${v.floor_f_max_vs_floor_e ?? '—'}${c ? `; commands at 100/s p99 ${c.alone.latencyMs.p99} ms alone, ${c.underIngestion.latencyMs.p99} ms under ${fg!.atHalf!.offered} reports/s: ${c.p99Ratio}× (target ≤ 2 ${c.p99Ratio <= 2 ? 'met' : 'MISSED'})` : ''}`,
     );
   }
   return out;
