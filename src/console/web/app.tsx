@@ -15,8 +15,9 @@ export function App() {
   const [error, setError] = useState<unknown>();
 
   useEffect(() => {
+    // The first refusal says why (expired, ended); requests still under way may follow it.
     setUnauthorizedHandler((problem) => {
-      setNotice(`${problem.title} ${problem.detail}`);
+      setNotice((shown) => shown ?? problem.detail);
       setSession(null);
     });
     api<SessionInfo>('GET', '/auth/session', { quiet401: true }).then(
