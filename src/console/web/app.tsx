@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useErrorBoundary, useMemo, useState } from 'preact/hooks';
 import { AddVehicle, ClientsPage, UsersPage, WebhooksPage } from './admin.js';
 import { ApiError, api, type SessionInfo, setUnauthorizedHandler } from './api.js';
 import { Loading, ProblemBox } from './components.js';
@@ -54,6 +54,11 @@ const LIVE_TEXT: Record<LiveStatus, string> = {
 function Shell({ session, onSignedOut }: { session: SessionInfo; onSignedOut: () => void }) {
   const route = useRoute();
   const hub = useMemo(() => new LiveHub(), []);
+  // A bug in a page shows as a problem, never as a blank page.
+  const [crash, resetCrash] = useErrorBoundary();
+  useEffect(() => {
+    if (crash) resetCrash();
+  }, [route.join('/')]);
   const [live, setLive] = useState<LiveStatus>('connecting');
   const isAdmin = session.user.role === 'admin';
 
@@ -102,7 +107,7 @@ function Shell({ session, onSignedOut }: { session: SessionInfo; onSignedOut: ()
           Sign out
         </button>
       </header>
-      <main>{page}</main>
+      <main>{crash ? <ProblemBox error={crash} /> : page}</main>
     </LiveContext.Provider>
   );
 }
