@@ -174,8 +174,9 @@ describe('fleetgate users', () => {
   it('create | list | delete on the same database', async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-cli-users-'));
     const cli = (...args: string[]) =>
+      // Each run compiles the CLI with tsx: tens of seconds on a loaded machine.
       run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'users', ...args, '--data-dir', dataDir], {
-        timeout: 30_000,
+        timeout: 90_000,
       });
     try {
       const created = await cli(
@@ -207,5 +208,5 @@ describe('fleetgate users', () => {
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
-  }, 120_000);
+  }, 300_000);
 });
