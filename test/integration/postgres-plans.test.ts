@@ -61,9 +61,7 @@ describe('PostgreSQL command path: every table read by key (docs/performance.md)
          'SUCCEEDED', now(), now(), now(), 1
        FROM vehicles, generate_series(1, 4)`,
     );
-    await client.query(
-      `INSERT INTO vehicle_trips (vehicle_id, start) SELECT vehicle_id, '{}' FROM vehicles`,
-    );
+    await client.query(`INSERT INTO vehicle_trips (vehicle_id, start) SELECT vehicle_id, '{}' FROM vehicles`);
     await client.query('ANALYZE');
     await client.query('SET plan_cache_mode = force_generic_plan');
   });
