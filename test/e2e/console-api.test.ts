@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UserService } from '../../src/services/user-service.js';
 import { createStore } from '../../src/store/registry.js';
 import { Harness } from '../helpers/harness.js';
 
@@ -78,18 +79,43 @@ describe('console sessions', () => {
 
   it('throttle guessing per account and source, without locking the real user out elsewhere', async () => {
     await h.app.users.create({ fleetId: 'fleet-x', email: 'guessed@x.example', role: 'viewer', password: PASSWORD });
+    // The same store, on a clock the test moves.
+    let now = Date.parse('2026-12-07T10:00:00Z');
+    const users = new UserService(h.app.store, { sessionTtlMinutes: 60, clock: () => now });
     const attempt = (password: string, source: string) =>
-      h.app.users.signIn('guessed@x.example', password, source).then(
+      users.signIn('guessed@x.example', password, source).then(
         () => 'ok',
-        (e: { key: string; headers?: Record<string, string> }) => e.key,
+        (e: { key: string; headers?: Record<string, string> }) =>
+          e.headers?.['Retry-After'] ? `${e.key} ${e.headers['Retry-After']}s` : e.key,
       );
     for (let i = 0; i < 5; i++) expect(await attempt('wrong-password', '10.0.0.1')).toBe('invalid-credentials');
-    // The guessing source now waits, even with the right password…
-    expect(await attempt(PASSWORD, '10.0.0.1')).toBe('too-many-requests');
-    // …while the real user, elsewhere, signs in.
+    // The guessing source now waits, even with the right password, twice as long each time…
+    expect(await attempt(PASSWORD, '10.0.0.1')).toBe('too-many-requests 1s');
+    now += 1000;
+    expect(await attempt('wrong-password', '10.0.0.1')).toBe('invalid-credentials');
+    expect(await attempt(PASSWORD, '10.0.0.1')).toBe('too-many-requests 2s');
+    // …while the real user, elsewhere, signs in; that does not free the guessing source.
     expect(await attempt(PASSWORD, '192.0.2.7')).toBe('ok');
+    expect(await attempt(PASSWORD, '10.0.0.1')).toBe('too-many-requests 2s');
+
+    // Guesses from many sources, each waiting as told, slow the account down, but to 30 s at most.
+    const waits: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const answer = await attempt('wrong-password', `10.1.0.${i}`);
+      const wait = /^too-many-requests (\d+)s$/.exec(answer);
+      if (wait) {
+        waits.push(Number(wait[1]));
+        now += Number(wait[1]) * 1000;
+      }
+    }
+    expect(waits.slice(0, 6)).toEqual([1, 2, 4, 8, 16, 30]);
+    expect(Math.max(...waits)).toBe(30);
+    expect(await attempt(PASSWORD, '192.0.2.7')).toBe('too-many-requests 30s');
+    now += 30_000;
+    expect(await attempt(PASSWORD, '192.0.2.7')).toBe('ok');
+
     // Wrong email and wrong password answer alike.
-    await expect(h.app.users.signIn('nobody@x.example', 'whatever-it-is', '10.0.0.2')).rejects.toMatchObject({
+    await expect(users.signIn('nobody@x.example', 'whatever-it-is', '10.0.0.2')).rejects.toMatchObject({
       key: 'invalid-credentials',
       message: 'The email or password is wrong.',
     });
@@ -98,7 +124,7 @@ describe('console sessions', () => {
       headers: CONSOLE,
     });
     expect(res.status).toBe(401);
-  });
+  }, 120_000);
 });
 
 describe('users and API clients through the API', () => {
