@@ -14,6 +14,7 @@ import type { CredentialsService } from '../services/credentials-service.js';
 import type { VehicleService } from '../services/vehicle-service.js';
 import type { TelematicsAdapter } from '../telematics/adapter.js';
 import type { Metrics } from './metrics.js';
+import { documentRoute, finishDocument, securitySchemes } from './openapi.js';
 import { problemErrorHandler, sendProblem } from './problem-response.js';
 import { authRoutes } from './routes/auth.js';
 import { commandRoutes } from './routes/commands.js';
@@ -22,6 +23,7 @@ import { operationsRoutes } from './routes/operations.js';
 import { problemRoutes } from './routes/problems.js';
 import { telematicsBrandRoutes } from './routes/telematics-brands.js';
 import { vehicleRoutes } from './routes/vehicles.js';
+import { PROBLEM_SCHEMA_ID, Problem } from './schemas.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -133,6 +135,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       ),
   });
 
+  app.addSchema({ ...Problem, $id: PROBLEM_SCHEMA_ID });
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -141,13 +144,11 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         version: '1.0.0',
         description:
           'Send commands to shared-mobility vehicles and get their verified state or a typed problem. Errors are application/problem+json (RFC 9457); every response carries X-Flow-ID.',
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
-      components: {
-        securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
-          clientBasic: { type: 'http', scheme: 'basic' },
-        },
-      },
+      // Relative unless a public URL is configured: the instance that served the document.
+      servers: [{ url: config.publicUrl ?? '/', description: 'This fleetgate instance' }],
+      components: { securitySchemes: securitySchemes(config.publicUrl) },
       tags: [
         { name: 'Commands', description: 'Vehicle Commands API (SPEC §1)' },
         { name: 'Vehicles', description: 'Vehicle lifecycle (SPEC §4)' },
@@ -157,6 +158,12 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       ],
     },
     hideUntagged: true,
+    // Shared schemas keep their $id as their name (components.schemas.Problem).
+    refResolver: {
+      buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
+    transform: documentRoute,
+    transformObject: finishDocument,
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
@@ -210,21 +217,45 @@ function expiryOf(token: string): number | undefined {
   }
 }
 
+// RFC 6750 §3: API 401s and 403s say how to authenticate; no error code when no token was sent.
+const REALM = 'fleetgate';
+const quoted = (s: string): string => s.replace(/[^\x20-\x21\x23-\x5B\x5D-\x7E]/g, ' ');
+const bearerChallenge = (params: Record<string, string> = {}): string =>
+  [`Bearer realm="${REALM}"`, ...Object.entries(params).map(([k, v]) => `${k}="${quoted(v)}"`)].join(', ');
+
 async function authorize(auth: AuthService, request: FastifyRequest, scope: Scope): Promise<Principal> {
   const header = request.headers.authorization;
-  if (!header) {
+  const m = header ? /^Bearer +(\S*)$/i.exec(header) : null;
+  if (!m) {
     throw new ProblemError(
       'invalid-credentials',
-      'The Authorization header is missing; send `Authorization: Bearer <access_token>`.',
+      header
+        ? 'The Authorization header is not a bearer token; send `Authorization: Bearer <access_token>`.'
+        : 'The Authorization header is missing; send `Authorization: Bearer <access_token>`.',
+      {},
+      { 'WWW-Authenticate': bearerChallenge() },
     );
   }
-  const m = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(header);
-  if (!m) throw new ProblemError('invalid-credentials', 'The Authorization header is not a bearer token.');
-  const principal = await verifyCached(auth, m[1]!);
-  if (!hasScope(principal, scope)) {
-    throw new ProblemError('forbidden-resource', `The access token lacks the scope '${scope}' this endpoint needs.`, {
-      required_scope: scope,
+  let principal: Principal;
+  try {
+    if (!/^[A-Za-z0-9._~+/-]+=*$/.test(m[1]!)) {
+      throw new ProblemError('invalid-credentials', 'The access token is malformed.');
+    }
+    principal = await verifyCached(auth, m[1]!);
+  } catch (e) {
+    if (!(e instanceof ProblemError) || e.key !== 'invalid-credentials') throw e;
+    throw new ProblemError(e.key, e.message, e.extensions, {
+      ...e.headers,
+      'WWW-Authenticate': bearerChallenge({ error: 'invalid_token', error_description: e.message }),
     });
+  }
+  if (!hasScope(principal, scope)) {
+    throw new ProblemError(
+      'forbidden-resource',
+      `The access token lacks the scope '${scope}' this endpoint needs.`,
+      { required_scope: scope },
+      { 'WWW-Authenticate': bearerChallenge({ error: 'insufficient_scope', scope }) },
+    );
   }
   return principal;
 }

@@ -2,7 +2,14 @@ import { type Static, Type } from 'typebox';
 import { COMMANDS, commandFromPath, commandToPath } from '../../domain/commands.js';
 import { ProblemError } from '../../domain/problems.js';
 import { decodePageToken, encodePageToken } from '../../lib/pagination.js';
-import { CommandPage, CommandParams, ListCommandsQuery, Problem, VehicleIdParam, VehicleState } from '../schemas.js';
+import {
+  CommandPage,
+  CommandParams,
+  ListCommandsQuery,
+  scopedProblemResponses,
+  VehicleIdParam,
+  VehicleState,
+} from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const IdempotencyHeaders = Type.Object({
@@ -26,26 +33,18 @@ export function commandRoutes(app: Api, { commands, config }: ApiDeps): void {
         tags: ['Commands'],
         summary: 'Send a command to a vehicle',
         description: `Synchronous: answers once the vehicle answered, or after the time budget (${config.commandTimeoutMs / 1000} s). Commands: ${COMMANDS.map(commandToPath).join(', ')}.`,
-        security: [{ bearer: [] }],
+        operationId: 'sendVehicleCommand',
         params: CommandParams,
         headers: IdempotencyHeaders,
         body: CommandBody,
-        response: {
-          200: VehicleState,
-          400: Problem,
-          401: Problem,
-          403: Problem,
-          404: Problem,
-          409: Problem,
-          429: Problem,
-          500: Problem,
-          502: Problem,
-          503: Problem,
-          504: Problem,
-        },
+        response: { 200: VehicleState, ...scopedProblemResponses(404, 409, 502, 504) },
       },
+      // The command segment is an enum in the document, but SPEC §1 answers an unknown one 404.
+      attachValidation: true,
     },
     async (request, reply) => {
+      const invalid = request.validationError;
+      if (invalid && !(invalid.validationContext === 'params' && isCommandError(invalid.validation))) throw invalid;
       const command = commandFromPath(request.params.command);
       if (!command) {
         throw new ProblemError('resource-not-found', `The command '${request.params.command}' does not exist.`);
@@ -69,10 +68,10 @@ export function commandRoutes(app: Api, { commands, config }: ApiDeps): void {
       schema: {
         tags: ['Commands'],
         summary: 'List the commands sent to a vehicle, newest first',
-        security: [{ bearer: [] }],
+        operationId: 'listVehicleCommands',
         params: VehicleIdParam,
         querystring: ListCommandsQuery,
-        response: { 200: CommandPage, 400: Problem, 401: Problem, 403: Problem, 404: Problem },
+        response: { 200: CommandPage, ...scopedProblemResponses(404) },
       },
     },
     async (request) => {
@@ -87,4 +86,9 @@ export function commandRoutes(app: Api, { commands, config }: ApiDeps): void {
       };
     },
   );
+}
+
+/** Whether Ajv's complaints include the `command` path segment (which is then unknown: 404). */
+function isCommandError(items: unknown): boolean {
+  return Array.isArray(items) && items.some((item: { instancePath?: string }) => item.instancePath === '/command');
 }
