@@ -4,8 +4,8 @@ import { newClientId } from '../lib/ids.js';
 import { generateSecret, hashSecret, verifySecret } from '../lib/secrets.js';
 import type { Store } from '../store/store.js';
 
-/** SPEC §5: the scopes; a write scope implies its `.ro` twin. */
-export const SCOPES = ['vehicle-commands', 'vehicles', 'vehicles.ro'] as const;
+/** SPEC §5: the scopes; a write scope implies its `.ro` twin (`events`: also webhooks and event consumers). */
+export const SCOPES = ['vehicle-commands', 'vehicles', 'vehicles.ro', 'events', 'events.ro'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export function isScope(value: string): value is Scope {
@@ -17,13 +17,18 @@ export const SCOPE_DESCRIPTIONS: Partial<Record<Scope, string>> = {
   'vehicle-commands': 'Send commands to vehicles.',
   vehicles: 'Add, change and delete vehicles and credentials (implies vehicles.ro).',
   'vehicles.ro': 'Read vehicles, their state, command records, telematics brands and credentials.',
+  events: 'Read events, and manage webhooks and event consumers (implies events.ro).',
+  'events.ro': 'Read events: the pull feed and the stream.',
 };
 
 /** Who is calling: the fleet a token is bound to, its client and scopes. */
 export interface Principal {
   fleetId: string;
+  /** The API client; `console` for a person signed in to the console. */
   clientId: string;
   scopes: readonly string[];
+  /** The console user behind a session (SPEC §9); absent for API clients. */
+  user?: { userId: string; email: string; role: string };
 }
 
 export function hasScope(principal: Principal, needed: Scope): boolean {

@@ -2,7 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { ProblemError } from '../../domain/problems.js';
 import { SCOPE_DESCRIPTIONS, SCOPES } from '../../services/auth-service.js';
-import { baseUrl, PROBLEM_CONTENT_TYPE } from '../problem-response.js';
+import { PROBLEM_CONTENT_TYPE } from '../problem-response.js';
+import { publicBase } from '../public-base.js';
 import { Problem, problemResponses, TokenResponse } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
@@ -62,6 +63,7 @@ const AuthorizationServerMetadata = Type.Object(
 
 /** SPEC §5: OAuth2 client credentials (RFC 6749 §4.4); HTTP Basic or the form body. */
 export function authRoutes(app: Api, deps: ApiDeps): void {
+  const base = publicBase(deps.config, () => app.server);
   app.post(
     TOKEN_PATH,
     {
@@ -132,13 +134,13 @@ export function authRoutes(app: Api, deps: ApiDeps): void {
         tags: ['Access'],
         summary: 'OAuth 2.0 authorization server metadata (RFC 8414)',
         description:
-          '`issuer` is the configured public URL (`--public-url`), else the address the request reached. OAuth2 libraries discover the token endpoint here.',
+          '`issuer` is the configured public URL (`--public-url`), else the address fleetgate listens on. OAuth2 libraries discover the token endpoint here.',
         security: [],
         response: { 200: AuthorizationServerMetadata, ...problemResponses(429, 500) },
       },
     },
-    async (request) => {
-      const issuer = baseUrl(request, deps.config.publicUrl).replace(/\/+$/, '');
+    async () => {
+      const issuer = typeof base === 'function' ? base() : base;
       return {
         issuer,
         token_endpoint: `${issuer}${TOKEN_PATH}`,
