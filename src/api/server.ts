@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -11,6 +12,7 @@ import { isUuid } from '../lib/ids.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
+import type { UserService } from '../services/user-service.js';
 import type { VehicleService } from '../services/vehicle-service.js';
 import type { TelematicsAdapter } from '../telematics/adapter.js';
 import {
@@ -25,11 +27,15 @@ import { documentRoute, finishDocument, securitySchemes } from './openapi.js';
 import { type PublicBase, problemErrorHandler } from './problem-response.js';
 import { publicBase } from './public-base.js';
 import { authRoutes } from './routes/auth.js';
+import { clientRoutes } from './routes/clients.js';
 import { commandRoutes } from './routes/commands.js';
+import { consoleRoutes } from './routes/console.js';
 import { credentialsRoutes } from './routes/credentials.js';
 import { operationsRoutes } from './routes/operations.js';
 import { problemRoutes } from './routes/problems.js';
+import { SESSION_COOKIE, sessionRoutes } from './routes/session.js';
 import { telematicsBrandRoutes } from './routes/telematics-brands.js';
+import { userRoutes } from './routes/users.js';
 import { vehicleRoutes } from './routes/vehicles.js';
 import { PROBLEM_SCHEMA_ID, Problem } from './schemas.js';
 
@@ -46,6 +52,7 @@ export interface ApiDeps {
   vehicles: VehicleService;
   commands: CommandService;
   credentials: CredentialsService;
+  users: UserService;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
   readiness: ReadinessCheck[];
   metrics: Metrics;
@@ -125,11 +132,12 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     if (request.body === undefined && request.method !== 'GET' && request.method !== 'DELETE') request.body = {};
   });
 
+  await app.register(cookie);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('X-Flow-ID', request.id);
     requireHost(request);
     const scope = request.routeOptions.config.scope;
-    if (scope) request.principal = await authorize(deps.auth, request, scope);
+    if (scope) request.principal = await authorize(deps, request, scope);
   });
 
   await app.register(rateLimit, {
@@ -137,7 +145,10 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     hook: 'preHandler',
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
-    keyGenerator: (request: FastifyRequest) => request.principal?.clientId ?? `ip:${request.ip}`,
+    keyGenerator: (request: FastifyRequest) => {
+      const p = request.principal;
+      return p?.user ? `user:${p.user.userId}` : (p?.clientId ?? `ip:${request.ip}`);
+    },
     allowList: (request: FastifyRequest) => request.url.startsWith('/health') || request.url.startsWith('/metrics'),
     errorResponseBuilder: (_request, context) =>
       new ProblemError(
@@ -163,12 +174,19 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       },
       // Relative unless a public URL is configured: the instance that served the document.
       servers: [{ url: config.publicUrl ?? '/', description: 'This fleetgate instance' }],
-      components: { securitySchemes: securitySchemes(config.publicUrl) },
+      components: {
+        securitySchemes: {
+          ...securitySchemes(config.publicUrl),
+          consoleSession: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE },
+        },
+      },
       tags: [
         { name: 'Commands', description: 'Vehicle Commands API (SPEC §1)' },
         { name: 'Vehicles', description: 'Vehicle lifecycle (SPEC §4)' },
         { name: 'Telematics', description: 'Brands, models and credentials' },
         { name: 'Access', description: 'OAuth2 client credentials (SPEC §5)' },
+        { name: 'Administration', description: "The fleet's API clients and console users" },
+        { name: 'Console', description: 'Sign-in of people to the console at /console' },
         { name: 'Operations', description: 'Health and metrics' },
       ],
     },
@@ -184,6 +202,10 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   authRoutes(app, deps);
+  sessionRoutes(app, deps);
+  clientRoutes(app, deps);
+  userRoutes(app, deps);
+  consoleRoutes(app, deps);
   vehicleRoutes(app, deps);
   commandRoutes(app, deps);
   telematicsBrandRoutes(app, deps);
@@ -238,8 +260,42 @@ const quoted = (s: string): string => s.replace(/[^\x20-\x21\x23-\x5B\x5D-\x7E]/
 const bearerChallenge = (params: Record<string, string> = {}): string =>
   [`Bearer realm="${REALM}"`, ...Object.entries(params).map(([k, v]) => `${k}="${quoted(v)}"`)].join(', ');
 
-async function authorize(auth: AuthService, request: FastifyRequest, scope: Scope): Promise<Principal> {
+/**
+ * The caller of a route that needs `scope`: a bearer token (API clients), or else the console's
+ * session cookie (people; the role's scopes). Cookies ride along on any request a browser makes,
+ * so a cookie-authenticated request that changes something must also prove it comes from the
+ * console itself (assertSameOrigin).
+ */
+async function authorize(deps: ApiDeps, request: FastifyRequest, scope: Scope): Promise<Principal> {
   const header = request.headers.authorization;
+  const session = request.cookies[SESSION_COOKIE];
+  let principal: Principal;
+  if (header === undefined && session) {
+    if (!SAFE_METHODS.has(request.method)) assertSameOrigin(request);
+    principal = await deps.users.authenticate(session);
+  } else {
+    principal = await bearerPrincipal(deps.auth, header);
+  }
+  if (!hasScope(principal, scope)) {
+    if (principal.user) {
+      throw new ProblemError(
+        'forbidden-resource',
+        `The console role '${principal.user.role}' lacks the scope '${scope}' this endpoint needs.`,
+        { required_scope: scope },
+      );
+    }
+    throw new ProblemError(
+      'forbidden-resource',
+      `The access token lacks the scope '${scope}' this endpoint needs.`,
+      { required_scope: scope },
+      { 'WWW-Authenticate': bearerChallenge({ error: 'insufficient_scope', scope }) },
+    );
+  }
+  return principal;
+}
+
+/** The API client behind an `Authorization: Bearer` header, or a 401 with its RFC 6750 challenge. */
+async function bearerPrincipal(auth: AuthService, header: string | undefined): Promise<Principal> {
   const m = header ? /^Bearer +(\S*)$/i.exec(header) : null;
   if (!m) {
     throw new ProblemError(
@@ -251,12 +307,11 @@ async function authorize(auth: AuthService, request: FastifyRequest, scope: Scop
       { 'WWW-Authenticate': bearerChallenge() },
     );
   }
-  let principal: Principal;
   try {
     if (!/^[A-Za-z0-9._~+/-]+=*$/.test(m[1]!)) {
       throw new ProblemError('invalid-credentials', 'The access token is malformed.');
     }
-    principal = await verifyCached(auth, m[1]!);
+    return await verifyCached(auth, m[1]!);
   } catch (e) {
     if (!(e instanceof ProblemError) || e.key !== 'invalid-credentials') throw e;
     throw new ProblemError(e.key, e.message, e.extensions, {
@@ -264,13 +319,27 @@ async function authorize(auth: AuthService, request: FastifyRequest, scope: Scop
       'WWW-Authenticate': bearerChallenge({ error: 'invalid_token', error_description: e.message }),
     });
   }
-  if (!hasScope(principal, scope)) {
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** The header the console sends with every request; a cross-site form or link cannot set it. */
+export const CONSOLE_HEADER = 'x-fleetgate-console';
+
+/**
+ * CSRF defence for cookie-authenticated changes (OWASP: custom request header, plus an Origin
+ * check): browsers let no other site send a custom header without a CORS preflight, which
+ * fleetgate never grants, and they name the page's origin in `Origin`.
+ */
+export function assertSameOrigin(request: FastifyRequest): void {
+  if (request.headers[CONSOLE_HEADER] === undefined) {
     throw new ProblemError(
       'forbidden-resource',
-      `The access token lacks the scope '${scope}' this endpoint needs.`,
-      { required_scope: scope },
-      { 'WWW-Authenticate': bearerChallenge({ error: 'insufficient_scope', scope }) },
+      `A request with the console's session cookie must carry the header ${CONSOLE_HEADER}.`,
     );
   }
-  return principal;
+  const origin = request.headers.origin;
+  if (origin !== undefined && origin !== `${request.protocol}://${request.host}`) {
+    throw new ProblemError('forbidden-resource', `Requests from the origin '${origin}' are refused.`);
+  }
 }
