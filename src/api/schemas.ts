@@ -186,7 +186,11 @@ export const VehiclePage = Type.Object({
 export const CommandRecord = Type.Object({
   flow_id: Type.String({ format: 'uuid' }),
   vehicle_id: Type.String(),
-  client_id: Type.String(),
+  client_id: Type.String({ description: 'The API client; `console` for a command sent from the console.' }),
+  user_id: Type.Union([Type.String(), Type.Null()], {
+    description: 'The console user who sent it; null for API clients.',
+  }),
+  user_email: Type.Union([Type.String(), Type.Null()], { description: "That user's email at the time." }),
   command: Type.String(),
   adapter: Type.String(),
   instance_id: Type.String(),
@@ -233,4 +237,25 @@ export const VehicleModelSchema = Type.Object({
   model: Type.String(),
   vehicle_type: Type.String(),
   capabilities: Capabilities,
+});
+
+export const UserRole = Type.Enum(['viewer', 'operator', 'admin'] as const, {
+  description: 'viewer sees everything of its fleet; operator also sends commands; admin may do everything.',
+});
+
+export const User = Type.Object({
+  user_id: Type.String(),
+  fleet_id: Type.String(),
+  email: Type.String(),
+  role: UserRole,
+  created_at: Type.String({ format: 'date-time' }),
+  modified_at: Type.String({ format: 'date-time' }),
+});
+
+export const ApiClientView = Type.Object({
+  client_id: Type.String(),
+  fleet_id: Type.String(),
+  name: Type.String(),
+  scopes: Type.Array(Type.String()),
+  created_at: Type.String({ format: 'date-time' }),
 });

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -8,19 +9,32 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ProblemError } from '../domain/problems.js';
 import { isUuid } from '../lib/ids.js';
+import { listenUrl } from '../lib/listen.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
+import type { UserService } from '../services/user-service.js';
 import type { VehicleService } from '../services/vehicle-service.js';
 import type { TelematicsAdapter } from '../telematics/adapter.js';
+import {
+  clientErrorProblem,
+  handleExpectations,
+  MethodTable,
+  notFoundOrMethodNotAllowed,
+  requireHost,
+} from './http-conformance.js';
 import type { Metrics } from './metrics.js';
-import { problemErrorHandler, sendProblem } from './problem-response.js';
+import { type PublicBase, problemErrorHandler } from './problem-response.js';
 import { authRoutes } from './routes/auth.js';
+import { clientRoutes } from './routes/clients.js';
 import { commandRoutes } from './routes/commands.js';
+import { consoleRoutes } from './routes/console.js';
 import { credentialsRoutes } from './routes/credentials.js';
 import { operationsRoutes } from './routes/operations.js';
 import { problemRoutes } from './routes/problems.js';
+import { SESSION_COOKIE, sessionRoutes } from './routes/session.js';
 import { telematicsBrandRoutes } from './routes/telematics-brands.js';
+import { userRoutes } from './routes/users.js';
 import { vehicleRoutes } from './routes/vehicles.js';
 
 export interface ReadinessCheck {
@@ -36,6 +50,7 @@ export interface ApiDeps {
   vehicles: VehicleService;
   commands: CommandService;
   credentials: CredentialsService;
+  users: UserService;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
   readiness: ReadinessCheck[];
   metrics: Metrics;
@@ -63,6 +78,14 @@ const BODY_LIMIT = 64 * 1024;
 
 export async function buildServer(deps: ApiDeps): Promise<Api> {
   const { config } = deps;
+  // type_documentation links: the configured public URL, else the address this server listens on.
+  const base: PublicBase =
+    config.publicUrl ??
+    (() => {
+      const address = app.server.address();
+      return listenUrl('http', config.host, typeof address === 'object' && address ? address.port : config.port);
+    });
+  const errorHandler = problemErrorHandler(base, { bodyLimit: BODY_LIMIT });
   const app = Fastify({
     loggerInstance: deps.logger,
     // SPEC §2: every response and log line carries the flow id; a caller's own UUID is kept.
@@ -75,18 +98,19 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     trustProxy: true,
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     forceCloseConnections: 'idle',
+    // Ids longer than any fleetgate issues still answer 404, not Fastify's 414 (see http-conformance.ts).
+    routerOptions: { maxParamLength: 1000 },
+    // Host is checked in onRequest so its absence is answered as a problem, not by Node itself.
+    http: { requireHostHeader: false },
+    frameworkErrors: (error, request, reply) => errorHandler(error, request, reply),
+    clientErrorHandler: clientErrorProblem(base, deps.logger),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as Api;
 
-  app.setErrorHandler(problemErrorHandler(config.publicUrl));
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      request,
-      reply,
-      config.publicUrl,
-      'resource-not-found',
-      `Nothing is found at ${request.method} ${request.url.split('?')[0]}.`,
-    ),
-  );
+  app.setErrorHandler(errorHandler);
+  const methods = new MethodTable();
+  app.addHook('onRoute', (route) => methods.add(route.url, route.method));
+  app.setNotFoundHandler(notFoundOrMethodNotAllowed(base, methods));
+  handleExpectations(app.server, base, BODY_LIMIT);
 
   // Commands may come with an empty body and `Content-Type: application/json` (the reference's
   // own curl example), which Fastify's default parser rejects.
@@ -99,6 +123,8 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       done(new ProblemError('invalid-json', `The request body is not valid JSON: ${err.message}.`), undefined);
     });
   });
+  // Only JSON and forms are read; any other body is 415 (RFC 9110 §15.5.16), not a text string.
+  app.removeContentTypeParser('text/plain');
   // RFC 6749 §4.4.2: the token request may come as a form.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(typeof body === 'string' ? body : body.toString('utf8'))));
@@ -109,10 +135,12 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     if (request.body === undefined && request.method !== 'GET' && request.method !== 'DELETE') request.body = {};
   });
 
+  await app.register(cookie);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('X-Flow-ID', request.id);
+    requireHost(request);
     const scope = request.routeOptions.config.scope;
-    if (scope) request.principal = await authorize(deps.auth, request, scope);
+    if (scope) request.principal = await authorize(deps, request, scope);
   });
 
   await app.register(rateLimit, {
@@ -120,7 +148,10 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     hook: 'preHandler',
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
-    keyGenerator: (request: FastifyRequest) => request.principal?.clientId ?? `ip:${request.ip}`,
+    keyGenerator: (request: FastifyRequest) => {
+      const p = request.principal;
+      return p?.user ? `user:${p.user.userId}` : (p?.clientId ?? `ip:${request.ip}`);
+    },
     allowList: (request: FastifyRequest) => request.url.startsWith('/health') || request.url.startsWith('/metrics'),
     errorResponseBuilder: (_request, context) =>
       new ProblemError(
@@ -146,6 +177,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         securitySchemes: {
           bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
           clientBasic: { type: 'http', scheme: 'basic' },
+          consoleSession: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE },
         },
       },
       tags: [
@@ -153,6 +185,8 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         { name: 'Vehicles', description: 'Vehicle lifecycle (SPEC §4)' },
         { name: 'Telematics', description: 'Brands, models and credentials' },
         { name: 'Access', description: 'OAuth2 client credentials (SPEC §5)' },
+        { name: 'Administration', description: "The fleet's API clients and console users" },
+        { name: 'Console', description: 'Sign-in of people to the console at /console' },
         { name: 'Operations', description: 'Health and metrics' },
       ],
     },
@@ -162,6 +196,10 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   authRoutes(app, deps);
+  sessionRoutes(app, deps);
+  clientRoutes(app, deps);
+  userRoutes(app, deps);
+  consoleRoutes(app, deps);
   vehicleRoutes(app, deps);
   commandRoutes(app, deps);
   telematicsBrandRoutes(app, deps);
@@ -210,21 +248,58 @@ function expiryOf(token: string): number | undefined {
   }
 }
 
-async function authorize(auth: AuthService, request: FastifyRequest, scope: Scope): Promise<Principal> {
+/**
+ * The caller of a route that needs `scope`: a bearer token (API clients), or else the console's
+ * session cookie (people; the role's scopes). Cookies ride along on any request a browser makes,
+ * so a cookie-authenticated request that changes something must also prove it comes from the
+ * console itself (assertSameOrigin).
+ */
+async function authorize(deps: ApiDeps, request: FastifyRequest, scope: Scope): Promise<Principal> {
   const header = request.headers.authorization;
-  if (!header) {
-    throw new ProblemError(
-      'invalid-credentials',
-      'The Authorization header is missing; send `Authorization: Bearer <access_token>`.',
-    );
+  let principal: Principal;
+  if (header) {
+    const m = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(header);
+    if (!m) throw new ProblemError('invalid-credentials', 'The Authorization header is not a bearer token.');
+    principal = await verifyCached(deps.auth, m[1]!);
+  } else {
+    const session = request.cookies[SESSION_COOKIE];
+    if (!session) {
+      throw new ProblemError(
+        'invalid-credentials',
+        'The Authorization header is missing; send `Authorization: Bearer <access_token>`.',
+      );
+    }
+    if (!SAFE_METHODS.has(request.method)) assertSameOrigin(request);
+    principal = await deps.users.authenticate(session);
   }
-  const m = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(header);
-  if (!m) throw new ProblemError('invalid-credentials', 'The Authorization header is not a bearer token.');
-  const principal = await verifyCached(auth, m[1]!);
   if (!hasScope(principal, scope)) {
-    throw new ProblemError('forbidden-resource', `The access token lacks the scope '${scope}' this endpoint needs.`, {
+    const who = principal.user ? `The console role '${principal.user.role}'` : 'The access token';
+    throw new ProblemError('forbidden-resource', `${who} lacks the scope '${scope}' this endpoint needs.`, {
       required_scope: scope,
     });
   }
   return principal;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** The header the console sends with every request; a cross-site form or link cannot set it. */
+export const CONSOLE_HEADER = 'x-fleetgate-console';
+
+/**
+ * CSRF defence for cookie-authenticated changes (OWASP: custom request header, plus an Origin
+ * check): browsers let no other site send a custom header without a CORS preflight, which
+ * fleetgate never grants, and they name the page's origin in `Origin`.
+ */
+export function assertSameOrigin(request: FastifyRequest): void {
+  if (request.headers[CONSOLE_HEADER] === undefined) {
+    throw new ProblemError(
+      'forbidden-resource',
+      `A request with the console's session cookie must carry the header ${CONSOLE_HEADER}.`,
+    );
+  }
+  const origin = request.headers.origin;
+  if (origin !== undefined && origin !== `${request.protocol}://${request.host}`) {
+    throw new ProblemError('forbidden-resource', `Requests from the origin '${origin}' are refused.`);
+  }
 }
