@@ -157,6 +157,18 @@ async function runScenario(scenario: ScenarioName, topology: Topology, rates: nu
 
 const { measure: setupMeasure } = await import('./scenarios.js');
 
+/** The probe's stages in the table of where a command's time goes, in order. */
+const STAGE_ROWS: Array<[string, string]> = [
+  ['http', 'HTTP request → response (server)'],
+  ['auth', 'auth (token check)'],
+  ['store.startCommand', 'store startCommand'],
+  ['store.completeCommand', 'store completeCommand'],
+  ['store.statement', 'PostgreSQL round trip'],
+  ['store.commit', 'SQLite group commit'],
+  ['adapter', 'adapter execute'],
+  ['broker', 'broker + unit (publish → answer)'],
+];
+
 function fmtCpu(m: Measured): string {
   return Object.entries(m.cpuPercent)
     .map(([k, v]) => `${k} ${v}% (${m.cpuMsPerRequest[k]} ms/req)`)
@@ -381,17 +393,6 @@ process.exit(0);
 
 // ---------------------------------------------------------------------------------------------
 // Where a command's time goes (the probe at 10 % of floor C), and ingestion
-
-const STAGE_ROWS: Array<[string, string]> = [
-  ['http', 'HTTP request → response (server)'],
-  ['auth', 'auth (token check)'],
-  ['store.startCommand', 'store startCommand'],
-  ['store.completeCommand', 'store completeCommand'],
-  ['store.statement', 'PostgreSQL round trip'],
-  ['store.commit', 'SQLite group commit'],
-  ['adapter', 'adapter execute'],
-  ['broker', 'broker + unit (publish → answer)'],
-];
 
 function stagesOf(s: ScenarioName, t: Topology) {
   const r = results.find((x) => x.scenario === s && x.topology === t)?.latency[0];
