@@ -454,6 +454,9 @@ function stageLines(t: Topology): string[] {
     return `${Math.round(x.stages.http.mean_us - timed)} (mean)`;
   };
   out.push(`${'rest of the server (HTTP - above)'.padEnd(34)}${rest(d).padStart(24)}${rest(f).padStart(24)}`);
+  out.push(
+    "  (floor D's rest includes its bare MQTT request/reply; fleetgate's auth row appears only when a token is checked, not answered from its cache)",
+  );
   if (d && f) {
     const ok = f.run.latencyMs.p99 <= d.run.latencyMs.p99 + 1;
     out.push(
