@@ -8,7 +8,7 @@ import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
 import { redact } from './config.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
-import { listenWithFallback } from './lib/listen.js';
+import { listenUrl, listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
 import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
@@ -185,14 +185,13 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
 
     const address = api.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
-    const host = ['0.0.0.0', '::', ''].includes(config.host) ? '127.0.0.1' : config.host;
     let stopped: Promise<void> | undefined;
     return {
       config,
       logger,
       store,
       api,
-      url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+      url: listenUrl('http', config.host, port),
       mqttUrl,
       adapters,
       auth,

@@ -4,6 +4,7 @@ import type { EventEnvelope } from '../../src/domain/events.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
 import {
   type CommandRecord,
+  type ConsoleUser,
   type CredentialsRecord,
   CursorExpiredError,
   InvalidCursorError,
@@ -52,6 +53,8 @@ export function command(v: Pick<Vehicle, 'vehicle_id' | 'fleet_id'>, overrides: 
     flow_id: randomUUID(),
     fleet_id: v.fleet_id,
     client_id: 'fgc_test',
+    user_id: null,
+    user_email: null,
     vehicle_id: v.vehicle_id,
     command: 'UNLOCK_CENTRAL_LOCK',
     adapter: 'fleetgate-mqtt',
@@ -181,6 +184,116 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await store.deleteClient(a.client_id)).toBe(false);
         expect(await store.getClient(a.client_id)).toBeUndefined();
         expect((await store.listClients(fleet)).map((c) => c.client_id)).toEqual([b.client_id]);
+      });
+    });
+
+    // SPEC §9: console users belong to one fleet; sessions are stored as hashes only.
+    describe('console users and sessions', () => {
+      const user = (overrides: Partial<ConsoleUser> = {}): ConsoleUser => ({
+        user_id: uid('fgu'),
+        fleet_id: uid('fleet'),
+        email: `${uid('person')}@example.com`,
+        role: 'operator',
+        password_hash: 'scrypt$xyz',
+        created_at: at(T0),
+        modified_at: at(T0),
+        ...overrides,
+      });
+
+      it('stores a user, finds it by id and email, refuses a second user with the email', async () => {
+        const u = user();
+        await store.createUser(u);
+        expect(await store.getUser(u.user_id)).toEqual(u);
+        expect(await store.getUserByEmail(u.email)).toEqual(u);
+        expect(await store.getUserByEmail(`x${u.email}`)).toBeUndefined();
+        await expect(store.createUser(user({ email: u.email, fleet_id: uid('other') }))).rejects.toEqual(
+          new StoreConflictError('email'),
+        );
+      });
+
+      it("lists a fleet's users by email, changes role and password, deletes one with its sessions", async () => {
+        const fleet = uid('fleet');
+        const b = user({ fleet_id: fleet, email: `b-${uid('p')}@example.com` });
+        const a = user({ fleet_id: fleet, email: `a-${uid('p')}@example.com`, role: 'viewer' });
+        await store.createUser(b);
+        await store.createUser(a);
+        await store.createUser(user());
+        expect((await store.listUsers(fleet)).map((u) => u.user_id)).toEqual([a.user_id, b.user_id]);
+        const changed = await store.updateUser(a.user_id, { role: 'admin' }, at(T0 + 5));
+        expect(changed).toEqual({ ...a, role: 'admin', modified_at: at(T0 + 5) });
+        expect(await store.updateUser(a.user_id, { password_hash: 'scrypt$new' }, at(T0 + 6))).toMatchObject({
+          role: 'admin',
+          password_hash: 'scrypt$new',
+        });
+        expect(await store.updateUser(uid('fgu'), { role: 'viewer' }, at(T0))).toBeUndefined();
+
+        const session = { session_hash: uid('h'), user_id: a.user_id, created_at: at(T0), expires_at: at(T0 + 1000) };
+        await store.createSession(session);
+        expect(await store.getSession(session.session_hash)).toEqual({
+          session,
+          user: { ...a, role: 'admin', password_hash: 'scrypt$new', modified_at: at(T0 + 6) },
+        });
+        expect(await store.deleteUser(a.user_id)).toBe(true);
+        expect(await store.deleteUser(a.user_id)).toBe(false);
+        expect(await store.getSession(session.session_hash)).toBeUndefined();
+        expect((await store.listUsers(fleet)).map((u) => u.user_id)).toEqual([b.user_id]);
+      });
+
+      it('ends one session, all of a user, and purges the expired ones', async () => {
+        const s = await fresh();
+        const u = user();
+        await s.createUser(u);
+        const session = (i: number, expires: number) => ({
+          session_hash: `h${i}`,
+          user_id: u.user_id,
+          created_at: at(T0),
+          expires_at: at(expires),
+        });
+        for (const [i, exp] of [
+          [1, T0 + 10],
+          [2, T0 + 20],
+          [3, T0 + 30],
+        ] as const)
+          await s.createSession(session(i, exp));
+        await s.deleteSession('h3');
+        expect(await s.getSession('h3')).toBeUndefined();
+        expect(await s.purgeSessions(at(T0 + 15))).toBe(1);
+        expect(await s.getSession('h1')).toBeUndefined();
+        expect(await s.getSession('h2')).toBeDefined();
+        await s.deleteUserSessions(u.user_id);
+        expect(await s.getSession('h2')).toBeUndefined();
+      });
+
+      it('counts failed sign-ins per key, and forgets them when cleared or stale', async () => {
+        const s = await fresh();
+        expect(await s.noteSignInFailure(['acct:a', 'pair:a|1'], at(T0))).toEqual([
+          { throttle_key: 'acct:a', failures: 1, last_failure_at: at(T0) },
+          { throttle_key: 'pair:a|1', failures: 1, last_failure_at: at(T0) },
+        ]);
+        await Promise.all([s.noteSignInFailure(['acct:a'], at(T0 + 1)), s.noteSignInFailure(['acct:a'], at(T0 + 1))]);
+        await s.noteSignInFailure(['acct:old'], at(T0 - 100_000));
+        expect(await s.getSignInFailures(['acct:a', 'acct:none', 'acct:old'])).toEqual([
+          { throttle_key: 'acct:a', failures: 3, last_failure_at: at(T0 + 1) },
+          { throttle_key: 'acct:old', failures: 1, last_failure_at: at(T0 - 100_000) },
+        ]);
+        await s.clearSignInFailures(['acct:a'], at(T0 - 50_000));
+        expect(await s.getSignInFailures(['acct:a', 'pair:a|1', 'acct:old'])).toEqual([
+          { throttle_key: 'pair:a|1', failures: 1, last_failure_at: at(T0) },
+        ]);
+      });
+
+      it('records the console user who sent a command', async () => {
+        const v = await added({ setup_status: 'SUCCEEDED' });
+        const { adapter: _adapter, ...record } = command(v, { user_id: 'fgu_1', user_email: 'ops@example.com' });
+        expect((await store.startCommand(record)).begun).toBe(true);
+        expect(await store.getCommand(record.flow_id)).toMatchObject({
+          user_id: 'fgu_1',
+          user_email: 'ops@example.com',
+          client_id: 'fgc_test',
+        });
+        const other = command(await added(), { user_id: 'fgu_2', user_email: 'b@example.com' });
+        expect(await store.beginCommand(other)).toBe(true);
+        expect((await store.listCommands(other.vehicle_id, 5))[0]).toMatchObject({ user_email: 'b@example.com' });
       });
     });
 

@@ -17,9 +17,12 @@ import {
   type ChangeCause,
   type CommandCompletion,
   type CommandRecord,
+  type ConsoleSession,
+  type ConsoleUser,
   type CredentialsRecord,
   type IdempotencyRecord,
   type Migration,
+  type SignInFailures,
   type Store,
   StoreConflictError,
   StoreUnavailableError,
@@ -93,6 +96,9 @@ const {
   command: commandFromRow,
   credentials: credentialsFromRow,
   idempotency: idempotencyFromRow,
+  user: userFromRow,
+  session: sessionFromRow,
+  signInFailures: signInFailuresFromRow,
 } = rowMappers({ time: iso, json: <T>(v: unknown) => v as T });
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
@@ -133,13 +139,13 @@ const stateOf = (vehicle: string, state: string): string =>
 export const START_COMMANDS_SQL = `WITH r AS (
    SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(flow_id text, fleet_id text, client_id text,
      vehicle_id text, command text, instance_id text, problem_type text, detail text, delivery text,
-     steps jsonb, requested_at timestamptz, deadline_at timestamptz)),
+     steps jsonb, requested_at timestamptz, deadline_at timestamptz, user_id text, user_email text)),
  v AS MATERIALIZED (SELECT * FROM vehicles WHERE vehicle_id = ANY($2::text[])),
  begun AS (
    INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-     problem_type, detail, delivery, steps, requested_at, deadline_at)
+     problem_type, detail, delivery, steps, requested_at, deadline_at, user_id, user_email)
    SELECT r.flow_id, r.fleet_id, r.client_id, r.vehicle_id, r.command, v.telematics_brand, r.instance_id,
-     'IN_FLIGHT', r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at
+     'IN_FLIGHT', r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at, r.user_id, r.user_email
    FROM r JOIN v ON v.vehicle_id = r.vehicle_id
    WHERE v.fleet_id = r.fleet_id AND v.setup_status = 'SUCCEEDED'
      AND v.capabilities->'commands' ? r.command
@@ -158,9 +164,9 @@ export const START_COMMANDS_SQL = `WITH r AS (
 export const START_COMMAND_SQL = `WITH v AS MATERIALIZED (SELECT * FROM vehicles WHERE vehicle_id = $4::text),
  begun AS (
    INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-     problem_type, detail, delivery, steps, requested_at, deadline_at)
+     problem_type, detail, delivery, steps, requested_at, deadline_at, user_id, user_email)
    SELECT $1::text, $2::text, $3::text, $4::text, $5::text, v.telematics_brand, $6::text, 'IN_FLIGHT',
-     $7::text, $8::text, $9::text, $10::jsonb, $11::timestamptz, $12::timestamptz
+     $7::text, $8::text, $9::text, $10::jsonb, $11::timestamptz, $12::timestamptz, $13::text, $14::text
    FROM v
    WHERE v.fleet_id = $2::text AND v.setup_status = 'SUCCEEDED' AND v.capabilities->'commands' ? $5::text
    ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING
@@ -404,6 +410,117 @@ export class PostgresStore implements Store {
     return (rowCount ?? 0) > 0;
   }
 
+  async createUser(u: ConsoleUser): Promise<void> {
+    try {
+      await this.q(
+        `INSERT INTO console_users (user_id, fleet_id, email, role, password_hash, created_at, modified_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [u.user_id, u.fleet_id, u.email, u.role, u.password_hash, u.created_at, u.modified_at],
+      );
+    } catch (err) {
+      if (errorCode(err) === '23505') {
+        throw new StoreConflictError(constraintOf(err).includes('email') ? 'email' : 'user_id');
+      }
+      throw err;
+    }
+  }
+
+  async getUser(userId: string): Promise<ConsoleUser | undefined> {
+    const { rows } = await this.q('SELECT * FROM console_users WHERE user_id = $1', [userId]);
+    return rows[0] && userFromRow(rows[0]);
+  }
+
+  async getUserByEmail(email: string): Promise<ConsoleUser | undefined> {
+    const { rows } = await this.q('SELECT * FROM console_users WHERE email = $1', [email]);
+    return rows[0] && userFromRow(rows[0]);
+  }
+
+  async listUsers(fleetId?: string): Promise<ConsoleUser[]> {
+    const { rows } =
+      fleetId === undefined
+        ? await this.q('SELECT * FROM console_users ORDER BY email', [])
+        : await this.q('SELECT * FROM console_users WHERE fleet_id = $1 ORDER BY email', [fleetId]);
+    return rows.map(userFromRow);
+  }
+
+  async updateUser(
+    userId: string,
+    patch: Partial<Pick<ConsoleUser, 'role' | 'password_hash'>>,
+    modifiedAt: string,
+  ): Promise<ConsoleUser | undefined> {
+    const { rows } = await this.q(
+      `UPDATE console_users SET role = COALESCE($1, role), password_hash = COALESCE($2, password_hash),
+         modified_at = $3 WHERE user_id = $4 RETURNING *`,
+      [patch.role ?? null, patch.password_hash ?? null, modifiedAt, userId],
+    );
+    return rows[0] && userFromRow(rows[0]);
+  }
+
+  async deleteUser(userId: string): Promise<boolean> {
+    const { rowCount } = await this.q('DELETE FROM console_users WHERE user_id = $1', [userId]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  async createSession(session: ConsoleSession): Promise<void> {
+    try {
+      await this.q(
+        'INSERT INTO console_sessions (session_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)',
+        [session.session_hash, session.user_id, session.created_at, session.expires_at],
+      );
+    } catch (err) {
+      if (errorCode(err) === '23503') throw new StoreConflictError('user');
+      throw err;
+    }
+  }
+
+  async getSession(sessionHash: string): Promise<{ session: ConsoleSession; user: ConsoleUser } | undefined> {
+    const { rows } = await this.q(
+      `SELECT u.*, s.session_hash, s.created_at AS session_created_at, s.expires_at
+         FROM console_sessions s JOIN console_users u ON u.user_id = s.user_id WHERE s.session_hash = $1`,
+      [sessionHash],
+    );
+    return rows[0] && { session: sessionFromRow(rows[0]), user: userFromRow(rows[0]) };
+  }
+
+  async deleteSession(sessionHash: string): Promise<void> {
+    await this.q('DELETE FROM console_sessions WHERE session_hash = $1', [sessionHash]);
+  }
+
+  async deleteUserSessions(userId: string): Promise<void> {
+    await this.q('DELETE FROM console_sessions WHERE user_id = $1', [userId]);
+  }
+
+  async purgeSessions(expiredBefore: string): Promise<number> {
+    const { rowCount } = await this.q('DELETE FROM console_sessions WHERE expires_at < $1', [expiredBefore]);
+    return rowCount ?? 0;
+  }
+
+  async noteSignInFailure(keys: readonly string[], at: string): Promise<SignInFailures[]> {
+    const { rows } = await this.q(
+      `INSERT INTO sign_in_failures (throttle_key, failures, last_failure_at)
+       SELECT k, 1, $2 FROM unnest($1::text[]) AS k
+       ON CONFLICT (throttle_key) DO UPDATE
+         SET failures = sign_in_failures.failures + 1, last_failure_at = excluded.last_failure_at
+       RETURNING *`,
+      [keys, at],
+    );
+    const byKey = new Map(rows.map((r) => [String(r.throttle_key), signInFailuresFromRow(r)]));
+    return keys.map((k) => byKey.get(k)!);
+  }
+
+  async getSignInFailures(keys: readonly string[]): Promise<SignInFailures[]> {
+    const { rows } = await this.q('SELECT * FROM sign_in_failures WHERE throttle_key = ANY($1::text[])', [keys]);
+    const byKey = new Map(rows.map((r) => [String(r.throttle_key), signInFailuresFromRow(r)]));
+    return keys.flatMap((k) => (byKey.has(k) ? [byKey.get(k)!] : []));
+  }
+
+  async clearSignInFailures(keys: readonly string[], staleBefore: string): Promise<void> {
+    await this.q('DELETE FROM sign_in_failures WHERE throttle_key = ANY($1::text[]) OR last_failure_at < $2', [
+      keys,
+      staleBefore,
+    ]);
+  }
+
   private async writeTags(c: Queryable, fleetId: string, vehicleId: string, tags: readonly string[]): Promise<void> {
     await this.q('DELETE FROM vehicle_tags WHERE vehicle_id = $1', [vehicleId], c);
     if (tags.length === 0) return;
@@ -523,12 +640,12 @@ export class PostgresStore implements Store {
       // batch still give exactly one winner.
       const { rows } = await this.q(
         `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-           problem_type, detail, delivery, steps, requested_at, deadline_at)
+           problem_type, detail, delivery, steps, requested_at, deadline_at, user_id, user_email)
          SELECT r.flow_id, r.fleet_id, r.client_id, r.vehicle_id, r.command, r.adapter, r.instance_id, 'IN_FLIGHT',
-           r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at
+           r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at, r.user_id, r.user_email
          FROM jsonb_to_recordset($1::jsonb) AS r(flow_id text, fleet_id text, client_id text, vehicle_id text,
            command text, adapter text, instance_id text, problem_type text, detail text, delivery text, steps jsonb,
-           requested_at timestamptz, deadline_at timestamptz)
+           requested_at timestamptz, deadline_at timestamptz, user_id text, user_email text)
          ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING
          RETURNING flow_id`,
         [json(records)],
@@ -953,8 +1070,8 @@ export class PostgresStore implements Store {
     try {
       const { rowCount } = await this.q(
         `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-           problem_type, detail, delivery, steps, requested_at, deadline_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'IN_FLIGHT', $8, $9, $10, $11::jsonb, $12, $13)
+           problem_type, detail, delivery, steps, requested_at, deadline_at, user_id, user_email)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'IN_FLIGHT', $8, $9, $10, $11::jsonb, $12, $13, $14, $15)
          ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
         commandInsertValues(c, ENCODE),
       );

@@ -119,6 +119,42 @@ CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
   },
   {
     version: 2,
+    name: 'console users and sessions',
+    sql: `
+CREATE TABLE console_users (
+  user_id       TEXT PRIMARY KEY,
+  fleet_id      TEXT NOT NULL,
+  email         TEXT NOT NULL UNIQUE,
+  role          TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  created_at    INTEGER NOT NULL,
+  modified_at   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX console_users_fleet_idx ON console_users (fleet_id, email);
+
+CREATE TABLE console_sessions (
+  session_hash TEXT PRIMARY KEY,
+  user_id      TEXT NOT NULL REFERENCES console_users (user_id) ON DELETE CASCADE,
+  created_at   INTEGER NOT NULL,
+  expires_at   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX console_sessions_user_idx ON console_sessions (user_id);
+CREATE INDEX console_sessions_expires_idx ON console_sessions (expires_at);
+
+CREATE TABLE sign_in_failures (
+  throttle_key    TEXT PRIMARY KEY,
+  failures        INTEGER NOT NULL,
+  last_failure_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX sign_in_failures_last_idx ON sign_in_failures (last_failure_at);
+
+-- The console user who sent a command (SPEC §9); NULL for API clients.
+ALTER TABLE commands ADD COLUMN user_id TEXT;
+ALTER TABLE commands ADD COLUMN user_email TEXT;
+`,
+  },
+  {
+    version: 3,
     name: 'event outbox, trips, event cursors, channel records',
     sql: `
 -- The outbox (docs/events.md): written in the same transaction as the change each row describes.

@@ -19,9 +19,12 @@ import {
   type ChangeCause,
   type CommandCompletion,
   type CommandRecord,
+  type ConsoleSession,
+  type ConsoleUser,
   type CredentialsRecord,
   type IdempotencyRecord,
   type Migration,
+  type SignInFailures,
   type Store,
   StoreConflictError,
   StoreUnavailableError,
@@ -63,6 +66,9 @@ const {
   command: commandFromRow,
   credentials: credentialsFromRow,
   idempotency: idempotencyFromRow,
+  user: userFromRow,
+  session: sessionFromRow,
+  signInFailures: signInFailuresFromRow,
 } = rowMappers({ time: toIso, json: parse });
 
 function sqliteCode(err: unknown): string {
@@ -257,6 +263,122 @@ export class SqliteStore implements Store {
 
   async deleteClient(clientId: string): Promise<boolean> {
     return this.run(() => this.prepare('DELETE FROM api_clients WHERE client_id = ?').run(clientId)).changes > 0;
+  }
+
+  async createUser(u: ConsoleUser): Promise<void> {
+    this.run(() => {
+      try {
+        this.prepare(
+          `INSERT INTO console_users (user_id, fleet_id, email, role, password_hash, created_at, modified_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        ).run(u.user_id, u.fleet_id, u.email, u.role, u.password_hash, toMs(u.created_at), toMs(u.modified_at));
+      } catch (err) {
+        if (isUniqueViolation(err) && String(err).includes('email')) throw new StoreConflictError('email');
+        if (isUniqueViolation(err)) throw new StoreConflictError('user_id');
+        throw err;
+      }
+    });
+  }
+
+  async getUser(userId: string): Promise<ConsoleUser | undefined> {
+    const r = this.run(() => this.prepare('SELECT * FROM console_users WHERE user_id = ?').get(userId)) as
+      | Row
+      | undefined;
+    return r && userFromRow(r);
+  }
+
+  async getUserByEmail(email: string): Promise<ConsoleUser | undefined> {
+    const r = this.run(() => this.prepare('SELECT * FROM console_users WHERE email = ?').get(email)) as Row | undefined;
+    return r && userFromRow(r);
+  }
+
+  async listUsers(fleetId?: string): Promise<ConsoleUser[]> {
+    const rows = this.run(() =>
+      fleetId === undefined
+        ? this.prepare('SELECT * FROM console_users ORDER BY email').all()
+        : this.prepare('SELECT * FROM console_users WHERE fleet_id = ? ORDER BY email').all(fleetId),
+    ) as Row[];
+    return rows.map(userFromRow);
+  }
+
+  async updateUser(
+    userId: string,
+    patch: Partial<Pick<ConsoleUser, 'role' | 'password_hash'>>,
+    modifiedAt: string,
+  ): Promise<ConsoleUser | undefined> {
+    const r = this.run(() =>
+      this.prepare(
+        `UPDATE console_users SET role = COALESCE(?, role), password_hash = COALESCE(?, password_hash),
+           modified_at = ? WHERE user_id = ? RETURNING *`,
+      ).get(patch.role ?? null, patch.password_hash ?? null, toMs(modifiedAt), userId),
+    ) as Row | undefined;
+    return r && userFromRow(r);
+  }
+
+  async deleteUser(userId: string): Promise<boolean> {
+    return this.run(() => this.prepare('DELETE FROM console_users WHERE user_id = ?').run(userId)).changes > 0;
+  }
+
+  async createSession(session: ConsoleSession): Promise<void> {
+    this.run(
+      () =>
+        this.prepare(
+          'INSERT INTO console_sessions (session_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)',
+        ).run(session.session_hash, session.user_id, toMs(session.created_at), toMs(session.expires_at)),
+      'user',
+    );
+  }
+
+  async getSession(sessionHash: string): Promise<{ session: ConsoleSession; user: ConsoleUser } | undefined> {
+    const r = this.run(() =>
+      this.prepare(
+        `SELECT u.*, s.session_hash, s.created_at AS session_created_at, s.expires_at
+           FROM console_sessions s JOIN console_users u ON u.user_id = s.user_id WHERE s.session_hash = ?`,
+      ).get(sessionHash),
+    ) as Row | undefined;
+    return r && { session: sessionFromRow(r), user: userFromRow(r) };
+  }
+
+  async deleteSession(sessionHash: string): Promise<void> {
+    this.run(() => this.prepare('DELETE FROM console_sessions WHERE session_hash = ?').run(sessionHash));
+  }
+
+  async deleteUserSessions(userId: string): Promise<void> {
+    this.run(() => this.prepare('DELETE FROM console_sessions WHERE user_id = ?').run(userId));
+  }
+
+  async purgeSessions(expiredBefore: string): Promise<number> {
+    return this.run(() => this.prepare('DELETE FROM console_sessions WHERE expires_at < ?').run(toMs(expiredBefore)))
+      .changes;
+  }
+
+  async noteSignInFailure(keys: readonly string[], at: string): Promise<SignInFailures[]> {
+    const upsert = this.prepare(
+      `INSERT INTO sign_in_failures (throttle_key, failures, last_failure_at) VALUES (?, 1, ?)
+       ON CONFLICT (throttle_key) DO UPDATE SET failures = failures + 1, last_failure_at = excluded.last_failure_at
+       RETURNING *`,
+    );
+    const tx = this.db.transaction(() => keys.map((k) => signInFailuresFromRow(upsert.get(k, toMs(at)) as Row)));
+    return this.run(() => tx.immediate());
+  }
+
+  async getSignInFailures(keys: readonly string[]): Promise<SignInFailures[]> {
+    const get = this.prepare('SELECT * FROM sign_in_failures WHERE throttle_key = ?');
+    return this.run(() =>
+      keys.flatMap((k) => {
+        const r = get.get(k) as Row | undefined;
+        return r ? [signInFailuresFromRow(r)] : [];
+      }),
+    );
+  }
+
+  async clearSignInFailures(keys: readonly string[], staleBefore: string): Promise<void> {
+    const del = this.prepare('DELETE FROM sign_in_failures WHERE throttle_key = ?');
+    const tx = this.db.transaction(() => {
+      for (const k of keys) del.run(k);
+      this.prepare('DELETE FROM sign_in_failures WHERE last_failure_at < ?').run(toMs(staleBefore));
+    });
+    this.run(() => tx.immediate());
   }
 
   private writeTags(fleetId: string, vehicleId: string, tags: readonly string[]): void {
@@ -720,8 +842,8 @@ export class SqliteStore implements Store {
   private insertCommand(c: CommandRecord): boolean {
     const info = this.prepare(
       `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-           problem_type, detail, delivery, steps, requested_at, deadline_at, completed_at, duration_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'IN_FLIGHT', ?, ?, ?, ?, ?, ?, NULL, NULL)
+           problem_type, detail, delivery, steps, requested_at, deadline_at, user_id, user_email)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'IN_FLIGHT', ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
     ).run(...commandInsertValues(c, ENCODE));
     return info.changes > 0;
