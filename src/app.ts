@@ -7,6 +7,9 @@ import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
 import { redact } from './config.js';
+import type { DeliveryChannel } from './events/channels/channel.js';
+import { createChannels } from './events/channels/registry.js';
+import { EventFeed } from './events/feed.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
 import { listenUrl, listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
@@ -14,6 +17,7 @@ import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
+import { EventService } from './services/event-service.js';
 import { VehicleService } from './services/vehicle-service.js';
 import { createStore } from './store/registry.js';
 import type { Store } from './store/store.js';
@@ -34,6 +38,10 @@ export interface App {
   vehicles: VehicleService;
   commands: CommandService;
   events: EventBus;
+  /** The outbox's feed (pull, stream and delivery channels read it). */
+  feed: EventFeed;
+  /** The delivery channels (webhooks, …) running in this instance. */
+  channels: readonly DeliveryChannel[];
   /** Graceful stop: refuse new commands, finish running ones, then close everything. */
   stop(): Promise<void>;
 }
@@ -68,6 +76,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     const masterSecret = config.secretKey ?? loadOrCreateKeyFile(config.dataDir);
     const secrets = new SecretBox(deriveKey(masterSecret, 'secret-box'));
     const events = new EventBus();
+    const feed = new EventFeed(store.events);
+    cleanups.push(async () => feed.close());
     const adapters = createAdapters();
     const vehicles = new VehicleService(store, adapters, events, logger, deriveKey(masterSecret, 'unit-password'));
     const commands = new CommandService(store, vehicles, events, {
@@ -163,6 +173,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       vehicles,
       commands,
       credentials,
+      events: new EventService(feed),
       adapters,
       readiness,
       metrics,
@@ -183,6 +194,13 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     const maintenance = startMaintenance(store, vehicles, config, logger);
     cleanups.push(async () => clearInterval(maintenance));
 
+    // Delivery never runs in the command path: each channel reads the outbox on its own.
+    const channels = createChannels({ feed, config, logger, instanceId: config.instanceId });
+    for (const channel of channels) {
+      await channel.start();
+      cleanups.push(() => channel.stop());
+    }
+
     const address = api.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     let stopped: Promise<void> | undefined;
@@ -198,6 +216,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       vehicles,
       commands,
       events,
+      feed,
+      channels,
       stop: () => {
         stopped ??= (async () => {
           await commands.drain();
@@ -233,6 +253,7 @@ function startMaintenance(
         lastPurge = now;
         await store.purgeIdempotencyKeys(new Date(now - IDEMPOTENCY_RETENTION_MS).toISOString());
       }
+      await pruneEvents(store, new Date(now - config.eventRetentionHours * 3600_000).toISOString(), logger);
     } catch (err) {
       logger.warn({ err }, 'maintenance round failed; retrying');
     } finally {
@@ -241,4 +262,21 @@ function startMaintenance(
   }, MAINTENANCE_INTERVAL_MS);
   timer.unref();
   return timer;
+}
+
+// Retention (docs/events.md): short transactions of at most EVENT_PRUNE_BATCH rows, so writers
+// wait for at most one of them; up to EVENT_PRUNE_BATCHES per maintenance round (20,000 per 5 s
+// outpaces 15,000 units reporting every 30 s several times over).
+const EVENT_PRUNE_BATCH = 1_000;
+const EVENT_PRUNE_BATCHES = 20;
+
+async function pruneEvents(store: Store, before: string, logger: Logger): Promise<void> {
+  let pruned = 0;
+  for (let i = 0; i < EVENT_PRUNE_BATCHES; i++) {
+    const n = await store.events.prune(before, EVENT_PRUNE_BATCH);
+    pruned += n;
+    if (n < EVENT_PRUNE_BATCH) break;
+  }
+  pruned += await store.events.pruneLog(before, EVENT_PRUNE_BATCH);
+  if (pruned > 0) logger.debug({ pruned }, 'deleted events past retention');
 }

@@ -12,6 +12,7 @@ import { listenUrl } from '../lib/listen.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
+import type { EventService } from '../services/event-service.js';
 import type { VehicleService } from '../services/vehicle-service.js';
 import type { TelematicsAdapter } from '../telematics/adapter.js';
 import {
@@ -26,6 +27,7 @@ import { type PublicBase, problemErrorHandler } from './problem-response.js';
 import { authRoutes } from './routes/auth.js';
 import { commandRoutes } from './routes/commands.js';
 import { credentialsRoutes } from './routes/credentials.js';
+import { eventRoutes } from './routes/events.js';
 import { operationsRoutes } from './routes/operations.js';
 import { problemRoutes } from './routes/problems.js';
 import { telematicsBrandRoutes } from './routes/telematics-brands.js';
@@ -44,6 +46,7 @@ export interface ApiDeps {
   vehicles: VehicleService;
   commands: CommandService;
   credentials: CredentialsService;
+  events: EventService;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
   readiness: ReadinessCheck[];
   metrics: Metrics;
@@ -173,6 +176,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         { name: 'Vehicles', description: 'Vehicle lifecycle (SPEC §4)' },
         { name: 'Telematics', description: 'Brands, models and credentials' },
         { name: 'Access', description: 'OAuth2 client credentials (SPEC §5)' },
+        { name: 'Events', description: 'Events: pull, stream and webhooks (SPEC §8)' },
         { name: 'Operations', description: 'Health and metrics' },
       ],
     },
@@ -186,6 +190,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   commandRoutes(app, deps);
   telematicsBrandRoutes(app, deps);
   credentialsRoutes(app, deps);
+  eventRoutes(app, deps);
   problemRoutes(app, deps);
   operationsRoutes(app, deps);
 
