@@ -166,6 +166,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       },
     ];
     const metrics = new Metrics(events, () => commands.running);
+    // Delivery never runs in the command path: each channel reads the outbox on its own.
+    const channels = createChannels({ feed, config, logger, instanceId: config.instanceId, secrets });
     const api = await buildServer({
       config,
       logger,
@@ -174,6 +176,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       commands,
       credentials,
       events: new EventService(feed),
+      channelRoutes: channels.flatMap((c) => (c.registerRoutes ? [(app: Api) => c.registerRoutes!(app)] : [])),
       adapters,
       readiness,
       metrics,
@@ -194,8 +197,6 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     const maintenance = startMaintenance(store, vehicles, config, logger);
     cleanups.push(async () => clearInterval(maintenance));
 
-    // Delivery never runs in the command path: each channel reads the outbox on its own.
-    const channels = createChannels({ feed, config, logger, instanceId: config.instanceId });
     for (const channel of channels) {
       await channel.start();
       cleanups.push(() => channel.stop());

@@ -47,6 +47,8 @@ export interface ApiDeps {
   commands: CommandService;
   credentials: CredentialsService;
   events: EventService;
+  /** Routes of the delivery channels (events/channels/<name>/), e.g. /webhooks. */
+  channelRoutes?: ReadonlyArray<(app: Api) => void>;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
   readiness: ReadinessCheck[];
   metrics: Metrics;
@@ -191,6 +193,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   telematicsBrandRoutes(app, deps);
   credentialsRoutes(app, deps);
   eventRoutes(app, deps);
+  for (const routes of deps.channelRoutes ?? []) routes(app);
   problemRoutes(app, deps);
   operationsRoutes(app, deps);
 
