@@ -1,12 +1,12 @@
 import type { MqttClient } from 'mqtt';
 import { type Logger, pino } from 'pino';
-import { Metrics } from './api/metrics.js';
+import { Metrics, startMetricsServer } from './api/metrics.js';
 import { type Api, buildServer, type ReadinessCheck } from './api/server.js';
 import { type EmbeddedBroker, startEmbeddedBroker } from './broker/embedded-broker.js';
 import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
-import { redact } from './config.js';
+import { parseHostPort, redact } from './config.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
 import { listenUrl, listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
@@ -27,6 +27,8 @@ export interface App {
   api: Api;
   /** The HTTP base URL this instance listens on (loopback form when bound to every address). */
   url: string;
+  /** Where Prometheus scrapes this instance. */
+  metricsUrl: string;
   /** The broker units connect to: the embedded one's URL, or the external one. */
   mqttUrl: string;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
@@ -155,7 +157,10 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
         },
       },
     ];
-    const metrics = new Metrics(events, () => commands.running);
+    const metrics = new Metrics(events, () => commands.running, {
+      countVehicles: () => store.countVehicles(),
+      readiness,
+    });
     const api = await buildServer({
       config,
       logger,
@@ -179,12 +184,20 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       (port) => api.listen({ port, host: config.host }),
     );
     cleanups.push(() => api.close());
+    const metricsAt = config.metricsAddress ? parseHostPort(config.metricsAddress) : undefined;
+    const metricsServer = metricsAt
+      ? await startMetricsServer(metrics, {
+          ...metricsAt,
+          token: config.metricsToken,
+          base: config.publicUrl ?? listenUrl('http', config.host, portOf(api)),
+        })
+      : undefined;
+    if (metricsServer) cleanups.push(() => metricsServer.close());
 
     const maintenance = startMaintenance(store, vehicles, config, logger);
     cleanups.push(async () => clearInterval(maintenance));
 
-    const address = api.server.address();
-    const port = typeof address === 'object' && address ? address.port : config.port;
+    const port = portOf(api);
     let stopped: Promise<void> | undefined;
     return {
       config,
@@ -192,6 +205,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       store,
       api,
       url: listenUrl('http', config.host, port),
+      metricsUrl: metricsServer?.url ?? `${listenUrl('http', config.host, port)}/metrics`,
       mqttUrl,
       adapters,
       auth,
@@ -210,6 +224,11 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     await cleanup();
     throw e;
   }
+}
+
+function portOf(api: Api): number {
+  const address = api.server.address();
+  return typeof address === 'object' && address ? address.port : 0;
 }
 
 /** Periodic upkeep that any instance may do: orphaned commands, old idempotency keys, stale setups. */

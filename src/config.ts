@@ -33,6 +33,10 @@ export interface Config {
   secretKey: string | undefined;
   commandTimeoutMs: number;
   tokenTtlSeconds: number;
+  /** When set, `/metrics` answers only `Authorization: Bearer <metricsToken>`. */
+  metricsToken: string | undefined;
+  /** `host:port` of a listener serving only `/metrics`; the API then does not serve it. */
+  metricsAddress: string | undefined;
   /** Requests per minute per API client. */
   rateLimitPerMinute: number;
   /** A vehicle whose unit has not connected within this time ends setup FAILED. */
@@ -197,6 +201,22 @@ export const SETTINGS: readonly Setting[] = [
     description: 'Lifetime of access tokens.',
   },
   {
+    key: 'metricsToken',
+    env: 'FLEETGATE_METRICS_TOKEN',
+    flag: '--metrics-token',
+    kind: 'string',
+    description:
+      'When set, `/metrics` answers only requests with `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: <token>}`). Default: unprotected.',
+  },
+  {
+    key: 'metricsAddress',
+    env: 'FLEETGATE_METRICS_ADDRESS',
+    flag: '--metrics-address',
+    kind: 'string',
+    description:
+      'Serve `/metrics` on its own `host:port` (e.g. `10.0.0.5:9464`, port 0 = any free port) instead of on the API port. Default: on the API port.',
+  },
+  {
     key: 'rateLimitPerMinute',
     env: 'FLEETGATE_RATE_LIMIT_PER_MINUTE',
     flag: '--rate-limit-per-minute',
@@ -318,11 +338,26 @@ export function loadConfig(
   if ((out.mqttUsername === undefined) !== (out.mqttPassword === undefined)) {
     errors.push('MQTT username and password must be set together');
   }
+  if (typeof out.metricsAddress === 'string' && !parseHostPort(out.metricsAddress)) {
+    errors.push(`metrics address: '${out.metricsAddress}' is not host:port with a port from 0 to 65535`);
+  }
+  if (typeof out.metricsToken === 'string' && out.metricsToken.length < 16) {
+    errors.push('metrics token: must be at least 16 characters');
+  }
   if (errors.length > 0) throw new ConfigError(errors);
   out.dataDir = path.resolve(out.dataDir as string);
   out.instanceId ??= `fg-${randomUUID().slice(0, 8)}`;
   out.defaulted = Object.freeze(defaulted);
   return Object.freeze(out as unknown as Config);
+}
+
+/** `host:port` (IPv6 hosts in brackets) into its parts; undefined when malformed. */
+export function parseHostPort(value: string): { host: string; port: number } | undefined {
+  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(value.trim());
+  const host = m?.[1];
+  const port = Number(m?.[2]);
+  if (!host || port > 65535) return undefined;
+  return { host, port };
 }
 
 /** Hides the password part of a URL for error messages and logs. */

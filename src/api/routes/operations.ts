@@ -1,10 +1,13 @@
 import { Type } from 'typebox';
+import { ProblemError } from '../../domain/problems.js';
+import { metricsAuthorized } from '../metrics.js';
+import { Problem } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const Health = Type.Object({ status: Type.String(), checks: Type.Optional(Type.Record(Type.String(), Type.String())) });
 
 /** SPEC §7: liveness, readiness (database and broker reachable) and Prometheus metrics. */
-export function operationsRoutes(app: Api, { readiness, metrics }: ApiDeps): void {
+export function operationsRoutes(app: Api, { readiness, metrics, config }: ApiDeps): void {
   app.get(
     '/health/live',
     { schema: { tags: ['Operations'], summary: 'Liveness', response: { 200: Health } } },
@@ -38,7 +41,29 @@ export function operationsRoutes(app: Api, { readiness, metrics }: ApiDeps): voi
     },
   );
 
-  app.get('/metrics', { schema: { tags: ['Operations'], summary: 'Prometheus metrics' } }, async (_request, reply) =>
-    reply.type(metrics.contentType).send(await metrics.render()),
+  // With --metrics-address, /metrics lives on its own listener (app.ts) and not here.
+  if (config.metricsAddress) return;
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['Operations'],
+        summary: 'Prometheus metrics',
+        description: 'With `--metrics-token` set, send `Authorization: Bearer <metrics token>`.',
+        response: { 401: Problem },
+      },
+    },
+    async (request, reply) => {
+      if (!metricsAuthorized(request.headers.authorization, config.metricsToken)) {
+        throw new ProblemError(
+          'invalid-credentials',
+          '/metrics needs `Authorization: Bearer <metrics token>` (the --metrics-token setting).',
+          {},
+          { 'WWW-Authenticate': 'Bearer realm="metrics"' },
+        );
+      }
+      // Prometheus text, not JSON: the response schema above documents only the problem.
+      return reply.type(metrics.contentType).send((await metrics.render()) as never);
+    },
   );
 }

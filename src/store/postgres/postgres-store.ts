@@ -19,6 +19,7 @@ import {
   type Store,
   StoreConflictError,
   StoreUnavailableError,
+  type VehicleCount,
   type VehicleFilter,
   type VehiclePatch,
 } from '../store.js';
@@ -849,6 +850,15 @@ export class PostgresStore implements Store {
       [vehicleId, status, at],
     );
     return (rowCount ?? 0) > 0;
+  }
+
+  async countVehicles(): Promise<VehicleCount[]> {
+    const { rows } = await this.q(
+      `SELECT telematics_brand, setup_status, life_status, COUNT(*)::int AS count FROM vehicles
+        GROUP BY telematics_brand, setup_status, life_status`,
+      [],
+    );
+    return rows as unknown as VehicleCount[];
   }
 
   async listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]> {
