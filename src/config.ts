@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { homedir } from 'node:os';
 import path from 'node:path';
 
 /**
@@ -366,10 +367,21 @@ export function redact(url: string): string {
 }
 
 /** What the CLI's API commands read from the environment (the only other use of process.env). */
-export function cliEnv(env: Source = process.env): { apiUrl?: string; clientId?: string; clientSecret?: string } {
+export function cliEnv(env: Source = process.env): {
+  apiUrl?: string;
+  clientId?: string;
+  clientSecret?: string;
+  /** Where the CLI caches access tokens: $XDG_CACHE_HOME/fleetgate/tokens, else ~/.cache/fleetgate/tokens. */
+  tokenCacheDir: string;
+} {
   return {
     apiUrl: env.FLEETGATE_API_URL,
     clientId: env.FLEETGATE_CLIENT_ID,
     clientSecret: env.FLEETGATE_CLIENT_SECRET,
+    tokenCacheDir: path.join(
+      env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(homedir(), '.cache'),
+      'fleetgate',
+      'tokens',
+    ),
   };
 }
