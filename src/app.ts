@@ -10,14 +10,16 @@ import { parseHostPort, redact } from './config.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
 import { listenUrl, listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
+import { type AdapterContextParts, createAdapterContext } from './services/adapter-context.js';
 import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
+import { UserService } from './services/user-service.js';
 import { VehicleService } from './services/vehicle-service.js';
 import { createStore } from './store/registry.js';
 import type { Store } from './store/store.js';
-import type { AdapterContext, BrokerProvisioner, TelematicsAdapter } from './telematics/adapter.js';
+import type { BrokerProvisioner, TelematicsAdapter } from './telematics/adapter.js';
 import { createAdapters } from './telematics/registry.js';
 
 export interface App {
@@ -35,6 +37,7 @@ export interface App {
   auth: AuthService;
   vehicles: VehicleService;
   commands: CommandService;
+  users: UserService;
   events: EventBus;
   /** Graceful stop: refuse new commands, finish running ones, then close everything. */
   stop(): Promise<void>;
@@ -78,6 +81,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     });
     const auth = new AuthService(store, deriveKey(masterSecret, 'jwt-hs256'), config.tokenTtlSeconds);
     const credentials = new CredentialsService(store, secrets, adapters);
+    const users = new UserService(store, { sessionTtlMinutes: config.consoleSessionMinutes });
 
     let broker: EmbeddedBroker | undefined;
     let mqttUrl: string;
@@ -86,7 +90,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     if (config.mqttUrl) {
       mqttUrl = config.mqttUrl;
       const creds = config.mqttUsername ? { username: config.mqttUsername, password: config.mqttPassword! } : undefined;
-      mqtt = await connectServiceClient(config.mqttUrl, creds, logger);
+      mqtt = await connectServiceClient(config.mqttUrl, creds, logger, { packetLog: config.mqttPacketLog });
       if (config.mqttProvisioning === 'mosquitto-dynsec') {
         const client = mqtt;
         // SPEC §5 on the external broker: each unit's account and topic ACL, made as vehicles come and go.
@@ -125,27 +129,26 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       cleanups.push(() => started.close());
       mqttUrl = broker.url;
       provisioner = broker.provisioner;
-      mqtt = await connectServiceClient(broker.url, broker.serviceCredentials, logger);
+      mqtt = await connectServiceClient(broker.url, broker.serviceCredentials, logger, {
+        packetLog: config.mqttPacketLog,
+      });
     }
     cleanups.push(() => new Promise<void>((resolve) => mqtt.end(false, {}, () => resolve())));
 
+    const contextParts: AdapterContextParts = {
+      logger,
+      instanceId: config.instanceId,
+      listenHost: config.host,
+      mqtt,
+      sharedBroker: config.mqttUrl !== undefined,
+      broker: provisioner,
+      vehicles,
+      credentials,
+    };
     for (const adapter of adapters.values()) {
-      const brand = adapter.brand;
-      const ctx: AdapterContext = {
-        logger: logger.child({ adapter: brand }),
-        mqtt,
-        broker: provisioner,
-        store,
-        secrets,
-        config,
-        onStateReport: async (unitId, state) => {
-          await vehicles.onStateReport(brand, unitId, state);
-        },
-        onConnectionChange: (unitId, online, at) => vehicles.onConnectionChange(brand, unitId, online, at),
-        setSetupResult: (vehicleId, result, force) => vehicles.setSetupResult(vehicleId, result, force),
-      };
-      await adapter.start(ctx);
+      await adapter.start(createAdapterContext(adapter, config.adapters[adapter.brand] ?? {}, contextParts));
       cleanups.push(() => adapter.stop());
+      await vehicles.resumeSetups(adapter);
     }
 
     const readiness: ReadinessCheck[] = [
@@ -168,6 +171,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       vehicles,
       commands,
       credentials,
+      users,
       adapters,
       readiness,
       metrics,
@@ -194,7 +198,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       : undefined;
     if (metricsServer) cleanups.push(() => metricsServer.close());
 
-    const maintenance = startMaintenance(store, vehicles, config, logger);
+    const maintenance = startMaintenance(store, vehicles, users, config, logger);
     cleanups.push(async () => clearInterval(maintenance));
 
     const port = portOf(api);
@@ -211,6 +215,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       auth,
       vehicles,
       commands,
+      users,
       events,
       stop: () => {
         stopped ??= (async () => {
@@ -231,10 +236,14 @@ function portOf(api: Api): number {
   return typeof address === 'object' && address ? address.port : 0;
 }
 
-/** Periodic upkeep that any instance may do: orphaned commands, old idempotency keys, stale setups. */
+/**
+ * Periodic upkeep that any instance may do: orphaned commands, old idempotency keys, stale setups,
+ * expired console sessions.
+ */
 function startMaintenance(
   store: Store,
   vehicles: VehicleService,
+  users: UserService,
   config: Readonly<Config>,
   logger: Logger,
 ): NodeJS.Timeout {
@@ -251,6 +260,7 @@ function startMaintenance(
       if (now - lastPurge > 3600_000) {
         lastPurge = now;
         await store.purgeIdempotencyKeys(new Date(now - IDEMPOTENCY_RETENTION_MS).toISOString());
+        await users.purge(now);
       }
     } catch (err) {
       logger.warn({ err }, 'maintenance round failed; retrying');

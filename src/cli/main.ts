@@ -1,22 +1,20 @@
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { createApp } from '../app.js';
-import { type Config, ConfigError, cliEnv, loadConfig, SETTINGS } from '../config.js';
+import { type Config, ConfigError, cliEnv, flagKey, loadConfig, SETTINGS } from '../config.js';
 import { COMMANDS, commandFromPath, commandToPath } from '../domain/commands.js';
 import { createApiClient, SCOPES } from '../services/auth-service.js';
-import { runSimulation } from '../sim/run-simulation.js';
-import { startSmartcarSimulation } from '../sim/smartcar-fake/smartcar-simulation.js';
-import { runTeltonikaSimulation } from '../sim/teltonika/teltonika-unit.js';
+import { UserService } from '../services/user-service.js';
 import { createStore } from '../store/registry.js';
 import type { Store } from '../store/store.js';
+import { ADAPTER_DEFINITIONS } from '../telematics/registry.js';
 import { ApiCaller, CliError } from './api-caller.js';
 
-type Flags = Partial<Record<keyof Config, string>>;
+type Flags = Partial<Record<string, string>>;
 
 /** Adds every setting of config.ts as a flag, so `serve --help` lists them all. */
 function withSettings(cmd: Command, only?: ReadonlyArray<keyof Config>): Command {
   for (const s of SETTINGS) {
-    if (only && !only.includes(s.key)) continue;
+    if (only && !(only as readonly string[]).includes(s.key)) continue;
     const long = `${s.flag} <value>`;
     cmd.addOption(new Option(long, `${s.description} [env ${s.env}${s.default ? `, default ${s.default}` : ''}]`));
   }
@@ -27,7 +25,7 @@ function withSettings(cmd: Command, only?: ReadonlyArray<keyof Config>): Command
 function settingsFrom(opts: Record<string, unknown>): Flags {
   const flags: Flags = {};
   for (const s of SETTINGS) {
-    const name = s.flag.replace(/^--/, '').replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+    const name = flagKey(s.flag);
     if (opts[name] !== undefined) flags[s.key] = String(opts[name]);
   }
   return flags;
@@ -75,6 +73,7 @@ withSettings(
   for (const adapter of app.adapters.values()) {
     if (adapter.endpoint) out.write(`  ${adapter.brand.padEnd(12)} ${adapter.endpoint}\n`);
   }
+  out.write(`  console      ${app.url}/console\n`);
   out.write(`  database     ${config.databaseUrl ? 'PostgreSQL' : `SQLite in ${config.dataDir}`}\n\n`);
   out.write('Next steps (see README.md "Quick start"):\n');
   out.write(
@@ -177,14 +176,72 @@ withSettings(
   });
 });
 
-program
+const users = program.command('users').description('Manage console users (people who sign in at /console)');
+withSettings(
+  users
+    .command('create')
+    .description('Create a console user of a fleet')
+    .requiredOption('--fleet <fleet_id>', 'the fleet the user belongs to')
+    .requiredOption('--email <email>', 'what the user signs in with')
+    .requiredOption('--role <role>', 'viewer (sees everything), operator (also sends commands) or admin (everything)')
+    .requiredOption('--password <pw>', 'at least 10 characters; stored as a scrypt hash')
+    .option('--json', 'print the user as JSON'),
+  ['dataDir', 'databaseUrl', 'logLevel'],
+).action(async (opts: Record<string, unknown>) => {
+  await withStore(opts, async (store) => {
+    const user = await new UserService(store, { sessionTtlMinutes: 1 })
+      .create({
+        fleetId: String(opts.fleet),
+        email: String(opts.email),
+        role: String(opts.role),
+        password: String(opts.password),
+      })
+      .catch((e: Error) => fail(e.message));
+    process.stdout.write(
+      opts.json
+        ? `${JSON.stringify(user)}\n`
+        : `created ${user.role} ${user.email} of fleet ${user.fleet_id} (${user.user_id}); sign in at /console\n`,
+    );
+  });
+});
+
+withSettings(
+  users
+    .command('list')
+    .description('List console users (never their passwords)')
+    .option('--fleet <fleet_id>', 'only this fleet')
+    .option('--json', 'one JSON object per line'),
+  ['dataDir', 'databaseUrl', 'logLevel'],
+).action(async (opts: Record<string, unknown>) => {
+  await withStore(opts, async (store) => {
+    const list = await new UserService(store, { sessionTtlMinutes: 1 }).list(opts.fleet as string | undefined);
+    for (const u of list) {
+      process.stdout.write(
+        opts.json ? `${JSON.stringify(u)}\n` : `${u.user_id}  ${u.fleet_id}  ${u.role.padEnd(8)}  ${u.email}\n`,
+      );
+    }
+    if (!opts.json) process.stderr.write(`${list.length} user(s)\n`);
+  });
+});
+
+withSettings(
+  users.command('delete').argument('<email>').description('Delete a console user; its sessions end at once'),
+  ['dataDir', 'databaseUrl', 'logLevel'],
+).action(async (email: string, opts: Record<string, unknown>) => {
+  await withStore(opts, async (store) => {
+    if (!(await new UserService(store, { sessionTtlMinutes: 1 }).deleteByEmail(email))) fail(`no user '${email}'`);
+    process.stdout.write(`deleted ${email}\n`);
+  });
+});
+
+const simulators = ADAPTER_DEFINITIONS.flatMap((d) => (d.simulator ? [d.simulator] : []));
+const simulate = program
   .command('simulate')
-  .description('Run simulated units: fleetgate/v1 over MQTT (--mqtt-url), or Teltonika over TCP (--teltonika-address)')
-  .option('--mqtt-url <url>', 'broker fleetgate/v1 units connect to, e.g. mqtt://127.0.0.1:1883')
-  .option('--teltonika-address <host:port>', "fleetgate's Teltonika TCP port; --unit is then the IMEI, no password")
-  .option('--smartcar-fake', 'run a local fake of the Smartcar API v2.0 with connected cars, and print how to use it')
-  .option('--smartcar-port <port>', 'port of the Smartcar fake (default: any free port)')
-  .option('--vehicles <n>', 'cars in the Smartcar fake', '3')
+  .description(`Run simulated units or vendor fakes: ${simulators.map((s) => s.summary).join('; ')}`);
+for (const option of simulators.flatMap((s) => s.options)) {
+  simulate.option(option.flags, option.description, option.default);
+}
+simulate
   .option('--unit <id>', 'telematics unit id of one unit')
   .option('--password <pw>', 'its password, as given when the vehicle was added')
   .option('--model <vehicle_model_id>', 'its model, e.g. fleetgate-car-v1')
@@ -197,68 +254,15 @@ program
     const controller = new AbortController();
     process.on('SIGINT', () => controller.abort());
     process.on('SIGTERM', () => controller.abort());
-    if (opts.smartcarFake) {
-      const sim = await startSmartcarSimulation({
-        port: opts.smartcarPort === undefined ? 0 : Number(opts.smartcarPort),
-        vehicles: Number(opts.vehicles),
-      });
-      const out = process.stdout;
-      out.write('Smartcar fake running. Start fleetgate with:\n');
-      for (const [k, v] of Object.entries(sim.env)) out.write(`  ${k}=${v}\n`);
-      out.write('then POST /credentials with:\n');
-      out.write(
-        `  ${JSON.stringify({ telematics_brand: 'SMARTCAR', client_id: sim.clientId, client_secret: sim.clientSecret, refresh_token: sim.refreshToken })}\n`,
-      );
-      out.write(
-        `and add vehicles with telematics_brand SMARTCAR and telematics_unit_id one of: ${sim.vehicleIds.join(', ')}\n`,
-      );
-      await new Promise<void>((resolve) =>
-        controller.signal.addEventListener('abort', () => resolve(), { once: true }),
-      );
-      await sim.fake.close();
-      return;
-    }
-    if (opts.teltonikaAddress) {
-      const m = /^(.+):(\d{1,5})$/.exec(String(opts.teltonikaAddress));
-      if (!m) fail('--teltonika-address must be host:port');
-      const teltonikaUnits: Array<{ imei: string; model: string }> = opts.unitsFile
-        ? JSON.parse(readFileSync(String(opts.unitsFile), 'utf8'))
-        : opts.unit && opts.model
-          ? [{ imei: String(opts.unit), model: String(opts.model) }]
-          : fail('give --unit <imei> and --model, or --units-file with [{"imei","model"}]');
-      await runTeltonikaSimulation({
-        host: m[1]!,
-        port: Number(m[2]),
-        units: teltonikaUnits,
-        reportIntervalMs: Number(opts.reportIntervalMs),
-        answerDelayMs: opts.answerDelayMs === undefined ? undefined : Number(opts.answerDelayMs),
-        out: process.stdout,
-        signal: controller.signal,
-      });
-      return;
-    }
-    if (!opts.mqttUrl) fail('give --mqtt-url (fleetgate/v1 units) or --teltonika-address (Teltonika units)');
-    let units: Array<{ unitId: string; password: string; model: string }>;
-    if (opts.unitsFile) {
-      units = JSON.parse(readFileSync(String(opts.unitsFile), 'utf8'));
-    } else if (opts.unit && opts.password && opts.model) {
-      units = [{ unitId: String(opts.unit), password: String(opts.password), model: String(opts.model) }];
-    } else {
-      fail('give --unit, --password and --model, or --units-file');
-    }
-    const summary = await runSimulation({
-      mqttUrl: String(opts.mqttUrl),
-      units,
-      reportIntervalMs: Number(opts.reportIntervalMs),
-      answerDelayMs: opts.answerDelayMs === undefined ? undefined : Number(opts.answerDelayMs),
-      drive: opts.drive !== false,
-      durationMs: opts.durationS === undefined ? undefined : Number(opts.durationS) * 1000,
+    const simulator = simulators.find((s) => opts[s.selectedBy] !== undefined && opts[s.selectedBy] !== false);
+    if (!simulator) fail(`give one of: ${simulators.map((s) => s.summary).join('; ')}`);
+    process.exitCode = await simulator.run(opts, {
       out: process.stdout,
       // Control words from a terminal or a pipe switch units offline, silent, failing… (README "Simulator").
       input: process.stdin,
       signal: controller.signal,
+      fail,
     });
-    process.exitCode = summary.refusedLogins.length > 0 ? 2 : 0;
     // A pipe that is still open would keep the process alive after the simulation ended.
     process.stdin.destroy();
   });

@@ -174,6 +174,11 @@ export class StoreUnavailableError extends Error {
  */
 export interface Store {
   readonly engine: string;
+  /**
+   * The outbox's read side and channels' durable state. Every write below that changes a vehicle,
+   * its state or a command record writes its events (domain/events.ts) in the same transaction.
+   */
+  readonly events: EventLog;
 
   /** Applies pending migrations; safe when several instances start at once. */
   migrate(): Promise<void>;
@@ -387,8 +392,16 @@ export interface EventLog {
   read(query: EventQuery): Promise<EventPage>;
   /** The cursor of the newest committed event (null when there is none): "from now on". */
   head(): Promise<string | null>;
-  /** Deletes at most `batch` events that occurred before `before`; returns how many. */
+  /**
+   * Deletes at most `batch` of the oldest events, those written before `before`; returns how
+   * many. Reads from a cursor before the deleted ones then throw CursorExpiredError.
+   */
   prune(before: string, batch: number): Promise<number>;
+  /**
+   * Calls `listener` after this instance committed a write with events (other instances' commits
+   * are found by reading). Returns the function that removes it.
+   */
+  onCommit(listener: () => void): () => void;
 
   /**
    * Takes or renews the lease on the durable cursor `name` for `owner` until now + `leaseMs`,

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { ProblemError } from '../../domain/problems.js';
 import { metricsAuthorized } from '../metrics.js';
-import { Problem } from '../schemas.js';
+import { problemResponses } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const Health = Type.Object({ status: Type.String(), checks: Type.Optional(Type.Record(Type.String(), Type.String())) });
@@ -10,7 +10,14 @@ const Health = Type.Object({ status: Type.String(), checks: Type.Optional(Type.R
 export function operationsRoutes(app: Api, { readiness, metrics, config }: ApiDeps): void {
   app.get(
     '/health/live',
-    { schema: { tags: ['Operations'], summary: 'Liveness', response: { 200: Health } } },
+    {
+      schema: {
+        operationId: 'getLiveness',
+        tags: ['Operations'],
+        summary: 'Liveness',
+        response: { 200: Health, ...problemResponses('4xx') },
+      },
+    },
     async () => ({ status: 'ok' }),
   );
 
@@ -18,9 +25,10 @@ export function operationsRoutes(app: Api, { readiness, metrics, config }: ApiDe
     '/health/ready',
     {
       schema: {
+        operationId: 'getReadiness',
         tags: ['Operations'],
         summary: 'Readiness: database and broker reachable',
-        response: { 200: Health, 503: Health },
+        response: { 200: Health, 503: Health, ...problemResponses('4xx') },
       },
     },
     async (_request, reply) => {
@@ -47,10 +55,17 @@ export function operationsRoutes(app: Api, { readiness, metrics, config }: ApiDe
     '/metrics',
     {
       schema: {
+        operationId: 'getMetrics',
         tags: ['Operations'],
         summary: 'Prometheus metrics',
         description: 'With `--metrics-token` set, send `Authorization: Bearer <metrics token>`.',
-        response: { 401: Problem },
+        response: {
+          200: {
+            description: 'Prometheus text exposition format.',
+            content: { 'text/plain': { schema: { type: 'string' } } },
+          },
+          ...problemResponses('4xx'),
+        },
       },
     },
     async (request, reply) => {
@@ -62,8 +77,7 @@ export function operationsRoutes(app: Api, { readiness, metrics, config }: ApiDe
           { 'WWW-Authenticate': 'Bearer realm="metrics"' },
         );
       }
-      // Prometheus text, not JSON: the response schema above documents only the problem.
-      return reply.type(metrics.contentType).send((await metrics.render()) as never);
+      return reply.type(metrics.contentType).send(await metrics.render());
     },
   );
 }
