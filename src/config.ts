@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { homedir } from 'node:os';
 import path from 'node:path';
 import type { AdapterSetting } from './telematics/adapter.js';
 import { ADAPTER_DEFINITIONS } from './telematics/registry.js';
@@ -35,6 +36,10 @@ export interface Config {
   secretKey: string | undefined;
   commandTimeoutMs: number;
   tokenTtlSeconds: number;
+  /** When set, `/metrics` answers only `Authorization: Bearer <metricsToken>`. */
+  metricsToken: string | undefined;
+  /** `host:port` of a listener serving only `/metrics`; the API then does not serve it. */
+  metricsAddress: string | undefined;
   /** Requests per minute per API client. */
   rateLimitPerMinute: number;
   /** A vehicle whose unit has not connected within this time ends setup FAILED. */
@@ -203,6 +208,22 @@ const CORE_SETTINGS: readonly Setting[] = [
     min: 30,
     max: 86400,
     description: 'Lifetime of access tokens.',
+  },
+  {
+    key: 'metricsToken',
+    env: 'FLEETGATE_METRICS_TOKEN',
+    flag: '--metrics-token',
+    kind: 'string',
+    description:
+      'When set, `/metrics` answers only requests with `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: <token>}`). Default: unprotected.',
+  },
+  {
+    key: 'metricsAddress',
+    env: 'FLEETGATE_METRICS_ADDRESS',
+    flag: '--metrics-address',
+    kind: 'string',
+    description:
+      'Serve `/metrics` on its own `host:port` (e.g. `10.0.0.5:9464`, port 0 = any free port) instead of on the API port. Default: on the API port.',
   },
   {
     key: 'rateLimitPerMinute',
@@ -401,6 +422,12 @@ export function loadConfig(
   if ((out.mqttUsername === undefined) !== (out.mqttPassword === undefined)) {
     errors.push('MQTT username and password must be set together');
   }
+  if (typeof out.metricsAddress === 'string' && !parseHostPort(out.metricsAddress)) {
+    errors.push(`metrics address: '${out.metricsAddress}' is not host:port with a port from 0 to 65535`);
+  }
+  if (typeof out.metricsToken === 'string' && out.metricsToken.length < 16) {
+    errors.push('metrics token: must be at least 16 characters');
+  }
   if (typeof out.consoleTileUrl === 'string' && !/\{z\}.*\{x\}.*\{y\}/.test(out.consoleTileUrl)) {
     errors.push('console tile URL: must hold {z}, {x} and {y}');
   }
@@ -421,16 +448,36 @@ export function loadConfig(
   return Object.freeze(out as unknown as Config);
 }
 
+/** `host:port` (IPv6 hosts in brackets) into its parts; undefined when malformed. */
+export function parseHostPort(value: string): { host: string; port: number } | undefined {
+  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(value.trim());
+  const host = m?.[1];
+  const port = Number(m?.[2]);
+  if (!host || port > 65535) return undefined;
+  return { host, port };
+}
+
 /** Hides the password part of a URL for error messages and logs. */
 export function redact(url: string): string {
   return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
 }
 
 /** What the CLI's API commands read from the environment (the only other use of process.env). */
-export function cliEnv(env: Source = process.env): { apiUrl?: string; clientId?: string; clientSecret?: string } {
+export function cliEnv(env: Source = process.env): {
+  apiUrl?: string;
+  clientId?: string;
+  clientSecret?: string;
+  /** Where the CLI caches access tokens: $XDG_CACHE_HOME/fleetgate/tokens, else ~/.cache/fleetgate/tokens. */
+  tokenCacheDir: string;
+} {
   return {
     apiUrl: env.FLEETGATE_API_URL,
     clientId: env.FLEETGATE_CLIENT_ID,
     clientSecret: env.FLEETGATE_CLIENT_SECRET,
+    tokenCacheDir: path.join(
+      env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(homedir(), '.cache'),
+      'fleetgate',
+      'tokens',
+    ),
   };
 }
