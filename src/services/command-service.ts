@@ -425,7 +425,7 @@ export class CommandService {
   async onLateAnswer(flowId: string, outcome: CommandOutcome, logger?: Logger): Promise<void> {
     if (outcome.kind === 'no-answer') return;
     const record = await this.store.getCommand(flowId);
-    if (!record || record.status !== 'OUTCOME_UNKNOWN') {
+    if (record?.status !== 'OUTCOME_UNKNOWN') {
       logger?.info({ flow_id: flowId, status: record?.status }, 'late command answer for a settled command; ignored');
       return;
     }
