@@ -7,6 +7,7 @@ import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
 import { redact } from './config.js';
+import { AmqpChannel } from './events/channels/amqp/amqp-channel.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
 import { listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
@@ -14,6 +15,7 @@ import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
+import { type EventConsumerProvisioner, EventConsumerService } from './services/event-consumer-service.js';
 import { VehicleService } from './services/vehicle-service.js';
 import { createStore } from './store/registry.js';
 import type { Store } from './store/store.js';
@@ -40,6 +42,7 @@ export interface App {
 
 const MAINTENANCE_INTERVAL_MS = 5_000;
 const IDEMPOTENCY_RETENTION_MS = 24 * 3600_000;
+const EVENT_RETENTION_MS = 3 * 24 * 3600_000;
 
 /** A no-op provisioner: the embedded broker authenticates units against the store itself. */
 const STORE_BACKED_PROVISIONER: BrokerProvisioner = {
@@ -155,6 +158,23 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
         },
       },
     ];
+    let amqpProvisioner: EventConsumerProvisioner | undefined;
+    if (config.amqpUrl) {
+      const amqp = await AmqpChannel.start(
+        {
+          amqpUrl: config.amqpUrl,
+          amqpPublicUrl: config.amqpPublicUrl,
+          amqpManagementUrl: config.amqpManagementUrl,
+          instanceId: config.instanceId,
+          retentionMs: EVENT_RETENTION_MS,
+        },
+        logger,
+      );
+      cleanups.push(() => amqp.close());
+      amqpProvisioner = amqp.provisioner;
+      readiness.push({ name: 'amqp', optional: true, check: () => amqp.check() });
+    }
+    const eventConsumers = new EventConsumerService(store, amqpProvisioner, logger);
     const metrics = new Metrics(events, () => commands.running);
     const api = await buildServer({
       config,
@@ -163,6 +183,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       vehicles,
       commands,
       credentials,
+      eventConsumers,
       adapters,
       readiness,
       metrics,

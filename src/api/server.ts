@@ -11,6 +11,7 @@ import { isUuid } from '../lib/ids.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
+import type { EventConsumerService } from '../services/event-consumer-service.js';
 import type { VehicleService } from '../services/vehicle-service.js';
 import type { TelematicsAdapter } from '../telematics/adapter.js';
 import type { Metrics } from './metrics.js';
@@ -18,6 +19,7 @@ import { problemErrorHandler, sendProblem } from './problem-response.js';
 import { authRoutes } from './routes/auth.js';
 import { commandRoutes } from './routes/commands.js';
 import { credentialsRoutes } from './routes/credentials.js';
+import { eventConsumerRoutes } from './routes/event-consumers.js';
 import { operationsRoutes } from './routes/operations.js';
 import { problemRoutes } from './routes/problems.js';
 import { telematicsBrandRoutes } from './routes/telematics-brands.js';
@@ -26,6 +28,11 @@ import { vehicleRoutes } from './routes/vehicles.js';
 export interface ReadinessCheck {
   name: string;
   check(): Promise<void>;
+  /**
+   * A part the instance works on without (e.g. RabbitMQ: events wait in the outbox): named in
+   * the answer while it is down, but the instance stays ready and keeps taking commands.
+   */
+  optional?: boolean;
 }
 
 /** What the HTTP layer calls; the composition root (app.ts) builds it. */
@@ -36,6 +43,7 @@ export interface ApiDeps {
   vehicles: VehicleService;
   commands: CommandService;
   credentials: CredentialsService;
+  eventConsumers: EventConsumerService;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
   readiness: ReadinessCheck[];
   metrics: Metrics;
@@ -153,6 +161,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         { name: 'Vehicles', description: 'Vehicle lifecycle (SPEC §4)' },
         { name: 'Telematics', description: 'Brands, models and credentials' },
         { name: 'Access', description: 'OAuth2 client credentials (SPEC §5)' },
+        { name: 'Events', description: 'Events of the fleet (SPEC §8)' },
         { name: 'Operations', description: 'Health and metrics' },
       ],
     },
@@ -166,6 +175,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   commandRoutes(app, deps);
   telematicsBrandRoutes(app, deps);
   credentialsRoutes(app, deps);
+  eventConsumerRoutes(app, deps);
   problemRoutes(app, deps);
   operationsRoutes(app, deps);
 

@@ -5,7 +5,7 @@ import { generateSecret, hashSecret, verifySecret } from '../lib/secrets.js';
 import type { Store } from '../store/store.js';
 
 /** SPEC §5: the scopes; a write scope implies its `.ro` twin. */
-export const SCOPES = ['vehicle-commands', 'vehicles', 'vehicles.ro'] as const;
+export const SCOPES = ['vehicle-commands', 'vehicles', 'vehicles.ro', 'events', 'events.ro'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export function isScope(value: string): value is Scope {

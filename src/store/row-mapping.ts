@@ -1,5 +1,5 @@
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../domain/vehicle.js';
-import type { ApiClient, CommandRecord, CredentialsRecord, IdempotencyRecord } from './store.js';
+import type { ApiClient, CommandRecord, CredentialsRecord, EventConsumerRecord, IdempotencyRecord } from './store.js';
 
 export type Row = Record<string, unknown>;
 
@@ -87,6 +87,13 @@ export function rowMappers(codec: ColumnCodec) {
       flow_id: String(r.flow_id),
       status_code: intOrNull(r.status_code),
       response: jsonOrNull(r.response),
+      created_at: time(r.created_at),
+    }),
+    eventConsumer: (r: Row): EventConsumerRecord => ({
+      event_consumer_id: String(r.event_consumer_id),
+      fleet_id: String(r.fleet_id),
+      topics: json<string[]>(r.topics),
+      queues: json<EventConsumerRecord['queues']>(r.queues),
       created_at: time(r.created_at),
     }),
   };

@@ -88,6 +88,15 @@ export interface CredentialsRecord {
   modified_at: string;
 }
 
+/** An AMQP event consumer of a fleet; its broker password is never stored (shown once). */
+export interface EventConsumerRecord {
+  event_consumer_id: string;
+  fleet_id: string;
+  topics: string[];
+  queues: Array<{ topic: string; queue: string }>;
+  created_at: string;
+}
+
 export interface VehicleFilter {
   fleet_id: string;
   telematics_brand?: string;
@@ -243,4 +252,12 @@ export interface Store {
   releaseIdempotencyKey(fleetId: string, key: string, flowId: string): Promise<void>;
   /** Deletes keys created before `createdBefore`; returns how many. */
   purgeIdempotencyKeys(createdBefore: string): Promise<number>;
+
+  /** Throws StoreConflictError('event_consumer_id') when the id exists. */
+  createEventConsumer(consumer: EventConsumerRecord): Promise<void>;
+  getEventConsumer(eventConsumerId: string): Promise<EventConsumerRecord | undefined>;
+  /** The fleet's consumers, oldest first. */
+  listEventConsumers(fleetId: string): Promise<EventConsumerRecord[]>;
+  /** Returns whether it existed. */
+  deleteEventConsumer(eventConsumerId: string): Promise<boolean>;
 }

@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Vehicle } from '../../src/domain/vehicle.js';
-import { type CommandRecord, type CredentialsRecord, type Store, StoreConflictError } from '../../src/store/store.js';
+import {
+  type CommandRecord,
+  type CredentialsRecord,
+  type EventConsumerRecord,
+  type Store,
+  StoreConflictError,
+} from '../../src/store/store.js';
 
 export type StoreFactory = () => Promise<{ store: Store; cleanup: () => Promise<void> }>;
 
@@ -840,6 +846,43 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(results.filter(Boolean)).toHaveLength(1);
         expect((await store.getCredentials(c.credentials_id))?.version).toBe(3);
         expect(await store.updateCredentialsState(uid('cred'), 1, 'x', t1)).toBe(false);
+      });
+    });
+
+    describe('event consumers', () => {
+      it('keeps consumers per fleet, oldest first, and deletes them once', async () => {
+        const fleet = uid('fleet');
+        const a: EventConsumerRecord = {
+          event_consumer_id: uid('fgec'),
+          fleet_id: fleet,
+          topics: ['commands', 'vehicle-state'],
+          queues: [
+            { topic: 'commands', queue: 'fleetgate.consumer.a.commands' },
+            { topic: 'vehicle-state', queue: 'fleetgate.consumer.a.vehicle-state' },
+          ],
+          created_at: at(T0),
+        };
+        const b: EventConsumerRecord = {
+          ...a,
+          event_consumer_id: uid('fgec'),
+          topics: ['trips'],
+          queues: [{ topic: 'trips', queue: 'fleetgate.consumer.b.trips' }],
+          created_at: at(T0 + 1_000),
+        };
+        const other = { ...a, event_consumer_id: uid('fgec'), fleet_id: uid('fleet') };
+        await store.createEventConsumer(b);
+        await store.createEventConsumer(a);
+        await store.createEventConsumer(other);
+        await expect(store.createEventConsumer(a)).rejects.toBeInstanceOf(StoreConflictError);
+
+        expect(await store.getEventConsumer(a.event_consumer_id)).toEqual(a);
+        expect(await store.listEventConsumers(fleet)).toEqual([a, b]);
+        expect(await store.getEventConsumer(uid('fgec'))).toBeUndefined();
+
+        expect(await store.deleteEventConsumer(a.event_consumer_id)).toBe(true);
+        expect(await store.deleteEventConsumer(a.event_consumer_id)).toBe(false);
+        expect(await store.listEventConsumers(fleet)).toEqual([b]);
+        expect(await store.listEventConsumers(other.fleet_id)).toEqual([other]);
       });
     });
   });

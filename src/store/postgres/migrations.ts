@@ -116,4 +116,18 @@ CREATE INDEX idempotency_keys_vehicle_idx ON idempotency_keys (vehicle_id);
 CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
 `,
   },
+  {
+    version: 2,
+    name: 'event consumers',
+    sql: `
+CREATE TABLE event_consumers (
+  event_consumer_id text PRIMARY KEY,
+  fleet_id          text NOT NULL,
+  topics            jsonb NOT NULL,
+  queues            jsonb NOT NULL,
+  created_at        timestamptz NOT NULL
+);
+CREATE INDEX event_consumers_fleet_idx ON event_consumers (fleet_id, created_at);
+`,
+  },
 ];

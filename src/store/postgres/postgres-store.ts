@@ -11,6 +11,7 @@ import {
   type CommandCompletion,
   type CommandRecord,
   type CredentialsRecord,
+  type EventConsumerRecord,
   type IdempotencyRecord,
   type Migration,
   type Store,
@@ -84,6 +85,7 @@ const {
   command: commandFromRow,
   credentials: credentialsFromRow,
   idempotency: idempotencyFromRow,
+  eventConsumer: eventConsumerFromRow,
 } = rowMappers({ time: iso, json: <T>(v: unknown) => v as T });
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
@@ -971,6 +973,36 @@ export class PostgresStore implements Store {
   async purgeIdempotencyKeys(createdBefore: string): Promise<number> {
     const { rowCount } = await this.q('DELETE FROM idempotency_keys WHERE created_at < $1', [createdBefore]);
     return rowCount ?? 0;
+  }
+
+  async createEventConsumer(c: EventConsumerRecord): Promise<void> {
+    try {
+      await this.q(
+        'INSERT INTO event_consumers (event_consumer_id, fleet_id, topics, queues, created_at) VALUES ($1, $2, $3, $4, $5)',
+        [c.event_consumer_id, c.fleet_id, json(c.topics), json(c.queues), c.created_at],
+      );
+    } catch (err) {
+      if (errorCode(err) === '23505') throw new StoreConflictError('event_consumer_id');
+      throw err;
+    }
+  }
+
+  async getEventConsumer(eventConsumerId: string): Promise<EventConsumerRecord | undefined> {
+    const { rows } = await this.q('SELECT * FROM event_consumers WHERE event_consumer_id = $1', [eventConsumerId]);
+    return rows[0] && eventConsumerFromRow(rows[0]);
+  }
+
+  async listEventConsumers(fleetId: string): Promise<EventConsumerRecord[]> {
+    const { rows } = await this.q(
+      'SELECT * FROM event_consumers WHERE fleet_id = $1 ORDER BY created_at, event_consumer_id',
+      [fleetId],
+    );
+    return rows.map(eventConsumerFromRow);
+  }
+
+  async deleteEventConsumer(eventConsumerId: string): Promise<boolean> {
+    const { rowCount } = await this.q('DELETE FROM event_consumers WHERE event_consumer_id = $1', [eventConsumerId]);
+    return (rowCount ?? 0) > 0;
   }
 }
 

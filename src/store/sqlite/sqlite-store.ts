@@ -8,6 +8,7 @@ import {
   type CommandCompletion,
   type CommandRecord,
   type CredentialsRecord,
+  type EventConsumerRecord,
   type IdempotencyRecord,
   type Migration,
   type Store,
@@ -50,6 +51,7 @@ const {
   command: commandFromRow,
   credentials: credentialsFromRow,
   idempotency: idempotencyFromRow,
+  eventConsumer: eventConsumerFromRow,
 } = rowMappers({ time: toIso, json: parse });
 
 function sqliteCode(err: unknown): string {
@@ -734,5 +736,41 @@ export class SqliteStore implements Store {
       this.prepare('DELETE FROM idempotency_keys WHERE created_at < ?').run(toMs(createdBefore)),
     );
     return info.changes;
+  }
+
+  async createEventConsumer(c: EventConsumerRecord): Promise<void> {
+    this.run(() => {
+      try {
+        this.prepare(
+          'INSERT INTO event_consumers (event_consumer_id, fleet_id, topics, queues, created_at) VALUES (?, ?, ?, ?, ?)',
+        ).run(c.event_consumer_id, c.fleet_id, json(c.topics), json(c.queues), toMs(c.created_at));
+      } catch (err) {
+        if (isUniqueViolation(err)) throw new StoreConflictError('event_consumer_id');
+        throw err;
+      }
+    });
+  }
+
+  async getEventConsumer(eventConsumerId: string): Promise<EventConsumerRecord | undefined> {
+    const r = this.run(() =>
+      this.prepare('SELECT * FROM event_consumers WHERE event_consumer_id = ?').get(eventConsumerId),
+    ) as Row | undefined;
+    return r && eventConsumerFromRow(r);
+  }
+
+  async listEventConsumers(fleetId: string): Promise<EventConsumerRecord[]> {
+    const rows = this.run(() =>
+      this.prepare('SELECT * FROM event_consumers WHERE fleet_id = ? ORDER BY created_at, event_consumer_id').all(
+        fleetId,
+      ),
+    ) as Row[];
+    return rows.map(eventConsumerFromRow);
+  }
+
+  async deleteEventConsumer(eventConsumerId: string): Promise<boolean> {
+    const info = this.run(() =>
+      this.prepare('DELETE FROM event_consumers WHERE event_consumer_id = ?').run(eventConsumerId),
+    );
+    return info.changes > 0;
   }
 }
