@@ -14,6 +14,20 @@ export function baseUrl(request: FastifyRequest, publicUrl: string | undefined):
   return `${request.protocol}://${host}`;
 }
 
+/** How long a client should wait before retrying, in seconds (RFC 9110 §10.2.3). */
+const SERVICE_UNAVAILABLE_RETRY_S = 5;
+
+/**
+ * The `Retry-After` header of a problem, from its type and members: a third party's own wait
+ * (`retry_after_seconds`), or a fixed short wait when fleetgate's database or broker is down.
+ */
+export function retryAfterHeader(key: ProblemKey, extensions: Record<string, unknown>): string | undefined {
+  const seconds = extensions.retry_after_seconds;
+  if (typeof seconds === 'number' && Number.isFinite(seconds)) return String(Math.ceil(seconds));
+  if (key === 'service-unavailable') return String(SERVICE_UNAVAILABLE_RETRY_S);
+  return undefined;
+}
+
 /** Renders one problem (SPEC §2): the fixed members, then extension members. */
 export function sendProblem(
   request: FastifyRequest,
@@ -34,6 +48,8 @@ export function sendProblem(
     detail,
     flow_id: request.id,
   };
+  const retryAfter = retryAfterHeader(key, extensions);
+  if (retryAfter !== undefined) reply.header('Retry-After', retryAfter);
   for (const [name, value] of Object.entries(headers)) reply.header(name, value);
   return reply.status(def.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
 }
@@ -92,8 +108,6 @@ export function problemErrorHandler(publicUrl: string | undefined) {
         publicUrl,
         'service-unavailable',
         'The database of this fleetgate instance cannot be reached. Retry later.',
-        {},
-        { 'Retry-After': '5' },
       );
     }
     switch (error.code) {

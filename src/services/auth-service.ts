@@ -4,7 +4,7 @@ import { newClientId } from '../lib/ids.js';
 import { generateSecret, hashSecret, verifySecret } from '../lib/secrets.js';
 import type { Store } from '../store/store.js';
 
-/** SPEC §5: the scopes; a write scope implies its `.ro` twin. */
+/** SPEC §5: the scopes; a write scope implies its `.ro` twin (`events`: also webhooks and event consumers). */
 export const SCOPES = ['vehicle-commands', 'vehicles', 'vehicles.ro', 'events', 'events.ro'] as const;
 export type Scope = (typeof SCOPES)[number];
 

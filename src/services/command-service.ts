@@ -3,10 +3,11 @@ import { COMBINED_STEPS, type CommandName, commandToPath } from '../domain/comma
 import { PROBLEMS, ProblemError, type ProblemKey } from '../domain/problems.js';
 import { acceptState, filterState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Vehicle } from '../domain/vehicle.js';
-import type { CommandCompletion, CommandRecord, CommandStep, Delivery, Store } from '../store/store.js';
+import type { CommandCompletion, CommandRecord, CommandStep, Store } from '../store/store.js';
 import type { CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
 import type { EventBus } from './event-bus.js';
+import { type CommandFailure, commandStatus, outcomeToFailure } from './outcome-problem.js';
 import type { VehicleService } from './vehicle-service.js';
 
 export interface CommandServiceOptions {
@@ -17,13 +18,7 @@ export interface CommandServiceOptions {
 /** What a command answered: the state on success, else a problem. Stored for idempotent replays. */
 export type StoredResult =
   | { kind: 'state'; state: VehicleState }
-  | {
-      kind: 'problem';
-      key: ProblemKey;
-      detail: string;
-      extensions: Record<string, unknown>;
-      headers?: Record<string, string>;
-    };
+  | { kind: 'problem'; key: ProblemKey; detail: string; extensions: Record<string, unknown> };
 
 // An IN_FLIGHT record outlives its time budget by this much before another instance may declare
 // its owner dead and the outcome unknown.
@@ -33,14 +28,6 @@ const ABORT_GRACE_MS = 250;
 
 /** A vehicle's adapter and model (VehicleService.modelOf). */
 type ResolvedModel = ReturnType<VehicleService['modelOf']>;
-
-interface Failure {
-  key: ProblemKey;
-  detail: string;
-  delivery: Delivery;
-  extensions: Record<string, unknown>;
-  headers: Record<string, string>;
-}
 
 /**
  * Executes commands (SPEC §1) for every adapter: fleet scoping, capability and setup checks,
@@ -71,42 +58,54 @@ export class CommandService {
     if (this.draining) {
       throw new ProblemError('service-unavailable', 'This fleetgate instance is shutting down; retry on another.');
     }
-    if (ctx.idempotencyKey === undefined) return this.track(this.start(principal, vehicleId, command, ctx));
-    const vehicle = await this.vehicles.get(principal, vehicleId);
-    this.checkCommandable(vehicle, command);
-    const resolved = this.vehicles.modelOf(vehicle);
-    const replay = await this.claimKey(principal, vehicle, command, ctx.flowId, ctx.idempotencyKey);
-    if (replay) return replay;
-    return this.track(this.run(principal, vehicle, resolved, command, ctx, ctx.idempotencyKey));
+    return this.track(this.run(principal, vehicleId, command, ctx));
   }
 
-  /** Without Idempotency-Key (the common path): the vehicle read and the record's begin are one store call. */
-  private async start(
+  /**
+   * The one command path: read the vehicle, check it can take the command, claim the
+   * Idempotency-Key (a stored result replays), begin the record (single flight; orphans of dead
+   * instances are expired once), then perform. Without a key the vehicle read and the begin are
+   * one store call (docs/performance.md); with one the key is claimed between them, since the
+   * key's row names an existing vehicle.
+   */
+  private async run(
     principal: Principal,
     vehicleId: string,
     command: CommandName,
-    ctx: { flowId: string; logger: Logger },
+    ctx: { flowId: string; idempotencyKey?: string; logger: Logger },
   ): Promise<StoredResult> {
     const started = Date.now();
+    const key = ctx.idempotencyKey;
     const record = this.newRecord(principal, vehicleId, command, ctx.flowId, started);
-    const { vehicle: found, begun } = await this.store.startCommand(record);
-    const vehicle = this.vehicles.ownVehicle(principal, vehicleId, found);
+    const opened: { vehicle: Vehicle | undefined; begun?: boolean } =
+      key === undefined ? await this.store.startCommand(record) : { vehicle: await this.store.getVehicle(vehicleId) };
+    const vehicle = this.vehicles.ownVehicle(principal, vehicleId, opened.vehicle);
     let resolved: ResolvedModel;
     try {
-      // The store began the record only if these checks pass (the same fleet, setup and
+      // startCommand began the record only if these checks pass (the same fleet, setup and
       // capability); a model no longer in the catalogue (after an upgrade) fails only here.
       this.checkCommandable(vehicle, command);
       resolved = this.vehicles.modelOf(vehicle);
     } catch (e) {
       // Nothing was sent: the record must not hold the vehicle until it expires.
-      if (begun) await this.store.finishCommand(ctx.flowId, notSent(e, started)).catch(() => {});
+      if (opened.begun) await this.store.finishCommand(ctx.flowId, notSent(e, started)).catch(() => {});
       throw e;
     }
-    if (!begun) {
-      // Another command is in flight, perhaps an orphan of a dead instance: expire those, retry once.
-      if (!(await this.beginAfterExpiry({ ...record, adapter: resolved.adapter.brand }))) {
-        throw this.conflictingCommand(vehicle);
-      }
+    if (key !== undefined) {
+      const replay = await this.claimKey(principal, vehicle, command, ctx.flowId, key);
+      if (replay) return replay;
+    }
+    try {
+      const full: CommandRecord = { ...record, adapter: resolved.adapter.brand };
+      const begun =
+        (opened.begun ?? (await this.store.beginCommand(full))) ||
+        // Another command is in flight, perhaps an orphan of a dead instance: expire those, retry once.
+        (await this.beginAfterExpiry(full));
+      if (!begun) throw conflictingCommand(vehicle);
+    } catch (e) {
+      // Nothing was sent: a retry with the same key must be able to run.
+      if (key !== undefined) await this.store.releaseIdempotencyKey(principal.fleetId, key, ctx.flowId).catch(() => {});
+      throw e;
     }
     return this.perform(vehicle, resolved, command, ctx, started);
   }
@@ -135,13 +134,6 @@ export class CommandService {
         { setup_status: vehicle.setup_status },
       );
     }
-  }
-
-  private conflictingCommand(vehicle: Vehicle): ProblemError {
-    return new ProblemError(
-      'vehicle/conflicting-command',
-      `Another command is being executed for the vehicle '${vehicle.vehicle_id}'.`,
-    );
   }
 
   /** The IN_FLIGHT record of a command, but for its adapter (startCommand takes the vehicle's). */
@@ -215,45 +207,14 @@ export class CommandService {
       );
     }
     // The first request's instance died after the command started; its record was expired.
-    const result = this.problemResult({
+    const result = problemResult({
       key: 'vehicle/no-connection',
       detail: `The command to vehicle '${vehicle.vehicle_id}' was interrupted; its outcome is unknown. Request the vehicle state before retrying with a new key.`,
       delivery: 'DELIVERED_OUTCOME_UNKNOWN',
       extensions: { delivery: 'DELIVERED_OUTCOME_UNKNOWN', original_flow_id: existing.flow_id },
-      headers: {},
     });
     await this.store.completeIdempotencyKey(principal.fleetId, key, PROBLEMS['vehicle/no-connection'].status, result);
     return result;
-  }
-
-  /** The Idempotency-Key path: with the key claimed, the record begins on its own. */
-  private async run(
-    principal: Principal,
-    vehicle: Vehicle,
-    resolved: ResolvedModel,
-    command: CommandName,
-    ctx: { flowId: string; logger: Logger },
-    key: string,
-  ): Promise<StoredResult> {
-    const started = Date.now();
-    const release = () => this.store.releaseIdempotencyKey(principal.fleetId, key, ctx.flowId);
-    let begun: boolean;
-    try {
-      const record = {
-        ...this.newRecord(principal, vehicle.vehicle_id, command, ctx.flowId, started),
-        adapter: resolved.adapter.brand,
-      };
-      begun = (await this.store.beginCommand(record)) || (await this.beginAfterExpiry(record));
-    } catch (e) {
-      // Nothing was sent: a retry with the same key must be able to run.
-      await release().catch(() => undefined);
-      throw e;
-    }
-    if (!begun) {
-      await release();
-      throw this.conflictingCommand(vehicle);
-    }
-    return this.perform(vehicle, resolved, command, { ...ctx, idempotencyKey: key }, started);
   }
 
   /**
@@ -274,7 +235,7 @@ export class CommandService {
       const plan: readonly CommandName[] = native ? [command] : (COMBINED_STEPS[command] ?? [command]);
       const steps: CommandStep[] = plan.map((c) => ({ command: c, outcome: 'NOT_EXECUTED' }));
       let state: VehicleState = {};
-      let failure: Failure | undefined;
+      let failure: CommandFailure | undefined;
 
       for (const [i, step] of plan.entries()) {
         const outcome = await this.callAdapter(
@@ -287,7 +248,7 @@ export class CommandService {
           state = { ...state, ...outcome.state };
           continue;
         }
-        failure = this.toFailure(outcome, vehicle, step);
+        failure = outcomeToFailure(outcome, { vehicleId: vehicle.vehicle_id, step, timeoutMs: this.options.timeoutMs });
         steps[i] = { command: step, outcome: 'FAILED', problem_type: failure.key, detail: failure.detail };
         break;
       }
@@ -298,12 +259,7 @@ export class CommandService {
         const failed = steps.find((s) => s.outcome === 'FAILED')!;
         failure.detail = `Step '${commandToPath(failed.command)}' of '${commandToPath(command)}' failed: ${failure.detail}`;
       }
-      const status =
-        failure === undefined
-          ? 'SUCCEEDED'
-          : failure.delivery === 'DELIVERED_OUTCOME_UNKNOWN'
-            ? 'OUTCOME_UNKNOWN'
-            : 'FAILED';
+      const status = commandStatus(failure);
       const durationMs = completedAt.getTime() - started;
       // One store step finishes the record and merges what the unit reported (docs/performance.md).
       const merged = await this.complete(
@@ -330,7 +286,7 @@ export class CommandService {
           failure.extensions.steps = steps;
           failure.extensions.vehicle_state = filterState(merged, vehicle.capabilities.vehicle_state);
         }
-        result = this.problemResult(failure);
+        result = problemResult(failure);
       }
       if (ctx.idempotencyKey !== undefined) {
         const code = failure === undefined ? 200 : PROBLEMS[failure.key].status;
@@ -419,92 +375,6 @@ export class CommandService {
     }
   }
 
-  private toFailure(
-    outcome: Exclude<CommandOutcome, { kind: 'succeeded' }>,
-    vehicle: Vehicle,
-    step: CommandName,
-  ): Failure {
-    const id = vehicle.vehicle_id;
-    const base = { extensions: {} as Record<string, unknown>, headers: {} as Record<string, string> };
-    switch (outcome.kind) {
-      case 'unavailable':
-        return {
-          ...base,
-          key: 'service-unavailable',
-          delivery: 'NOT_DELIVERED',
-          detail: `The command to vehicle '${id}' was not sent: ${outcome.reason} Retry later.`,
-          extensions: { delivery: 'NOT_DELIVERED' },
-          headers: { 'Retry-After': '5' },
-        };
-      case 'not-connected':
-        return {
-          ...base,
-          key: 'vehicle/no-connection',
-          delivery: 'NOT_DELIVERED',
-          detail: `The vehicle '${id}' did not establish a connection.${outcome.reason ? ` ${outcome.reason}` : ''} The command was not delivered.`,
-          extensions: { delivery: 'NOT_DELIVERED' },
-        };
-      case 'no-answer':
-        return outcome.delivered
-          ? {
-              ...base,
-              key: 'vehicle/no-connection',
-              delivery: 'DELIVERED_OUTCOME_UNKNOWN',
-              detail: `The vehicle '${id}' received the command but did not report its outcome within ${this.options.timeoutMs / 1000} s. Request the vehicle state before retrying.`,
-              extensions: { delivery: 'DELIVERED_OUTCOME_UNKNOWN' },
-            }
-          : {
-              ...base,
-              key: 'vehicle/no-connection',
-              delivery: 'NOT_DELIVERED',
-              detail: `The vehicle '${id}' did not answer within ${this.options.timeoutMs / 1000} s; the command was not delivered and will not be delivered later.`,
-              extensions: { delivery: 'NOT_DELIVERED' },
-            };
-      case 'refused':
-        return {
-          ...base,
-          key: 'vehicle/conflicting-state',
-          delivery: 'DELIVERED',
-          detail: `The vehicle '${id}' refused '${commandToPath(step)}': ${outcome.reason}`,
-        };
-      case 'failed':
-        return {
-          ...base,
-          key: 'telematics-unit/error',
-          delivery: 'DELIVERED',
-          detail: `The telematics unit of vehicle '${id}' failed to execute '${commandToPath(step)}': ${outcome.reason}`,
-        };
-      case 'not-supported':
-        return {
-          ...base,
-          key: 'vehicle/command-not-supported',
-          delivery: 'DELIVERED',
-          detail: `The command '${commandToPath(step)}' is not supported by the vehicle '${id}': ${outcome.reason}`,
-        };
-      case 'third-party-error': {
-        const f: Failure = {
-          ...base,
-          key: 'third-party/error',
-          delivery: 'NOT_DELIVERED',
-          detail: `An error occurred at the ${outcome.provider} API: ${outcome.reason}${outcome.request_id ? ` (request id ${outcome.request_id})` : ''}`,
-          extensions: {
-            provider: outcome.provider,
-            ...(outcome.request_id ? { provider_request_id: outcome.request_id } : {}),
-          },
-        };
-        if (outcome.retry_after_s !== undefined) {
-          f.extensions.retry_after_seconds = outcome.retry_after_s;
-          f.headers['Retry-After'] = String(Math.ceil(outcome.retry_after_s));
-        }
-        return f;
-      }
-    }
-  }
-
-  private problemResult(f: Failure): StoredResult {
-    return { kind: 'problem', key: f.key, detail: f.detail, extensions: f.extensions, headers: f.headers };
-  }
-
   /**
    * Finishes the record and merges what the unit reported (validated against the catalogue and
    * the vehicle's capabilities); returns the full merged state. When the store fails, the vehicle
@@ -549,6 +419,17 @@ export class CommandService {
     await this.vehicles.get(principal, vehicleId);
     return this.store.listCommands(vehicleId, limit, before);
   }
+}
+
+function conflictingCommand(vehicle: Vehicle): ProblemError {
+  return new ProblemError(
+    'vehicle/conflicting-command',
+    `Another command is being executed for the vehicle '${vehicle.vehicle_id}'.`,
+  );
+}
+
+function problemResult({ key, detail, extensions }: CommandFailure): StoredResult {
+  return { kind: 'problem', key, detail, extensions };
 }
 
 /** The completion of a command that failed before anything was sent. */

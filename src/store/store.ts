@@ -1,4 +1,5 @@
 import type { CommandName } from '../domain/commands.js';
+import type { StoredEvent } from '../domain/events.js';
 import type { VehicleState } from '../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../domain/vehicle.js';
 
@@ -155,7 +156,7 @@ export interface Store {
   deleteClient(clientId: string): Promise<boolean>;
 
   /** Throws StoreConflictError('telematics_unit') when the brand/unit pair already exists. */
-  insertVehicle(vehicle: Vehicle): Promise<void>;
+  insertVehicle(vehicle: Vehicle, cause?: ChangeCause): Promise<void>;
   getVehicle(vehicleId: string): Promise<Vehicle | undefined>;
   findVehicleByUnit(brand: string, unitId: string): Promise<Vehicle | undefined>;
   /** Ordered by vehicle_id ascending; returns at most `limit` vehicles. */
@@ -170,9 +171,14 @@ export interface Store {
     patch: VehiclePatch,
     expectedVersion: number | undefined,
     modifiedAt: string,
+    cause?: ChangeCause,
   ): Promise<Vehicle | 'version-mismatch' | undefined>;
   /** Deletes the vehicle with its state, commands and idempotency records. */
-  deleteVehicle(vehicleId: string, expectedVersion?: number): Promise<boolean | 'version-mismatch'>;
+  deleteVehicle(
+    vehicleId: string,
+    expectedVersion?: number,
+    cause?: ChangeCause,
+  ): Promise<boolean | 'version-mismatch'>;
   /**
    * Sets the setup status (and reason, null to clear) when the current one is `onlyFrom` (any,
    * when undefined); optionally replaces the vehicle's capabilities. Bumps the version when it
@@ -182,9 +188,10 @@ export interface Store {
     vehicleId: string,
     update: { status: SetupStatus; reason: string | null; capabilities?: Capabilities; at: string },
     onlyFrom?: SetupStatus,
+    cause?: ChangeCause,
   ): Promise<boolean>;
   /** Sets life status when it differs; returns whether it changed anything. */
-  setLifeStatus(vehicleId: string, status: LifeStatus, at: string): Promise<boolean>;
+  setLifeStatus(vehicleId: string, status: LifeStatus, at: string, cause?: ChangeCause): Promise<boolean>;
   /** Vehicles still IN_PROGRESS that were created before `createdBefore`. */
   listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]>;
 
@@ -205,8 +212,12 @@ export interface Store {
     at: string,
   ): Promise<boolean>;
 
-  /** Merges per property, newer timestamp wins; returns the full merged state. */
-  mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState>;
+  /**
+   * Merges per property, newer timestamp wins; returns the full merged state. Writes the state
+   * events (VehicleStateRecorded, the …Changed events, Trip: domain/events.ts stateEvents) in the
+   * same transaction, only when the write stored something.
+   */
+  mergeState(vehicleId: string, state: VehicleState, cause?: ChangeCause): Promise<VehicleState>;
   getState(vehicleId: string): Promise<VehicleState>;
 
   /**
@@ -260,4 +271,114 @@ export interface Store {
   listEventConsumers(fleetId: string): Promise<EventConsumerRecord[]>;
   /** Returns whether it existed. */
   deleteEventConsumer(eventConsumerId: string): Promise<boolean>;
+}
+
+/** What caused a change: its events carry this flow id (SPEC §2; a new one when absent). */
+export interface ChangeCause {
+  flow_id?: string;
+}
+
+/** Raised by EventLog.read for a cursor whose events were pruned (older than retention). */
+export class CursorExpiredError extends Error {
+  constructor(readonly cursor: string) {
+    super(`cursor ${cursor} is older than the retained events`);
+    this.name = 'CursorExpiredError';
+  }
+}
+
+/** Raised for a cursor string this engine never handed out. */
+export class InvalidCursorError extends Error {
+  constructor(readonly cursor: string) {
+    super(`cursor ${cursor} is not a cursor of this event feed`);
+    this.name = 'InvalidCursorError';
+  }
+}
+
+export interface EventQuery {
+  /** Only this fleet's events (every channel is fleet-scoped); undefined: every fleet (channels that fan out). */
+  fleet_id?: string;
+  /** Exclusive; undefined: from the oldest retained event. */
+  after?: string;
+  types?: readonly string[];
+  vehicle_id?: string;
+  limit: number;
+}
+
+export interface EventPage {
+  items: StoredEvent[];
+  /** The cursor to continue from: the last item's, or `after` (or the feed's start) when empty. */
+  next_cursor: string;
+}
+
+/** A durable named cursor with its lease (EventLog.acquireCursor). */
+export interface CursorLease {
+  /** The position after which the holder continues; null: the feed's start. */
+  position: string | null;
+}
+
+/**
+ * The outbox's read side and what delivery channels keep, per engine. Events are written by the
+ * Store's own writes, in the same transaction as the change they describe; this interface only
+ * reads, prunes, and keeps channels' durable state. Safe across instances sharing one database.
+ */
+export interface EventLog {
+  /**
+   * Events after `query.after` in feed order: the order they committed in (per vehicle the order
+   * they happened). A reader never skips an event that commits later with an earlier position.
+   * Throws CursorExpiredError when `after` was pruned, InvalidCursorError when it is not a cursor.
+   */
+  read(query: EventQuery): Promise<EventPage>;
+  /** The cursor of the newest committed event (null when there is none): "from now on". */
+  head(): Promise<string | null>;
+  /** Deletes at most `batch` events that occurred before `before`; returns how many. */
+  prune(before: string, batch: number): Promise<number>;
+
+  /**
+   * Takes or renews the lease on the durable cursor `name` for `owner` until now + `leaseMs`,
+   * creating it at `initial` when it does not exist. Returns undefined while another owner holds
+   * an unexpired lease: one instance at a time delivers for a cursor.
+   */
+  acquireCursor(name: string, owner: string, leaseMs: number, initial: string | null): Promise<CursorLease | undefined>;
+  /** Moves the cursor to `position` if `owner` still holds the lease; false when it lost it. */
+  advanceCursor(name: string, owner: string, position: string): Promise<boolean>;
+  /** Gives the lease up (a stopping instance), so another instance takes over at once. */
+  releaseCursor(name: string, owner: string): Promise<void>;
+  deleteCursor(name: string): Promise<void>;
+  /** The cursor's position, or undefined when it does not exist. */
+  getCursor(name: string): Promise<CursorLease | undefined>;
+
+  /**
+   * Documents a channel keeps (webhook subscriptions, AMQP consumers…), by kind and id, scoped to
+   * a fleet. `put` with `expectedVersion` replaces only that version (compare-and-swap) and
+   * returns the new version, or undefined when the version differed or (with 0) the id exists.
+   */
+  putRecord(
+    kind: string,
+    record: { id: string; fleet_id: string; doc: unknown },
+    expectedVersion?: number,
+  ): Promise<number | undefined>;
+  getRecord(kind: string, id: string): Promise<ChannelRecord | undefined>;
+  /** Ordered by id; every fleet when fleetId is undefined. */
+  listRecords(kind: string, fleetId: string | undefined, limit: number, after?: string): Promise<ChannelRecord[]>;
+  deleteRecord(kind: string, id: string): Promise<boolean>;
+
+  /** Appends an entry to a record's log (delivery attempts); entries get increasing ids. */
+  appendLog(kind: string, recordId: string, entry: unknown): Promise<number>;
+  /** Newest first; `before` an entry id from the previous page. */
+  listLog(
+    kind: string,
+    recordId: string,
+    limit: number,
+    before?: number,
+  ): Promise<Array<{ id: number; entry: unknown }>>;
+  getLog(kind: string, recordId: string, id: number): Promise<unknown | undefined>;
+  /** Deletes at most `batch` log entries written before `before`. */
+  pruneLog(before: string, batch: number): Promise<number>;
+}
+
+export interface ChannelRecord {
+  id: string;
+  fleet_id: string;
+  doc: unknown;
+  version: number;
 }

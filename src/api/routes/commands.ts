@@ -55,8 +55,7 @@ export function commandRoutes(app: Api, { commands, config }: ApiDeps): void {
         idempotencyKey: request.headers['idempotency-key'],
         logger: request.log,
       });
-      if (result.kind === 'problem')
-        throw new ProblemError(result.key, result.detail, result.extensions, result.headers ?? {});
+      if (result.kind === 'problem') throw new ProblemError(result.key, result.detail, result.extensions);
       // The catalogue validated every value; the schema's static type cannot see that.
       return reply.send(result.state as Static<typeof VehicleState>);
     },
