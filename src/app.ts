@@ -7,7 +7,8 @@ import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
 import { redact } from './config.js';
-import { AmqpChannel } from './events/channels/amqp/amqp-channel.js';
+import { resolveAmqpUrls } from './events/channels/amqp/amqp-channel.js';
+import { RabbitmqProvisioner } from './events/channels/amqp/rabbitmq-provisioner.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
 import { listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
@@ -160,19 +161,11 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     ];
     let amqpProvisioner: EventConsumerProvisioner | undefined;
     if (config.amqpUrl) {
-      const amqp = await AmqpChannel.start(
-        {
-          amqpUrl: config.amqpUrl,
-          amqpPublicUrl: config.amqpPublicUrl,
-          amqpManagementUrl: config.amqpManagementUrl,
-          instanceId: config.instanceId,
-          retentionMs: EVENT_RETENTION_MS,
-        },
-        logger,
-      );
-      cleanups.push(() => amqp.close());
-      amqpProvisioner = amqp.provisioner;
-      readiness.push({ name: 'amqp', optional: true, check: () => amqp.check() });
+      // Until the outbox feed is in the store: consumers only; AmqpChannel publishes once it is.
+      const urls = resolveAmqpUrls({ ...config, amqpUrl: config.amqpUrl });
+      const provisioner = new RabbitmqProvisioner({ ...urls, retentionMs: EVENT_RETENTION_MS, logger });
+      await provisioner.ensureTopology().catch((err: unknown) => logger.warn({ err }, 'RabbitMQ not reachable yet'));
+      amqpProvisioner = provisioner;
     }
     const eventConsumers = new EventConsumerService(store, amqpProvisioner, logger);
     const metrics = new Metrics(events, () => commands.running);

@@ -1,3 +1,5 @@
+import { CHANGE_EVENT_PROPERTIES, type EventType } from './events.js';
+
 /**
  * Event topics: named groups of event types that an event consumer subscribes to, as the
  * reference API's Events API has them (one queue per subscribed topic). docs/events.md lists the
@@ -6,14 +8,7 @@
 export const EVENT_TOPICS = {
   'vehicle-state': {
     description: 'What units report: every recorded state and each change of a property operators act on.',
-    event_types: [
-      'VehicleStateRecorded',
-      'CentralLockStatusChanged',
-      'DrivingEnabledChanged',
-      'IgnitionChanged',
-      'TopCaseLockChanged',
-      'BatteryCompartmentLockChanged',
-    ],
+    event_types: ['VehicleStateRecorded', ...Object.values(CHANGE_EVENT_PROPERTIES)],
   },
   vehicles: {
     description: 'The vehicle lifecycle: added, changed (life, setup, operation status, master data), removed.',
@@ -27,7 +22,7 @@ export const EVENT_TOPICS = {
     description: 'Trips derived from the state stream (ignition on to off).',
     event_types: ['Trip'],
   },
-} as const satisfies Record<string, { description: string; event_types: readonly string[] }>;
+} as const satisfies Record<string, { description: string; event_types: readonly EventType[] }>;
 
 export type EventTopic = keyof typeof EVENT_TOPICS;
 

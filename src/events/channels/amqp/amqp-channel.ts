@@ -1,19 +1,30 @@
 import type { Logger } from 'pino';
-import { amqpVhost } from '../../../config.js';
-import { AmqpPublisher, type PublishableEvent } from './amqp-publisher.js';
+import { amqpVhost, type Config } from '../../../config.js';
+import { CursorExpiredError, type CursorLease } from '../../../store/store.js';
+import type { EventFeed } from '../../feed.js';
+import type { ChannelContext, DeliveryChannel } from '../channel.js';
+import { AmqpPublisher } from './amqp-publisher.js';
 import { RabbitmqProvisioner } from './rabbitmq-provisioner.js';
 
-export interface AmqpSettings {
-  amqpUrl: string;
-  amqpPublicUrl: string | undefined;
-  amqpManagementUrl: string | undefined;
-  instanceId: string;
-  /** How long unread consumer queues and their messages are kept. */
-  retentionMs: number;
-}
+/** The durable cursor of AMQP delivery: one for every fleet, since one exchange carries them all. */
+export const AMQP_CURSOR = 'amqp';
+/** Events per publish; one confirm wait per batch. */
+const BATCH = 500;
+/** A dead instance's lease passes to another after this long. */
+const LEASE_MS = 15_000;
+/** Renew the lease when a third of it is gone. */
+const RENEW_MS = LEASE_MS / 3;
+/** How long an instance without the lease waits before trying to take it. */
+const STANDBY_MS = 2_000;
+/** Retry pause after a failed round (RabbitMQ or the database gone). */
+const RETRY_MS = 500;
+/** Until the events setting exists: unread queues and undelivered messages are kept this long. */
+const DEFAULT_RETENTION_MS = 3 * 24 * 3600_000;
 
 /** The management API and public URLs that default from --amqp-url (docs/configuration.md). */
-export function resolveAmqpUrls(settings: Pick<AmqpSettings, 'amqpUrl' | 'amqpPublicUrl' | 'amqpManagementUrl'>): {
+export function resolveAmqpUrls(
+  settings: Pick<Config, 'amqpUrl' | 'amqpPublicUrl' | 'amqpManagementUrl'> & { amqpUrl: string },
+): {
   managementUrl: string;
   publicUrl: string;
   vhost: string;
@@ -29,55 +40,133 @@ export function resolveAmqpUrls(settings: Pick<AmqpSettings, 'amqpUrl' | 'amqpPu
 }
 
 /**
- * Delivery of events to RabbitMQ: the publisher (confirm channel, reconnecting) and the
- * provisioner of event consumers (users, permissions, queues).
+ * Delivery of events to RabbitMQ (`--amqp-url`): every event of the outbox, of every fleet, is
+ * published to the topic exchange on a confirm channel, and the durable cursor advances only
+ * once RabbitMQ confirmed the batch. One instance at a time holds the cursor's lease, so several
+ * instances publish each event once in normal operation (twice at most across a lease lost
+ * mid-batch: consumers deduplicate by message id). Off when --amqp-url is unset.
  */
-export class AmqpChannel {
+export class AmqpChannel implements DeliveryChannel {
   readonly name = 'amqp';
+  /** Event consumers' users, permissions and queues; undefined when AMQP is off. */
+  readonly consumers: RabbitmqProvisioner | undefined;
+  readonly publisher: AmqpPublisher | undefined;
+  private readonly feed: EventFeed;
+  private readonly logger: Logger;
+  private readonly owner: string;
+  private readonly stopping = new AbortController();
+  private loop: Promise<void> | undefined;
 
-  private constructor(
-    readonly publisher: AmqpPublisher,
-    readonly provisioner: RabbitmqProvisioner,
-    private readonly logger: Logger,
-  ) {}
-
-  static async start(settings: AmqpSettings, logger: Logger): Promise<AmqpChannel> {
-    const urls = resolveAmqpUrls(settings);
-    const log = logger.child({ channel: 'amqp' });
-    const publisher = new AmqpPublisher({
-      url: settings.amqpUrl,
-      logger: log,
-      connectionName: `fleetgate ${settings.instanceId}`,
+  constructor(context: ChannelContext) {
+    this.feed = context.feed;
+    this.logger = context.logger;
+    this.owner = context.instanceId;
+    const { config } = context;
+    if (!config.amqpUrl) return;
+    const urls = resolveAmqpUrls({ ...config, amqpUrl: config.amqpUrl });
+    this.publisher = new AmqpPublisher({
+      url: config.amqpUrl,
+      logger: this.logger,
+      connectionName: `fleetgate ${context.instanceId}`,
     });
-    const provisioner = new RabbitmqProvisioner({
+    this.consumers = new RabbitmqProvisioner({
       managementUrl: urls.managementUrl,
       vhost: urls.vhost,
       publicUrl: urls.publicUrl,
-      retentionMs: settings.retentionMs,
-      logger: log,
+      retentionMs: retentionMs(config),
+      logger: this.logger,
     });
-    await publisher.start();
-    // The policy that expires consumer queues; retried by the first consumer creation if
-    // RabbitMQ is not up yet.
-    await provisioner
+  }
+
+  async start(): Promise<void> {
+    if (!this.publisher || !this.consumers) return;
+    await this.publisher.start();
+    // Retried by the first consumer creation when RabbitMQ is not up yet.
+    await this.consumers
       .ensureTopology()
-      .catch((err: unknown) => log.warn({ err }, 'RabbitMQ management API not reachable yet'));
-    return new AmqpChannel(publisher, provisioner, log);
+      .catch((err: unknown) => this.logger.warn({ err }, 'RabbitMQ management API not reachable yet'));
+    this.loop = this.run(this.publisher);
   }
 
   /** Readiness: rejects, naming why, while RabbitMQ is not connected. */
-  async check(): Promise<void> {
-    const problem = this.publisher.problem;
+  async health(): Promise<void> {
+    const problem = this.publisher?.problem;
     if (problem) throw new Error(problem);
   }
 
-  /** Resolves once RabbitMQ confirmed every event; rejects (events stay undelivered) otherwise. */
-  deliver(events: readonly PublishableEvent[]): Promise<void> {
-    return this.publisher.publish(events);
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.loop;
+    await this.publisher?.close();
   }
 
-  async close(): Promise<void> {
-    await this.publisher.close();
-    this.logger.debug('AMQP channel closed');
+  private async run(publisher: AmqpPublisher): Promise<void> {
+    const { log } = this.feed;
+    const signal = this.stopping.signal;
+    let lease: CursorLease | undefined;
+    let renewedAt = 0;
+    while (!signal.aborted) {
+      try {
+        if (!publisher.connected) {
+          await Promise.race([publisher.whenConnected(), aborted(signal)]);
+          continue;
+        }
+        if (!lease || Date.now() - renewedAt > RENEW_MS) {
+          lease = await log.acquireCursor(AMQP_CURSOR, this.owner, LEASE_MS, await log.head());
+          renewedAt = Date.now();
+          if (!lease) {
+            await this.feed.wait(STANDBY_MS, signal);
+            continue;
+          }
+        }
+        const page = await this.read(lease.position);
+        if (page.items.length === 0) {
+          await this.feed.wait(RENEW_MS / 2, signal);
+          continue;
+        }
+        await publisher.publish(page.items.map((i) => i.event));
+        if (await log.advanceCursor(AMQP_CURSOR, this.owner, page.next_cursor)) {
+          lease = { position: page.next_cursor };
+        } else {
+          // Another instance took the lease (this one stalled past it); it continues from the
+          // cursor, republishing at most this batch.
+          lease = undefined;
+        }
+      } catch (err) {
+        lease = undefined;
+        if (!signal.aborted) {
+          this.logger.warn({ err }, 'AMQP delivery round failed; events wait in the outbox');
+          await this.feed.wait(RETRY_MS, signal);
+        }
+      }
+    }
+    if (lease) await log.releaseCursor(AMQP_CURSOR, this.owner).catch(() => undefined);
   }
+
+  private async read(position: string | null) {
+    try {
+      return await this.feed.read({ after: position ?? undefined, limit: BATCH });
+    } catch (err) {
+      if (!(err instanceof CursorExpiredError)) throw err;
+      // RabbitMQ was unreachable for longer than the retention: what was pruned is gone for
+      // every channel; go on from the oldest event kept.
+      this.logger.error(
+        { cursor: position },
+        'AMQP delivery fell behind the event retention; continuing from the oldest',
+      );
+      return this.feed.read({ limit: BATCH });
+    }
+  }
+}
+
+function retentionMs(config: Readonly<Config>): number {
+  const setting = (config as { eventsRetentionMs?: unknown }).eventsRetentionMs;
+  return typeof setting === 'number' ? setting : DEFAULT_RETENTION_MS;
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
 }

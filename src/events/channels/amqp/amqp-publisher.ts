@@ -1,21 +1,11 @@
 import amqplib, { type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
 import type { Logger } from 'pino';
 import { redact } from '../../../config.js';
+import type { EventEnvelope } from '../../../domain/events.js';
 import { EVENTS_EXCHANGE, routingKey } from './routing.js';
 
-/** The envelope fields the AMQP message properties repeat (docs/events.md, "AMQP"). */
-export interface PublishableEvent {
-  metadata: {
-    id: string;
-    type: string;
-    schema_major_version: number;
-    occurred_at: string;
-    flow_id: string;
-    fleet_id: string;
-    vehicle_id: string | null;
-  };
-  data: unknown;
-}
+/** An event as published: its envelope is the message body (docs/events.md, "AMQP"). */
+export type PublishableEvent = EventEnvelope<unknown>;
 
 export interface AmqpPublisherOptions {
   url: string;

@@ -110,8 +110,12 @@ export class RabbitmqProvisioner implements EventConsumerProvisioner {
   async deleteConsumer(consumer: { event_consumer_id: string }): Promise<void> {
     const id = consumer.event_consumer_id;
     const vhost = seg(this.options.vhost);
+    // Connections first: RabbitMQ 3.10 also closes them when the user goes, and then answers
+    // 500 to a request racing that close.
+    await this.api
+      .delete(`/connections/username/${seg(id)}`)
+      .catch((err: unknown) => this.options.logger.debug({ err }, 'closing an event consumer connection failed'));
     await this.api.delete(`/users/${seg(id)}`);
-    await this.api.delete(`/connections/username/${seg(id)}`);
     const prefix = consumerQueuePrefix(id);
     const queues = (await this.api.get(`/queues/${vhost}?columns=name`)) as Array<{ name: string }>;
     const exchanges = (await this.api.get(`/exchanges/${vhost}?columns=name`)) as Array<{ name: string }>;
