@@ -7,16 +7,16 @@ import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
 import { redact } from './config.js';
-import { resolveAmqpUrls } from './events/channels/amqp/amqp-channel.js';
-import { RabbitmqProvisioner } from './events/channels/amqp/rabbitmq-provisioner.js';
+import { createChannels } from './events/channels/registry.js';
+import { EventFeed } from './events/feed.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
-import { listenWithFallback } from './lib/listen.js';
+import { listenUrl, listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
 import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
-import { type EventConsumerProvisioner, EventConsumerService } from './services/event-consumer-service.js';
+import { EventConsumerService } from './services/event-consumer-service.js';
 import { VehicleService } from './services/vehicle-service.js';
 import { createStore } from './store/registry.js';
 import type { Store } from './store/store.js';
@@ -43,7 +43,6 @@ export interface App {
 
 const MAINTENANCE_INTERVAL_MS = 5_000;
 const IDEMPOTENCY_RETENTION_MS = 24 * 3600_000;
-const EVENT_RETENTION_MS = 3 * 24 * 3600_000;
 
 /** A no-op provisioner: the embedded broker authenticates units against the store itself. */
 const STORE_BACKED_PROVISIONER: BrokerProvisioner = {
@@ -159,15 +158,22 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
         },
       },
     ];
-    let amqpProvisioner: EventConsumerProvisioner | undefined;
-    if (config.amqpUrl) {
-      // Until the outbox feed is in the store: consumers only; AmqpChannel publishes once it is.
-      const urls = resolveAmqpUrls({ ...config, amqpUrl: config.amqpUrl });
-      const provisioner = new RabbitmqProvisioner({ ...urls, retentionMs: EVENT_RETENTION_MS, logger });
-      await provisioner.ensureTopology().catch((err: unknown) => logger.warn({ err }, 'RabbitMQ not reachable yet'));
-      amqpProvisioner = provisioner;
+    // Events leave through the outbox: the feed wakes on this instance's commits, and every
+    // delivery channel (events/channels/registry.ts) reads it in the background.
+    const feed = new EventFeed(store.events);
+    const offCommit = store.events.onCommit(() => feed.notify());
+    cleanups.push(async () => offCommit());
+    const channels = createChannels({ feed, config, logger, instanceId: config.instanceId });
+    for (const channel of channels) {
+      await channel.start();
+      cleanups.push(() => channel.stop());
+      if (channel.health) {
+        const health = channel.health.bind(channel);
+        readiness.push({ name: channel.name, optional: true, check: health });
+      }
     }
-    const eventConsumers = new EventConsumerService(store, amqpProvisioner, logger);
+    const amqpProvisioner = channels.find((c) => c.consumers)?.consumers;
+    const eventConsumers = new EventConsumerService(store.events, amqpProvisioner, logger);
     const metrics = new Metrics(events, () => commands.running);
     const api = await buildServer({
       config,
@@ -199,14 +205,13 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
 
     const address = api.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
-    const host = ['0.0.0.0', '::', ''].includes(config.host) ? '127.0.0.1' : config.host;
     let stopped: Promise<void> | undefined;
     return {
       config,
       logger,
       store,
       api,
-      url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+      url: listenUrl('http', config.host, port),
       mqttUrl,
       adapters,
       auth,

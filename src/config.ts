@@ -89,8 +89,9 @@ export const SETTINGS: readonly Setting[] = [
     env: 'FLEETGATE_HOST',
     flag: '--host',
     kind: 'string',
-    default: '0.0.0.0',
-    description: 'HTTP and embedded-broker listen address.',
+    default: '127.0.0.1',
+    description:
+      'Listen address of the HTTP API and the Teltonika port. The default serves this machine only; `0.0.0.0` serves every network.',
   },
   {
     key: 'publicUrl',
@@ -99,7 +100,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'url',
     protocols: ['http:', 'https:'],
     description:
-      'Base URL clients use to reach the API; used for absolute `type_documentation` links. Default: derived from the request.',
+      "Base URL clients use to reach the API (e.g. `https://fleet.example.com`), for the absolute `type_documentation` links of problems. Default: this instance's listen address (loopback when listening on `0.0.0.0`); never taken from a request's Host header.",
   },
   {
     key: 'dataDir',
@@ -140,8 +141,8 @@ export const SETTINGS: readonly Setting[] = [
     env: 'FLEETGATE_MQTT_HOST',
     flag: '--mqtt-host',
     kind: 'string',
-    default: '0.0.0.0',
-    description: 'Embedded MQTT broker listen address.',
+    default: '127.0.0.1',
+    description: 'Embedded MQTT broker listen address; `0.0.0.0` lets units on other machines connect.',
   },
   {
     key: 'mqttUsername',

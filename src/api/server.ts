@@ -8,14 +8,22 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ProblemError } from '../domain/problems.js';
 import { isUuid } from '../lib/ids.js';
+import { listenUrl } from '../lib/listen.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
 import type { EventConsumerService } from '../services/event-consumer-service.js';
 import type { VehicleService } from '../services/vehicle-service.js';
 import type { TelematicsAdapter } from '../telematics/adapter.js';
+import {
+  clientErrorProblem,
+  handleExpectations,
+  MethodTable,
+  notFoundOrMethodNotAllowed,
+  requireHost,
+} from './http-conformance.js';
 import type { Metrics } from './metrics.js';
-import { problemErrorHandler, sendProblem } from './problem-response.js';
+import { type PublicBase, problemErrorHandler } from './problem-response.js';
 import { authRoutes } from './routes/auth.js';
 import { commandRoutes } from './routes/commands.js';
 import { credentialsRoutes } from './routes/credentials.js';
@@ -71,6 +79,14 @@ const BODY_LIMIT = 64 * 1024;
 
 export async function buildServer(deps: ApiDeps): Promise<Api> {
   const { config } = deps;
+  // type_documentation links: the configured public URL, else the address this server listens on.
+  const base: PublicBase =
+    config.publicUrl ??
+    (() => {
+      const address = app.server.address();
+      return listenUrl('http', config.host, typeof address === 'object' && address ? address.port : config.port);
+    });
+  const errorHandler = problemErrorHandler(base, { bodyLimit: BODY_LIMIT });
   const app = Fastify({
     loggerInstance: deps.logger,
     // SPEC §2: every response and log line carries the flow id; a caller's own UUID is kept.
@@ -83,18 +99,19 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     trustProxy: true,
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     forceCloseConnections: 'idle',
+    // Ids longer than any fleetgate issues still answer 404, not Fastify's 414 (see http-conformance.ts).
+    routerOptions: { maxParamLength: 1000 },
+    // Host is checked in onRequest so its absence is answered as a problem, not by Node itself.
+    http: { requireHostHeader: false },
+    frameworkErrors: (error, request, reply) => errorHandler(error, request, reply),
+    clientErrorHandler: clientErrorProblem(base, deps.logger),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as Api;
 
-  app.setErrorHandler(problemErrorHandler(config.publicUrl));
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      request,
-      reply,
-      config.publicUrl,
-      'resource-not-found',
-      `Nothing is found at ${request.method} ${request.url.split('?')[0]}.`,
-    ),
-  );
+  app.setErrorHandler(errorHandler);
+  const methods = new MethodTable();
+  app.addHook('onRoute', (route) => methods.add(route.url, route.method));
+  app.setNotFoundHandler(notFoundOrMethodNotAllowed(base, methods));
+  handleExpectations(app.server, base, BODY_LIMIT);
 
   // Commands may come with an empty body and `Content-Type: application/json` (the reference's
   // own curl example), which Fastify's default parser rejects.
@@ -107,6 +124,8 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       done(new ProblemError('invalid-json', `The request body is not valid JSON: ${err.message}.`), undefined);
     });
   });
+  // Only JSON and forms are read; any other body is 415 (RFC 9110 §15.5.16), not a text string.
+  app.removeContentTypeParser('text/plain');
   // RFC 6749 §4.4.2: the token request may come as a form.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(typeof body === 'string' ? body : body.toString('utf8'))));
@@ -119,6 +138,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('X-Flow-ID', request.id);
+    requireHost(request);
     const scope = request.routeOptions.config.scope;
     if (scope) request.principal = await authorize(deps.auth, request, scope);
   });

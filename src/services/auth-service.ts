@@ -15,8 +15,11 @@ export function isScope(value: string): value is Scope {
 /** Who is calling: the fleet a token is bound to, its client and scopes. */
 export interface Principal {
   fleetId: string;
+  /** The API client; `console` for a person signed in to the console. */
   clientId: string;
   scopes: readonly string[];
+  /** The console user behind a session (SPEC §9); absent for API clients. */
+  user?: { userId: string; email: string; role: string };
 }
 
 export function hasScope(principal: Principal, needed: Scope): boolean {

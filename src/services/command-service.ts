@@ -148,6 +148,8 @@ export class CommandService {
       flow_id: flowId,
       fleet_id: principal.fleetId,
       client_id: principal.clientId,
+      user_id: principal.user?.userId ?? null,
+      user_email: principal.user?.email ?? null,
       vehicle_id: vehicleId,
       command,
       instance_id: this.options.instanceId,

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { EVENT_TOPIC_NAMES, EVENT_TOPICS, type EventTopic, isEventTopic } from '../domain/event-topics.js';
 import { ProblemError } from '../domain/problems.js';
 import { opaqueId } from '../lib/ids.js';
-import type { EventConsumerRecord, Store } from '../store/store.js';
+import type { EventLog } from '../store/store.js';
 
 /** What a consumer needs to connect, returned once: the password is nowhere else. */
 export interface ProvisionedConsumer {
@@ -25,6 +25,18 @@ export interface EventConsumerProvisioner {
   deleteConsumer(consumer: { event_consumer_id: string }): Promise<void>;
 }
 
+/** What the store keeps of a consumer (a channel record of kind `event-consumer`): never its password. */
+interface EventConsumerDoc {
+  topics: string[];
+  queues: Array<{ topic: string; queue: string }>;
+  created_at: string;
+}
+
+/** The store's channel records, where consumers are kept (EventLog, both engines). */
+export type EventConsumerRecords = Pick<EventLog, 'putRecord' | 'getRecord' | 'listRecords' | 'deleteRecord'>;
+
+const KIND = 'event-consumer';
+
 export interface EventConsumerView {
   event_consumer_id: string;
   topics: string[];
@@ -45,7 +57,7 @@ export const EVENT_CONSUMERS_PER_FLEET = 100;
  */
 export class EventConsumerService {
   constructor(
-    private readonly store: Store,
+    private readonly records: EventConsumerRecords,
     /** Undefined when fleetgate publishes to no broker (`--amqp-url` unset). */
     private readonly provisioner: EventConsumerProvisioner | undefined,
     private readonly logger: Logger,
@@ -73,7 +85,7 @@ export class EventConsumerService {
       });
     }
     const provisioner = this.available();
-    const existing = await this.store.listEventConsumers(fleetId);
+    const existing = await this.records.listRecords(KIND, fleetId, EVENT_CONSUMERS_PER_FLEET);
     if (existing.length >= EVENT_CONSUMERS_PER_FLEET) {
       throw new ProblemError(
         'conflicting-resource',
@@ -85,15 +97,10 @@ export class EventConsumerService {
     const provisioned = await this.brokerCall(() =>
       provisioner.createConsumer({ event_consumer_id: id, fleet_id: fleetId, topics: wanted }),
     );
-    const record: EventConsumerRecord = {
-      event_consumer_id: id,
-      fleet_id: fleetId,
-      topics: wanted,
-      queues: provisioned.queues,
-      created_at: new Date().toISOString(),
-    };
+    const doc: EventConsumerDoc = { topics: wanted, queues: provisioned.queues, created_at: new Date().toISOString() };
     try {
-      await this.store.createEventConsumer(record);
+      const stored = await this.records.putRecord(KIND, { id, fleet_id: fleetId, doc }, 0);
+      if (stored === undefined) throw new Error(`event consumer id ${id} exists`);
     } catch (err) {
       await provisioner.deleteConsumer({ event_consumer_id: id }).catch(() => undefined);
       throw err;
@@ -102,27 +109,32 @@ export class EventConsumerService {
   }
 
   async list(fleetId: string): Promise<EventConsumerView[]> {
-    return (await this.store.listEventConsumers(fleetId)).map(view);
+    const records = await this.records.listRecords(KIND, fleetId, EVENT_CONSUMERS_PER_FLEET);
+    return records
+      .map((r) => view(r.id, r.doc as EventConsumerDoc))
+      .sort(
+        (a, b) => a.created_at.localeCompare(b.created_at) || a.event_consumer_id.localeCompare(b.event_consumer_id),
+      );
   }
 
   async get(fleetId: string, id: string): Promise<EventConsumerView> {
-    return view(await this.owned(fleetId, id));
+    return view(id, await this.owned(fleetId, id));
   }
 
   /** Removes broker access first: a consumer left in the store can be deleted again. */
   async delete(fleetId: string, id: string): Promise<void> {
-    const record = await this.owned(fleetId, id);
+    await this.owned(fleetId, id);
     const provisioner = this.available();
-    await this.brokerCall(() => provisioner.deleteConsumer({ event_consumer_id: record.event_consumer_id }));
-    await this.store.deleteEventConsumer(record.event_consumer_id);
+    await this.brokerCall(() => provisioner.deleteConsumer({ event_consumer_id: id }));
+    await this.records.deleteRecord(KIND, id);
   }
 
-  private async owned(fleetId: string, id: string): Promise<EventConsumerRecord> {
-    const record = await this.store.getEventConsumer(id);
+  private async owned(fleetId: string, id: string): Promise<EventConsumerDoc> {
+    const record = await this.records.getRecord(KIND, id);
     if (!record || record.fleet_id !== fleetId) {
       throw new ProblemError('resource-not-found', `No event consumer '${id}' exists in this fleet.`);
     }
-    return record;
+    return record.doc as EventConsumerDoc;
   }
 
   private async brokerCall<T>(fn: () => Promise<T>): Promise<T> {
@@ -146,6 +158,6 @@ export class EventConsumerService {
   }
 }
 
-function view(r: EventConsumerRecord): EventConsumerView {
-  return { event_consumer_id: r.event_consumer_id, topics: [...r.topics], queues: r.queues, created_at: r.created_at };
+function view(id: string, doc: EventConsumerDoc): EventConsumerView {
+  return { event_consumer_id: id, topics: [...doc.topics], queues: doc.queues, created_at: doc.created_at };
 }

@@ -13,6 +13,37 @@ export interface ApiClient {
   created_at: string;
 }
 
+/** Console roles (SPEC §9): viewer sees, operator also commands, admin also manages. */
+export const USER_ROLES = ['viewer', 'operator', 'admin'] as const;
+export type UserRole = (typeof USER_ROLES)[number];
+
+/** A person who signs in to the console; belongs to one fleet. The password is a scrypt hash. */
+export interface ConsoleUser {
+  user_id: string;
+  fleet_id: string;
+  /** Lower-case; unique across fleets, as people sign in with it alone. */
+  email: string;
+  role: UserRole;
+  password_hash: string;
+  created_at: string;
+  modified_at: string;
+}
+
+/** A console sign-in. Only a hash of the cookie's session id is stored. */
+export interface ConsoleSession {
+  session_hash: string;
+  user_id: string;
+  created_at: string;
+  expires_at: string;
+}
+
+/** Consecutive failed sign-ins counted under one key (an account, or an account and a source). */
+export interface SignInFailures {
+  throttle_key: string;
+  failures: number;
+  last_failure_at: string;
+}
+
 export const COMMAND_STATUSES = ['IN_FLIGHT', 'SUCCEEDED', 'FAILED', 'OUTCOME_UNKNOWN'] as const;
 export type CommandStatus = (typeof COMMAND_STATUSES)[number];
 
@@ -31,6 +62,9 @@ export interface CommandRecord {
   flow_id: string;
   fleet_id: string;
   client_id: string;
+  /** The console user who sent the command; null for API clients. */
+  user_id: string | null;
+  user_email: string | null;
   vehicle_id: string;
   command: CommandName;
   adapter: string;
@@ -89,15 +123,6 @@ export interface CredentialsRecord {
   modified_at: string;
 }
 
-/** An AMQP event consumer of a fleet; its broker password is never stored (shown once). */
-export interface EventConsumerRecord {
-  event_consumer_id: string;
-  fleet_id: string;
-  topics: string[];
-  queues: Array<{ topic: string; queue: string }>;
-  created_at: string;
-}
-
 export interface VehicleFilter {
   fleet_id: string;
   telematics_brand?: string;
@@ -141,6 +166,11 @@ export class StoreUnavailableError extends Error {
  */
 export interface Store {
   readonly engine: string;
+  /**
+   * The outbox's read side and channels' durable state. Every write below that changes a vehicle,
+   * its state or a command record writes its events (domain/events.ts) in the same transaction.
+   */
+  readonly events: EventLog;
 
   /** Applies pending migrations; safe when several instances start at once. */
   migrate(): Promise<void>;
@@ -154,6 +184,36 @@ export interface Store {
   listClients(fleetId?: string): Promise<ApiClient[]>;
   /** Deletes a client; its tokens are refused from then on. Returns whether it existed. */
   deleteClient(clientId: string): Promise<boolean>;
+
+  /** Throws StoreConflictError('email') when a user with the email exists (in any fleet). */
+  createUser(user: ConsoleUser): Promise<void>;
+  getUser(userId: string): Promise<ConsoleUser | undefined>;
+  getUserByEmail(email: string): Promise<ConsoleUser | undefined>;
+  /** The users of one fleet (every fleet when undefined), by email. */
+  listUsers(fleetId?: string): Promise<ConsoleUser[]>;
+  /** Changes role and/or password hash; returns the user, or undefined when it does not exist. */
+  updateUser(
+    userId: string,
+    patch: Partial<Pick<ConsoleUser, 'role' | 'password_hash'>>,
+    modifiedAt: string,
+  ): Promise<ConsoleUser | undefined>;
+  /** Deletes a user and its sessions. Returns whether it existed. */
+  deleteUser(userId: string): Promise<boolean>;
+
+  createSession(session: ConsoleSession): Promise<void>;
+  /** The session with its user, expired or not (the caller checks expires_at). */
+  getSession(sessionHash: string): Promise<{ session: ConsoleSession; user: ConsoleUser } | undefined>;
+  deleteSession(sessionHash: string): Promise<void>;
+  /** Ends every session of a user (e.g. after a password change). */
+  deleteUserSessions(userId: string): Promise<void>;
+  /** Deletes sessions that expired before `expiredBefore`; returns how many. */
+  purgeSessions(expiredBefore: string): Promise<number>;
+
+  /** Counts one more failed sign-in under each key (atomically); returns the new counts, in order. */
+  noteSignInFailure(keys: readonly string[], at: string): Promise<SignInFailures[]>;
+  getSignInFailures(keys: readonly string[]): Promise<SignInFailures[]>;
+  /** Forgets the keys' failures (after a successful sign-in), and every count older than `staleBefore`. */
+  clearSignInFailures(keys: readonly string[], staleBefore: string): Promise<void>;
 
   /** Throws StoreConflictError('telematics_unit') when the brand/unit pair already exists. */
   insertVehicle(vehicle: Vehicle, cause?: ChangeCause): Promise<void>;
@@ -263,14 +323,6 @@ export interface Store {
   releaseIdempotencyKey(fleetId: string, key: string, flowId: string): Promise<void>;
   /** Deletes keys created before `createdBefore`; returns how many. */
   purgeIdempotencyKeys(createdBefore: string): Promise<number>;
-
-  /** Throws StoreConflictError('event_consumer_id') when the id exists. */
-  createEventConsumer(consumer: EventConsumerRecord): Promise<void>;
-  getEventConsumer(eventConsumerId: string): Promise<EventConsumerRecord | undefined>;
-  /** The fleet's consumers, oldest first. */
-  listEventConsumers(fleetId: string): Promise<EventConsumerRecord[]>;
-  /** Returns whether it existed. */
-  deleteEventConsumer(eventConsumerId: string): Promise<boolean>;
 }
 
 /** What caused a change: its events carry this flow id (SPEC §2; a new one when absent). */
@@ -330,8 +382,16 @@ export interface EventLog {
   read(query: EventQuery): Promise<EventPage>;
   /** The cursor of the newest committed event (null when there is none): "from now on". */
   head(): Promise<string | null>;
-  /** Deletes at most `batch` events that occurred before `before`; returns how many. */
+  /**
+   * Deletes at most `batch` of the oldest events, those written before `before`; returns how
+   * many. Reads from a cursor before the deleted ones then throw CursorExpiredError.
+   */
   prune(before: string, batch: number): Promise<number>;
+  /**
+   * Calls `listener` after this instance committed a write with events (other instances' commits
+   * are found by reading). Returns the function that removes it.
+   */
+  onCommit(listener: () => void): () => void;
 
   /**
    * Takes or renews the lease on the durable cursor `name` for `owner` until now + `leaseMs`,

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
+import type { EventConsumerProvisioner } from '../../services/event-consumer-service.js';
 import type { EventFeed } from '../feed.js';
 
 /**
@@ -24,6 +25,14 @@ export interface DeliveryChannel {
   start(): Promise<void>;
   /** Stops delivering, releases its leases; resolves when no delivery is in progress. */
   stop(): Promise<void>;
+  /**
+   * Rejects, saying why, while what the channel delivers to is unreachable (its broker).
+   * `/health/ready` names the channel then, but the instance stays ready: events wait in the
+   * outbox, commands go on.
+   */
+  health?(): Promise<void>;
+  /** Consumer accounts that operators make through `POST /event-consumers` (AMQP), when enabled. */
+  readonly consumers?: EventConsumerProvisioner | undefined;
 }
 
 /** What a channel is given: the feed and its durable state, its settings, a logger. */

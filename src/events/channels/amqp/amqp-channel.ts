@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { amqpVhost, type Config } from '../../../config.js';
 import { CursorExpiredError, type CursorLease } from '../../../store/store.js';
 import type { EventFeed } from '../../feed.js';
-import type { ChannelContext, DeliveryChannel } from '../channel.js';
+import type { ChannelContext, ChannelDefinition, DeliveryChannel } from '../channel.js';
 import { AmqpPublisher } from './amqp-publisher.js';
 import { RabbitmqProvisioner } from './rabbitmq-provisioner.js';
 
@@ -158,6 +158,12 @@ export class AmqpChannel implements DeliveryChannel {
     }
   }
 }
+
+/** The registry's entry (events/channels/registry.ts). */
+export const AMQP_CHANNEL: ChannelDefinition<AmqpChannel> = {
+  name: 'amqp',
+  create: (context) => new AmqpChannel(context),
+};
 
 function retentionMs(config: Readonly<Config>): number {
   const setting = (config as { eventsRetentionMs?: unknown }).eventsRetentionMs;
