@@ -17,6 +17,7 @@ import { CommandService } from './services/command-service.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
 import { EventConsumerService } from './services/event-consumer-service.js';
+import { UserService } from './services/user-service.js';
 import { VehicleService } from './services/vehicle-service.js';
 import { createStore } from './store/registry.js';
 import type { Store } from './store/store.js';
@@ -36,6 +37,7 @@ export interface App {
   auth: AuthService;
   vehicles: VehicleService;
   commands: CommandService;
+  users: UserService;
   events: EventBus;
   /** Graceful stop: refuse new commands, finish running ones, then close everything. */
   stop(): Promise<void>;
@@ -79,6 +81,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     });
     const auth = new AuthService(store, deriveKey(masterSecret, 'jwt-hs256'), config.tokenTtlSeconds);
     const credentials = new CredentialsService(store, secrets, adapters);
+    const users = new UserService(store, { sessionTtlMinutes: config.consoleSessionMinutes });
 
     let broker: EmbeddedBroker | undefined;
     let mqttUrl: string;
@@ -182,6 +185,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       vehicles,
       commands,
       credentials,
+      users,
       eventConsumers,
       adapters,
       readiness,
@@ -200,7 +204,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     );
     cleanups.push(() => api.close());
 
-    const maintenance = startMaintenance(store, vehicles, config, logger);
+    const maintenance = startMaintenance(store, vehicles, users, config, logger);
     cleanups.push(async () => clearInterval(maintenance));
 
     const address = api.server.address();
@@ -217,6 +221,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       auth,
       vehicles,
       commands,
+      users,
       events,
       stop: () => {
         stopped ??= (async () => {
@@ -232,10 +237,14 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
   }
 }
 
-/** Periodic upkeep that any instance may do: orphaned commands, old idempotency keys, stale setups. */
+/**
+ * Periodic upkeep that any instance may do: orphaned commands, old idempotency keys, stale setups,
+ * expired console sessions.
+ */
 function startMaintenance(
   store: Store,
   vehicles: VehicleService,
+  users: UserService,
   config: Readonly<Config>,
   logger: Logger,
 ): NodeJS.Timeout {
@@ -252,6 +261,7 @@ function startMaintenance(
       if (now - lastPurge > 3600_000) {
         lastPurge = now;
         await store.purgeIdempotencyKeys(new Date(now - IDEMPOTENCY_RETENTION_MS).toISOString());
+        await users.purge(now);
       }
     } catch (err) {
       logger.warn({ err }, 'maintenance round failed; retrying');

@@ -54,6 +54,11 @@ export interface Config {
   smartcarApiUrl: string;
   /** Base of Smartcar's `/oauth/token`. */
   smartcarAuthUrl: string;
+  /** How long a console sign-in lasts. */
+  consoleSessionMinutes: number;
+  /** Map tiles of the console (`{z}/{x}/{y}` template); unset = vehicles on a plain background. */
+  consoleTileUrl: string | undefined;
+  consoleTileAttribution: string | undefined;
 }
 
 export const MQTT_PROVISIONING = ['mosquitto-dynsec', 'none'] as const;
@@ -260,6 +265,32 @@ export const SETTINGS: readonly Setting[] = [
     description: "Base URL of Smartcar's token endpoint (`/oauth/token` is appended).",
   },
   {
+    key: 'consoleSessionMinutes',
+    env: 'FLEETGATE_CONSOLE_SESSION_MINUTES',
+    flag: '--console-session-minutes',
+    kind: 'int',
+    default: '720',
+    min: 1,
+    max: 43_200,
+    description: 'Lifetime of a console sign-in (its cookie expires with it).',
+  },
+  {
+    key: 'consoleTileUrl',
+    env: 'FLEETGATE_CONSOLE_TILE_URL',
+    flag: '--console-tile-url',
+    kind: 'url',
+    protocols: ['http:', 'https:'],
+    description:
+      "Map tile URL template of the console's map, e.g. `https://tile.openstreetmap.org/{z}/{x}/{y}.png` (mind the tile server's usage policy). Unset = vehicles on a plain background, no requests leave the browser.",
+  },
+  {
+    key: 'consoleTileAttribution',
+    env: 'FLEETGATE_CONSOLE_TILE_ATTRIBUTION',
+    flag: '--console-tile-attribution',
+    kind: 'string',
+    description: 'Attribution shown on the map for those tiles, e.g. `© OpenStreetMap contributors`.',
+  },
+  {
     key: 'amqpUrl',
     env: 'FLEETGATE_AMQP_URL',
     flag: '--amqp-url',
@@ -353,6 +384,9 @@ export function loadConfig(
   }
   if ((out.mqttUsername === undefined) !== (out.mqttPassword === undefined)) {
     errors.push('MQTT username and password must be set together');
+  }
+  if (typeof out.consoleTileUrl === 'string' && !/\{z\}.*\{x\}.*\{y\}/.test(out.consoleTileUrl)) {
+    errors.push('console tile URL: must hold {z}, {x} and {y}');
   }
   checkAmqp(out, errors);
   if (errors.length > 0) throw new ConfigError(errors);

@@ -213,7 +213,9 @@ export const EVENT_CATALOGUE = [
         delivery: { enum: ['NOT_DELIVERED', 'DELIVERED', 'DELIVERED_OUTCOME_UNKNOWN', null] },
         steps: { type: ['array', 'null'], description: 'each step of a combined command, with its outcome' },
         duration_ms: { type: 'integer' },
-        client_id: { type: 'string' },
+        client_id: { type: 'string', description: '`console` for a command sent from the console' },
+        user_id: { type: ['string', 'null'], description: 'the console user who sent it; null for API clients' },
+        user_email: { type: ['string', 'null'], description: "that user's email" },
         requested_at: TS,
         completed_at: TS,
       },
@@ -227,6 +229,8 @@ export const EVENT_CATALOGUE = [
       steps: null,
       duration_ms: 412,
       client_id: 'fgc_0k3m7q2x9v4b8n1c5d6f',
+      user_id: null,
+      user_email: null,
       requested_at: '2026-12-07T09:20:10.601Z',
       completed_at: '2026-12-07T09:20:11.013Z',
     },
@@ -504,6 +508,8 @@ export function commandFinishedEvent(record: {
   fleet_id: string;
   vehicle_id: string;
   client_id: string;
+  user_id?: string | null;
+  user_email?: string | null;
   command: CommandName | string;
   status: string;
   problem_type: string | null;
@@ -527,6 +533,8 @@ export function commandFinishedEvent(record: {
       steps: record.steps ?? null,
       duration_ms: record.duration_ms ?? 0,
       client_id: record.client_id,
+      user_id: record.user_id ?? null,
+      user_email: record.user_email ?? null,
       requested_at: record.requested_at,
       completed_at: completedAt,
     },

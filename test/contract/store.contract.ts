@@ -1009,6 +1009,8 @@ export function storeContract(name: string, factory: StoreFactory): void {
           steps: null,
           duration_ms: 120_000,
           client_id: c.client_id,
+          user_id: null,
+          user_email: null,
           requested_at: c.requested_at,
           completed_at: at(T0 + 120_000),
         });

@@ -28,7 +28,6 @@ export function eventConsumerRoutes(app: Api, { eventConsumers }: ApiDeps): void
         summary: 'Create an AMQP event consumer',
         description:
           "Makes a RabbitMQ user that may read only this fleet's events, and one queue per topic. The answer holds the password inside `amqp_url`, shown only now. Queues unread for longer than the event retention expire. 503 when this fleetgate publishes no events over AMQP.",
-        security: [{ bearer: [] }],
         body: Type.Object(
           {
             topics: Type.Array(Type.String({ maxLength: 64 }), {
@@ -62,7 +61,6 @@ export function eventConsumerRoutes(app: Api, { eventConsumers }: ApiDeps): void
         operationId: 'listEventConsumers',
         tags: ['Events'],
         summary: "List the topics and the fleet's event consumers",
-        security: [{ bearer: [] }],
         response: {
           200: Type.Object({
             topics: Type.Array(
@@ -88,7 +86,6 @@ export function eventConsumerRoutes(app: Api, { eventConsumers }: ApiDeps): void
         operationId: 'getEventConsumer',
         tags: ['Events'],
         summary: 'Get an event consumer (without its password)',
-        security: [{ bearer: [] }],
         params: ConsumerIdParam,
         response: { 200: ConsumerView, ...errors },
       },
@@ -105,7 +102,6 @@ export function eventConsumerRoutes(app: Api, { eventConsumers }: ApiDeps): void
         tags: ['Events'],
         summary: 'Delete an event consumer',
         description: 'Removes its RabbitMQ user (closing its connections) and its queues.',
-        security: [{ bearer: [] }],
         params: ConsumerIdParam,
         response: { 204: { type: 'null' }, ...errors },
       },

@@ -79,7 +79,8 @@ const ISO = (ts: string) => `to_jsonb(to_char(${ts} AT TIME ZONE 'UTC', 'YYYY-MM
 export function eventCtes(candidates: string, vehicleIds: string, withFinished: boolean): string {
   const finished = withFinished
     ? `UNION ALL
-     SELECT c.env, f.fleet_id, jsonb_build_object('client_id', f.client_id, 'command', f.command,
+     SELECT c.env, f.fleet_id, jsonb_build_object('client_id', f.client_id, 'user_id', f.user_id, 'user_email', f.user_email,
+       'command', f.command,
        'requested_at', ${ISO('f.requested_at')}) AS extra
      FROM cand c JOIN finished f ON f.flow_id = c.flow_id WHERE c.kind = 'finished'`
     : '';
