@@ -18,7 +18,7 @@ const RENEW_MS = LEASE_MS / 3;
 const STANDBY_MS = 2_000;
 /** Retry pause after a failed round (RabbitMQ or the database gone). */
 const RETRY_MS = 500;
-/** Until the events setting exists: unread queues and undelivered messages are kept this long. */
+/** The reference API's retention of undelivered events. */
 const DEFAULT_RETENTION_MS = 3 * 24 * 3600_000;
 
 /** The management API and public URLs that default from --amqp-url (docs/configuration.md). */
@@ -165,9 +165,10 @@ export const AMQP_CHANNEL: ChannelDefinition<AmqpChannel> = {
   create: (context) => new AmqpChannel(context),
 };
 
+/** The event retention (`--event-retention-hours`, issue 16) once the config has it; 3 days before. */
 function retentionMs(config: Readonly<Config>): number {
-  const setting = (config as { eventsRetentionMs?: unknown }).eventsRetentionMs;
-  return typeof setting === 'number' ? setting : DEFAULT_RETENTION_MS;
+  const hours = (config as { eventRetentionHours?: unknown }).eventRetentionHours;
+  return typeof hours === 'number' ? hours * 3600_000 : DEFAULT_RETENTION_MS;
 }
 
 function aborted(signal: AbortSignal): Promise<void> {
