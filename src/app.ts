@@ -12,6 +12,7 @@ import { EventFeed } from './events/feed.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
 import { listenUrl, listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
+import { type AdapterContextParts, createAdapterContext } from './services/adapter-context.js';
 import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CredentialsService } from './services/credentials-service.js';
@@ -21,7 +22,7 @@ import { UserService } from './services/user-service.js';
 import { VehicleService } from './services/vehicle-service.js';
 import { createStore } from './store/registry.js';
 import type { Store } from './store/store.js';
-import type { AdapterContext, BrokerProvisioner, TelematicsAdapter } from './telematics/adapter.js';
+import type { BrokerProvisioner, TelematicsAdapter } from './telematics/adapter.js';
 import { createAdapters } from './telematics/registry.js';
 
 export interface App {
@@ -90,7 +91,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     if (config.mqttUrl) {
       mqttUrl = config.mqttUrl;
       const creds = config.mqttUsername ? { username: config.mqttUsername, password: config.mqttPassword! } : undefined;
-      mqtt = await connectServiceClient(config.mqttUrl, creds, logger);
+      mqtt = await connectServiceClient(config.mqttUrl, creds, logger, { packetLog: config.mqttPacketLog });
       if (config.mqttProvisioning === 'mosquitto-dynsec') {
         const client = mqtt;
         // SPEC §5 on the external broker: each unit's account and topic ACL, made as vehicles come and go.
@@ -129,27 +130,26 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       cleanups.push(() => started.close());
       mqttUrl = broker.url;
       provisioner = broker.provisioner;
-      mqtt = await connectServiceClient(broker.url, broker.serviceCredentials, logger);
+      mqtt = await connectServiceClient(broker.url, broker.serviceCredentials, logger, {
+        packetLog: config.mqttPacketLog,
+      });
     }
     cleanups.push(() => new Promise<void>((resolve) => mqtt.end(false, {}, () => resolve())));
 
+    const contextParts: AdapterContextParts = {
+      logger,
+      instanceId: config.instanceId,
+      listenHost: config.host,
+      mqtt,
+      sharedBroker: config.mqttUrl !== undefined,
+      broker: provisioner,
+      vehicles,
+      credentials,
+    };
     for (const adapter of adapters.values()) {
-      const brand = adapter.brand;
-      const ctx: AdapterContext = {
-        logger: logger.child({ adapter: brand }),
-        mqtt,
-        broker: provisioner,
-        store,
-        secrets,
-        config,
-        onStateReport: async (unitId, state) => {
-          await vehicles.onStateReport(brand, unitId, state);
-        },
-        onConnectionChange: (unitId, online, at) => vehicles.onConnectionChange(brand, unitId, online, at),
-        setSetupResult: (vehicleId, result, force) => vehicles.setSetupResult(vehicleId, result, force),
-      };
-      await adapter.start(ctx);
+      await adapter.start(createAdapterContext(adapter, config.adapters[adapter.brand] ?? {}, contextParts));
       cleanups.push(() => adapter.stop());
+      await vehicles.resumeSetups(adapter);
     }
 
     const readiness: ReadinessCheck[] = [

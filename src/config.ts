@@ -1,10 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import type { AdapterSetting } from './telematics/adapter.js';
+import { ADAPTER_DEFINITIONS } from './telematics/registry.js';
 
 /**
  * fleetgate's settings. This module is the only one that reads process.env: every setting has a
  * `FLEETGATE_*` variable and a CLI flag; the config is validated once, with every error reported
- * together, then frozen. docs/configuration.md lists the same table.
+ * together, then frozen. docs/configuration.md lists the same table. Each telematics adapter
+ * declares its own settings in its definition (telematics/<brand>/definition.ts); they land in
+ * `adapters[brand]`.
  */
 export interface Config {
   /** HTTP listen port; 0 picks a free one. */
@@ -27,8 +31,6 @@ export interface Config {
    * plugin, or `none` when the operator's broker authenticates units by other means.
    */
   mqttProvisioning: MqttProvisioning;
-  /** TCP port for Teltonika units (telematics brand TELTONIKA); 0 picks a free one. */
-  teltonikaPort: number;
   /** Master secret for token signing and encryption at rest; generated into dataDir when unset. */
   secretKey: string | undefined;
   commandTimeoutMs: number;
@@ -39,8 +41,12 @@ export interface Config {
   setupTimeoutSeconds: number;
   logLevel: string;
   instanceId: string;
-  /** Settings that took their default because neither flag nor environment set them. */
-  defaulted: readonly (keyof Config)[];
+  /** Settings (by key, e.g. `port`, `teltonikaPort`) that took their default: neither flag nor environment set them. */
+  defaulted: readonly string[];
+  /** Each adapter's own settings by brand, named as its definition names them (e.g. `TELTONIKA.port`). */
+  adapters: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** mqtt.js logs every packet when the `DEBUG` variable asks for it (it costs even when off). */
+  mqttPacketLog: boolean;
   /**
    * amqp://… : publish every event to this RabbitMQ (its path is fleetgate's virtual host) and
    * offer AMQP event consumers; unset = no AMQP.
@@ -50,10 +56,6 @@ export interface Config {
   amqpPublicUrl: string | undefined;
   /** RabbitMQ's management HTTP API; default: http://<amqpUrl's host>:15672 with amqpUrl's account. */
   amqpManagementUrl: string | undefined;
-  /** Smartcar API base that documented paths such as `/vehicles/{id}/security` are appended to. */
-  smartcarApiUrl: string;
-  /** Base of Smartcar's `/oauth/token`. */
-  smartcarAuthUrl: string;
   /** How long a console sign-in lasts. */
   consoleSessionMinutes: number;
   /** Map tiles of the console (`{z}/{x}/{y}` template); unset = vehicles on a plain background. */
@@ -66,8 +68,9 @@ export type MqttProvisioning = (typeof MQTT_PROVISIONING)[number];
 
 type Source = Record<string, string | undefined>;
 
-interface Setting {
-  key: keyof Config;
+export interface Setting {
+  /** The flag's camelCase name: a Config key, or an adapter setting's flag key (e.g. `teltonikaPort`). */
+  key: string;
   env: string;
   flag: string;
   kind: 'int' | 'string' | 'url';
@@ -76,9 +79,11 @@ interface Setting {
   max?: number;
   protocols?: string[];
   description: string;
+  /** For an adapter's setting: its brand and its name in the adapter's settings. */
+  adapter?: { brand: string; name: string };
 }
 
-export const SETTINGS: readonly Setting[] = [
+const CORE_SETTINGS: readonly Setting[] = [
   {
     key: 'port',
     env: 'FLEETGATE_PORT',
@@ -173,16 +178,6 @@ export const SETTINGS: readonly Setting[] = [
       "With --mqtt-url: how units' credentials and topic permissions get into the broker. `mosquitto-dynsec` = fleetgate provisions each unit through Mosquitto's dynamic security plugin (its account must be a dynsec admin); `none` = the operator's broker authenticates units by other means (e.g. EMQX HTTP auth), see docs/deploy.md.",
   },
   {
-    key: 'teltonikaPort',
-    env: 'FLEETGATE_TELTONIKA_PORT',
-    flag: '--teltonika-port',
-    kind: 'int',
-    default: '5027',
-    min: 0,
-    max: 65535,
-    description: 'TCP port for Teltonika units, Codec 8/8E/12 (0 = any free port).',
-  },
-  {
     key: 'secretKey',
     env: 'FLEETGATE_SECRET_KEY',
     flag: '--secret-key',
@@ -246,25 +241,6 @@ export const SETTINGS: readonly Setting[] = [
     description: 'Name of this instance in command records and logs. Default: random.',
   },
   {
-    key: 'smartcarApiUrl',
-    env: 'FLEETGATE_SMARTCAR_API_URL',
-    flag: '--smartcar-api-url',
-    kind: 'url',
-    protocols: ['http:', 'https:'],
-    default: 'https://api.smartcar.com/v2.0',
-    description:
-      "Smartcar API v2.0 base URL (documented paths such as /vehicles/{id}/security are appended); point it at `fleetgate simulate`'s fake to try SMARTCAR vehicles without an account.",
-  },
-  {
-    key: 'smartcarAuthUrl',
-    env: 'FLEETGATE_SMARTCAR_AUTH_URL',
-    flag: '--smartcar-auth-url',
-    kind: 'url',
-    protocols: ['http:', 'https:'],
-    default: 'https://auth.smartcar.com',
-    description: "Base URL of Smartcar's token endpoint (`/oauth/token` is appended).",
-  },
-  {
     key: 'consoleSessionMinutes',
     env: 'FLEETGATE_CONSOLE_SESSION_MINUTES',
     flag: '--console-session-minutes',
@@ -319,6 +295,27 @@ export const SETTINGS: readonly Setting[] = [
   },
 ];
 
+/** `--teltonika-port` → `teltonikaPort`. */
+export function flagKey(flag: string): string {
+  return flag.replace(/^--/, '').replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+}
+
+/** `--teltonika-port` → `FLEETGATE_TELTONIKA_PORT`. */
+function flagEnv(flag: string): string {
+  return `FLEETGATE_${flag.replace(/^--/, '').replaceAll('-', '_').toUpperCase()}`;
+}
+
+function adapterSetting(brand: string, s: AdapterSetting): Setting {
+  const { name, ...rest } = s;
+  return { ...rest, key: flagKey(s.flag), env: flagEnv(s.flag), adapter: { brand, name } };
+}
+
+/** Every setting: fleetgate's own, then each adapter's from its definition. */
+export const SETTINGS: readonly Setting[] = [
+  ...CORE_SETTINGS,
+  ...ADAPTER_DEFINITIONS.flatMap((d) => d.settings.map((s) => adapterSetting(d.brand, s))),
+];
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export class ConfigError extends Error {
@@ -333,12 +330,12 @@ export class ConfigError extends Error {
  * over defaults. Throws ConfigError listing every invalid setting.
  */
 export function loadConfig(
-  flags: Partial<Record<keyof Config, string | number | undefined>> = {},
+  flags: Partial<Record<string, string | number | undefined>> = {},
   env: Source = process.env,
 ): Readonly<Config> {
   const errors: string[] = [];
   const out: Record<string, unknown> = {};
-  const defaulted: (keyof Config)[] = [];
+  const defaulted: string[] = [];
   for (const s of SETTINGS) {
     const fromFlag = flags[s.key];
     if (fromFlag === undefined && env[s.env] === undefined) defaulted.push(s.key);
@@ -390,6 +387,16 @@ export function loadConfig(
   }
   checkAmqp(out, errors);
   if (errors.length > 0) throw new ConfigError(errors);
+  const adapters: Record<string, Record<string, unknown>> = {};
+  for (const d of ADAPTER_DEFINITIONS) adapters[d.brand] = {};
+  for (const s of SETTINGS) {
+    if (!s.adapter) continue;
+    adapters[s.adapter.brand]![s.adapter.name] = out[s.key];
+    delete out[s.key];
+  }
+  for (const brand of Object.keys(adapters)) Object.freeze(adapters[brand]);
+  out.adapters = Object.freeze(adapters);
+  out.mqttPacketLog = Boolean(env.DEBUG);
   out.dataDir = path.resolve(out.dataDir as string);
   out.instanceId ??= `fg-${randomUUID().slice(0, 8)}`;
   out.defaulted = Object.freeze(defaulted);
