@@ -18,8 +18,6 @@ const RENEW_MS = LEASE_MS / 3;
 const STANDBY_MS = 2_000;
 /** Retry pause after a failed round (RabbitMQ or the database gone). */
 const RETRY_MS = 500;
-/** The reference API's retention of undelivered events. */
-const DEFAULT_RETENTION_MS = 3 * 24 * 3600_000;
 
 /** The management API and public URLs that default from --amqp-url (docs/configuration.md). */
 export function resolveAmqpUrls(
@@ -73,7 +71,7 @@ export class AmqpChannel implements DeliveryChannel {
       managementUrl: urls.managementUrl,
       vhost: urls.vhost,
       publicUrl: urls.publicUrl,
-      retentionMs: retentionMs(config),
+      retentionMs: config.eventRetentionHours * 3600_000,
       logger: this.logger,
     });
   }
@@ -164,12 +162,6 @@ export const AMQP_CHANNEL: ChannelDefinition<AmqpChannel> = {
   name: 'amqp',
   create: (context) => new AmqpChannel(context),
 };
-
-/** The event retention (`--event-retention-hours`, issue 16) once the config has it; 3 days before. */
-function retentionMs(config: Readonly<Config>): number {
-  const hours = (config as { eventRetentionHours?: unknown }).eventRetentionHours;
-  return typeof hours === 'number' ? hours * 3600_000 : DEFAULT_RETENTION_MS;
-}
 
 function aborted(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
