@@ -162,6 +162,18 @@ async function runScenario(scenario: ScenarioName, topology: Topology, rates: nu
 
 const { measure: setupMeasure } = await import('./scenarios.js');
 
+/** The probe's stages in the table of where a command's time goes, in order. */
+const STAGE_ROWS: Array<[string, string]> = [
+  ['http', 'HTTP request → response (server)'],
+  ['auth', 'auth (token check)'],
+  ['store.startCommand', 'store startCommand'],
+  ['store.completeCommand', 'store completeCommand'],
+  ['store.statement', 'PostgreSQL round trip'],
+  ['store.commit', 'SQLite group commit'],
+  ['adapter', 'adapter execute'],
+  ['broker', 'broker + unit (publish → answer)'],
+];
+
 function fmtCpu(m: Measured): string {
   return Object.entries(m.cpuPercent)
     .map(([k, v]) => `${k} ${v}% (${m.cpuMsPerRequest[k]} ms/req)`)
@@ -387,17 +399,6 @@ process.exit(0);
 // ---------------------------------------------------------------------------------------------
 // Where a command's time goes (the probe at 10 % of floor C), and ingestion
 
-const STAGE_ROWS: Array<[string, string]> = [
-  ['http', 'HTTP request → response (server)'],
-  ['auth', 'auth (token check)'],
-  ['store.startCommand', 'store startCommand'],
-  ['store.completeCommand', 'store completeCommand'],
-  ['store.statement', 'PostgreSQL round trip'],
-  ['store.commit', 'SQLite group commit'],
-  ['adapter', 'adapter execute'],
-  ['broker', 'broker + unit (publish → answer)'],
-];
-
 function stagesOf(s: ScenarioName, t: Topology) {
   const r = results.find((x) => x.scenario === s && x.topology === t)?.latency[0];
   return r?.stages ? { run: r, stages: r.stages } : undefined;
@@ -458,6 +459,9 @@ function stageLines(t: Topology): string[] {
     return `${Math.round(x.stages.http.mean_us - timed)} (mean)`;
   };
   out.push(`${'rest of the server (HTTP - above)'.padEnd(34)}${rest(d).padStart(24)}${rest(f).padStart(24)}`);
+  out.push(
+    "  (floor D's rest includes its bare MQTT request/reply; fleetgate's auth row appears only when a token is checked, not answered from its cache)",
+  );
   if (d && f) {
     const ok = f.run.latencyMs.p99 <= d.run.latencyMs.p99 + 1;
     out.push(
