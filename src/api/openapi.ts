@@ -46,12 +46,27 @@ interface Operation {
   requestBody?: { required?: boolean; content?: Record<string, { schema?: JsonSchemaLike }> };
 }
 
+/** TypeBox writes string enums without `type`; generators then type them `unknown`. */
+function typeStringEnums(node: unknown): void {
+  if (Array.isArray(node)) {
+    for (const item of node) typeStringEnums(item);
+    return;
+  }
+  if (typeof node !== 'object' || node === null) return;
+  const schema = node as { enum?: unknown[]; type?: unknown };
+  if (Array.isArray(schema.enum) && schema.type === undefined && schema.enum.every((v) => typeof v === 'string')) {
+    schema.type = 'string';
+  }
+  for (const value of Object.values(node)) typeStringEnums(value);
+}
+
 export const finishDocument: SwaggerTransformObject = (documentObject) => {
   const document = (
     'openapiObject' in documentObject ? documentObject.openapiObject : documentObject.swaggerObject
   ) as {
     paths?: Record<string, Record<string, Operation>>;
   };
+  typeStringEnums(document);
   for (const operations of Object.values(document.paths ?? {})) {
     for (const operation of Object.values(operations)) {
       if (typeof operation !== 'object' || operation === null) continue;

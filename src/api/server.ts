@@ -12,6 +12,7 @@ import { isUuid } from '../lib/ids.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
+import type { EventService } from '../services/event-service.js';
 import type { UserService } from '../services/user-service.js';
 import type { VehicleService } from '../services/vehicle-service.js';
 import type { TelematicsAdapter } from '../telematics/adapter.js';
@@ -31,6 +32,7 @@ import { clientRoutes } from './routes/clients.js';
 import { commandRoutes } from './routes/commands.js';
 import { consoleRoutes } from './routes/console.js';
 import { credentialsRoutes } from './routes/credentials.js';
+import { eventRoutes } from './routes/events.js';
 import { operationsRoutes } from './routes/operations.js';
 import { problemRoutes } from './routes/problems.js';
 import { SESSION_COOKIE, sessionRoutes } from './routes/session.js';
@@ -52,6 +54,9 @@ export interface ApiDeps {
   vehicles: VehicleService;
   commands: CommandService;
   credentials: CredentialsService;
+  events: EventService;
+  /** Routes of the delivery channels (events/channels/<name>/), e.g. /webhooks. */
+  channelRoutes?: ReadonlyArray<(app: Api) => void>;
   users: UserService;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
   readiness: ReadinessCheck[];
@@ -185,6 +190,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         { name: 'Vehicles', description: 'Vehicle lifecycle (SPEC §4)' },
         { name: 'Telematics', description: 'Brands, models and credentials' },
         { name: 'Access', description: 'OAuth2 client credentials (SPEC §5)' },
+        { name: 'Events', description: 'Events: pull, stream and webhooks (SPEC §8)' },
         { name: 'Administration', description: "The fleet's API clients and console users" },
         { name: 'Console', description: 'Sign-in of people to the console at /console' },
         { name: 'Operations', description: 'Health and metrics' },
@@ -210,6 +216,8 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   commandRoutes(app, deps);
   telematicsBrandRoutes(app, deps);
   credentialsRoutes(app, deps);
+  eventRoutes(app, deps);
+  for (const routes of deps.channelRoutes ?? []) routes(app);
   problemRoutes(app, deps);
   operationsRoutes(app, deps);
 
