@@ -75,7 +75,7 @@ describe('HTTP fuzz: every error answer is a problem (RFC 9110, RFC 9457)', () =
     h = await Harness.start({ rateLimitPerMinute: 1_000_000 });
     token = await h.token('fleet-fuzz');
     vehicleId = (await h.vehicle(token, 'fleetgate-car-v1', { connect: false })).vehicleId;
-  });
+  }, 180_000);
   afterAll(async () => {
     await h?.close();
   });
