@@ -80,9 +80,7 @@ withSettings(
   out.write(
     `  1. npx fleetgate clients create --fleet my-fleet --scope vehicles --scope vehicle-commands --json${config.databaseUrl ? ' --database-url <url>' : ` --data-dir ${config.dataDir}`}\n`,
   );
-  out.write(
-    `  2. curl -u <client_id>:<client_secret> -X POST '${app.url}/auth/oauth/token?grant_type=client_credentials'\n`,
-  );
+  out.write(`  2. curl -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials ${app.url}/auth/oauth/token\n`);
   out.write(
     `  3. add a vehicle: POST ${app.url}/vehicles {"telematics_brand":"FLEETGATE","telematics_unit_id":"unit-1","vehicle_model_id":"fleetgate-car-v1","password":"<12+ chars>"}\n`,
   );
