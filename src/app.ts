@@ -7,6 +7,9 @@ import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
 import { parseHostPort, redact } from './config.js';
+import type { DeliveryChannel } from './events/channels/channel.js';
+import { createChannels } from './events/channels/registry.js';
+import { EventFeed } from './events/feed.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
 import { listenUrl, listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
@@ -15,6 +18,8 @@ import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
+import { EventConsumerService } from './services/event-consumer-service.js';
+import { EventService } from './services/event-service.js';
 import { UserService } from './services/user-service.js';
 import { VehicleService } from './services/vehicle-service.js';
 import { createStore } from './store/registry.js';
@@ -39,6 +44,10 @@ export interface App {
   commands: CommandService;
   users: UserService;
   events: EventBus;
+  /** The outbox's feed (pull, stream and delivery channels read it). */
+  feed: EventFeed;
+  /** The delivery channels (webhooks, …) running in this instance. */
+  channels: readonly DeliveryChannel[];
   /** Graceful stop: refuse new commands, finish running ones, then close everything. */
   stop(): Promise<void>;
 }
@@ -73,6 +82,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     const masterSecret = config.secretKey ?? loadOrCreateKeyFile(config.dataDir);
     const secrets = new SecretBox(deriveKey(masterSecret, 'secret-box'));
     const events = new EventBus();
+    const feed = new EventFeed(store.events);
+    cleanups.push(async () => feed.close());
     const adapters = createAdapters();
     const vehicles = new VehicleService(store, adapters, events, logger, deriveKey(masterSecret, 'unit-password'));
     const commands = new CommandService(store, vehicles, events, {
@@ -164,6 +175,13 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       countVehicles: () => store.countVehicles(),
       readiness,
     });
+    // Delivery never runs in the command path: each channel reads the outbox on its own.
+    const channels = createChannels({ feed, config, logger, instanceId: config.instanceId, secrets });
+    for (const channel of channels) {
+      // Named in /health/ready while down; the instance stays ready (events wait in the outbox).
+      if (channel.health) readiness.push({ name: channel.name, optional: true, check: () => channel.health!() });
+    }
+    const eventConsumers = new EventConsumerService(store.events, channels.find((c) => c.consumers)?.consumers, logger);
     const api = await buildServer({
       config,
       logger,
@@ -171,7 +189,10 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       vehicles,
       commands,
       credentials,
+      events: new EventService(feed),
+      channelRoutes: channels.flatMap((c) => (c.registerRoutes ? [(app: Api) => c.registerRoutes!(app)] : [])),
       users,
+      eventConsumers,
       adapters,
       readiness,
       metrics,
@@ -201,6 +222,11 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     const maintenance = startMaintenance(store, vehicles, users, config, logger);
     cleanups.push(async () => clearInterval(maintenance));
 
+    for (const channel of channels) {
+      await channel.start();
+      cleanups.push(() => channel.stop());
+    }
+
     const port = portOf(api);
     let stopped: Promise<void> | undefined;
     return {
@@ -217,6 +243,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       commands,
       users,
       events,
+      feed,
+      channels,
       stop: () => {
         stopped ??= (async () => {
           await commands.drain();
@@ -262,6 +290,7 @@ function startMaintenance(
         await store.purgeIdempotencyKeys(new Date(now - IDEMPOTENCY_RETENTION_MS).toISOString());
         await users.purge(now);
       }
+      await pruneEvents(store, new Date(now - config.eventRetentionHours * 3600_000).toISOString(), logger);
     } catch (err) {
       logger.warn({ err }, 'maintenance round failed; retrying');
     } finally {
@@ -270,4 +299,21 @@ function startMaintenance(
   }, MAINTENANCE_INTERVAL_MS);
   timer.unref();
   return timer;
+}
+
+// Retention (docs/events.md): short transactions of at most EVENT_PRUNE_BATCH rows, so writers
+// wait for at most one of them; up to EVENT_PRUNE_BATCHES per maintenance round (20,000 per 5 s
+// outpaces 15,000 units reporting every 30 s several times over).
+const EVENT_PRUNE_BATCH = 1_000;
+const EVENT_PRUNE_BATCHES = 20;
+
+async function pruneEvents(store: Store, before: string, logger: Logger): Promise<void> {
+  let pruned = 0;
+  for (let i = 0; i < EVENT_PRUNE_BATCHES; i++) {
+    const n = await store.events.prune(before, EVENT_PRUNE_BATCH);
+    pruned += n;
+    if (n < EVENT_PRUNE_BATCH) break;
+  }
+  pruned += await store.events.pruneLog(before, EVENT_PRUNE_BATCH);
+  if (pruned > 0) logger.debug({ pruned }, 'deleted events past retention');
 }

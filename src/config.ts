@@ -44,6 +44,14 @@ export interface Config {
   rateLimitPerMinute: number;
   /** A vehicle whose unit has not connected within this time ends setup FAILED. */
   setupTimeoutSeconds: number;
+  /** Events older than this are deleted (docs/events.md). */
+  eventRetentionHours: number;
+  /** A webhook delivery is retried this long; a subscription failing that long is disabled. */
+  webhooksRetrySeconds: number;
+  /** How long a webhook receiver may take to answer one delivery. */
+  webhooksTimeoutMs: number;
+  /** Allow webhook URLs on private, loopback or link-local addresses (SSRF guard off). */
+  webhooksAllowPrivateUrls: boolean;
   logLevel: string;
   instanceId: string;
   /** Settings (by key, e.g. `port`, `teltonikaPort`) that took their default: neither flag nor environment set them. */
@@ -52,6 +60,15 @@ export interface Config {
   adapters: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** mqtt.js logs every packet when the `DEBUG` variable asks for it (it costs even when off). */
   mqttPacketLog: boolean;
+  /**
+   * amqp://… : publish every event to this RabbitMQ (its path is fleetgate's virtual host) and
+   * offer AMQP event consumers; unset = no AMQP.
+   */
+  amqpUrl: string | undefined;
+  /** Where event consumers reach RabbitMQ (`amqp[s]://host:port`); default: the host of amqpUrl. */
+  amqpPublicUrl: string | undefined;
+  /** RabbitMQ's management HTTP API; default: http://<amqpUrl's host>:15672 with amqpUrl's account. */
+  amqpManagementUrl: string | undefined;
   /** How long a console sign-in lasts. */
   consoleSessionMinutes: number;
   /** Map tiles of the console (`{z}/{x}/{y}` template); unset = vehicles on a plain background. */
@@ -69,7 +86,7 @@ export interface Setting {
   key: string;
   env: string;
   flag: string;
-  kind: 'int' | 'string' | 'url';
+  kind: 'int' | 'string' | 'url' | 'boolean';
   default?: string;
   min?: number;
   max?: number;
@@ -238,6 +255,46 @@ const CORE_SETTINGS: readonly Setting[] = [
     description: 'A unit that has not connected this long after its vehicle was added ends setup FAILED.',
   },
   {
+    key: 'eventRetentionHours',
+    env: 'FLEETGATE_EVENT_RETENTION_HOURS',
+    flag: '--event-retention-hours',
+    kind: 'int',
+    default: '72',
+    min: 1,
+    max: 8760,
+    description: 'How long events are kept for pull, stream and channels to read; older ones are deleted.',
+  },
+  {
+    key: 'webhooksRetrySeconds',
+    env: 'FLEETGATE_WEBHOOKS_RETRY_SECONDS',
+    flag: '--webhooks-retry-seconds',
+    kind: 'int',
+    default: '86400',
+    min: 1,
+    max: 604_800,
+    description:
+      'How long a failing webhook delivery is retried (exponential backoff with jitter); a subscription failing this long is disabled.',
+  },
+  {
+    key: 'webhooksTimeoutMs',
+    env: 'FLEETGATE_WEBHOOKS_TIMEOUT_MS',
+    flag: '--webhooks-timeout-ms',
+    kind: 'int',
+    default: '10000',
+    min: 100,
+    max: 60_000,
+    description: 'How long a webhook receiver may take to answer a delivery before it counts as failed.',
+  },
+  {
+    key: 'webhooksAllowPrivateUrls',
+    env: 'FLEETGATE_WEBHOOKS_ALLOW_PRIVATE_URLS',
+    flag: '--webhooks-allow-private-urls',
+    kind: 'boolean',
+    default: 'false',
+    description:
+      'Allow webhook URLs that are or resolve to private, loopback or link-local addresses (refused by default against SSRF).',
+  },
+  {
     key: 'logLevel',
     env: 'FLEETGATE_LOG_LEVEL',
     flag: '--log-level',
@@ -277,6 +334,33 @@ const CORE_SETTINGS: readonly Setting[] = [
     flag: '--console-tile-attribution',
     kind: 'string',
     description: 'Attribution shown on the map for those tiles, e.g. `© OpenStreetMap contributors`.',
+  },
+  {
+    key: 'amqpUrl',
+    env: 'FLEETGATE_AMQP_URL',
+    flag: '--amqp-url',
+    kind: 'url',
+    protocols: ['amqp:', 'amqps:'],
+    description:
+      "RabbitMQ to publish every event to, with publisher confirms, e.g. `amqp://fleetgate:pw@rabbit:5672/fleetgate` (the path is fleetgate's virtual host; the account needs the `administrator` tag to manage event consumers). Unset = no AMQP (`/event-consumers` answers 503).",
+  },
+  {
+    key: 'amqpPublicUrl',
+    env: 'FLEETGATE_AMQP_PUBLIC_URL',
+    flag: '--amqp-public-url',
+    kind: 'url',
+    protocols: ['amqp:', 'amqps:'],
+    description:
+      'Scheme, host and port that event consumers connect to, e.g. `amqps://events.example.com:5671`; goes into the `amqp_url` returned by `POST /event-consumers`. Default: the host and port of --amqp-url.',
+  },
+  {
+    key: 'amqpManagementUrl',
+    env: 'FLEETGATE_AMQP_MANAGEMENT_URL',
+    flag: '--amqp-management-url',
+    kind: 'url',
+    protocols: ['http:', 'https:'],
+    description:
+      "RabbitMQ's management HTTP API, through which fleetgate creates each event consumer's user, permissions and queues. Default: `http://<--amqp-url host>:15672` with --amqp-url's account.",
   },
 ];
 
@@ -337,6 +421,13 @@ export function loadConfig(
         continue;
       }
       out[s.key] = n;
+    } else if (s.kind === 'boolean') {
+      const v = raw.trim().toLowerCase();
+      if (!['true', 'false', '1', '0', 'yes', 'no'].includes(v)) {
+        errors.push(`${origin}: '${raw}' is not true or false`);
+        continue;
+      }
+      out[s.key] = ['true', '1', 'yes'].includes(v);
     } else if (s.kind === 'url') {
       let u: URL | undefined;
       try {
@@ -376,6 +467,7 @@ export function loadConfig(
   if (typeof out.consoleTileUrl === 'string' && !/\{z\}.*\{x\}.*\{y\}/.test(out.consoleTileUrl)) {
     errors.push('console tile URL: must hold {z}, {x} and {y}');
   }
+  checkAmqp(out, errors);
   if (errors.length > 0) throw new ConfigError(errors);
   const adapters: Record<string, Record<string, unknown>> = {};
   for (const d of ADAPTER_DEFINITIONS) adapters[d.brand] = {};
@@ -400,6 +492,41 @@ export function parseHostPort(value: string): { host: string; port: number } | u
   const port = Number(m?.[2]);
   if (!host || port > 65535) return undefined;
   return { host, port };
+}
+
+/** The AMQP settings that a URL's syntax alone does not settle. */
+function checkAmqp(out: Record<string, unknown>, errors: string[]): void {
+  const amqp = typeof out.amqpUrl === 'string' ? new URL(out.amqpUrl) : undefined;
+  if (!amqp) {
+    if (out.amqpPublicUrl !== undefined || out.amqpManagementUrl !== undefined) {
+      errors.push('--amqp-public-url and --amqp-management-url need --amqp-url');
+    }
+    return;
+  }
+  if (amqp.hostname === '') errors.push(`AMQP URL '${redact(String(out.amqpUrl))}' names no host`);
+  if (amqp.search !== '' || amqp.hash !== '') {
+    errors.push(`AMQP URL '${redact(String(out.amqpUrl))}': query parameters and fragments are not supported`);
+  }
+  const path = amqp.pathname.replace(/^\//, '');
+  if (path.includes('/')) {
+    errors.push(
+      `AMQP URL '${redact(String(out.amqpUrl))}': the virtual host must be one path segment (a '/' in it is written %2F)`,
+    );
+  }
+  if (typeof out.amqpPublicUrl === 'string') {
+    const pub = new URL(out.amqpPublicUrl);
+    if (pub.username !== '' || pub.password !== '' || !['', '/'].includes(pub.pathname)) {
+      errors.push(
+        '--amqp-public-url: give only scheme, host and port; user, password and virtual host are added per consumer',
+      );
+    }
+  }
+}
+
+/** The virtual host an AMQP URL names: its path (RFC 3986-decoded), `/` when it has none. */
+export function amqpVhost(url: string): string {
+  const path = new URL(url).pathname.replace(/^\//, '');
+  return path === '' ? '/' : decodeURIComponent(path);
 }
 
 /** Hides the password part of a URL for error messages and logs. */
