@@ -44,6 +44,111 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in console user and what the role may do */
+        get: operations["getSession"];
+        put?: never;
+        /**
+         * Sign in to the console
+         * @description Sets the session cookie `fleetgate_session` (HttpOnly, SameSite=Strict). Needs the header `x-fleetgate-console` (CSRF). Failed sign-ins are throttled per account and source (429 with Retry-After).
+         */
+        post: operations["signIn"];
+        /**
+         * Sign out of the console
+         * @description Ends the session and clears its cookie. Needs the header `x-fleetgate-console` (CSRF).
+         */
+        delete: operations["signOut"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/clients": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the fleet's API clients (never their secrets) */
+        get: operations["listClients"];
+        put?: never;
+        /** Create an API client; the answer holds its secret, shown only this once */
+        post: operations["createClient"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/clients/{client_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete an API client; its tokens are refused within a minute */
+        delete: operations["deleteClient"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the fleet's console users */
+        get: operations["listUsers"];
+        put?: never;
+        /**
+         * Add a console user to the fleet
+         * @description The password (10–200 characters) is stored as a scrypt hash. 409 when the email is taken.
+         */
+        post: operations["createUser"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/users/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a console user
+         * @description Its sessions end with it.
+         */
+        delete: operations["deleteUser"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a user's role or password
+         * @description A new password ends the user's sessions.
+         */
+        patch: operations["updateUser"];
+        trace?: never;
+    };
     "/vehicles": {
         parameters: {
             query?: never;
@@ -226,6 +331,126 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the fleet's events after a cursor (long polling with wait)
+         * @description Events in the order they happened (per vehicle, the order of the changes), from the oldest retained event when `after` is absent. Continue with `next_cursor`. `wait` (seconds, up to 30) holds the request until an event arrives. A cursor older than the retained events answers 410 `events/cursor-expired`.
+         */
+        get: operations["listEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/events/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stream the fleet's events (Server-Sent Events)
+         * @description A `text/event-stream`: each event is one message whose `id` is its cursor and whose `data` is the event envelope as JSON. Reconnect with `Last-Event-ID` (EventSource does it by itself) or `?after=` to resume without gaps or duplicates; without either it starts with events committed from now on. A comment line every 15 s keeps the connection open.
+         */
+        get: operations["streamEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the fleet's webhook subscriptions */
+        get: operations["listWebhooks"];
+        put?: never;
+        /**
+         * Subscribe a URL to events (Standard Webhooks)
+         * @description Each delivery POSTs one event, signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`). The signing `secret` is in this answer only. URLs on private, loopback or link-local addresses are refused unless the server allows them.
+         */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{webhook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a webhook subscription */
+        get: operations["getWebhook"];
+        put?: never;
+        post?: never;
+        /** Delete a webhook subscription */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a webhook subscription (url, event_types, enabled)
+         * @description Enabling a subscription that fleetgate disabled resumes delivery where it stopped, with a fresh retry period.
+         */
+        patch: operations["updateWebhook"];
+        trace?: never;
+    };
+    "/webhooks/{webhook_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List delivery attempts, newest first, with status and latency */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{webhook_id}/deliveries/{delivery_id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a delivery's event again, now
+         * @description One attempt, answered with its outcome; it is also listed under the deliveries.
+         */
+        post: operations["retryWebhookDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health/live": {
         parameters: {
             query?: never;
@@ -287,7 +512,7 @@ export interface components {
              * @description The problem type; see /problems.
              * @enum {string}
              */
-            type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+            type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
             /** Format: uri */
             type_documentation: string;
             title: string;
@@ -362,7 +587,7 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -391,7 +616,7 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -420,7 +645,7 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -447,7 +672,7 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -474,7 +699,7 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -534,6 +759,919 @@ export interface operations {
             /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
             500: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        user: {
+                            user_id: string;
+                            fleet_id: string;
+                            email: string;
+                            /**
+                             * @description viewer sees everything of its fleet; operator also sends commands; admin may do everything.
+                             * @enum {string}
+                             */
+                            role: "viewer" | "operator" | "admin";
+                        };
+                        scopes: string[];
+                    };
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    signIn: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    email: string;
+                    password: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        user: {
+                            user_id: string;
+                            fleet_id: string;
+                            email: string;
+                            /**
+                             * @description viewer sees everything of its fleet; operator also sends commands; admin may do everything.
+                             * @enum {string}
+                             */
+                            role: "viewer" | "operator" | "admin";
+                        };
+                        scopes: string[];
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    signOut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed out. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listClients: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: {
+                            client_id: string;
+                            fleet_id: string;
+                            name: string;
+                            scopes: string[];
+                            /** Format: date-time */
+                            created_at: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createClient: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name?: string;
+                    scopes: ("vehicle-commands" | "vehicles" | "vehicles.ro" | "events" | "events.ro" | "admin")[];
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        client_id: string;
+                        fleet_id: string;
+                        name: string;
+                        scopes: string[];
+                        /** Format: date-time */
+                        created_at: string;
+                        client_secret: string;
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteClient: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                client_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listUsers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: {
+                            user_id: string;
+                            fleet_id: string;
+                            email: string;
+                            /**
+                             * @description viewer sees everything of its fleet; operator also sends commands; admin may do everything.
+                             * @enum {string}
+                             */
+                            role: "viewer" | "operator" | "admin";
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            modified_at: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    email: string;
+                    /**
+                     * @description viewer sees everything of its fleet; operator also sends commands; admin may do everything.
+                     * @enum {string}
+                     */
+                    role: "viewer" | "operator" | "admin";
+                    password: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        user_id: string;
+                        fleet_id: string;
+                        email: string;
+                        /**
+                         * @description viewer sees everything of its fleet; operator also sends commands; admin may do everything.
+                         * @enum {string}
+                         */
+                        role: "viewer" | "operator" | "admin";
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        modified_at: string;
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/vehicle/command-not-supported` or `/problems/vehicle/conflicting-state` or `/problems/vehicle/conflicting-command` or `/problems/vehicle/conflicting-setup-status` or `/problems/conflicting-resource`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description viewer sees everything of its fleet; operator also sends commands; admin may do everything.
+                     * @enum {string}
+                     */
+                    role?: "viewer" | "operator" | "admin";
+                    password?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        user_id: string;
+                        fleet_id: string;
+                        email: string;
+                        /**
+                         * @description viewer sees everything of its fleet; operator also sends commands; admin may do everything.
+                         * @enum {string}
+                         */
+                        role: "viewer" | "operator" | "admin";
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        modified_at: string;
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1654,7 +2792,12 @@ export interface operations {
                             /** Format: uuid */
                             flow_id: string;
                             vehicle_id: string;
+                            /** @description The API client; `console` for a command sent from the console. */
                             client_id: string;
+                            /** @description The console user who sent it; null for API clients. */
+                            user_id: string | null;
+                            /** @description That user's email at the time. */
+                            user_email: string | null;
                             /** @enum {string} */
                             command: "REQUEST_VEHICLE_STATE" | "ENABLE_DRIVING" | "DISABLE_DRIVING" | "UNLOCK_CENTRAL_LOCK" | "LOCK_CENTRAL_LOCK" | "UNLOCK_AND_ENABLE_DRIVING" | "LOCK_AND_DISABLE_DRIVING" | "UNLOCK_TOP_CASE" | "LOCK_TOP_CASE" | "DRAW_ATTENTION" | "UNLOCK_BATTERY_COMPARTMENT";
                             adapter: string;
@@ -2342,6 +3485,1204 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listEvents: {
+        parameters: {
+            query?: {
+                /** @description A `next_cursor` (or an SSE `id`) from an earlier read. */
+                after?: string;
+                /** @description Comma-separated event types to include (default: all). Known: VehicleStateRecorded, CentralLockStatusChanged, DrivingEnabledChanged, IgnitionChanged, TopCaseLockStatusChanged, BatteryCompartmentLockStatusChanged, VehicleAdded, VehicleChanged, VehicleRemoved, CommandFinished, CommandOutcomeResolved, Trip. */
+                types?: string;
+                vehicle_id?: string;
+                limit?: number;
+                wait?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: {
+                            metadata: {
+                                /** @description ULID; deduplicate by it (delivery is at least once). */
+                                id: string;
+                                /** @enum {string} */
+                                type: "VehicleStateRecorded" | "CentralLockStatusChanged" | "DrivingEnabledChanged" | "IgnitionChanged" | "TopCaseLockStatusChanged" | "BatteryCompartmentLockStatusChanged" | "VehicleAdded" | "VehicleChanged" | "VehicleRemoved" | "CommandFinished" | "CommandOutcomeResolved" | "Trip";
+                                schema_major_version: number;
+                                /** Format: date-time */
+                                occurred_at: string;
+                                flow_id: string;
+                                fleet_id: string;
+                                vehicle_id: string;
+                            };
+                            data: {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        next_cursor: string;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    streamEvents: {
+        parameters: {
+            query?: {
+                /** @description A `next_cursor` (or an SSE `id`) from an earlier read. */
+                after?: string;
+                /** @description Comma-separated event types to include (default: all). Known: VehicleStateRecorded, CentralLockStatusChanged, DrivingEnabledChanged, IgnitionChanged, TopCaseLockStatusChanged, BatteryCompartmentLockStatusChanged, VehicleAdded, VehicleChanged, VehicleRemoved, CommandFinished, CommandOutcomeResolved, Trip. */
+                types?: string;
+                vehicle_id?: string;
+            };
+            header?: {
+                /** @description A `next_cursor` (or an SSE `id`) from an earlier read. */
+                "last-event-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-Sent Events, one per event. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    listWebhooks: {
+        parameters: {
+            query?: {
+                limit?: number;
+                page_token?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: {
+                            webhook_id: string;
+                            url: string;
+                            /** @description The event types delivered; null: all. */
+                            event_types: string[] | null;
+                            enabled: boolean;
+                            /** @description Why fleetgate disabled it (deliveries failed for the whole retry period). */
+                            disabled_reason: string | null;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            modified_at: string;
+                        }[];
+                        next_page_token: string | null;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    url: string;
+                    event_types?: ("VehicleStateRecorded" | "CentralLockStatusChanged" | "DrivingEnabledChanged" | "IgnitionChanged" | "TopCaseLockStatusChanged" | "BatteryCompartmentLockStatusChanged" | "VehicleAdded" | "VehicleChanged" | "VehicleRemoved" | "CommandFinished" | "CommandOutcomeResolved" | "Trip")[] | null;
+                    enabled?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        webhook_id: string;
+                        url: string;
+                        /** @description The event types delivered; null: all. */
+                        event_types: string[] | null;
+                        enabled: boolean;
+                        /** @description Why fleetgate disabled it (deliveries failed for the whole retry period). */
+                        disabled_reason: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        modified_at: string;
+                    } & {
+                        /** @description `whsec_` and a base64 key; shown once. */
+                        secret: string;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    getWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        webhook_id: string;
+                        url: string;
+                        /** @description The event types delivered; null: all. */
+                        event_types: string[] | null;
+                        enabled: boolean;
+                        /** @description Why fleetgate disabled it (deliveries failed for the whole retry period). */
+                        disabled_reason: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        modified_at: string;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    updateWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    url?: string;
+                    event_types?: ("VehicleStateRecorded" | "CentralLockStatusChanged" | "DrivingEnabledChanged" | "IgnitionChanged" | "TopCaseLockStatusChanged" | "BatteryCompartmentLockStatusChanged" | "VehicleAdded" | "VehicleChanged" | "VehicleRemoved" | "CommandFinished" | "CommandOutcomeResolved" | "Trip")[] | null;
+                    enabled?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        webhook_id: string;
+                        url: string;
+                        /** @description The event types delivered; null: all. */
+                        event_types: string[] | null;
+                        enabled: boolean;
+                        /** @description Why fleetgate disabled it (deliveries failed for the whole retry period). */
+                        disabled_reason: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        modified_at: string;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                limit?: number;
+                page_token?: string;
+            };
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: {
+                            delivery_id: string;
+                            event_id: string;
+                            event_type: string;
+                            vehicle_id: string;
+                            attempt: number;
+                            /** @enum {string} */
+                            trigger: "automatic" | "manual";
+                            /** @enum {string} */
+                            status: "succeeded" | "failed";
+                            http_status: number | null;
+                            latency_ms: number;
+                            error: string | null;
+                            /** Format: date-time */
+                            attempted_at: string;
+                        }[];
+                        next_page_token: string | null;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    retryWebhookDelivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                webhook_id: string;
+                delivery_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        delivery_id: string;
+                        event_id: string;
+                        event_type: string;
+                        vehicle_id: string;
+                        attempt: number;
+                        /** @enum {string} */
+                        trigger: "automatic" | "manual";
+                        /** @enum {string} */
+                        status: "succeeded" | "failed";
+                        http_status: number | null;
+                        latency_ms: number;
+                        error: string | null;
+                        /** Format: date-time */
+                        attempted_at: string;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
                 };
             };
         };

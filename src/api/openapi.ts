@@ -32,7 +32,8 @@ export function securitySchemes(publicUrl: string | undefined) {
 export const documentRoute: SwaggerTransform = ({ schema, url, route }) => {
   const scope = (route.config as { scope?: string } | undefined)?.scope;
   if (!schema || schema.hide) return { schema, url };
-  if (scope) return { schema: { ...schema, security: [{ oauth2: [scope] }] }, url };
+  // Either an access token, or a person's console session whose role grants the scope.
+  if (scope) return { schema: { ...schema, security: [{ oauth2: [scope] }, { consoleSession: [] }] }, url };
   return { schema: { security: [], ...schema }, url };
 };
 

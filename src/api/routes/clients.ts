@@ -1,11 +1,9 @@
 import { Type } from 'typebox';
 import { SCOPES } from '../../services/auth-service.js';
-import { ApiClientView, Problem } from '../schemas.js';
+import { ApiClientView, scopedProblemResponses } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const ClientIdParam = Type.Object({ client_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
-const errors = { 400: Problem, 401: Problem, 403: Problem, 404: Problem };
-const security: Array<Record<string, string[]>> = [{ bearer: [] }, { consoleSession: [] }];
 
 /** SPEC §5: the fleet's API clients; scope `admin`. A secret is shown once, when created. */
 export function clientRoutes(app: Api, { auth }: ApiDeps): void {
@@ -17,8 +15,7 @@ export function clientRoutes(app: Api, { auth }: ApiDeps): void {
         operationId: 'listClients',
         tags: ['Administration'],
         summary: "List the fleet's API clients (never their secrets)",
-        security,
-        response: { 200: Type.Object({ items: Type.Array(ApiClientView) }), ...errors },
+        response: { 200: Type.Object({ items: Type.Array(ApiClientView) }), ...scopedProblemResponses() },
       },
     },
     async (request) => ({ items: await auth.listClients(request.principal!.fleetId) }),
@@ -32,14 +29,13 @@ export function clientRoutes(app: Api, { auth }: ApiDeps): void {
         operationId: 'createClient',
         tags: ['Administration'],
         summary: 'Create an API client; the answer holds its secret, shown only this once',
-        security,
         body: Type.Object({
           name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
           scopes: Type.Array(Type.Enum(SCOPES), { minItems: 1, uniqueItems: true }),
         }),
         response: {
           201: Type.Object({ ...ApiClientView.properties, client_secret: Type.String() }),
-          ...errors,
+          ...scopedProblemResponses(),
         },
       },
     },
@@ -58,9 +54,8 @@ export function clientRoutes(app: Api, { auth }: ApiDeps): void {
         operationId: 'deleteClient',
         tags: ['Administration'],
         summary: 'Delete an API client; its tokens are refused within a minute',
-        security,
         params: ClientIdParam,
-        response: { 204: { type: 'null' }, ...errors },
+        response: { 204: { type: 'null', description: 'Deleted.' }, ...scopedProblemResponses(404) },
       },
     },
     async (request, reply) => {
