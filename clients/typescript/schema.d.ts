@@ -451,6 +451,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/event-consumers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the topics and the fleet's event consumers */
+        get: operations["listEventConsumers"];
+        put?: never;
+        /**
+         * Create an AMQP event consumer
+         * @description Makes a RabbitMQ user that may read only this fleet's events, and one queue per topic. The answer holds the password inside `amqp_url`, shown only now. Queues unread for longer than the event retention expire. 503 when this fleetgate publishes no events over AMQP.
+         */
+        post: operations["createEventConsumer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/event-consumers/{event_consumer_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get an event consumer (without its password) */
+        get: operations["getEventConsumer"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete an event consumer
+         * @description Removes its RabbitMQ user (closing its connections) and its queues.
+         */
+        delete: operations["deleteEventConsumer"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health/live": {
         parameters: {
             query?: never;
@@ -492,7 +534,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics */
+        /**
+         * Prometheus metrics
+         * @description With `--metrics-token` set, send `Authorization: Bearer <metrics token>`.
+         */
         get: operations["getMetrics"];
         put?: never;
         post?: never;
@@ -808,6 +853,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
             500: {
                 headers: {
@@ -958,6 +1014,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
             500: {
                 headers: {
@@ -1032,6 +1099,15 @@ export interface operations {
                 headers: {
                     /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -1135,6 +1211,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Problem `/problems/too-many-requests`. */
             429: {
                 headers: {
@@ -1179,7 +1264,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Deleted. */
+            /** @description Default Response */
             204: {
                 headers: {
                     [name: string]: unknown;
@@ -1323,6 +1408,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Problem `/problems/too-many-requests`. */
             429: {
                 headers: {
@@ -1430,6 +1524,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Problem `/problems/vehicle/command-not-supported` or `/problems/vehicle/conflicting-state` or `/problems/vehicle/conflicting-command` or `/problems/vehicle/conflicting-setup-status` or `/problems/conflicting-resource`. */
             409: {
                 headers: {
@@ -1483,7 +1586,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Removed. */
+            /** @description Default Response */
             204: {
                 headers: {
                     [name: string]: unknown;
@@ -4663,6 +4766,638 @@ export interface operations {
             };
             /** @description RFC 9457 problem details (application/problem+json). */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    listEventConsumers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        topics: {
+                            topic: string;
+                            description: string;
+                            event_types: string[];
+                        }[];
+                        event_consumers: {
+                            event_consumer_id: string;
+                            topics: string[];
+                            queues: {
+                                /** @description The subscribed topic. */
+                                topic: string;
+                                /** @description The RabbitMQ queue that receives its events. */
+                                queue: string;
+                            }[];
+                            /** Format: date-time */
+                            created_at: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    createEventConsumer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Topics to subscribe to: vehicle-state, vehicles, commands, trips. */
+                    topics: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        event_consumer_id: string;
+                        /** @description `amqp://<user>:<password>@<host>:<port>/<vhost>` */
+                        amqp_url: string;
+                        queues: {
+                            /** @description The subscribed topic. */
+                            topic: string;
+                            /** @description The RabbitMQ queue that receives its events. */
+                            queue: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    getEventConsumer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                event_consumer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        event_consumer_id: string;
+                        topics: string[];
+                        queues: {
+                            /** @description The subscribed topic. */
+                            topic: string;
+                            /** @description The RabbitMQ queue that receives its events. */
+                            queue: string;
+                        }[];
+                        /** Format: date-time */
+                        created_at: string;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    deleteEventConsumer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                event_consumer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description RFC 9457 problem details (application/problem+json). */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -35,9 +35,13 @@ function judge(
   text: string,
   base: string,
   head: boolean,
+  oauthToken = false,
 ): Verdict {
   if (status < 400) return { ok: true };
-  if (!(headers['content-type'] ?? '').startsWith('application/problem+json')) {
+  // RFC 6749 §5.2: the token endpoint's own errors are application/json with `error`, and the
+  // problem members beside it (checked below like any problem's).
+  const oauth = oauthToken && (headers['content-type'] ?? '').startsWith('application/json');
+  if (!oauth && !(headers['content-type'] ?? '').startsWith('application/problem+json')) {
     return { ok: false, why: `content-type ${headers['content-type']}` };
   }
   const flowId = headers['x-flow-id'];
@@ -49,6 +53,7 @@ function judge(
   } catch {
     return { ok: false, why: `body is not JSON: ${text.slice(0, 80)}` };
   }
+  if (oauth && typeof body.error !== 'string') return { ok: false, why: 'token endpoint error without `error`' };
   if (body.status !== status) return { ok: false, why: `status member ${body.status}` };
   if (body.flow_id !== flowId) return { ok: false, why: 'flow_id differs from X-Flow-ID' };
   if (typeof body.type !== 'string' || typeof body.title !== 'string' || typeof body.detail !== 'string') {
@@ -166,7 +171,8 @@ describe('HTTP fuzz: every error answer is a problem (RFC 9110, RFC 9457)', () =
       const text = await res.text();
       counts.byStatus[res.status] = (counts.byStatus[res.status] ?? 0) + 1;
       if (res.status >= 400) counts.errors++;
-      const verdict = judge(res.status, Object.fromEntries(res.headers), text, h.url, method === 'HEAD');
+      const tokenEndpoint = method === 'POST' && url.split('?')[0] === '/auth/oauth/token';
+      const verdict = judge(res.status, Object.fromEntries(res.headers), text, h.url, method === 'HEAD', tokenEndpoint);
       if (!verdict.ok) {
         counts.nonProblem++;
         bad.push(`${method} ${url.slice(0, 80)} → ${res.status}: ${verdict.why}`);

@@ -4,6 +4,8 @@ import { ApiClientView, scopedProblemResponses } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const ClientIdParam = Type.Object({ client_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
+const errors = scopedProblemResponses(404);
+const security: Array<Record<string, string[]>> = [{ bearer: [] }, { consoleSession: [] }];
 
 /** SPEC §5: the fleet's API clients; scope `admin`. A secret is shown once, when created. */
 export function clientRoutes(app: Api, { auth }: ApiDeps): void {
@@ -15,7 +17,8 @@ export function clientRoutes(app: Api, { auth }: ApiDeps): void {
         operationId: 'listClients',
         tags: ['Administration'],
         summary: "List the fleet's API clients (never their secrets)",
-        response: { 200: Type.Object({ items: Type.Array(ApiClientView) }), ...scopedProblemResponses() },
+        security,
+        response: { 200: Type.Object({ items: Type.Array(ApiClientView) }), ...errors },
       },
     },
     async (request) => ({ items: await auth.listClients(request.principal!.fleetId) }),
@@ -29,13 +32,14 @@ export function clientRoutes(app: Api, { auth }: ApiDeps): void {
         operationId: 'createClient',
         tags: ['Administration'],
         summary: 'Create an API client; the answer holds its secret, shown only this once',
+        security,
         body: Type.Object({
           name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
           scopes: Type.Array(Type.Enum(SCOPES), { minItems: 1, uniqueItems: true }),
         }),
         response: {
           201: Type.Object({ ...ApiClientView.properties, client_secret: Type.String() }),
-          ...scopedProblemResponses(),
+          ...errors,
         },
       },
     },
@@ -54,8 +58,9 @@ export function clientRoutes(app: Api, { auth }: ApiDeps): void {
         operationId: 'deleteClient',
         tags: ['Administration'],
         summary: 'Delete an API client; its tokens are refused within a minute',
+        security,
         params: ClientIdParam,
-        response: { 204: { type: 'null', description: 'Deleted.' }, ...scopedProblemResponses(404) },
+        response: { 204: { type: 'null' }, ...errors },
       },
     },
     async (request, reply) => {

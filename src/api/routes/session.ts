@@ -55,7 +55,7 @@ export function sessionRoutes(app: Api, { users }: ApiDeps): void {
         tags: ['Console'],
         summary: 'The signed-in console user and what the role may do',
         security: [{ consoleSession: [] }],
-        response: { 200: SessionView, ...problemResponses(401, 500, 503) },
+        response: { 200: SessionView, ...problemResponses(401, 429, 500, 503) },
       },
     },
     async (request, reply) => {
@@ -80,7 +80,7 @@ export function sessionRoutes(app: Api, { users }: ApiDeps): void {
         summary: 'Sign out of the console',
         description: 'Ends the session and clears its cookie. Needs the header `x-fleetgate-console` (CSRF).',
         security: [{ consoleSession: [] }],
-        response: { 204: { type: 'null', description: 'Signed out.' }, ...problemResponses(403, 500, 503) },
+        response: { 204: { type: 'null', description: 'Signed out.' }, ...problemResponses(403, 429, 500, 503) },
       },
     },
     async (request, reply) => {

@@ -1,8 +1,10 @@
 import { Type } from 'typebox';
-import { scopedProblemResponses, User, UserRole } from '../schemas.js';
+import { problemResponses, scopedProblemResponses, User, UserRole } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const UserIdParam = Type.Object({ user_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
+const errors = scopedProblemResponses(404);
+const security: Array<Record<string, string[]>> = [{ bearer: [] }, { consoleSession: [] }];
 
 /** SPEC §9: the fleet's console users; scope `admin` (the console's admin role). */
 export function userRoutes(app: Api, { users }: ApiDeps): void {
@@ -14,7 +16,8 @@ export function userRoutes(app: Api, { users }: ApiDeps): void {
         operationId: 'listUsers',
         tags: ['Administration'],
         summary: "List the fleet's console users",
-        response: { 200: Type.Object({ items: Type.Array(User) }), ...scopedProblemResponses() },
+        security,
+        response: { 200: Type.Object({ items: Type.Array(User) }), ...errors },
       },
     },
     async (request) => ({ items: await users.list(request.principal!.fleetId) }),
@@ -29,12 +32,13 @@ export function userRoutes(app: Api, { users }: ApiDeps): void {
         tags: ['Administration'],
         summary: 'Add a console user to the fleet',
         description: 'The password (10–200 characters) is stored as a scrypt hash. 409 when the email is taken.',
+        security,
         body: Type.Object({
           email: Type.String({ maxLength: 254 }),
           role: UserRole,
           password: Type.String({ maxLength: 200 }),
         }),
-        response: { 201: User, ...scopedProblemResponses(409) },
+        response: { 201: User, ...errors, ...problemResponses(409) },
       },
     },
     async (request, reply) =>
@@ -50,12 +54,13 @@ export function userRoutes(app: Api, { users }: ApiDeps): void {
         tags: ['Administration'],
         summary: "Change a user's role or password",
         description: "A new password ends the user's sessions.",
+        security,
         params: UserIdParam,
         body: Type.Object(
           { role: Type.Optional(UserRole), password: Type.Optional(Type.String({ maxLength: 200 })) },
           { additionalProperties: false },
         ),
-        response: { 200: User, ...scopedProblemResponses(404) },
+        response: { 200: User, ...errors },
       },
     },
     async (request) => users.update(request.principal!.fleetId, request.params.user_id, request.body),
@@ -70,8 +75,9 @@ export function userRoutes(app: Api, { users }: ApiDeps): void {
         tags: ['Administration'],
         summary: 'Remove a console user',
         description: 'Its sessions end with it.',
+        security,
         params: UserIdParam,
-        response: { 204: { type: 'null', description: 'Removed.' }, ...scopedProblemResponses(404) },
+        response: { 204: { type: 'null' }, ...errors },
       },
     },
     async (request, reply) => {
