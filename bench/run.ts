@@ -11,7 +11,8 @@
  * - state-report ingestion (bench/ingest.ts): E broker → a counting subscriber, F floor E plus the
  *   store write, and fleetgate's own path; the maximum reports/s with none lost, report→stored
  *   latency, and the command p99 at 100/s with and without ingestion at 50 % of its maximum.
- * Writes tables to the terminal and bench/results/latest.json. `--scale` runs bench/scale.ts.
+ * Writes tables to the terminal and bench/results/latest.json. `--scale` runs bench/scale.ts,
+ * `--amqp` bench/amqp.ts (events over AMQP).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -25,6 +26,10 @@ import { type Measured, type RunSettings, SCENARIO_LABELS, SCENARIOS, type Scena
 const argv = process.argv.slice(2);
 if (argv.includes('--scale')) {
   await import('./scale.js');
+  process.exit(0);
+}
+if (argv.includes('--amqp')) {
+  await import('./amqp.js');
   process.exit(0);
 }
 

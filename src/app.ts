@@ -18,6 +18,7 @@ import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
+import { EventConsumerService } from './services/event-consumer-service.js';
 import { EventService } from './services/event-service.js';
 import { UserService } from './services/user-service.js';
 import { VehicleService } from './services/vehicle-service.js';
@@ -154,6 +155,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       broker: provisioner,
       vehicles,
       credentials,
+      lateAnswers: (flowId, outcome) => commands.onLateAnswer(flowId, outcome, logger),
     };
     for (const adapter of adapters.values()) {
       await adapter.start(createAdapterContext(adapter, config.adapters[adapter.brand] ?? {}, contextParts));
@@ -176,6 +178,11 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     });
     // Delivery never runs in the command path: each channel reads the outbox on its own.
     const channels = createChannels({ feed, config, logger, instanceId: config.instanceId, secrets });
+    for (const channel of channels) {
+      // Named in /health/ready while down; the instance stays ready (events wait in the outbox).
+      if (channel.health) readiness.push({ name: channel.name, optional: true, check: () => channel.health!() });
+    }
+    const eventConsumers = new EventConsumerService(store.events, channels.find((c) => c.consumers)?.consumers, logger);
     const api = await buildServer({
       config,
       logger,
@@ -186,6 +193,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       events: new EventService(feed),
       channelRoutes: channels.flatMap((c) => (c.registerRoutes ? [(app: Api) => c.registerRoutes!(app)] : [])),
       users,
+      eventConsumers,
       adapters,
       readiness,
       metrics,

@@ -60,6 +60,15 @@ export interface Config {
   adapters: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** mqtt.js logs every packet when the `DEBUG` variable asks for it (it costs even when off). */
   mqttPacketLog: boolean;
+  /**
+   * amqp://… : publish every event to this RabbitMQ (its path is fleetgate's virtual host) and
+   * offer AMQP event consumers; unset = no AMQP.
+   */
+  amqpUrl: string | undefined;
+  /** Where event consumers reach RabbitMQ (`amqp[s]://host:port`); default: the host of amqpUrl. */
+  amqpPublicUrl: string | undefined;
+  /** RabbitMQ's management HTTP API; default: http://<amqpUrl's host>:15672 with amqpUrl's account. */
+  amqpManagementUrl: string | undefined;
   /** How long a console sign-in lasts. */
   consoleSessionMinutes: number;
   /** Map tiles of the console (`{z}/{x}/{y}` template); unset = vehicles on a plain background. */
@@ -326,6 +335,33 @@ const CORE_SETTINGS: readonly Setting[] = [
     kind: 'string',
     description: 'Attribution shown on the map for those tiles, e.g. `© OpenStreetMap contributors`.',
   },
+  {
+    key: 'amqpUrl',
+    env: 'FLEETGATE_AMQP_URL',
+    flag: '--amqp-url',
+    kind: 'url',
+    protocols: ['amqp:', 'amqps:'],
+    description:
+      "RabbitMQ to publish every event to, with publisher confirms, e.g. `amqp://fleetgate:pw@rabbit:5672/fleetgate` (the path is fleetgate's virtual host; the account needs the `administrator` tag to manage event consumers). Unset = no AMQP (`/event-consumers` answers 503).",
+  },
+  {
+    key: 'amqpPublicUrl',
+    env: 'FLEETGATE_AMQP_PUBLIC_URL',
+    flag: '--amqp-public-url',
+    kind: 'url',
+    protocols: ['amqp:', 'amqps:'],
+    description:
+      'Scheme, host and port that event consumers connect to, e.g. `amqps://events.example.com:5671`; goes into the `amqp_url` returned by `POST /event-consumers`. Default: the host and port of --amqp-url.',
+  },
+  {
+    key: 'amqpManagementUrl',
+    env: 'FLEETGATE_AMQP_MANAGEMENT_URL',
+    flag: '--amqp-management-url',
+    kind: 'url',
+    protocols: ['http:', 'https:'],
+    description:
+      "RabbitMQ's management HTTP API, through which fleetgate creates each event consumer's user, permissions and queues. Default: `http://<--amqp-url host>:15672` with --amqp-url's account.",
+  },
 ];
 
 /** `--teltonika-port` → `teltonikaPort`. */
@@ -431,6 +467,7 @@ export function loadConfig(
   if (typeof out.consoleTileUrl === 'string' && !/\{z\}.*\{x\}.*\{y\}/.test(out.consoleTileUrl)) {
     errors.push('console tile URL: must hold {z}, {x} and {y}');
   }
+  checkAmqp(out, errors);
   if (errors.length > 0) throw new ConfigError(errors);
   const adapters: Record<string, Record<string, unknown>> = {};
   for (const d of ADAPTER_DEFINITIONS) adapters[d.brand] = {};
@@ -455,6 +492,41 @@ export function parseHostPort(value: string): { host: string; port: number } | u
   const port = Number(m?.[2]);
   if (!host || port > 65535) return undefined;
   return { host, port };
+}
+
+/** The AMQP settings that a URL's syntax alone does not settle. */
+function checkAmqp(out: Record<string, unknown>, errors: string[]): void {
+  const amqp = typeof out.amqpUrl === 'string' ? new URL(out.amqpUrl) : undefined;
+  if (!amqp) {
+    if (out.amqpPublicUrl !== undefined || out.amqpManagementUrl !== undefined) {
+      errors.push('--amqp-public-url and --amqp-management-url need --amqp-url');
+    }
+    return;
+  }
+  if (amqp.hostname === '') errors.push(`AMQP URL '${redact(String(out.amqpUrl))}' names no host`);
+  if (amqp.search !== '' || amqp.hash !== '') {
+    errors.push(`AMQP URL '${redact(String(out.amqpUrl))}': query parameters and fragments are not supported`);
+  }
+  const path = amqp.pathname.replace(/^\//, '');
+  if (path.includes('/')) {
+    errors.push(
+      `AMQP URL '${redact(String(out.amqpUrl))}': the virtual host must be one path segment (a '/' in it is written %2F)`,
+    );
+  }
+  if (typeof out.amqpPublicUrl === 'string') {
+    const pub = new URL(out.amqpPublicUrl);
+    if (pub.username !== '' || pub.password !== '' || !['', '/'].includes(pub.pathname)) {
+      errors.push(
+        '--amqp-public-url: give only scheme, host and port; user, password and virtual host are added per consumer',
+      );
+    }
+  }
+}
+
+/** The virtual host an AMQP URL names: its path (RFC 3986-decoded), `/` when it has none. */
+export function amqpVhost(url: string): string {
+  const path = new URL(url).pathname.replace(/^\//, '');
+  return path === '' ? '/' : decodeURIComponent(path);
 }
 
 /** Hides the password part of a URL for error messages and logs. */

@@ -34,18 +34,21 @@ export function operationsRoutes(app: Api, { readiness, metrics, config }: ApiDe
     async (_request, reply) => {
       const checks: Record<string, string> = {};
       let ok = true;
+      let degraded = false;
       await Promise.all(
         readiness.map(async (r) => {
           try {
             await r.check();
             checks[r.name] = 'ok';
           } catch (e) {
-            ok = false;
+            if (r.optional) degraded = true;
+            else ok = false;
             checks[r.name] = e instanceof Error ? e.message : String(e);
           }
         }),
       );
-      return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', checks });
+      const status = !ok ? 'not ready' : degraded ? 'degraded' : 'ready';
+      return reply.status(ok ? 200 : 503).send({ status, checks });
     },
   );
 
