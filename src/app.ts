@@ -15,6 +15,7 @@ import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
+import { MaintenanceService } from './services/maintenance-service.js';
 import { UserService } from './services/user-service.js';
 import { VehicleService } from './services/vehicle-service.js';
 import { createStore } from './store/registry.js';
@@ -40,9 +41,6 @@ export interface App {
   /** Graceful stop: refuse new commands, finish running ones, then close everything. */
   stop(): Promise<void>;
 }
-
-const MAINTENANCE_INTERVAL_MS = 5_000;
-const IDEMPOTENCY_RETENTION_MS = 24 * 3600_000;
 
 /** A no-op provisioner: the embedded broker authenticates units against the store itself. */
 const STORE_BACKED_PROVISIONER: BrokerProvisioner = {
@@ -184,8 +182,11 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     );
     cleanups.push(() => api.close());
 
-    const maintenance = startMaintenance(store, vehicles, users, config, logger);
-    cleanups.push(async () => clearInterval(maintenance));
+    const maintenance = new MaintenanceService(store, vehicles, users, logger, {
+      setupTimeoutSeconds: config.setupTimeoutSeconds,
+    });
+    maintenance.start();
+    cleanups.push(async () => maintenance.stop());
 
     const address = api.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -215,40 +216,4 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     await cleanup();
     throw e;
   }
-}
-
-/**
- * Periodic upkeep that any instance may do: orphaned commands, old idempotency keys, stale setups,
- * expired console sessions.
- */
-function startMaintenance(
-  store: Store,
-  vehicles: VehicleService,
-  users: UserService,
-  config: Readonly<Config>,
-  logger: Logger,
-): NodeJS.Timeout {
-  let running = false;
-  let lastPurge = 0;
-  const timer = setInterval(async () => {
-    if (running) return;
-    running = true;
-    try {
-      const now = Date.now();
-      const expired = await store.expireCommands(new Date(now).toISOString());
-      if (expired > 0) logger.warn({ expired }, 'commands of a stopped instance ended with outcome unknown');
-      await vehicles.failStaleSetups(config.setupTimeoutSeconds);
-      if (now - lastPurge > 3600_000) {
-        lastPurge = now;
-        await store.purgeIdempotencyKeys(new Date(now - IDEMPOTENCY_RETENTION_MS).toISOString());
-        await users.purge(now);
-      }
-    } catch (err) {
-      logger.warn({ err }, 'maintenance round failed; retrying');
-    } finally {
-      running = false;
-    }
-  }, MAINTENANCE_INTERVAL_MS);
-  timer.unref();
-  return timer;
 }

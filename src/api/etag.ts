@@ -1,0 +1,18 @@
+import { ProblemError } from '../domain/problems.js';
+
+/** The ETag of a versioned resource (RFC 9110 §8.8.3): its version, quoted. */
+export function etagOf(resource: { version: number }): string {
+  return `"${resource.version}"`;
+}
+
+/** Parses `If-Match: "3"` into a version; undefined when absent, a problem when malformed. */
+export function versionFromIfMatch(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const m = /^(?:W\/)?"(\d{1,15})"$/.exec(header.trim());
+  if (!m) {
+    throw new ProblemError('validation-error', 'The If-Match header must be an ETag of this resource, e.g. "3".', {
+      errors: [{ field: 'If-Match', message: 'must be a quoted ETag as returned in the ETag header' }],
+    });
+  }
+  return Number(m[1]);
+}
