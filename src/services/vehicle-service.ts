@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ProblemError } from '../domain/problems.js';
+import { ProblemError, problems } from '../domain/problems.js';
 import { acceptState, filterState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Capabilities, MasterData, OperationStatus, Vehicle } from '../domain/vehicle.js';
 import { newVehicleId } from '../lib/ids.js';
@@ -234,7 +234,7 @@ export class VehicleService {
   /** The vehicle read for `vehicleId`, if the principal's fleet owns it; else 404 (never 403). */
   ownVehicle(principal: Principal, vehicleId: string, vehicle: Vehicle | undefined): Vehicle {
     if (!vehicle || vehicle.fleet_id !== principal.fleetId) {
-      throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
+      throw problems.vehicleNotFound(vehicleId);
     }
     return vehicle;
   }
@@ -275,7 +275,7 @@ export class VehicleService {
       flow_id: ctx?.flowId,
     });
     if (result === 'version-mismatch') throw modified(vehicleId);
-    if (!result) throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
+    if (!result) throw problems.vehicleNotFound(vehicleId);
     this.events.emit({
       type: 'vehicle.modified',
       vehicle_id: vehicleId,
@@ -289,7 +289,7 @@ export class VehicleService {
     const vehicle = await this.get(principal, vehicleId);
     const result = await this.store.deleteVehicle(vehicleId, ifMatch, { flow_id: ctx?.flowId });
     if (result === 'version-mismatch') throw modified(vehicleId);
-    if (!result) throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
+    if (!result) throw problems.vehicleNotFound(vehicleId);
     this.units.forget(vehicle.telematics_brand, vehicle.telematics_unit_id);
     try {
       await this.adapters.get(vehicle.telematics_brand)?.onVehicleRemoved(vehicle);
@@ -418,16 +418,8 @@ export class VehicleService {
   }
 }
 
-function validation(field: string, message: string): ProblemError {
-  return new ProblemError('validation-error', `${field}: ${message}`, { errors: [{ field, message }] });
-}
-
-function modified(vehicleId: string): ProblemError {
-  return new ProblemError(
-    'resource-modified',
-    `The vehicle '${vehicleId}' was modified since the given ETag; read it again.`,
-  );
-}
+const validation = problems.field;
+const modified = problems.vehicleModified;
 
 function mergeObject(base: object, patch: object): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
