@@ -7,6 +7,9 @@ import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
 import { redact } from './config.js';
+import type { DeliveryChannel } from './events/channels/channel.js';
+import { createChannels } from './events/channels/registry.js';
+import { EventFeed } from './events/feed.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
 import { listenUrl, listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
@@ -15,6 +18,7 @@ import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
+import { EventService } from './services/event-service.js';
 import { MaintenanceService } from './services/maintenance-service.js';
 import { UserService } from './services/user-service.js';
 import { VehicleService } from './services/vehicle-service.js';
@@ -38,6 +42,10 @@ export interface App {
   commands: CommandService;
   users: UserService;
   events: EventBus;
+  /** The outbox's feed (pull, stream and delivery channels read it). */
+  feed: EventFeed;
+  /** The delivery channels (webhooks, …) running in this instance. */
+  channels: readonly DeliveryChannel[];
   /** Graceful stop: refuse new commands, finish running ones, then close everything. */
   stop(): Promise<void>;
 }
@@ -69,6 +77,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     const masterSecret = config.secretKey ?? loadOrCreateKeyFile(config.dataDir);
     const secrets = new SecretBox(deriveKey(masterSecret, 'secret-box'));
     const events = new EventBus();
+    const feed = new EventFeed(store.events);
+    cleanups.push(async () => feed.close());
     const adapters = createAdapters();
     const vehicles = new VehicleService(store, adapters, events, logger, deriveKey(masterSecret, 'unit-password'));
     const commands = new CommandService(store, vehicles, events, {
@@ -157,6 +167,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       },
     ];
     const metrics = new Metrics(events, () => commands.running);
+    // Delivery never runs in the command path: each channel reads the outbox on its own.
+    const channels = createChannels({ feed, config, logger, instanceId: config.instanceId, secrets });
     const api = await buildServer({
       config,
       logger,
@@ -164,6 +176,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       vehicles,
       commands,
       credentials,
+      events: new EventService(feed),
+      channelRoutes: channels.flatMap((c) => (c.registerRoutes ? [(app: Api) => c.registerRoutes!(app)] : [])),
       users,
       adapters,
       readiness,
@@ -184,9 +198,15 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
 
     const maintenance = new MaintenanceService(store, vehicles, users, logger, {
       setupTimeoutSeconds: config.setupTimeoutSeconds,
+      eventRetentionHours: config.eventRetentionHours,
     });
     maintenance.start();
     cleanups.push(async () => maintenance.stop());
+
+    for (const channel of channels) {
+      await channel.start();
+      cleanups.push(() => channel.stop());
+    }
 
     const address = api.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -204,6 +224,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       commands,
       users,
       events,
+      feed,
+      channels,
       stop: () => {
         stopped ??= (async () => {
           await commands.drain();

@@ -39,6 +39,14 @@ export interface Config {
   rateLimitPerMinute: number;
   /** A vehicle whose unit has not connected within this time ends setup FAILED. */
   setupTimeoutSeconds: number;
+  /** Events older than this are deleted (docs/events.md). */
+  eventRetentionHours: number;
+  /** A webhook delivery is retried this long; a subscription failing that long is disabled. */
+  webhooksRetrySeconds: number;
+  /** How long a webhook receiver may take to answer one delivery. */
+  webhooksTimeoutMs: number;
+  /** Allow webhook URLs on private, loopback or link-local addresses (SSRF guard off). */
+  webhooksAllowPrivateUrls: boolean;
   logLevel: string;
   instanceId: string;
   /** Settings (by key, e.g. `port`, `teltonikaPort`) that took their default: neither flag nor environment set them. */
@@ -64,7 +72,7 @@ export interface Setting {
   key: string;
   env: string;
   flag: string;
-  kind: 'int' | 'string' | 'url';
+  kind: 'int' | 'string' | 'url' | 'boolean';
   default?: string;
   min?: number;
   max?: number;
@@ -217,6 +225,46 @@ const CORE_SETTINGS: readonly Setting[] = [
     description: 'A unit that has not connected this long after its vehicle was added ends setup FAILED.',
   },
   {
+    key: 'eventRetentionHours',
+    env: 'FLEETGATE_EVENT_RETENTION_HOURS',
+    flag: '--event-retention-hours',
+    kind: 'int',
+    default: '72',
+    min: 1,
+    max: 8760,
+    description: 'How long events are kept for pull, stream and channels to read; older ones are deleted.',
+  },
+  {
+    key: 'webhooksRetrySeconds',
+    env: 'FLEETGATE_WEBHOOKS_RETRY_SECONDS',
+    flag: '--webhooks-retry-seconds',
+    kind: 'int',
+    default: '86400',
+    min: 1,
+    max: 604_800,
+    description:
+      'How long a failing webhook delivery is retried (exponential backoff with jitter); a subscription failing this long is disabled.',
+  },
+  {
+    key: 'webhooksTimeoutMs',
+    env: 'FLEETGATE_WEBHOOKS_TIMEOUT_MS',
+    flag: '--webhooks-timeout-ms',
+    kind: 'int',
+    default: '10000',
+    min: 100,
+    max: 60_000,
+    description: 'How long a webhook receiver may take to answer a delivery before it counts as failed.',
+  },
+  {
+    key: 'webhooksAllowPrivateUrls',
+    env: 'FLEETGATE_WEBHOOKS_ALLOW_PRIVATE_URLS',
+    flag: '--webhooks-allow-private-urls',
+    kind: 'boolean',
+    default: 'false',
+    description:
+      'Allow webhook URLs that are or resolve to private, loopback or link-local addresses (refused by default against SSRF).',
+  },
+  {
     key: 'logLevel',
     env: 'FLEETGATE_LOG_LEVEL',
     flag: '--log-level',
@@ -316,6 +364,13 @@ export function loadConfig(
         continue;
       }
       out[s.key] = n;
+    } else if (s.kind === 'boolean') {
+      const v = raw.trim().toLowerCase();
+      if (!['true', 'false', '1', '0', 'yes', 'no'].includes(v)) {
+        errors.push(`${origin}: '${raw}' is not true or false`);
+        continue;
+      }
+      out[s.key] = ['true', '1', 'yes'].includes(v);
     } else if (s.kind === 'url') {
       let u: URL | undefined;
       try {

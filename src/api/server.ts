@@ -9,10 +9,10 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ProblemError } from '../domain/problems.js';
 import { isUuid } from '../lib/ids.js';
-import { listenUrl } from '../lib/listen.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
+import type { EventService } from '../services/event-service.js';
 import type { UserService } from '../services/user-service.js';
 import type { VehicleService } from '../services/vehicle-service.js';
 import type { TelematicsAdapter } from '../telematics/adapter.js';
@@ -24,18 +24,22 @@ import {
   requireHost,
 } from './http-conformance.js';
 import type { Metrics } from './metrics.js';
+import { documentRoute, finishDocument, securitySchemes } from './openapi.js';
 import { type PublicBase, problemErrorHandler } from './problem-response.js';
+import { publicBase } from './public-base.js';
 import { authRoutes } from './routes/auth.js';
 import { clientRoutes } from './routes/clients.js';
 import { commandRoutes } from './routes/commands.js';
 import { consoleRoutes } from './routes/console.js';
 import { credentialsRoutes } from './routes/credentials.js';
+import { eventRoutes } from './routes/events.js';
 import { operationsRoutes } from './routes/operations.js';
 import { problemRoutes } from './routes/problems.js';
 import { SESSION_COOKIE, sessionRoutes } from './routes/session.js';
 import { telematicsBrandRoutes } from './routes/telematics-brands.js';
 import { userRoutes } from './routes/users.js';
 import { vehicleRoutes } from './routes/vehicles.js';
+import { PROBLEM_SCHEMA_ID, Problem } from './schemas.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -50,6 +54,9 @@ export interface ApiDeps {
   vehicles: VehicleService;
   commands: CommandService;
   credentials: CredentialsService;
+  events: EventService;
+  /** Routes of the delivery channels (events/channels/<name>/), e.g. /webhooks. */
+  channelRoutes?: ReadonlyArray<(app: Api) => void>;
   users: UserService;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
   readiness: ReadinessCheck[];
@@ -79,12 +86,7 @@ const BODY_LIMIT = 64 * 1024;
 export async function buildServer(deps: ApiDeps): Promise<Api> {
   const { config } = deps;
   // type_documentation links: the configured public URL, else the address this server listens on.
-  const base: PublicBase =
-    config.publicUrl ??
-    (() => {
-      const address = app.server.address();
-      return listenUrl('http', config.host, typeof address === 'object' && address ? address.port : config.port);
-    });
+  const base: PublicBase = publicBase(config, () => app.server);
   const errorHandler = problemErrorHandler(base, { bodyLimit: BODY_LIMIT });
   const app = Fastify({
     loggerInstance: deps.logger,
@@ -164,6 +166,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       ),
   });
 
+  app.addSchema({ ...Problem, $id: PROBLEM_SCHEMA_ID });
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -172,11 +175,13 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         version: '1.0.0',
         description:
           'Send commands to shared-mobility vehicles and get their verified state or a typed problem. Errors are application/problem+json (RFC 9457); every response carries X-Flow-ID.',
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
+      // Relative unless a public URL is configured: the instance that served the document.
+      servers: [{ url: config.publicUrl ?? '/', description: 'This fleetgate instance' }],
       components: {
         securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
-          clientBasic: { type: 'http', scheme: 'basic' },
+          ...securitySchemes(config.publicUrl),
           consoleSession: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE },
         },
       },
@@ -196,12 +201,23 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
           name: 'Access',
           description: 'Access tokens for API clients through the OAuth 2.0 client credentials grant.',
         },
+        {
+          name: 'Events',
+          description:
+            'What happened to vehicles and commands: pull pages of events, follow them as a stream, or have them delivered to webhooks.',
+        },
         { name: 'Administration', description: "The fleet's API clients and console users" },
         { name: 'Console', description: 'Sign-in of people to the console at /console' },
         { name: 'Operations', description: 'Health and metrics' },
       ],
     },
     hideUntagged: true,
+    // Shared schemas keep their $id as their name (components.schemas.Problem).
+    refResolver: {
+      buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
+    transform: documentRoute,
+    transformObject: finishDocument,
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
@@ -215,6 +231,8 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   commandRoutes(app, deps);
   telematicsBrandRoutes(app, deps);
   credentialsRoutes(app, deps);
+  eventRoutes(app, deps);
+  for (const routes of deps.channelRoutes ?? []) routes(app);
   problemRoutes(app, deps);
   operationsRoutes(app, deps);
 
@@ -259,6 +277,12 @@ function expiryOf(token: string): number | undefined {
   }
 }
 
+// RFC 6750 §3: API 401s and 403s say how to authenticate; no error code when no token was sent.
+const REALM = 'fleetgate';
+const quoted = (s: string): string => s.replace(/[^\x20-\x21\x23-\x5B\x5D-\x7E]/g, ' ');
+const bearerChallenge = (params: Record<string, string> = {}): string =>
+  [`Bearer realm="${REALM}"`, ...Object.entries(params).map(([k, v]) => `${k}="${quoted(v)}"`)].join(', ');
+
 /**
  * The caller of a route that needs `scope`: a bearer token (API clients), or else the console's
  * session cookie (people; the role's scopes). Cookies ride along on any request a browser makes,
@@ -267,29 +291,57 @@ function expiryOf(token: string): number | undefined {
  */
 async function authorize(deps: ApiDeps, request: FastifyRequest, scope: Scope): Promise<Principal> {
   const header = request.headers.authorization;
+  const session = request.cookies[SESSION_COOKIE];
   let principal: Principal;
-  if (header) {
-    const m = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(header);
-    if (!m) throw new ProblemError('invalid-credentials', 'The Authorization header is not a bearer token.');
-    principal = await verifyCached(deps.auth, m[1]!);
-  } else {
-    const session = request.cookies[SESSION_COOKIE];
-    if (!session) {
-      throw new ProblemError(
-        'invalid-credentials',
-        'The Authorization header is missing; send `Authorization: Bearer <access_token>`.',
-      );
-    }
+  if (header === undefined && session) {
     if (!SAFE_METHODS.has(request.method)) assertSameOrigin(request);
     principal = await deps.users.authenticate(session);
+  } else {
+    principal = await bearerPrincipal(deps.auth, header);
   }
   if (!hasScope(principal, scope)) {
-    const who = principal.user ? `The console role '${principal.user.role}'` : 'The access token';
-    throw new ProblemError('forbidden-resource', `${who} lacks the scope '${scope}' this endpoint needs.`, {
-      required_scope: scope,
-    });
+    if (principal.user) {
+      throw new ProblemError(
+        'forbidden-resource',
+        `The console role '${principal.user.role}' lacks the scope '${scope}' this endpoint needs.`,
+        { required_scope: scope },
+      );
+    }
+    throw new ProblemError(
+      'forbidden-resource',
+      `The access token lacks the scope '${scope}' this endpoint needs.`,
+      { required_scope: scope },
+      { 'WWW-Authenticate': bearerChallenge({ error: 'insufficient_scope', scope }) },
+    );
   }
   return principal;
+}
+
+/** The API client behind an `Authorization: Bearer` header, or a 401 with its RFC 6750 challenge. */
+async function bearerPrincipal(auth: AuthService, header: string | undefined): Promise<Principal> {
+  const m = header ? /^Bearer +(\S*)$/i.exec(header) : null;
+  if (!m) {
+    throw new ProblemError(
+      'invalid-credentials',
+      header
+        ? 'The Authorization header is not a bearer token; send `Authorization: Bearer <access_token>`.'
+        : 'The Authorization header is missing; send `Authorization: Bearer <access_token>`.',
+      {},
+      { 'WWW-Authenticate': bearerChallenge() },
+    );
+  }
+  try {
+    if (!/^[A-Za-z0-9._~+/-]+=*$/.test(m[1]!)) {
+      throw new ProblemError('invalid-credentials', 'The access token is malformed.');
+    }
+    return await verifyCached(auth, m[1]!);
+  } catch (e) {
+    if (!(e instanceof ProblemError) || e.key !== 'invalid-credentials') throw e;
+    throw new ProblemError(e.key, e.message, e.extensions, {
+      ...e.headers,
+      'WWW-Authenticate': bearerChallenge({ error: 'invalid_token', error_description: e.message }),
+    });
+  }
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);

@@ -14,7 +14,8 @@ type Flags = Partial<Record<string, string>>;
 function withSettings(cmd: Command, only?: ReadonlyArray<keyof Config>): Command {
   for (const s of SETTINGS) {
     if (only && !(only as readonly string[]).includes(s.key)) continue;
-    const long = `${s.flag} <value>`;
+    // A boolean flag alone means true (`--webhooks-allow-private-urls`).
+    const long = s.kind === 'boolean' ? `${s.flag} [value]` : `${s.flag} <value>`;
     cmd.addOption(new Option(long, `${s.description} [env ${s.env}${s.default ? `, default ${s.default}` : ''}]`));
   }
   return cmd;

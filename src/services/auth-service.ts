@@ -15,6 +15,15 @@ export function isScope(value: string): value is Scope {
   return (SCOPES as readonly string[]).includes(value);
 }
 
+/** What each scope allows, for the OAuth2 metadata and the OpenAPI document. */
+export const SCOPE_DESCRIPTIONS: Partial<Record<Scope, string>> = {
+  'vehicle-commands': 'Send commands to vehicles.',
+  vehicles: 'Add, change and delete vehicles and credentials (implies vehicles.ro).',
+  'vehicles.ro': 'Read vehicles, their state, command records, telematics brands and credentials.',
+  events: 'Read events, and manage webhooks and event consumers (implies events.ro).',
+  'events.ro': 'Read events: the pull feed and the stream.',
+};
+
 /** Who is calling: the fleet a token is bound to, its client and scopes. */
 export interface Principal {
   fleetId: string;
@@ -128,7 +137,11 @@ export class AuthService {
     const client = await this.store.getClient(clientId);
     // Hash even for unknown clients so timing does not reveal which client ids exist.
     const ok = await verifySecret(clientSecret, client?.secret_hash ?? DUMMY_HASH);
-    if (!client || !ok) throw new ProblemError('invalid-credentials', 'The client id or client secret is wrong.');
+    if (!client || !ok) {
+      throw new ProblemError('invalid-credentials', 'The client id or client secret is wrong.', {
+        error: 'invalid_client',
+      });
+    }
     let scopes = client.scopes;
     if (requestedScope !== undefined && requestedScope.trim() !== '') {
       const wanted = requestedScope.trim().split(/\s+/);
@@ -136,6 +149,7 @@ export class AuthService {
       const denied = wanted.filter((s) => !isScope(s) || !hasScope(granted, s));
       if (denied.length > 0) {
         throw new ProblemError('validation-error', `The client may not request scope(s) ${denied.join(', ')}.`, {
+          error: 'invalid_scope',
           errors: [{ field: 'scope', message: `not granted to this client: ${denied.join(', ')}` }],
         });
       }

@@ -12,12 +12,20 @@ export interface MaintenanceOptions {
   idempotencyRetentionMs?: number;
   /** How often the hourly purges run. Default 1 h. */
   purgeEveryMs?: number;
+  /** How long events are kept (docs/events.md). */
+  eventRetentionHours: number;
 }
+
+// Retention (docs/events.md): short transactions of at most EVENT_PRUNE_BATCH rows, so writers
+// wait for at most one of them; up to EVENT_PRUNE_BATCHES per maintenance round (20,000 per 5 s
+// outpaces 15,000 units reporting every 30 s several times over).
+const EVENT_PRUNE_BATCH = 1_000;
+const EVENT_PRUNE_BATCHES = 20;
 
 /**
  * Periodic upkeep that any instance may do, alone or with others (every step is safe to run
  * twice): commands orphaned by a dead instance end outcome unknown, stale setups fail, old
- * idempotency keys and console sessions go.
+ * idempotency keys, console sessions and events past their retention go.
  */
 export class MaintenanceService {
   private timer: NodeJS.Timeout | undefined;
@@ -56,10 +64,22 @@ export class MaintenanceService {
         await this.store.purgeIdempotencyKeys(new Date(now - retention).toISOString());
         await this.users.purge(now);
       }
+      await this.pruneEvents(new Date(now - this.options.eventRetentionHours * 3600_000).toISOString());
     } catch (err) {
       this.logger.warn({ err }, 'maintenance round failed; retrying');
     } finally {
       this.running = false;
     }
+  }
+
+  private async pruneEvents(before: string): Promise<void> {
+    let pruned = 0;
+    for (let i = 0; i < EVENT_PRUNE_BATCHES; i++) {
+      const n = await this.store.events.prune(before, EVENT_PRUNE_BATCH);
+      pruned += n;
+      if (n < EVENT_PRUNE_BATCH) break;
+    }
+    pruned += await this.store.events.pruneLog(before, EVENT_PRUNE_BATCH);
+    if (pruned > 0) this.logger.debug({ pruned }, 'deleted events past retention');
   }
 }

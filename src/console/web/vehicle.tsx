@@ -173,7 +173,9 @@ export function VehiclePage({ vehicleId, session }: { vehicleId: string; session
                     <tr key={name} data-property={name}>
                       <th scope="row">{propertyWords(name)}</th>
                       <td>{stateValue(p.value)}</td>
-                      <td title={p.timestamp}>{age(p.timestamp, now)}</td>
+                      <td class="age" title={p.timestamp}>
+                        {age(p.timestamp, now)}
+                      </td>
                     </tr>
                   ))}
               </tbody>
@@ -186,7 +188,7 @@ export function VehiclePage({ vehicleId, session }: { vehicleId: string; session
           <dl>
             {Object.entries(v.master_data).map(([k, val]) => (
               <div key={k}>
-                <dt>{propertyWords(k)}</dt>
+                <dt>{MASTER_LABELS[k] ?? propertyWords(k)}</dt>
                 <dd>{val}</dd>
               </div>
             ))}
@@ -285,6 +287,7 @@ const MASTER_FIELDS = [
   ['brand', 'Make'],
   ['model', 'Model'],
 ] as const;
+const MASTER_LABELS: Record<string, string> = Object.fromEntries(MASTER_FIELDS);
 
 /** Admins: edit master data and tags (with If-Match), or remove the vehicle. */
 function VehicleAdmin({ loaded, onChanged }: { loaded: Loaded; onChanged: () => Promise<void> }) {

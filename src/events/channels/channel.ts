@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Api } from '../../api/server.js';
 import type { Config } from '../../config.js';
 import type { EventFeed } from '../feed.js';
 
@@ -24,6 +25,13 @@ export interface DeliveryChannel {
   start(): Promise<void>;
   /** Stops delivering, releases its leases; resolves when no delivery is in progress. */
   stop(): Promise<void>;
+  /**
+   * The channel's HTTP routes (e.g. `/webhooks`), registered before the API listens and before
+   * start(). Give each route `config: { scope: 'events' }` (or `events.ro`): the API's shared
+   * auth hook then authenticates the caller and sets `request.principal` (its fleet), whatever
+   * credentials the API accepts.
+   */
+  registerRoutes?(app: Api): void;
 }
 
 /** What a channel is given: the feed and its durable state, its settings, a logger. */
@@ -33,6 +41,11 @@ export interface ChannelContext {
   logger: Logger;
   /** This instance's id: the owner of the cursor leases it takes. */
   instanceId: string;
+  /** Encrypts what a channel keeps that is secret (signing keys, passwords) before it is stored. */
+  secrets: {
+    seal(plaintext: string, associatedData: string): string;
+    open(sealed: string, associatedData: string): string;
+  };
 }
 
 /** A channel's registry entry (registry.ts). */
