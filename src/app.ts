@@ -1,12 +1,12 @@
 import type { MqttClient } from 'mqtt';
 import { type Logger, pino } from 'pino';
-import { Metrics } from './api/metrics.js';
+import { Metrics, startMetricsServer } from './api/metrics.js';
 import { type Api, buildServer, type ReadinessCheck } from './api/server.js';
 import { type EmbeddedBroker, startEmbeddedBroker } from './broker/embedded-broker.js';
 import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
-import { redact } from './config.js';
+import { parseHostPort, redact } from './config.js';
 import type { DeliveryChannel } from './events/channels/channel.js';
 import { createChannels } from './events/channels/registry.js';
 import { EventFeed } from './events/feed.js';
@@ -18,6 +18,7 @@ import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
+import { EventConsumerService } from './services/event-consumer-service.js';
 import { EventService } from './services/event-service.js';
 import { MaintenanceService } from './services/maintenance-service.js';
 import { UserService } from './services/user-service.js';
@@ -34,6 +35,8 @@ export interface App {
   api: Api;
   /** The HTTP base URL this instance listens on (loopback form when bound to every address). */
   url: string;
+  /** Where Prometheus scrapes this instance. */
+  metricsUrl: string;
   /** The broker units connect to: the embedded one's URL, or the external one. */
   mqttUrl: string;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
@@ -166,9 +169,17 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
         },
       },
     ];
-    const metrics = new Metrics(events, () => commands.running);
+    const metrics = new Metrics(events, () => commands.running, {
+      countVehicles: () => store.countVehicles(),
+      readiness,
+    });
     // Delivery never runs in the command path: each channel reads the outbox on its own.
     const channels = createChannels({ feed, config, logger, instanceId: config.instanceId, secrets });
+    for (const channel of channels) {
+      // Named in /health/ready while down; the instance stays ready (events wait in the outbox).
+      if (channel.health) readiness.push({ name: channel.name, optional: true, check: () => channel.health!() });
+    }
+    const eventConsumers = new EventConsumerService(store.events, channels.find((c) => c.consumers)?.consumers, logger);
     const api = await buildServer({
       config,
       logger,
@@ -179,6 +190,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       events: new EventService(feed),
       channelRoutes: channels.flatMap((c) => (c.registerRoutes ? [(app: Api) => c.registerRoutes!(app)] : [])),
       users,
+      eventConsumers,
       adapters,
       readiness,
       metrics,
@@ -195,6 +207,15 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       (port) => api.listen({ port, host: config.host }),
     );
     cleanups.push(() => api.close());
+    const metricsAt = config.metricsAddress ? parseHostPort(config.metricsAddress) : undefined;
+    const metricsServer = metricsAt
+      ? await startMetricsServer(metrics, {
+          ...metricsAt,
+          token: config.metricsToken,
+          base: config.publicUrl ?? listenUrl('http', config.host, portOf(api)),
+        })
+      : undefined;
+    if (metricsServer) cleanups.push(() => metricsServer.close());
 
     const maintenance = new MaintenanceService(store, vehicles, users, logger, {
       setupTimeoutSeconds: config.setupTimeoutSeconds,
@@ -208,8 +229,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       cleanups.push(() => channel.stop());
     }
 
-    const address = api.server.address();
-    const port = typeof address === 'object' && address ? address.port : config.port;
+    const port = portOf(api);
     let stopped: Promise<void> | undefined;
     return {
       config,
@@ -217,6 +237,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       store,
       api,
       url: listenUrl('http', config.host, port),
+      metricsUrl: metricsServer?.url ?? `${listenUrl('http', config.host, port)}/metrics`,
       mqttUrl,
       adapters,
       auth,
@@ -238,4 +259,9 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     await cleanup();
     throw e;
   }
+}
+
+function portOf(api: Api): number {
+  const address = api.server.address();
+  return typeof address === 'object' && address ? address.port : 0;
 }

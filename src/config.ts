@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { homedir } from 'node:os';
 import path from 'node:path';
 import type { AdapterSetting } from './telematics/adapter.js';
 import { ADAPTER_DEFINITIONS } from './telematics/registry.js';
@@ -35,6 +36,10 @@ export interface Config {
   secretKey: string | undefined;
   commandTimeoutMs: number;
   tokenTtlSeconds: number;
+  /** When set, `/metrics` answers only `Authorization: Bearer <metricsToken>`. */
+  metricsToken: string | undefined;
+  /** `host:port` of a listener serving only `/metrics`; the API then does not serve it. */
+  metricsAddress: string | undefined;
   /** Requests per minute per API client. */
   rateLimitPerMinute: number;
   /** A vehicle whose unit has not connected within this time ends setup FAILED. */
@@ -55,6 +60,15 @@ export interface Config {
   adapters: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** mqtt.js logs every packet when the `DEBUG` variable asks for it (it costs even when off). */
   mqttPacketLog: boolean;
+  /**
+   * amqp://… : publish every event to this RabbitMQ (its path is fleetgate's virtual host) and
+   * offer AMQP event consumers; unset = no AMQP.
+   */
+  amqpUrl: string | undefined;
+  /** Where event consumers reach RabbitMQ (`amqp[s]://host:port`); default: the host of amqpUrl. */
+  amqpPublicUrl: string | undefined;
+  /** RabbitMQ's management HTTP API; default: http://<amqpUrl's host>:15672 with amqpUrl's account. */
+  amqpManagementUrl: string | undefined;
   /** How long a console sign-in lasts. */
   consoleSessionMinutes: number;
   /** Map tiles of the console (`{z}/{x}/{y}` template); unset = vehicles on a plain background. */
@@ -205,6 +219,22 @@ const CORE_SETTINGS: readonly Setting[] = [
     description: 'Lifetime of access tokens.',
   },
   {
+    key: 'metricsToken',
+    env: 'FLEETGATE_METRICS_TOKEN',
+    flag: '--metrics-token',
+    kind: 'string',
+    description:
+      'When set, `/metrics` answers only requests with `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: <token>}`). Default: unprotected.',
+  },
+  {
+    key: 'metricsAddress',
+    env: 'FLEETGATE_METRICS_ADDRESS',
+    flag: '--metrics-address',
+    kind: 'string',
+    description:
+      'Serve `/metrics` on its own `host:port` (e.g. `10.0.0.5:9464`, port 0 = any free port) instead of on the API port. Default: on the API port.',
+  },
+  {
     key: 'rateLimitPerMinute',
     env: 'FLEETGATE_RATE_LIMIT_PER_MINUTE',
     flag: '--rate-limit-per-minute',
@@ -305,6 +335,33 @@ const CORE_SETTINGS: readonly Setting[] = [
     kind: 'string',
     description: 'Attribution shown on the map for those tiles, e.g. `© OpenStreetMap contributors`.',
   },
+  {
+    key: 'amqpUrl',
+    env: 'FLEETGATE_AMQP_URL',
+    flag: '--amqp-url',
+    kind: 'url',
+    protocols: ['amqp:', 'amqps:'],
+    description:
+      "RabbitMQ to publish every event to, with publisher confirms, e.g. `amqp://fleetgate:pw@rabbit:5672/fleetgate` (the path is fleetgate's virtual host; the account needs the `administrator` tag to manage event consumers). Unset = no AMQP (`/event-consumers` answers 503).",
+  },
+  {
+    key: 'amqpPublicUrl',
+    env: 'FLEETGATE_AMQP_PUBLIC_URL',
+    flag: '--amqp-public-url',
+    kind: 'url',
+    protocols: ['amqp:', 'amqps:'],
+    description:
+      'Scheme, host and port that event consumers connect to, e.g. `amqps://events.example.com:5671`; goes into the `amqp_url` returned by `POST /event-consumers`. Default: the host and port of --amqp-url.',
+  },
+  {
+    key: 'amqpManagementUrl',
+    env: 'FLEETGATE_AMQP_MANAGEMENT_URL',
+    flag: '--amqp-management-url',
+    kind: 'url',
+    protocols: ['http:', 'https:'],
+    description:
+      "RabbitMQ's management HTTP API, through which fleetgate creates each event consumer's user, permissions and queues. Default: `http://<--amqp-url host>:15672` with --amqp-url's account.",
+  },
 ];
 
 /** `--teltonika-port` → `teltonikaPort`. */
@@ -401,9 +458,16 @@ export function loadConfig(
   if ((out.mqttUsername === undefined) !== (out.mqttPassword === undefined)) {
     errors.push('MQTT username and password must be set together');
   }
+  if (typeof out.metricsAddress === 'string' && !parseHostPort(out.metricsAddress)) {
+    errors.push(`metrics address: '${out.metricsAddress}' is not host:port with a port from 0 to 65535`);
+  }
+  if (typeof out.metricsToken === 'string' && out.metricsToken.length < 16) {
+    errors.push('metrics token: must be at least 16 characters');
+  }
   if (typeof out.consoleTileUrl === 'string' && !/\{z\}.*\{x\}.*\{y\}/.test(out.consoleTileUrl)) {
     errors.push('console tile URL: must hold {z}, {x} and {y}');
   }
+  checkAmqp(out, errors);
   if (errors.length > 0) throw new ConfigError(errors);
   const adapters: Record<string, Record<string, unknown>> = {};
   for (const d of ADAPTER_DEFINITIONS) adapters[d.brand] = {};
@@ -421,16 +485,71 @@ export function loadConfig(
   return Object.freeze(out as unknown as Config);
 }
 
+/** `host:port` (IPv6 hosts in brackets) into its parts; undefined when malformed. */
+export function parseHostPort(value: string): { host: string; port: number } | undefined {
+  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(value.trim());
+  const host = m?.[1];
+  const port = Number(m?.[2]);
+  if (!host || port > 65535) return undefined;
+  return { host, port };
+}
+
+/** The AMQP settings that a URL's syntax alone does not settle. */
+function checkAmqp(out: Record<string, unknown>, errors: string[]): void {
+  const amqp = typeof out.amqpUrl === 'string' ? new URL(out.amqpUrl) : undefined;
+  if (!amqp) {
+    if (out.amqpPublicUrl !== undefined || out.amqpManagementUrl !== undefined) {
+      errors.push('--amqp-public-url and --amqp-management-url need --amqp-url');
+    }
+    return;
+  }
+  if (amqp.hostname === '') errors.push(`AMQP URL '${redact(String(out.amqpUrl))}' names no host`);
+  if (amqp.search !== '' || amqp.hash !== '') {
+    errors.push(`AMQP URL '${redact(String(out.amqpUrl))}': query parameters and fragments are not supported`);
+  }
+  const path = amqp.pathname.replace(/^\//, '');
+  if (path.includes('/')) {
+    errors.push(
+      `AMQP URL '${redact(String(out.amqpUrl))}': the virtual host must be one path segment (a '/' in it is written %2F)`,
+    );
+  }
+  if (typeof out.amqpPublicUrl === 'string') {
+    const pub = new URL(out.amqpPublicUrl);
+    if (pub.username !== '' || pub.password !== '' || !['', '/'].includes(pub.pathname)) {
+      errors.push(
+        '--amqp-public-url: give only scheme, host and port; user, password and virtual host are added per consumer',
+      );
+    }
+  }
+}
+
+/** The virtual host an AMQP URL names: its path (RFC 3986-decoded), `/` when it has none. */
+export function amqpVhost(url: string): string {
+  const path = new URL(url).pathname.replace(/^\//, '');
+  return path === '' ? '/' : decodeURIComponent(path);
+}
+
 /** Hides the password part of a URL for error messages and logs. */
 export function redact(url: string): string {
   return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
 }
 
 /** What the CLI's API commands read from the environment (the only other use of process.env). */
-export function cliEnv(env: Source = process.env): { apiUrl?: string; clientId?: string; clientSecret?: string } {
+export function cliEnv(env: Source = process.env): {
+  apiUrl?: string;
+  clientId?: string;
+  clientSecret?: string;
+  /** Where the CLI caches access tokens: $XDG_CACHE_HOME/fleetgate/tokens, else ~/.cache/fleetgate/tokens. */
+  tokenCacheDir: string;
+} {
   return {
     apiUrl: env.FLEETGATE_API_URL,
     clientId: env.FLEETGATE_CLIENT_ID,
     clientSecret: env.FLEETGATE_CLIENT_SECRET,
+    tokenCacheDir: path.join(
+      env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(homedir(), '.cache'),
+      'fleetgate',
+      'tokens',
+    ),
   };
 }

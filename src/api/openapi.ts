@@ -32,7 +32,12 @@ export function securitySchemes(publicUrl: string | undefined) {
 export const documentRoute: SwaggerTransform = ({ schema, url, route }) => {
   const scope = (route.config as { scope?: string } | undefined)?.scope;
   if (!schema || schema.hide) return { schema, url };
-  if (scope) return { schema: { ...schema, security: [{ oauth2: [scope] }] }, url };
+  if (scope) {
+    // A bearer token is an oauth2 access token; other ways in (a console session) stay beside it.
+    const declared = (schema.security as Array<Record<string, string[]>> | undefined) ?? [{ bearer: [] }];
+    const security = declared.map((requirement) => ('bearer' in requirement ? { oauth2: [scope] } : requirement));
+    return { schema: { ...schema, security }, url };
+  }
   return { schema: { security: [], ...schema }, url };
 };
 

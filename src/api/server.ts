@@ -12,6 +12,7 @@ import { isUuid } from '../lib/ids.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
+import type { EventConsumerService } from '../services/event-consumer-service.js';
 import type { EventService } from '../services/event-service.js';
 import type { UserService } from '../services/user-service.js';
 import type { VehicleService } from '../services/vehicle-service.js';
@@ -32,6 +33,7 @@ import { clientRoutes } from './routes/clients.js';
 import { commandRoutes } from './routes/commands.js';
 import { consoleRoutes } from './routes/console.js';
 import { credentialsRoutes } from './routes/credentials.js';
+import { eventConsumerRoutes } from './routes/event-consumers.js';
 import { eventRoutes } from './routes/events.js';
 import { operationsRoutes } from './routes/operations.js';
 import { problemRoutes } from './routes/problems.js';
@@ -44,6 +46,11 @@ import { PROBLEM_SCHEMA_ID, Problem } from './schemas.js';
 export interface ReadinessCheck {
   name: string;
   check(): Promise<void>;
+  /**
+   * A part the instance works on without (e.g. RabbitMQ: events wait in the outbox): named in
+   * the answer while it is down, but the instance stays ready and keeps taking commands.
+   */
+  optional?: boolean;
 }
 
 /** What the HTTP layer calls; the composition root (app.ts) builds it. */
@@ -58,6 +65,7 @@ export interface ApiDeps {
   /** Routes of the delivery channels (events/channels/<name>/), e.g. /webhooks. */
   channelRoutes?: ReadonlyArray<(app: Api) => void>;
   users: UserService;
+  eventConsumers: EventConsumerService;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
   readiness: ReadinessCheck[];
   metrics: Metrics;
@@ -208,6 +216,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         },
         { name: 'Administration', description: "The fleet's API clients and console users" },
         { name: 'Console', description: 'Sign-in of people to the console at /console' },
+        { name: 'Events', description: 'Events of the fleet (SPEC §8)' },
         { name: 'Operations', description: 'Health and metrics' },
       ],
     },
@@ -233,6 +242,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   credentialsRoutes(app, deps);
   eventRoutes(app, deps);
   for (const routes of deps.channelRoutes ?? []) routes(app);
+  eventConsumerRoutes(app, deps);
   problemRoutes(app, deps);
   operationsRoutes(app, deps);
 

@@ -1,12 +1,13 @@
 import { Command, Option } from 'commander';
 import { createApp } from '../app.js';
 import { type Config, ConfigError, cliEnv, flagKey, loadConfig, SETTINGS } from '../config.js';
+import { COMMANDS, commandFromPath, commandToPath } from '../domain/commands.js';
 import { createApiClient, SCOPES } from '../services/auth-service.js';
 import { UserService } from '../services/user-service.js';
 import { createStore } from '../store/registry.js';
 import type { Store } from '../store/store.js';
 import { ADAPTER_DEFINITIONS } from '../telematics/registry.js';
-import { ApiCaller } from './api-caller.js';
+import { ApiCaller, CliError } from './api-caller.js';
 
 type Flags = Partial<Record<string, string>>;
 
@@ -79,9 +80,7 @@ withSettings(
   out.write(
     `  1. npx fleetgate clients create --fleet my-fleet --scope vehicles --scope vehicle-commands --json${config.databaseUrl ? ' --database-url <url>' : ` --data-dir ${config.dataDir}`}\n`,
   );
-  out.write(
-    `  2. curl -u <client_id>:<client_secret> -X POST '${app.url}/auth/oauth/token?grant_type=client_credentials'\n`,
-  );
+  out.write(`  2. curl -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials ${app.url}/auth/oauth/token\n`);
   out.write(
     `  3. add a vehicle: POST ${app.url}/vehicles {"telematics_brand":"FLEETGATE","telematics_unit_id":"unit-1","vehicle_model_id":"fleetgate-car-v1","password":"<12+ chars>"}\n`,
   );
@@ -258,10 +257,13 @@ simulate
     if (!simulator) fail(`give one of: ${simulators.map((s) => s.summary).join('; ')}`);
     process.exitCode = await simulator.run(opts, {
       out: process.stdout,
-      input: process.stdin.isTTY ? process.stdin : undefined,
+      // Control words from a terminal or a pipe switch units offline, silent, failing… (README "Simulator").
+      input: process.stdin,
       signal: controller.signal,
       fail,
     });
+    // A pipe that is still open would keep the process alive after the simulation ended.
+    process.stdin.destroy();
   });
 
 // HTTP commands for operators: they call a running fleetgate with client credentials.
@@ -269,7 +271,8 @@ function withApi(cmd: Command): Command {
   return cmd
     .option('--api-url <url>', 'fleetgate API base URL [env FLEETGATE_API_URL]')
     .option('--client-id <id>', 'API client id [env FLEETGATE_CLIENT_ID]')
-    .option('--client-secret <secret>', 'API client secret [env FLEETGATE_CLIENT_SECRET]');
+    .option('--client-secret <secret>', 'API client secret [env FLEETGATE_CLIENT_SECRET]')
+    .option('--no-token-cache', 'fetch a new token instead of reusing the cached one (~/.cache/fleetgate/tokens)');
 }
 
 function callerFrom(opts: Record<string, unknown>): ApiCaller {
@@ -278,7 +281,7 @@ function callerFrom(opts: Record<string, unknown>): ApiCaller {
   const id = (opts.clientId as string | undefined) ?? env.clientId;
   const secret = (opts.clientSecret as string | undefined) ?? env.clientSecret;
   if (!id || !secret) fail('give --client-id and --client-secret (or FLEETGATE_CLIENT_ID / FLEETGATE_CLIENT_SECRET)');
-  return new ApiCaller(url, id, secret);
+  return new ApiCaller(url, id, secret, opts.tokenCache === false ? undefined : env.tokenCacheDir);
 }
 
 const vehicles = program.command('vehicles').description('Manage vehicles through the API');
@@ -318,6 +321,15 @@ withApi(
     .option('--idempotency-key <key>', 'Idempotency-Key header')
     .description('Send a command to a vehicle and print the answer'),
 ).action(async (id: string, command: string, opts: Record<string, unknown>) => {
+  if (!commandFromPath(command)) {
+    // A capability name (`UNLOCK_CENTRAL_LOCK`, as in `capabilities.commands`) names the command too.
+    const named = COMMANDS.find((c) => c === command.toUpperCase().replaceAll('-', '_'));
+    fail(
+      named
+        ? `'${command}' is a capability name; the command is '${commandToPath(named)}': fleetgate command ${id} ${commandToPath(named)}`
+        : `unknown command '${command}'; one of: ${COMMANDS.map(commandToPath).join(', ')}`,
+    );
+  }
   const headers: Record<string, string> = opts.idempotencyKey ? { 'Idempotency-Key': String(opts.idempotencyKey) } : {};
   await callerFrom(opts).print(
     'POST',
@@ -327,4 +339,10 @@ withApi(
   );
 });
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  // Problems and connection errors are one readable line; a stack trace only for real bugs.
+  if (e instanceof CliError) fail(e.message);
+  throw e;
+}

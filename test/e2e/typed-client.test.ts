@@ -109,6 +109,8 @@ it('the docs/api.md example runs against fleetgate: token, vehicle, command, pro
     });
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     await Promise.all(unitStarted);
+    // What the example printed, for whoever reads the test log.
+    console.info(`docs/api.md example printed:\n${lines.join('\n')}`);
     expect(code, `${lines.join('\n')}\n${stderr}`).toBe(0);
     expect(lines).toEqual([
       expect.stringMatching(/^added vehicle [0-9A-Z]+, setup IN_PROGRESS$/),

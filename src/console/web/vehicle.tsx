@@ -49,10 +49,7 @@ export function VehiclePage({ vehicleId, session }: { vehicleId: string; session
       setError(err);
     }
     try {
-      const recent = await get<{ items: EventEnvelope[] }>(
-        `/events?vehicle_id=${encodeURIComponent(vehicleId)}&limit=20`,
-      );
-      setEvents(recent.items.slice(-20).reverse());
+      setEvents(await recentEvents(vehicleId));
       setEventsError(undefined);
     } catch (err) {
       setEventsError(err);
@@ -279,6 +276,25 @@ export function VehiclePage({ vehicleId, session }: { vehicleId: string; session
       {isAdmin && <VehicleAdmin loaded={data} onChanged={load} />}
     </>
   );
+}
+
+const EVENT_PAGE = 1000;
+
+/**
+ * The vehicle's latest events, newest first. The feed reads oldest first (from the start of
+ * retention), so this pages to its end, keeping the last few; bounded for chatty vehicles.
+ */
+async function recentEvents(vehicleId: string, keep = 20, maxPages = 20): Promise<EventEnvelope[]> {
+  let recent: EventEnvelope[] = [];
+  let after: string | undefined;
+  for (let i = 0; i < maxPages; i++) {
+    const query = `vehicle_id=${encodeURIComponent(vehicleId)}&limit=${EVENT_PAGE}${after ? `&after=${encodeURIComponent(after)}` : ''}`;
+    const page = await get<{ items: EventEnvelope[]; next_cursor: string }>(`/events?${query}`);
+    recent = [...recent, ...page.items].slice(-keep);
+    if (page.items.length < EVENT_PAGE) break;
+    after = page.next_cursor;
+  }
+  return recent.reverse();
 }
 
 const MASTER_FIELDS = [

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Api } from '../../api/server.js';
 import type { Config } from '../../config.js';
+import type { EventConsumerProvisioner } from '../../services/event-consumer-service.js';
 import type { EventFeed } from '../feed.js';
 
 /**
@@ -32,6 +33,14 @@ export interface DeliveryChannel {
    * credentials the API accepts.
    */
   registerRoutes?(app: Api): void;
+  /**
+   * Rejects, saying why, while what the channel delivers to is unreachable (its broker).
+   * `/health/ready` names the channel then, but the instance stays ready: events wait in the
+   * outbox, commands go on.
+   */
+  health?(): Promise<void>;
+  /** Consumer accounts that operators make through `POST /event-consumers` (AMQP), when enabled. */
+  readonly consumers?: EventConsumerProvisioner | undefined;
 }
 
 /** What a channel is given: the feed and its durable state, its settings, a logger. */
