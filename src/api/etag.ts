@@ -7,7 +7,8 @@ export function etagOf(resource: { version: number }): string {
 
 /** Parses `If-Match: "3"` into a version; undefined when absent, a problem when malformed. */
 export function versionFromIfMatch(header: string | undefined): number | undefined {
-  if (header === undefined) return undefined;
+  // RFC 9110 §13.1.1: `*` matches any current representation; the vehicle exists or it is 404.
+  if (header === undefined || header.trim() === '*') return undefined;
   const m = /^(?:W\/)?"(\d{1,15})"$/.exec(header.trim());
   if (!m) {
     throw new ProblemError('validation-error', 'The If-Match header must be an ETag of this resource, e.g. "3".', {
