@@ -190,7 +190,13 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       components: {
         securitySchemes: {
           ...securitySchemes(config.publicUrl),
-          consoleSession: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE },
+          consoleSession: {
+            type: 'apiKey',
+            in: 'cookie',
+            name: SESSION_COOKIE,
+            description:
+              "The console's session (POST /auth/session), for the user's role; changes also need the header `x-fleetgate-console`.",
+          },
         },
       },
       tags: [
