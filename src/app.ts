@@ -155,6 +155,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       broker: provisioner,
       vehicles,
       credentials,
+      lateAnswers: (flowId, outcome) => commands.onLateAnswer(flowId, outcome, logger),
     };
     for (const adapter of adapters.values()) {
       await adapter.start(createAdapterContext(adapter, config.adapters[adapter.brand] ?? {}, contextParts));

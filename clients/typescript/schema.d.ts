@@ -674,6 +674,60 @@ export interface operations {
                     };
                 };
             };
+            /** @description `invalid_request`: the body is larger than 64 KiB. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        error: "invalid_request" | "invalid_client" | "invalid_grant" | "unauthorized_client" | "unsupported_grant_type" | "invalid_scope" | "temporarily_unavailable" | "server_error";
+                        error_description: string;
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description `invalid_request`: the body is neither a form nor JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        error: "invalid_request" | "invalid_client" | "invalid_grant" | "unauthorized_client" | "unsupported_grant_type" | "invalid_scope" | "temporarily_unavailable" | "server_error";
+                        error_description: string;
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
             /** @description `temporarily_unavailable`: more than 60 token requests a minute from this address. */
             429: {
                 headers: {

@@ -100,6 +100,14 @@ export interface CommandCompletion {
   duration_ms: number;
 }
 
+/** The real outcome of a command that had ended OUTCOME_UNKNOWN (Store.resolveCommand). */
+export interface CommandResolution {
+  status: 'SUCCEEDED' | 'FAILED';
+  problem_type: string | null;
+  detail: string | null;
+  resolved_at: string;
+}
+
 export interface IdempotencyRecord {
   fleet_id: string;
   key: string;
@@ -315,6 +323,13 @@ export interface Store {
     vehicleId: string,
     state: VehicleState,
   ): Promise<VehicleState>;
+  /**
+   * A unit's late answer to a command that ended OUTCOME_UNKNOWN, in one transaction: when the
+   * record is still OUTCOME_UNKNOWN it takes the real outcome (delivery DELIVERED) and a
+   * CommandOutcomeResolved event is written; the answer's state is merged as mergeState does,
+   * with its events under the command's flow id.
+   */
+  resolveCommand(flowId: string, resolution: CommandResolution, vehicleId: string, state: VehicleState): Promise<void>;
   getCommand(flowId: string): Promise<CommandRecord | undefined>;
   /** Newest first; `before` is a flow_id cursor from the previous page. */
   listCommands(vehicleId: string, limit: number, before?: string): Promise<CommandRecord[]>;

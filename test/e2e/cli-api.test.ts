@@ -51,7 +51,7 @@ describe('fleetgate CLI against a running API', () => {
     cacheHome = mkdtempSync(path.join(tmpdir(), 'fleetgate-cache-'));
     client = await h.client('fleet-cli-api', ['vehicles', 'vehicle-commands']);
     vehicleId = (await h.vehicle(await h.token('fleet-cli-api'))).vehicleId;
-  });
+  }, 180_000);
   afterAll(async () => {
     await h?.close();
     rmSync(cacheHome, { recursive: true, force: true });

@@ -35,7 +35,7 @@ describe('metrics an operator pages on', () => {
     const res = await fetch(`${h.url}/metrics`);
     expect(res.status).toBe(200);
     text = await res.text();
-  });
+  }, 180_000);
   afterAll(async () => {
     await h?.close();
   });
@@ -72,7 +72,7 @@ describe('/metrics protected by a token and served on its own address', () => {
 
   beforeAll(async () => {
     h = await Harness.start({ metricsToken, metricsAddress: '127.0.0.1:0' });
-  });
+  }, 180_000);
   afterAll(async () => {
     await h?.close();
   });

@@ -4,6 +4,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import {
   commandFinishedEvent,
+  commandOutcomeResolvedEvent,
   vehicleAddedEvent,
   vehicleChangedEvent,
   vehicleRemovedEvent,
@@ -17,6 +18,7 @@ import {
   type ChangeCause,
   type CommandCompletion,
   type CommandRecord,
+  type CommandResolution,
   type ConsoleSession,
   type ConsoleUser,
   type CredentialsRecord,
@@ -1098,6 +1100,39 @@ export class PostgresStore implements Store {
       const { rows } = await this.q(`${FINISH_COMMAND_SQL} RETURNING *`, finishCommandValues(flowId, c), client);
       if (rows[0]) await this.events.insert(client, [commandFinishedEvent(commandFromRow(rows[0]))]);
     });
+  }
+
+  async resolveCommand(
+    flowId: string,
+    resolution: CommandResolution,
+    vehicleId: string,
+    state: VehicleState,
+  ): Promise<void> {
+    const normalized = normalizeState(state);
+    // Stands in for the completion's `finished` CTE; its candidates hold no CommandFinished.
+    const event = commandOutcomeResolvedEvent(
+      { flow_id: flowId, fleet_id: '', vehicle_id: vehicleId, command: '', requested_at: '' },
+      resolution,
+    );
+    await this.writeOneState(
+      {
+        vehicleId,
+        state: normalized,
+        unsent: normalized,
+        candidates: stateCandidates(vehicleId, flowId, normalized, resolution.resolved_at),
+      },
+      {
+        ctes: `finished AS (UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = 'DELIVERED'
+            WHERE flow_id = $1 AND status = 'OUTCOME_UNKNOWN' RETURNING *),
+          resolved AS (INSERT INTO events (id, fleet_id, vehicle_id, type, envelope)
+            SELECT $5::jsonb->'metadata'->>'id', f.fleet_id, f.vehicle_id, 'CommandOutcomeResolved',
+              jsonb_build_object('metadata', ($5::jsonb->'metadata') || jsonb_build_object('fleet_id', f.fleet_id),
+                'data', ($5::jsonb->'data') || jsonb_build_object('command', f.command,
+                  'requested_at', to_jsonb(to_char(f.requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))))
+            FROM finished f), `,
+        params: [flowId, resolution.status, resolution.problem_type, resolution.detail, json(event)],
+      },
+    );
   }
 
   async getCommand(flowId: string): Promise<CommandRecord | undefined> {

@@ -3,6 +3,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import {
   commandFinishedEvent,
+  commandOutcomeResolvedEvent,
   type EventEnvelope,
   stateEvents,
   type TripStart,
@@ -19,6 +20,7 @@ import {
   type ChangeCause,
   type CommandCompletion,
   type CommandRecord,
+  type CommandResolution,
   type ConsoleSession,
   type ConsoleUser,
   type CredentialsRecord,
@@ -879,6 +881,29 @@ export class SqliteStore implements Store {
       flowId,
     ) as Row | undefined;
     return r ? [commandFinishedEvent(commandFromRow(r))] : [];
+  }
+
+  async resolveCommand(
+    flowId: string,
+    resolution: CommandResolution,
+    vehicleId: string,
+    state: VehicleState,
+  ): Promise<void> {
+    try {
+      await this.write(() =>
+        this.run(() => {
+          const r = this.prepare(
+            `UPDATE commands SET status = ?, problem_type = ?, detail = ?, delivery = 'DELIVERED'
+              WHERE flow_id = ? AND status = 'OUTCOME_UNKNOWN' RETURNING *`,
+          ).get(resolution.status, resolution.problem_type, resolution.detail, flowId) as Row | undefined;
+          this.mergeInto(vehicleId, state, flowId);
+          if (r) this.events.insert([commandOutcomeResolvedEvent(commandFromRow(r), resolution)]);
+        }, 'vehicle'),
+      );
+    } catch (err) {
+      // The vehicle was deleted meanwhile: nothing to settle.
+      if (!(err instanceof StoreConflictError)) throw err;
+    }
   }
 
   async getCommand(flowId: string): Promise<CommandRecord | undefined> {
