@@ -222,7 +222,6 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         },
         { name: 'Administration', description: "The fleet's API clients and console users" },
         { name: 'Console', description: 'Sign-in of people to the console at /console' },
-        { name: 'Events', description: 'Events of the fleet (SPEC §8)' },
         { name: 'Operations', description: 'Health and metrics' },
       ],
     },
