@@ -90,6 +90,15 @@ export interface CommandRecord {
   duration_ms: number | null;
 }
 
+/**
+ * What a command expired by `expireCommands` records (its owner died before it finished; the
+ * outcome is unknown, SPEC §1): written here once, passed to each engine's statement.
+ */
+export const EXPIRED_COMMAND = {
+  problem_type: 'vehicle/no-connection',
+  detail: 'The instance handling the command stopped before it finished.',
+} as const;
+
 export interface CommandCompletion {
   status: Exclude<CommandStatus, 'IN_FLIGHT'>;
   problem_type: string | null;
@@ -98,6 +107,14 @@ export interface CommandCompletion {
   steps: CommandStep[] | null;
   completed_at: string;
   duration_ms: number;
+}
+
+/** The real outcome of a command that had ended OUTCOME_UNKNOWN (Store.resolveCommand). */
+export interface CommandResolution {
+  status: 'SUCCEEDED' | 'FAILED';
+  problem_type: string | null;
+  detail: string | null;
+  resolved_at: string;
 }
 
 export interface IdempotencyRecord {
@@ -315,6 +332,13 @@ export interface Store {
     vehicleId: string,
     state: VehicleState,
   ): Promise<VehicleState>;
+  /**
+   * A unit's late answer to a command that ended OUTCOME_UNKNOWN, in one transaction: when the
+   * record is still OUTCOME_UNKNOWN it takes the real outcome (delivery DELIVERED) and a
+   * CommandOutcomeResolved event is written; the answer's state is merged as mergeState does,
+   * with its events under the command's flow id.
+   */
+  resolveCommand(flowId: string, resolution: CommandResolution, vehicleId: string, state: VehicleState): Promise<void>;
   getCommand(flowId: string): Promise<CommandRecord | undefined>;
   /** Newest first; `before` is a flow_id cursor from the previous page. */
   listCommands(vehicleId: string, limit: number, before?: string): Promise<CommandRecord[]>;
