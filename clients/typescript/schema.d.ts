@@ -688,7 +688,7 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -715,7 +715,7 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -3691,100 +3691,75 @@ export interface operations {
                     };
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/events/cursor-expired`. */
             410: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -3816,100 +3791,75 @@ export interface operations {
                     "text/event-stream": string;
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/events/cursor-expired`. */
             410: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -3950,100 +3900,75 @@ export interface operations {
                     };
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/resource-not-found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -4089,100 +4014,75 @@ export interface operations {
                     };
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/resource-not-found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -4219,100 +4119,75 @@ export interface operations {
                     };
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/resource-not-found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -4335,100 +4210,75 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/resource-not-found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -4473,100 +4323,75 @@ export interface operations {
                     };
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/resource-not-found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -4612,100 +4437,75 @@ export interface operations {
                     };
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/resource-not-found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -4746,100 +4546,75 @@ export interface operations {
                     };
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/resource-not-found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -4880,124 +4655,75 @@ export interface operations {
                     };
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/resource-not-found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
-            503: {
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -5037,148 +4763,84 @@ export interface operations {
                     };
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/resource-not-found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/vehicle/command-not-supported` or `/problems/vehicle/conflicting-state` or `/problems/vehicle/conflicting-command` or `/problems/vehicle/conflicting-setup-status` or `/problems/conflicting-resource`. */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
-            503: {
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -5214,124 +4876,75 @@ export interface operations {
                     };
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/resource-not-found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
-            503: {
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -5354,124 +4967,75 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/invalid-credentials`. */
             401: {
                 headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/forbidden-resource`. */
             403: {
                 headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
+            /** @description Problem `/problems/resource-not-found`. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description RFC 9457 problem details (application/problem+json). */
-            503: {
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /**
-                         * @description The problem type; see /problems.
-                         * @enum {string}
-                         */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
-                        /** Format: uri */
-                        type_documentation: string;
-                        title: string;
-                        status: number;
-                        detail: string;
-                        /** Format: uuid */
-                        flow_id: string;
-                    } & {
-                        [key: string]: unknown;
-                    };
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };

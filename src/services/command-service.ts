@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { COMBINED_STEPS, type CommandName, commandToPath } from '../domain/commands.js';
-import { PROBLEMS, ProblemError, type ProblemKey } from '../domain/problems.js';
+import { PROBLEMS, ProblemError, type ProblemKey, problems } from '../domain/problems.js';
 import { acceptState, filterState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Vehicle } from '../domain/vehicle.js';
 import type { CommandCompletion, CommandRecord, CommandStep, Store } from '../store/store.js';
@@ -101,7 +101,7 @@ export class CommandService {
         (opened.begun ?? (await this.store.beginCommand(full))) ||
         // Another command is in flight, perhaps an orphan of a dead instance: expire those, retry once.
         (await this.beginAfterExpiry(full));
-      if (!begun) throw conflictingCommand(vehicle);
+      if (!begun) throw problems.conflictingCommand(vehicle.vehicle_id);
     } catch (e) {
       // Nothing was sent: a retry with the same key must be able to run.
       if (key !== undefined) await this.store.releaseIdempotencyKey(principal.fleetId, key, ctx.flowId).catch(() => {});
@@ -461,13 +461,6 @@ export class CommandService {
     await this.vehicles.get(principal, vehicleId);
     return this.store.listCommands(vehicleId, limit, before);
   }
-}
-
-function conflictingCommand(vehicle: Vehicle): ProblemError {
-  return new ProblemError(
-    'vehicle/conflicting-command',
-    `Another command is being executed for the vehicle '${vehicle.vehicle_id}'.`,
-  );
 }
 
 function problemResult({ key, detail, extensions }: CommandFailure): StoredResult {

@@ -90,6 +90,15 @@ export interface CommandRecord {
   duration_ms: number | null;
 }
 
+/**
+ * What a command expired by `expireCommands` records (its owner died before it finished; the
+ * outcome is unknown, SPEC §1): written here once, passed to each engine's statement.
+ */
+export const EXPIRED_COMMAND = {
+  problem_type: 'vehicle/no-connection',
+  detail: 'The instance handling the command stopped before it finished.',
+} as const;
+
 export interface CommandCompletion {
   status: Exclude<CommandStatus, 'IN_FLIGHT'>;
   problem_type: string | null;

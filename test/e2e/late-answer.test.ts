@@ -17,7 +17,9 @@ describe('late command answers: CommandOutcomeResolved', () => {
     await h?.close();
   });
 
-  it('a unit that acknowledges at once and answers after the budget: record, state and event follow', async () => {
+  it('a unit that acknowledges at once and answers after the budget: record, state and event follow', {
+    timeout: 60_000,
+  }, async () => {
     const { vehicleId, unit } = await h.vehicle(token, 'fleetgate-car-v1', { answerDelayMs: 0 });
     expect((await h.request('POST', `/vehicles/${vehicleId}/commands/lock-central-lock`, { token })).status).toBe(200);
     // From now on the unit answers 0.1–1 s after the budget.

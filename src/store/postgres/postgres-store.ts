@@ -9,7 +9,7 @@ import {
   vehicleChangedEvent,
   vehicleRemovedEvent,
 } from '../../domain/events.js';
-import { parseTimestamp, type VehicleState } from '../../domain/state-catalogue.js';
+import { parseTimestamp, supersedes, type VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
 import { LruMap } from '../../lib/lru-map.js';
 import { type ColumnEncoder, commandInsertValues, type Row, rowMappers, vehicleInsertValues } from '../row-mapping.js';
@@ -22,6 +22,7 @@ import {
   type ConsoleSession,
   type ConsoleUser,
   type CredentialsRecord,
+  EXPIRED_COMMAND,
   type IdempotencyRecord,
   type Migration,
   type SignInFailures,
@@ -623,12 +624,7 @@ export class PostgresStore implements Store {
     for (const [name, v] of Object.entries(state)) {
       const stored = read[name];
       if (stored !== undefined) {
-        if (
-          stored.timestamp === v.timestamp
-            ? isDeepStrictEqual(stored.value, v.value)
-            : // Both in toISOString's form (normalizeState, stateFromRows): ordered as strings.
-              v.timestamp < stored.timestamp
-        )
+        if (!supersedes(v, stored) || (stored.timestamp === v.timestamp && isDeepStrictEqual(stored.value, v.value)))
           continue;
       }
       out[name] = v;
@@ -742,9 +738,7 @@ export class PostgresStore implements Store {
     if (rows === undefined) return {};
     const merged = stateFromRows(rows);
     for (const [name, v] of Object.entries(item.state)) {
-      const stored = merged[name];
-      // Both in toISOString's form (normalizeState, isoFromPostgres): ordered as strings.
-      if (stored === undefined || v.timestamp >= stored.timestamp) merged[name] = v;
+      if (supersedes(v, merged[name])) merged[name] = v;
     }
     return this.remember(item.vehicleId, merged);
   }
@@ -1162,12 +1156,11 @@ export class PostgresStore implements Store {
       const { rows } = await this.q(
         `UPDATE commands
           SET status = 'OUTCOME_UNKNOWN', delivery = 'DELIVERED_OUTCOME_UNKNOWN',
-              problem_type = COALESCE(problem_type, 'vehicle/no-connection'),
-              detail = COALESCE(detail, 'The instance handling the command stopped before it finished.'),
+              problem_type = COALESCE(problem_type, $2), detail = COALESCE(detail, $3),
               completed_at = $1,
               duration_ms = GREATEST(0, round(extract(epoch FROM ($1::timestamptz - requested_at)) * 1000))::integer
         WHERE status = 'IN_FLIGHT' AND deadline_at < $1 RETURNING *`,
-        [now],
+        [now, EXPIRED_COMMAND.problem_type, EXPIRED_COMMAND.detail],
         c,
       );
       await this.events.insert(

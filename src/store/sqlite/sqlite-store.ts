@@ -12,7 +12,7 @@ import {
   vehicleChangedEvent,
   vehicleRemovedEvent,
 } from '../../domain/events.js';
-import type { VehicleState } from '../../domain/state-catalogue.js';
+import { supersedes, type VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
 import { type ColumnEncoder, commandInsertValues, type Row, rowMappers, vehicleInsertValues } from '../row-mapping.js';
 import {
@@ -24,6 +24,7 @@ import {
   type ConsoleSession,
   type ConsoleUser,
   type CredentialsRecord,
+  EXPIRED_COMMAND,
   type IdempotencyRecord,
   type Migration,
   type SignInFailures,
@@ -754,7 +755,8 @@ export class SqliteStore implements Store {
       const ts = toMs(v.timestamp);
       const value = json(v.value);
       const current = stored.get(property);
-      if (current && (ts < current.ts || (ts === current.ts && value === current.json))) continue;
+      // Nothing to write when the stored value wins (SPEC §3) or the report repeats it.
+      if (current && (!supersedes(v, current) || (ts === current.ts && value === current.json))) continue;
       upsert ??= this.prepare(
         `INSERT INTO vehicle_state (vehicle_id, property, ts, value) VALUES (?, ?, ?, ?)
          ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value`,
@@ -935,11 +937,10 @@ export class SqliteStore implements Store {
         const expired = this.prepare(
           `UPDATE commands
               SET status = 'OUTCOME_UNKNOWN', delivery = 'DELIVERED_OUTCOME_UNKNOWN',
-                  problem_type = COALESCE(problem_type, 'vehicle/no-connection'),
-                  detail = COALESCE(detail, 'The instance handling the command stopped before it finished.'),
+                  problem_type = COALESCE(problem_type, ?), detail = COALESCE(detail, ?),
                   completed_at = ?, duration_ms = MAX(0, ? - requested_at)
             WHERE status = 'IN_FLIGHT' AND deadline_at < ? RETURNING *`,
-        ).all(ms, ms, ms) as Row[];
+        ).all(EXPIRED_COMMAND.problem_type, EXPIRED_COMMAND.detail, ms, ms, ms) as Row[];
         this.events.insert(expired.map((r) => commandFinishedEvent(commandFromRow(r))));
         return expired;
       }),
