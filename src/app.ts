@@ -12,6 +12,7 @@ import { listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
 import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
+import { CompletionWriter } from './services/completion-writer.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
 import { VehicleService } from './services/vehicle-service.js';
@@ -40,6 +41,8 @@ export interface App {
 
 const MAINTENANCE_INTERVAL_MS = 5_000;
 const IDEMPOTENCY_RETENTION_MS = 24 * 3600_000;
+/** How long a stopping instance keeps trying to record outcomes kept through a database outage. */
+const COMPLETION_FLUSH_MS = 10_000;
 
 /** A no-op provisioner: the embedded broker authenticates units against the store itself. */
 const STORE_BACKED_PROVISIONER: BrokerProvisioner = {
@@ -70,9 +73,11 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     const events = new EventBus();
     const adapters = createAdapters();
     const vehicles = new VehicleService(store, adapters, events, logger, deriveKey(masterSecret, 'unit-password'));
+    const completions = new CompletionWriter(store, logger);
     const commands = new CommandService(store, vehicles, events, {
       timeoutMs: config.commandTimeoutMs,
       instanceId: config.instanceId,
+      completions,
     });
     const auth = new AuthService(store, deriveKey(masterSecret, 'jwt-hs256'), config.tokenTtlSeconds);
     const credentials = new CredentialsService(store, secrets, adapters);
@@ -202,6 +207,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       stop: () => {
         stopped ??= (async () => {
           await commands.drain();
+          // Outcomes kept through a database outage are written before the store closes.
+          await completions.flush(COMPLETION_FLUSH_MS);
           await cleanup();
         })();
         return stopped;

@@ -6,12 +6,15 @@ import type { Vehicle } from '../domain/vehicle.js';
 import type { CommandCompletion, CommandRecord, CommandStep, Delivery, Store } from '../store/store.js';
 import type { CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
+import type { CompletionWriter } from './completion-writer.js';
 import type { EventBus } from './event-bus.js';
 import type { VehicleService } from './vehicle-service.js';
 
 export interface CommandServiceOptions {
   timeoutMs: number;
   instanceId: string;
+  /** Writes each command's last records, keeping them while the database is unreachable. */
+  completions: CompletionWriter;
 }
 
 /** What a command answered: the state on success, else a problem. Stored for idempotent replays. */
@@ -334,9 +337,11 @@ export class CommandService {
       }
       if (ctx.idempotencyKey !== undefined) {
         const code = failure === undefined ? 200 : PROBLEMS[failure.key].status;
-        await this.store
-          .completeIdempotencyKey(vehicle.fleet_id, ctx.idempotencyKey, code, result)
-          .catch((e: unknown) => ctx.logger.error({ err: e }, 'storing the idempotent result failed'));
+        await this.options.completions.storeResult(
+          ctx.flowId,
+          { fleetId: vehicle.fleet_id, key: ctx.idempotencyKey, statusCode: code, response: result },
+          ctx.logger,
+        );
       }
       this.events.emit({
         type: 'command.finished',
@@ -507,9 +512,9 @@ export class CommandService {
 
   /**
    * Finishes the record and merges what the unit reported (validated against the catalogue and
-   * the vehicle's capabilities); returns the full merged state. When the store fails, the vehicle
-   * still acted: the answer is given from what it reported, and the record ends OUTCOME_UNKNOWN
-   * by expiry.
+   * the vehicle's capabilities); returns the full merged state. When the database is unreachable,
+   * the vehicle still acted: the answer is given from what it reported, and the completion
+   * writer records it once the database is back (completion-writer.ts), so record and answer agree.
    */
   private async complete(
     vehicle: Vehicle,
@@ -521,7 +526,7 @@ export class CommandService {
     const { state: allowed, rejected } = acceptState(reported, vehicle.capabilities.vehicle_state);
     if (rejected.length > 0) logger.warn({ rejected }, 'dropped invalid state properties from command answer');
     try {
-      return await this.store.completeCommand(flowId, completion, vehicle.vehicle_id, allowed);
+      return await this.options.completions.complete(flowId, completion, vehicle.vehicle_id, allowed, logger);
     } catch (e) {
       logger.error({ err: e }, 'recording the command outcome failed; answering with the reported state');
       return allowed;

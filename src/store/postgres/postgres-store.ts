@@ -11,6 +11,7 @@ import {
   type CommandCompletion,
   type CommandRecord,
   type CredentialsRecord,
+  EXPIRED_COMMAND_DETAIL,
   type IdempotencyRecord,
   type Migration,
   type Store,
@@ -90,6 +91,12 @@ type Queryable = Pick<pg.PoolClient, 'query'>;
 
 /** timestamptz takes ISO strings as they are; JSON goes as text. */
 const ENCODE: ColumnEncoder = { time: (iso) => iso, json };
+
+/**
+ * The records a completion may still write (Store.completeCommand): one in flight, or one a
+ * deadline expiry ended as OUTCOME_UNKNOWN meanwhile — the real outcome wins over the expiry.
+ */
+const FINISHABLE_STATUSES = "('IN_FLIGHT', 'OUTCOME_UNKNOWN')";
 
 /**
  * Upserts state rows from `source` (columns vehicle_id, property, ts, value) of the vehicles
@@ -175,7 +182,8 @@ export const COMPLETE_COMMANDS_SQL = `WITH done AS (
    finished AS (
      UPDATE commands c SET status = d.status, problem_type = d.problem_type, detail = d.detail,
        delivery = d.delivery, steps = d.steps, completed_at = d.completed_at, duration_ms = d.duration_ms
-     FROM done d WHERE c.flow_id = d.flow_id AND c.flow_id = ANY($3::text[]) RETURNING c.flow_id),
+     FROM done d WHERE c.flow_id = d.flow_id AND c.flow_id = ANY($3::text[])
+       AND c.status IN ${FINISHABLE_STATUSES} RETURNING c.flow_id),
    merged AS (
    ${upsertState('jsonb_to_recordset($2::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)', '$4::text[]')})
    ${snapshotState('$4::text[]')}`;
@@ -921,11 +929,12 @@ export class PostgresStore implements Store {
       `UPDATE commands
           SET status = 'OUTCOME_UNKNOWN', delivery = 'DELIVERED_OUTCOME_UNKNOWN',
               problem_type = COALESCE(problem_type, 'vehicle/no-connection'),
-              detail = COALESCE(detail, 'The instance handling the command stopped before it finished.'),
+              detail = COALESCE(detail, $2),
               completed_at = $1,
-              duration_ms = GREATEST(0, round(extract(epoch FROM ($1::timestamptz - requested_at)) * 1000))::integer
+              -- Capped: a record left in flight for weeks must not overflow the integer column.
+              duration_ms = LEAST(2147483647, GREATEST(0, round(extract(epoch FROM ($1::timestamptz - requested_at)) * 1000)))::integer
         WHERE status = 'IN_FLIGHT' AND deadline_at < $1`,
-      [now],
+      [now, EXPIRED_COMMAND_DETAIL],
     );
     return rowCount ?? 0;
   }
@@ -986,7 +995,7 @@ function stateFromRows(rows: Row[]): VehicleState {
 
 /** Finishes one command's record: parameters from finishCommandValues. */
 const FINISH_COMMAND_SQL = `UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = $5,
-  steps = $6::jsonb, completed_at = $7, duration_ms = $8 WHERE flow_id = $1`;
+  steps = $6::jsonb, completed_at = $7, duration_ms = $8 WHERE flow_id = $1 AND status IN ${FINISHABLE_STATUSES}`;
 
 function finishCommandValues(flowId: string, c: CommandCompletion): unknown[] {
   return [

@@ -8,6 +8,7 @@ import {
   type CommandCompletion,
   type CommandRecord,
   type CredentialsRecord,
+  EXPIRED_COMMAND_DETAIL,
   type IdempotencyRecord,
   type Migration,
   type Store,
@@ -642,7 +643,7 @@ export class SqliteStore implements Store {
   private updateCommand(flowId: string, c: CommandCompletion): void {
     this.prepare(
       `UPDATE commands SET status = ?, problem_type = ?, detail = ?, delivery = ?, steps = ?, completed_at = ?,
-             duration_ms = ? WHERE flow_id = ?`,
+             duration_ms = ? WHERE flow_id = ? AND status IN ('IN_FLIGHT', 'OUTCOME_UNKNOWN')`,
     ).run(
       c.status,
       c.problem_type,
@@ -684,10 +685,10 @@ export class SqliteStore implements Store {
         `UPDATE commands
               SET status = 'OUTCOME_UNKNOWN', delivery = 'DELIVERED_OUTCOME_UNKNOWN',
                   problem_type = COALESCE(problem_type, 'vehicle/no-connection'),
-                  detail = COALESCE(detail, 'The instance handling the command stopped before it finished.'),
+                  detail = COALESCE(detail, ?),
                   completed_at = ?, duration_ms = MAX(0, ? - requested_at)
             WHERE status = 'IN_FLIGHT' AND deadline_at < ?`,
-      ).run(ms, ms, ms),
+      ).run(EXPIRED_COMMAND_DETAIL, ms, ms, ms),
     );
     return info.changes;
   }
