@@ -1,7 +1,7 @@
 import type { MqttClient } from 'mqtt';
 import { type Logger, pino } from 'pino';
 import { Metrics } from './api/metrics.js';
-import { type Api, buildServer, type ReadinessCheck } from './api/server.js';
+import { type Api, buildServer, type ReadinessCheck, stopAccepting } from './api/server.js';
 import { type EmbeddedBroker, startEmbeddedBroker } from './broker/embedded-broker.js';
 import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
@@ -43,6 +43,8 @@ const MAINTENANCE_INTERVAL_MS = 5_000;
 const IDEMPOTENCY_RETENTION_MS = 24 * 3600_000;
 /** How long a stopping instance keeps trying to record outcomes kept through a database outage. */
 const COMPLETION_FLUSH_MS = 10_000;
+/** How long a stopping instance waits for open HTTP connections to end by themselves. */
+const CONNECTION_LINGER_MS = 1_000;
 
 /** A no-op provisioner: the embedded broker authenticates units against the store itself. */
 const STORE_BACKED_PROVISIONER: BrokerProvisioner = {
@@ -152,6 +154,13 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     }
 
     const readiness: ReadinessCheck[] = [
+      {
+        // SPEC §7: from the first stop signal on, so a load balancer stops sending requests here.
+        name: 'instance',
+        check: async () => {
+          if (commands.isDraining) throw new Error('shutting down: draining running commands');
+        },
+      },
       { name: 'database', check: () => store.ping() },
       {
         name: 'broker',
@@ -183,7 +192,10 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       },
       (port) => api.listen({ port, host: config.host }),
     );
-    cleanups.push(() => api.close());
+    cleanups.push(async () => {
+      await stopAccepting(api.server, CONNECTION_LINGER_MS);
+      await api.close();
+    });
 
     const maintenance = startMaintenance(store, vehicles, config, logger);
     cleanups.push(async () => clearInterval(maintenance));

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import type http from 'node:http';
+import net from 'node:net';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -115,6 +117,12 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     if (scope) request.principal = await authorize(deps.auth, request, scope);
   });
 
+  // Draining: every answer closes its connection, so no client is left holding an idle
+  // keep-alive socket that the stopping server would close under a request in transit.
+  app.addHook('onSend', async (_request, reply) => {
+    if (deps.commands.isDraining) reply.header('Connection', 'close');
+  });
+
   await app.register(rateLimit, {
     global: true,
     hook: 'preHandler',
@@ -171,6 +179,25 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
 
   deps.metrics.instrument(app);
   return app;
+}
+
+/**
+ * The first step of closing the API: stops accepting connections and lets the open ones end by
+ * themselves (every answer while draining closes its connection), for at most `lingerMs`.
+ * Node's own http close would at once close every connection without a request in progress,
+ * including one whose request is still unread in the kernel's buffer: its client sees a reset,
+ * with no answer. What is left after `lingerMs` is closed by Fastify's close.
+ */
+export async function stopAccepting(server: http.Server, lingerMs: number): Promise<void> {
+  if (!server.listening) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, lingerMs);
+    // net.Server's close: it calls back once every connection has ended.
+    net.Server.prototype.close.call(server, () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 // Verified tokens, so a client's every request does not pay an HS256 check through WebCrypto

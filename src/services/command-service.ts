@@ -450,6 +450,7 @@ export class CommandService {
           extensions: { delivery: 'NOT_DELIVERED' },
         };
       case 'no-answer':
+        if (this.stopped) return this.stoppedFailure(id, outcome.delivered, base);
         return outcome.delivered
           ? {
               ...base,
@@ -506,6 +507,23 @@ export class CommandService {
     }
   }
 
+  /**
+   * A command ended by a forced stop (a second SIGTERM, abortAll): it says so, and how far it
+   * got, rather than blaming the vehicle for a budget it never used up (docs/deploy.md).
+   */
+  private stoppedFailure(id: string, delivered: boolean, base: Pick<Failure, 'extensions' | 'headers'>): Failure {
+    const delivery: Delivery = delivered ? 'DELIVERED_OUTCOME_UNKNOWN' : 'NOT_DELIVERED';
+    return {
+      ...base,
+      key: 'vehicle/no-connection',
+      delivery,
+      detail: delivered
+        ? `The fleetgate instance executing the command was stopped before the vehicle '${id}' reported its outcome. Request the vehicle state before retrying.`
+        : `The fleetgate instance executing the command was stopped before the command reached the vehicle '${id}'; it will not be delivered later.`,
+      extensions: { delivery },
+    };
+  }
+
   private problemResult(f: Failure): StoredResult {
     return { kind: 'problem', key: f.key, detail: f.detail, extensions: f.extensions, headers: f.headers };
   }
@@ -547,6 +565,11 @@ export class CommandService {
 
   get running(): number {
     return this.inFlight.size;
+  }
+
+  /** True from the first stop signal on (readiness answers 503: SPEC §7). */
+  get isDraining(): boolean {
+    return this.draining;
   }
 
   /** Commands of a vehicle, newest first. */
