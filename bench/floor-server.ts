@@ -72,6 +72,8 @@ if (spec.mode !== 'broker') {
             flow_id: flowId,
             fleet_id: 'bench',
             client_id: 'floor-d',
+            user_id: null,
+            user_email: null,
             vehicle_id: request.params.vehicle,
             command: 'UNLOCK_CENTRAL_LOCK',
             instance_id: 'floor-d',

@@ -51,6 +51,8 @@ async function stages(label: string, store: Store): Promise<Record<string, numbe
         flow_id: flow,
         fleet_id: 'bench',
         client_id: 'c',
+        user_id: null,
+        user_email: null,
         vehicle_id: id,
         command: 'UNLOCK_CENTRAL_LOCK',
         instance_id: 'bench',

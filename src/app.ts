@@ -8,13 +8,14 @@ import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
 import { redact } from './config.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
-import { listenWithFallback } from './lib/listen.js';
+import { listenUrl, listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
 import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CompletionWriter } from './services/completion-writer.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
+import { UserService } from './services/user-service.js';
 import { VehicleService } from './services/vehicle-service.js';
 import { createStore } from './store/registry.js';
 import type { Store } from './store/store.js';
@@ -34,6 +35,7 @@ export interface App {
   auth: AuthService;
   vehicles: VehicleService;
   commands: CommandService;
+  users: UserService;
   events: EventBus;
   /** Graceful stop: refuse new commands, finish running ones, then close everything. */
   stop(): Promise<void>;
@@ -83,6 +85,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     });
     const auth = new AuthService(store, deriveKey(masterSecret, 'jwt-hs256'), config.tokenTtlSeconds);
     const credentials = new CredentialsService(store, secrets, adapters);
+    const users = new UserService(store, { sessionTtlMinutes: config.consoleSessionMinutes });
 
     let broker: EmbeddedBroker | undefined;
     let mqttUrl: string;
@@ -177,6 +180,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       vehicles,
       commands,
       credentials,
+      users,
       adapters,
       readiness,
       metrics,
@@ -197,24 +201,24 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       await api.close();
     });
 
-    const maintenance = startMaintenance(store, vehicles, config, logger);
+    const maintenance = startMaintenance(store, vehicles, users, config, logger);
     cleanups.push(async () => clearInterval(maintenance));
 
     const address = api.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
-    const host = ['0.0.0.0', '::', ''].includes(config.host) ? '127.0.0.1' : config.host;
     let stopped: Promise<void> | undefined;
     return {
       config,
       logger,
       store,
       api,
-      url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+      url: listenUrl('http', config.host, port),
       mqttUrl,
       adapters,
       auth,
       vehicles,
       commands,
+      users,
       events,
       stop: () => {
         stopped ??= (async () => {
@@ -232,10 +236,14 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
   }
 }
 
-/** Periodic upkeep that any instance may do: orphaned commands, old idempotency keys, stale setups. */
+/**
+ * Periodic upkeep that any instance may do: orphaned commands, old idempotency keys, stale setups,
+ * expired console sessions.
+ */
 function startMaintenance(
   store: Store,
   vehicles: VehicleService,
+  users: UserService,
   config: Readonly<Config>,
   logger: Logger,
 ): NodeJS.Timeout {
@@ -252,6 +260,7 @@ function startMaintenance(
       if (now - lastPurge > 3600_000) {
         lastPurge = now;
         await store.purgeIdempotencyKeys(new Date(now - IDEMPOTENCY_RETENTION_MS).toISOString());
+        await users.purge(now);
       }
     } catch (err) {
       logger.warn({ err }, 'maintenance round failed; retrying');

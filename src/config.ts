@@ -45,6 +45,11 @@ export interface Config {
   smartcarApiUrl: string;
   /** Base of Smartcar's `/oauth/token`. */
   smartcarAuthUrl: string;
+  /** How long a console sign-in lasts. */
+  consoleSessionMinutes: number;
+  /** Map tiles of the console (`{z}/{x}/{y}` template); unset = vehicles on a plain background. */
+  consoleTileUrl: string | undefined;
+  consoleTileAttribution: string | undefined;
 }
 
 export const MQTT_PROVISIONING = ['mosquitto-dynsec', 'none'] as const;
@@ -80,8 +85,9 @@ export const SETTINGS: readonly Setting[] = [
     env: 'FLEETGATE_HOST',
     flag: '--host',
     kind: 'string',
-    default: '0.0.0.0',
-    description: 'HTTP and embedded-broker listen address.',
+    default: '127.0.0.1',
+    description:
+      'Listen address of the HTTP API and the Teltonika port. The default serves this machine only; `0.0.0.0` serves every network.',
   },
   {
     key: 'publicUrl',
@@ -90,7 +96,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'url',
     protocols: ['http:', 'https:'],
     description:
-      'Base URL clients use to reach the API; used for absolute `type_documentation` links. Default: derived from the request.',
+      "Base URL clients use to reach the API (e.g. `https://fleet.example.com`), for the absolute `type_documentation` links of problems. Default: this instance's listen address (loopback when listening on `0.0.0.0`); never taken from a request's Host header.",
   },
   {
     key: 'dataDir',
@@ -131,8 +137,8 @@ export const SETTINGS: readonly Setting[] = [
     env: 'FLEETGATE_MQTT_HOST',
     flag: '--mqtt-host',
     kind: 'string',
-    default: '0.0.0.0',
-    description: 'Embedded MQTT broker listen address.',
+    default: '127.0.0.1',
+    description: 'Embedded MQTT broker listen address; `0.0.0.0` lets units on other machines connect.',
   },
   {
     key: 'mqttUsername',
@@ -249,6 +255,32 @@ export const SETTINGS: readonly Setting[] = [
     default: 'https://auth.smartcar.com',
     description: "Base URL of Smartcar's token endpoint (`/oauth/token` is appended).",
   },
+  {
+    key: 'consoleSessionMinutes',
+    env: 'FLEETGATE_CONSOLE_SESSION_MINUTES',
+    flag: '--console-session-minutes',
+    kind: 'int',
+    default: '720',
+    min: 1,
+    max: 43_200,
+    description: 'Lifetime of a console sign-in (its cookie expires with it).',
+  },
+  {
+    key: 'consoleTileUrl',
+    env: 'FLEETGATE_CONSOLE_TILE_URL',
+    flag: '--console-tile-url',
+    kind: 'url',
+    protocols: ['http:', 'https:'],
+    description:
+      "Map tile URL template of the console's map, e.g. `https://tile.openstreetmap.org/{z}/{x}/{y}.png` (mind the tile server's usage policy). Unset = vehicles on a plain background, no requests leave the browser.",
+  },
+  {
+    key: 'consoleTileAttribution',
+    env: 'FLEETGATE_CONSOLE_TILE_ATTRIBUTION',
+    flag: '--console-tile-attribution',
+    kind: 'string',
+    description: 'Attribution shown on the map for those tiles, e.g. `© OpenStreetMap contributors`.',
+  },
 ];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -316,6 +348,9 @@ export function loadConfig(
   }
   if ((out.mqttUsername === undefined) !== (out.mqttPassword === undefined)) {
     errors.push('MQTT username and password must be set together');
+  }
+  if (typeof out.consoleTileUrl === 'string' && !/\{z\}.*\{x\}.*\{y\}/.test(out.consoleTileUrl)) {
+    errors.push('console tile URL: must hold {z}, {x} and {y}');
   }
   if (errors.length > 0) throw new ConfigError(errors);
   out.dataDir = path.resolve(out.dataDir as string);

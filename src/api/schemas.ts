@@ -1,7 +1,9 @@
-import { Type } from 'typebox';
-import { COMMANDS } from '../domain/commands.js';
+import { type Static, Type } from 'typebox';
+import { COMMANDS, commandToPath } from '../domain/commands.js';
+import { PROBLEM_KEYS, PROBLEMS, problemTypeUri } from '../domain/problems.js';
 import { STATE_CATALOGUE, type StatePropertyDefinition } from '../domain/state-catalogue.js';
 import { FUEL_TYPES, OPERATION_STATUSES, SETUP_STATUSES, VEHICLE_TYPES } from '../domain/vehicle.js';
+import type { CommandStep as CommandStepRecord, Delivery } from '../store/store.js';
 
 /**
  * JSON schemas of the HTTP API. The same schemas validate requests (Fastify/Ajv) and generate
@@ -16,7 +18,8 @@ export const VehicleIdParam = Type.Object({
 
 export const CommandParams = Type.Object({
   vehicle_id: VehicleIdParam.properties.vehicle_id,
-  command: Type.String({ maxLength: 64, description: 'The command in kebab-case, e.g. `unlock-central-lock`.' }),
+  // An unknown name fails this and answers 404 (SPEC §1): path parameters name resources.
+  command: Type.Enum(COMMANDS.map(commandToPath), { description: 'The command in kebab-case.' }),
 });
 
 export const MasterData = Type.Object(
@@ -183,21 +186,40 @@ export const VehiclePage = Type.Object({
   next_page_token: Type.Union([Type.String(), Type.Null()]),
 });
 
+const DELIVERIES = ['NOT_DELIVERED', 'DELIVERED', 'DELIVERED_OUTCOME_UNKNOWN'] as const satisfies readonly Delivery[];
+
+export const CommandStep = Type.Object({
+  command: Type.Enum(COMMANDS),
+  outcome: Type.Enum([
+    'SUCCEEDED',
+    'FAILED',
+    'NOT_EXECUTED',
+  ] as const satisfies readonly CommandStepRecord['outcome'][]),
+  problem_type: Type.Optional(Type.String({ description: 'The problem type of a failed step.' })),
+  detail: Type.Optional(Type.String()),
+});
+
 export const CommandRecord = Type.Object({
   flow_id: Type.String({ format: 'uuid' }),
   vehicle_id: Type.String(),
-  client_id: Type.String(),
-  command: Type.String(),
+  client_id: Type.String({ description: 'The API client; `console` for a command sent from the console.' }),
+  user_id: Type.Union([Type.String(), Type.Null()], {
+    description: 'The console user who sent it; null for API clients.',
+  }),
+  user_email: Type.Union([Type.String(), Type.Null()], { description: "That user's email at the time." }),
+  command: Type.Enum(COMMANDS),
   adapter: Type.String(),
   instance_id: Type.String(),
   status: Type.Enum(['IN_FLIGHT', 'SUCCEEDED', 'FAILED', 'OUTCOME_UNKNOWN'] as const),
   problem_type: Type.Union([Type.String(), Type.Null()]),
   detail: Type.Union([Type.String(), Type.Null()]),
-  delivery: Type.Union([Type.String(), Type.Null()]),
-  steps: Type.Union([
-    Type.Array(Type.Object({ command: Type.String(), outcome: Type.String() }, { additionalProperties: true })),
-    Type.Null(),
-  ]),
+  delivery: Type.Union([Type.Enum(DELIVERIES), Type.Null()], {
+    description:
+      'Whether the unit got the command: DELIVERED, NOT_DELIVERED (safe to retry), DELIVERED_OUTCOME_UNKNOWN (request the state before retrying); null while in flight or when it never reached delivery.',
+  }),
+  steps: Type.Union([Type.Array(CommandStep), Type.Null()], {
+    description: 'Each step of a combined command run as ordered steps; null otherwise.',
+  }),
   requested_at: Type.String({ format: 'date-time' }),
   completed_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   duration_ms: Type.Union([Type.Integer(), Type.Null()]),
@@ -220,6 +242,71 @@ export const Problem = Type.Object(
   { additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json).' },
 );
 
+/** `Problem` as the shared schema `components.schemas.Problem` (server.ts registers it). */
+export const PROBLEM_SCHEMA_ID = 'Problem';
+const ProblemRef = Type.Unsafe<Static<typeof Problem>>({ $ref: `${PROBLEM_SCHEMA_ID}#` });
+
+type ProblemStatus = number | '4xx' | '5xx';
+type ProblemResponse = {
+  description: string;
+  headers?: Record<string, { type: string; description: string }>;
+  content: { 'application/problem+json': { schema: typeof ProblemRef } };
+};
+
+const RETRY_AFTER = { 'Retry-After': { type: 'integer', description: 'Seconds to wait before retrying.' } };
+const PROBLEM_HEADERS: Partial<Record<ProblemStatus, ProblemResponse['headers']>> = {
+  401: {
+    'WWW-Authenticate': {
+      type: 'string',
+      description: 'RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`.',
+    },
+  },
+  403: {
+    'WWW-Authenticate': {
+      type: 'string',
+      description: 'RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed.',
+    },
+  },
+  429: RETRY_AFTER,
+  503: RETRY_AFTER,
+};
+
+function problemDescription(status: ProblemStatus): string {
+  if (status === '4xx') return 'The request is malformed (its URL, headers or body).';
+  if (status === '5xx') return 'fleetgate failed to answer.';
+  const keys = PROBLEM_KEYS.filter((k) => PROBLEMS[k].status === status);
+  if (keys.length === 0) return `Problem with status ${status}.`;
+  return `Problem ${keys.map((k) => `\`${problemTypeUri(k)}\``).join(' or ')}.`;
+}
+
+/**
+ * Error responses of a route, each `application/problem+json` with the shared Problem schema
+ * and a description naming the problem types of that status, e.g.
+ * `response: { 200: Vehicle, ...problemResponses(404, 409) }`. The OpenAPI lint in `npm test`
+ * (scripts/openapi.ts) fails for a route that declares no 4xx.
+ */
+export function problemResponses(...statuses: ProblemStatus[]): Record<ProblemStatus, ProblemResponse> {
+  return Object.fromEntries(
+    statuses.map((status) => [
+      status,
+      {
+        description: problemDescription(status),
+        ...(PROBLEM_HEADERS[status] ? { headers: PROBLEM_HEADERS[status] } : {}),
+        content: { 'application/problem+json': { schema: ProblemRef } },
+      },
+    ]),
+  ) as Record<ProblemStatus, ProblemResponse>;
+}
+
+/**
+ * The problems any route that needs a scope can answer: 400 (invalid parameters), 401 (token),
+ * 403 (scope), 429 (rate limit), 500 (a bug), 503 (database down, also while checking the
+ * token), plus the route's own `statuses`.
+ */
+export function scopedProblemResponses(...statuses: ProblemStatus[]): Record<ProblemStatus, ProblemResponse> {
+  return problemResponses(400, 401, 403, 429, 500, 503, ...statuses);
+}
+
 export const TokenResponse = Type.Object({
   access_token: Type.String(),
   token_type: Type.Literal('bearer'),
@@ -233,4 +320,25 @@ export const VehicleModelSchema = Type.Object({
   model: Type.String(),
   vehicle_type: Type.String(),
   capabilities: Capabilities,
+});
+
+export const UserRole = Type.Enum(['viewer', 'operator', 'admin'] as const, {
+  description: 'viewer sees everything of its fleet; operator also sends commands; admin may do everything.',
+});
+
+export const User = Type.Object({
+  user_id: Type.String(),
+  fleet_id: Type.String(),
+  email: Type.String(),
+  role: UserRole,
+  created_at: Type.String({ format: 'date-time' }),
+  modified_at: Type.String({ format: 'date-time' }),
+});
+
+export const ApiClientView = Type.Object({
+  client_id: Type.String(),
+  fleet_id: Type.String(),
+  name: Type.String(),
+  scopes: Type.Array(Type.String()),
+  created_at: Type.String({ format: 'date-time' }),
 });

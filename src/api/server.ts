@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import net from 'node:net';
+import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -13,17 +14,32 @@ import { isUuid } from '../lib/ids.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
+import type { UserService } from '../services/user-service.js';
 import type { VehicleService } from '../services/vehicle-service.js';
 import type { TelematicsAdapter } from '../telematics/adapter.js';
+import {
+  clientErrorProblem,
+  handleExpectations,
+  MethodTable,
+  notFoundOrMethodNotAllowed,
+  requireHost,
+} from './http-conformance.js';
 import type { Metrics } from './metrics.js';
-import { problemErrorHandler, sendProblem } from './problem-response.js';
+import { documentRoute, finishDocument, securitySchemes } from './openapi.js';
+import { type PublicBase, problemErrorHandler } from './problem-response.js';
+import { publicBase } from './public-base.js';
 import { authRoutes } from './routes/auth.js';
+import { clientRoutes } from './routes/clients.js';
 import { commandRoutes } from './routes/commands.js';
+import { consoleRoutes } from './routes/console.js';
 import { credentialsRoutes } from './routes/credentials.js';
 import { operationsRoutes } from './routes/operations.js';
 import { problemRoutes } from './routes/problems.js';
+import { SESSION_COOKIE, sessionRoutes } from './routes/session.js';
 import { telematicsBrandRoutes } from './routes/telematics-brands.js';
+import { userRoutes } from './routes/users.js';
 import { vehicleRoutes } from './routes/vehicles.js';
+import { PROBLEM_SCHEMA_ID, Problem } from './schemas.js';
 
 export interface ReadinessCheck {
   name: string;
@@ -38,6 +54,7 @@ export interface ApiDeps {
   vehicles: VehicleService;
   commands: CommandService;
   credentials: CredentialsService;
+  users: UserService;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
   readiness: ReadinessCheck[];
   metrics: Metrics;
@@ -65,6 +82,9 @@ const BODY_LIMIT = 64 * 1024;
 
 export async function buildServer(deps: ApiDeps): Promise<Api> {
   const { config } = deps;
+  // type_documentation links: the configured public URL, else the address this server listens on.
+  const base: PublicBase = publicBase(config, () => app.server);
+  const errorHandler = problemErrorHandler(base, { bodyLimit: BODY_LIMIT });
   const app = Fastify({
     loggerInstance: deps.logger,
     // SPEC §2: every response and log line carries the flow id; a caller's own UUID is kept.
@@ -77,18 +97,19 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     trustProxy: true,
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     forceCloseConnections: 'idle',
+    // Ids longer than any fleetgate issues still answer 404, not Fastify's 414 (see http-conformance.ts).
+    routerOptions: { maxParamLength: 1000 },
+    // Host is checked in onRequest so its absence is answered as a problem, not by Node itself.
+    http: { requireHostHeader: false },
+    frameworkErrors: (error, request, reply) => errorHandler(error, request, reply),
+    clientErrorHandler: clientErrorProblem(base, deps.logger),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as Api;
 
-  app.setErrorHandler(problemErrorHandler(config.publicUrl));
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      request,
-      reply,
-      config.publicUrl,
-      'resource-not-found',
-      `Nothing is found at ${request.method} ${request.url.split('?')[0]}.`,
-    ),
-  );
+  app.setErrorHandler(errorHandler);
+  const methods = new MethodTable();
+  app.addHook('onRoute', (route) => methods.add(route.url, route.method));
+  app.setNotFoundHandler(notFoundOrMethodNotAllowed(base, methods));
+  handleExpectations(app.server, base, BODY_LIMIT);
 
   // Commands may come with an empty body and `Content-Type: application/json` (the reference's
   // own curl example), which Fastify's default parser rejects.
@@ -101,6 +122,8 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       done(new ProblemError('invalid-json', `The request body is not valid JSON: ${err.message}.`), undefined);
     });
   });
+  // Only JSON and forms are read; any other body is 415 (RFC 9110 §15.5.16), not a text string.
+  app.removeContentTypeParser('text/plain');
   // RFC 6749 §4.4.2: the token request may come as a form.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(typeof body === 'string' ? body : body.toString('utf8'))));
@@ -111,10 +134,12 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     if (request.body === undefined && request.method !== 'GET' && request.method !== 'DELETE') request.body = {};
   });
 
+  await app.register(cookie);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('X-Flow-ID', request.id);
+    requireHost(request);
     const scope = request.routeOptions.config.scope;
-    if (scope) request.principal = await authorize(deps.auth, request, scope);
+    if (scope) request.principal = await authorize(deps, request, scope);
   });
 
   // Draining: every answer closes its connection, so no client is left holding an idle
@@ -128,7 +153,10 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     hook: 'preHandler',
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
-    keyGenerator: (request: FastifyRequest) => request.principal?.clientId ?? `ip:${request.ip}`,
+    keyGenerator: (request: FastifyRequest) => {
+      const p = request.principal;
+      return p?.user ? `user:${p.user.userId}` : (p?.clientId ?? `ip:${request.ip}`);
+    },
     allowList: (request: FastifyRequest) => request.url.startsWith('/health') || request.url.startsWith('/metrics'),
     errorResponseBuilder: (_request, context) =>
       new ProblemError(
@@ -141,6 +169,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       ),
   });
 
+  app.addSchema({ ...Problem, $id: PROBLEM_SCHEMA_ID });
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -149,11 +178,14 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         version: '1.0.0',
         description:
           'Send commands to shared-mobility vehicles and get their verified state or a typed problem. Errors are application/problem+json (RFC 9457); every response carries X-Flow-ID.',
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
+      // Relative unless a public URL is configured: the instance that served the document.
+      servers: [{ url: config.publicUrl ?? '/', description: 'This fleetgate instance' }],
       components: {
         securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
-          clientBasic: { type: 'http', scheme: 'basic' },
+          ...securitySchemes(config.publicUrl),
+          consoleSession: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE },
         },
       },
       tags: [
@@ -161,15 +193,27 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         { name: 'Vehicles', description: 'Vehicle lifecycle (SPEC §4)' },
         { name: 'Telematics', description: 'Brands, models and credentials' },
         { name: 'Access', description: 'OAuth2 client credentials (SPEC §5)' },
+        { name: 'Administration', description: "The fleet's API clients and console users" },
+        { name: 'Console', description: 'Sign-in of people to the console at /console' },
         { name: 'Operations', description: 'Health and metrics' },
       ],
     },
     hideUntagged: true,
+    // Shared schemas keep their $id as their name (components.schemas.Problem).
+    refResolver: {
+      buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
+    transform: documentRoute,
+    transformObject: finishDocument,
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   authRoutes(app, deps);
+  sessionRoutes(app, deps);
+  clientRoutes(app, deps);
+  userRoutes(app, deps);
+  consoleRoutes(app, deps);
   vehicleRoutes(app, deps);
   commandRoutes(app, deps);
   telematicsBrandRoutes(app, deps);
@@ -237,21 +281,92 @@ function expiryOf(token: string): number | undefined {
   }
 }
 
-async function authorize(auth: AuthService, request: FastifyRequest, scope: Scope): Promise<Principal> {
+// RFC 6750 §3: API 401s and 403s say how to authenticate; no error code when no token was sent.
+const REALM = 'fleetgate';
+const quoted = (s: string): string => s.replace(/[^\x20-\x21\x23-\x5B\x5D-\x7E]/g, ' ');
+const bearerChallenge = (params: Record<string, string> = {}): string =>
+  [`Bearer realm="${REALM}"`, ...Object.entries(params).map(([k, v]) => `${k}="${quoted(v)}"`)].join(', ');
+
+/**
+ * The caller of a route that needs `scope`: a bearer token (API clients), or else the console's
+ * session cookie (people; the role's scopes). Cookies ride along on any request a browser makes,
+ * so a cookie-authenticated request that changes something must also prove it comes from the
+ * console itself (assertSameOrigin).
+ */
+async function authorize(deps: ApiDeps, request: FastifyRequest, scope: Scope): Promise<Principal> {
   const header = request.headers.authorization;
-  if (!header) {
+  const session = request.cookies[SESSION_COOKIE];
+  let principal: Principal;
+  if (header === undefined && session) {
+    if (!SAFE_METHODS.has(request.method)) assertSameOrigin(request);
+    principal = await deps.users.authenticate(session);
+  } else {
+    principal = await bearerPrincipal(deps.auth, header);
+  }
+  if (!hasScope(principal, scope)) {
+    if (principal.user) {
+      throw new ProblemError(
+        'forbidden-resource',
+        `The console role '${principal.user.role}' lacks the scope '${scope}' this endpoint needs.`,
+        { required_scope: scope },
+      );
+    }
     throw new ProblemError(
-      'invalid-credentials',
-      'The Authorization header is missing; send `Authorization: Bearer <access_token>`.',
+      'forbidden-resource',
+      `The access token lacks the scope '${scope}' this endpoint needs.`,
+      { required_scope: scope },
+      { 'WWW-Authenticate': bearerChallenge({ error: 'insufficient_scope', scope }) },
     );
   }
-  const m = /^Bearer +([A-Za-z0-9._~+/-]+=*)$/i.exec(header);
-  if (!m) throw new ProblemError('invalid-credentials', 'The Authorization header is not a bearer token.');
-  const principal = await verifyCached(auth, m[1]!);
-  if (!hasScope(principal, scope)) {
-    throw new ProblemError('forbidden-resource', `The access token lacks the scope '${scope}' this endpoint needs.`, {
-      required_scope: scope,
+  return principal;
+}
+
+/** The API client behind an `Authorization: Bearer` header, or a 401 with its RFC 6750 challenge. */
+async function bearerPrincipal(auth: AuthService, header: string | undefined): Promise<Principal> {
+  const m = header ? /^Bearer +(\S*)$/i.exec(header) : null;
+  if (!m) {
+    throw new ProblemError(
+      'invalid-credentials',
+      header
+        ? 'The Authorization header is not a bearer token; send `Authorization: Bearer <access_token>`.'
+        : 'The Authorization header is missing; send `Authorization: Bearer <access_token>`.',
+      {},
+      { 'WWW-Authenticate': bearerChallenge() },
+    );
+  }
+  try {
+    if (!/^[A-Za-z0-9._~+/-]+=*$/.test(m[1]!)) {
+      throw new ProblemError('invalid-credentials', 'The access token is malformed.');
+    }
+    return await verifyCached(auth, m[1]!);
+  } catch (e) {
+    if (!(e instanceof ProblemError) || e.key !== 'invalid-credentials') throw e;
+    throw new ProblemError(e.key, e.message, e.extensions, {
+      ...e.headers,
+      'WWW-Authenticate': bearerChallenge({ error: 'invalid_token', error_description: e.message }),
     });
   }
-  return principal;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** The header the console sends with every request; a cross-site form or link cannot set it. */
+export const CONSOLE_HEADER = 'x-fleetgate-console';
+
+/**
+ * CSRF defence for cookie-authenticated changes (OWASP: custom request header, plus an Origin
+ * check): browsers let no other site send a custom header without a CORS preflight, which
+ * fleetgate never grants, and they name the page's origin in `Origin`.
+ */
+export function assertSameOrigin(request: FastifyRequest): void {
+  if (request.headers[CONSOLE_HEADER] === undefined) {
+    throw new ProblemError(
+      'forbidden-resource',
+      `A request with the console's session cookie must carry the header ${CONSOLE_HEADER}.`,
+    );
+  }
+  const origin = request.headers.origin;
+  if (origin !== undefined && origin !== `${request.protocol}://${request.host}`) {
+    throw new ProblemError('forbidden-resource', `Requests from the origin '${origin}' are refused.`);
+  }
 }

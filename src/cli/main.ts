@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { createApp } from '../app.js';
 import { type Config, ConfigError, cliEnv, loadConfig, SETTINGS } from '../config.js';
 import { createApiClient, SCOPES } from '../services/auth-service.js';
+import { UserService } from '../services/user-service.js';
 import { runSimulation } from '../sim/run-simulation.js';
 import { startSmartcarSimulation } from '../sim/smartcar-fake/smartcar-simulation.js';
 import { runTeltonikaSimulation } from '../sim/teltonika/teltonika-unit.js';
@@ -74,6 +75,7 @@ withSettings(
   for (const adapter of app.adapters.values()) {
     if (adapter.endpoint) out.write(`  ${adapter.brand.padEnd(12)} ${adapter.endpoint}\n`);
   }
+  out.write(`  console      ${app.url}/console\n`);
   out.write(`  database     ${config.databaseUrl ? 'PostgreSQL' : `SQLite in ${config.dataDir}`}\n\n`);
   out.write('Next steps (see README.md "Quick start"):\n');
   out.write(
@@ -173,6 +175,64 @@ withSettings(
   await withStore(opts, async (store) => {
     if (!(await store.deleteClient(clientId))) fail(`no API client '${clientId}'`);
     process.stdout.write(`deleted ${clientId}\n`);
+  });
+});
+
+const users = program.command('users').description('Manage console users (people who sign in at /console)');
+withSettings(
+  users
+    .command('create')
+    .description('Create a console user of a fleet')
+    .requiredOption('--fleet <fleet_id>', 'the fleet the user belongs to')
+    .requiredOption('--email <email>', 'what the user signs in with')
+    .requiredOption('--role <role>', 'viewer (sees everything), operator (also sends commands) or admin (everything)')
+    .requiredOption('--password <pw>', 'at least 10 characters; stored as a scrypt hash')
+    .option('--json', 'print the user as JSON'),
+  ['dataDir', 'databaseUrl', 'logLevel'],
+).action(async (opts: Record<string, unknown>) => {
+  await withStore(opts, async (store) => {
+    const user = await new UserService(store, { sessionTtlMinutes: 1 })
+      .create({
+        fleetId: String(opts.fleet),
+        email: String(opts.email),
+        role: String(opts.role),
+        password: String(opts.password),
+      })
+      .catch((e: Error) => fail(e.message));
+    process.stdout.write(
+      opts.json
+        ? `${JSON.stringify(user)}\n`
+        : `created ${user.role} ${user.email} of fleet ${user.fleet_id} (${user.user_id}); sign in at /console\n`,
+    );
+  });
+});
+
+withSettings(
+  users
+    .command('list')
+    .description('List console users (never their passwords)')
+    .option('--fleet <fleet_id>', 'only this fleet')
+    .option('--json', 'one JSON object per line'),
+  ['dataDir', 'databaseUrl', 'logLevel'],
+).action(async (opts: Record<string, unknown>) => {
+  await withStore(opts, async (store) => {
+    const list = await new UserService(store, { sessionTtlMinutes: 1 }).list(opts.fleet as string | undefined);
+    for (const u of list) {
+      process.stdout.write(
+        opts.json ? `${JSON.stringify(u)}\n` : `${u.user_id}  ${u.fleet_id}  ${u.role.padEnd(8)}  ${u.email}\n`,
+      );
+    }
+    if (!opts.json) process.stderr.write(`${list.length} user(s)\n`);
+  });
+});
+
+withSettings(
+  users.command('delete').argument('<email>').description('Delete a console user; its sessions end at once'),
+  ['dataDir', 'databaseUrl', 'logLevel'],
+).action(async (email: string, opts: Record<string, unknown>) => {
+  await withStore(opts, async (store) => {
+    if (!(await new UserService(store, { sessionTtlMinutes: 1 }).deleteByEmail(email))) fail(`no user '${email}'`);
+    process.stdout.write(`deleted ${email}\n`);
   });
 });
 

@@ -17,6 +17,12 @@ export const PROBLEMS = {
     title: 'The request body is not valid JSON.',
     description: 'The request body could not be parsed as JSON. The detail says where parsing stopped.',
   },
+  'malformed-request': {
+    status: 400,
+    title: 'The request is not well-formed HTTP.',
+    description:
+      'The request could not be read as HTTP/1.1 (RFC 9112): for example an invalid request line, a header with forbidden characters, both `Transfer-Encoding` and `Content-Length`, bare line feeds, invalid percent-encoding in the path, or no `Host` header. The connection is closed after this answer.',
+  },
   'referenced-resource-not-found': {
     status: 400,
     title: 'A referenced resource cannot be found.',
@@ -39,6 +45,18 @@ export const PROBLEMS = {
     title: 'The resource cannot be found.',
     description:
       'The path names nothing the caller may see: an unknown vehicle, a vehicle of another fleet, or an unknown command.',
+  },
+  'method-not-allowed': {
+    status: 405,
+    title: 'The method is not allowed for this resource.',
+    description:
+      'The path exists but does not support the request method. The `Allow` header lists the methods it supports.',
+  },
+  'request-timeout': {
+    status: 408,
+    title: 'The request was not received in time.',
+    description:
+      'The request headers or body did not arrive within the time this server waits. The connection is closed.',
   },
   'vehicle/command-not-supported': {
     status: 409,
@@ -73,6 +91,33 @@ export const PROBLEMS = {
     status: 412,
     title: 'The resource has been modified.',
     description: 'The `If-Match` header does not match the current `ETag` of the resource. Read it again and retry.',
+  },
+  'content-too-large': {
+    status: 413,
+    title: 'The request body is too large.',
+    description: 'The request body is larger than this endpoint accepts. The detail gives the limit in bytes.',
+  },
+  'uri-too-long': {
+    status: 414,
+    title: 'The request URI is too long.',
+    description: 'A path segment or the whole target is longer than this server reads.',
+  },
+  'unsupported-media-type': {
+    status: 415,
+    title: 'The media type of the request body is not supported.',
+    description:
+      'The `Content-Type` of the body is not one the endpoint reads; the `Accept-Post` or `Accept-Patch` header lists those it does (usually `application/json`).',
+  },
+  'expectation-failed': {
+    status: 417,
+    title: 'The expectation cannot be met.',
+    description:
+      'The `Expect` header holds something other than `100-continue`, the only expectation HTTP/1.1 defines.',
+  },
+  'request-header-fields-too-large': {
+    status: 431,
+    title: 'The request header fields are too large.',
+    description: 'The request headers together are larger than this server reads. The connection is closed.',
   },
   'too-many-requests': {
     status: 429,

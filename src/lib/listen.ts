@@ -19,3 +19,12 @@ export async function listenWithFallback<T>(
   }
   throw new Error(`${what.name}: port ${what.port} is already in use; choose another with ${what.setting}`);
 }
+
+/**
+ * The URL a local client reaches a listener at: a wildcard bind (`0.0.0.0`, `::`) becomes the
+ * loopback address, and IPv6 hosts get brackets.
+ */
+export function listenUrl(protocol: string, host: string, port: number): string {
+  const reachable = ['0.0.0.0', '::', ''].includes(host) ? '127.0.0.1' : host;
+  return `${protocol}://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
+}

@@ -2,21 +2,36 @@ import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { ProblemError } from '../domain/problems.js';
 import { newClientId } from '../lib/ids.js';
 import { generateSecret, hashSecret, verifySecret } from '../lib/secrets.js';
-import type { Store } from '../store/store.js';
+import type { ApiClient, Store } from '../store/store.js';
 
-/** SPEC §5: the scopes; a write scope implies its `.ro` twin. */
-export const SCOPES = ['vehicle-commands', 'vehicles', 'vehicles.ro'] as const;
+/**
+ * SPEC §5: the scopes; a write scope implies its `.ro` twin (`events`: also webhooks and event
+ * consumers). `admin` manages the fleet's API clients and console users (the console's admin role).
+ */
+export const SCOPES = ['vehicle-commands', 'vehicles', 'vehicles.ro', 'events', 'events.ro', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export function isScope(value: string): value is Scope {
   return (SCOPES as readonly string[]).includes(value);
 }
 
+/** What each scope allows, for the OAuth2 metadata and the OpenAPI document. */
+export const SCOPE_DESCRIPTIONS: Partial<Record<Scope, string>> = {
+  'vehicle-commands': 'Send commands to vehicles.',
+  vehicles: 'Add, change and delete vehicles and credentials (implies vehicles.ro).',
+  'vehicles.ro': 'Read vehicles, their state, command records, telematics brands and credentials.',
+  events: 'Read events, and manage webhooks and event consumers (implies events.ro).',
+  'events.ro': 'Read events: the pull feed and the stream.',
+};
+
 /** Who is calling: the fleet a token is bound to, its client and scopes. */
 export interface Principal {
   fleetId: string;
+  /** The API client; `console` for a person signed in to the console. */
   clientId: string;
   scopes: readonly string[];
+  /** The console user behind a session (SPEC §9); absent for API clients. */
+  user?: { userId: string; email: string; role: string };
 }
 
 export function hasScope(principal: Principal, needed: Scope): boolean {
@@ -25,9 +40,20 @@ export function hasScope(principal: Principal, needed: Scope): boolean {
   );
 }
 
+/**
+ * What a console role may do, as scopes (SPEC §9): a viewer reads everything of its fleet, an
+ * operator also sends commands, an admin may do everything.
+ */
+export function scopesForRole(role: 'viewer' | 'operator' | 'admin'): string[] {
+  const readOnly = SCOPES.filter((s) => s.endsWith('.ro'));
+  if (role === 'viewer') return readOnly;
+  if (role === 'operator') return [...readOnly, 'vehicle-commands'];
+  return [...SCOPES];
+}
+
 const ISSUER = 'fleetgate';
 const AUDIENCE = 'fleetgate-api';
-const FLEET_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const FLEET_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export interface TokenResponse {
   access_token: string;
@@ -79,12 +105,43 @@ export class AuthService {
     private readonly tokenTtlSeconds: number,
   ) {}
 
+  /** The API clients of a fleet, without their secret hashes. */
+  async listClients(fleetId: string): Promise<Array<Omit<ApiClient, 'secret_hash'>>> {
+    return (await this.store.listClients(fleetId)).map(({ secret_hash: _hidden, ...c }) => c);
+  }
+
+  /** Creates a client of the fleet; the answer holds the secret, the only time it is shown. */
+  async createClient(
+    fleetId: string,
+    scopes: string[],
+    name?: string,
+  ): Promise<Omit<ApiClient, 'secret_hash'> & { client_secret: string }> {
+    const created = await createApiClient(this.store, { fleetId, scopes, name }).catch((e: unknown) => {
+      throw e instanceof Error ? new ProblemError('validation-error', `${e.message}.`) : e;
+    });
+    const { secret_hash: _hidden, ...stored } = (await this.store.getClient(created.client_id))!;
+    return { ...stored, client_secret: created.client_secret };
+  }
+
+  /** Deletes a client of the fleet (404 for another fleet's); its tokens die with it. */
+  async deleteClient(fleetId: string, clientId: string): Promise<void> {
+    const client = await this.store.getClient(clientId);
+    if (!client || client.fleet_id !== fleetId) {
+      throw new ProblemError('resource-not-found', `The API client '${clientId}' does not exist.`);
+    }
+    await this.store.deleteClient(clientId);
+  }
+
   /** Issues a token for the client's scopes, or the requested subset of them. */
   async issueToken(clientId: string, clientSecret: string, requestedScope?: string): Promise<TokenResponse> {
     const client = await this.store.getClient(clientId);
     // Hash even for unknown clients so timing does not reveal which client ids exist.
     const ok = await verifySecret(clientSecret, client?.secret_hash ?? DUMMY_HASH);
-    if (!client || !ok) throw new ProblemError('invalid-credentials', 'The client id or client secret is wrong.');
+    if (!client || !ok) {
+      throw new ProblemError('invalid-credentials', 'The client id or client secret is wrong.', {
+        error: 'invalid_client',
+      });
+    }
     let scopes = client.scopes;
     if (requestedScope !== undefined && requestedScope.trim() !== '') {
       const wanted = requestedScope.trim().split(/\s+/);
@@ -92,6 +149,7 @@ export class AuthService {
       const denied = wanted.filter((s) => !isScope(s) || !hasScope(granted, s));
       if (denied.length > 0) {
         throw new ProblemError('validation-error', `The client may not request scope(s) ${denied.join(', ')}.`, {
+          error: 'invalid_scope',
           errors: [{ field: 'scope', message: `not granted to this client: ${denied.join(', ')}` }],
         });
       }
@@ -145,4 +203,4 @@ export class AuthService {
 }
 
 // A valid hash of a random secret nobody knows, checked against when the client id is unknown.
-const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+export const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';

@@ -1,32 +1,30 @@
-import type { Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { COMBINED_STEPS, type CommandName, commandToPath } from '../domain/commands.js';
 import { PROBLEMS, ProblemError, type ProblemKey } from '../domain/problems.js';
 import { acceptState, filterState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Vehicle } from '../domain/vehicle.js';
-import type { CommandCompletion, CommandRecord, CommandStep, Delivery, Store } from '../store/store.js';
+import type { CommandCompletion, CommandRecord, CommandStep, Store } from '../store/store.js';
 import type { CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
-import type { CompletionWriter } from './completion-writer.js';
+import { CompletionWriter } from './completion-writer.js';
 import type { EventBus } from './event-bus.js';
+import { type CommandFailure, commandStatus, outcomeToFailure } from './outcome-problem.js';
 import type { VehicleService } from './vehicle-service.js';
 
 export interface CommandServiceOptions {
   timeoutMs: number;
   instanceId: string;
-  /** Writes each command's last records, keeping them while the database is unreachable. */
-  completions: CompletionWriter;
+  /**
+   * Writes each command's last records, keeping them while the database is unreachable
+   * (default: one of its own that does not log).
+   */
+  completions?: CompletionWriter;
 }
 
 /** What a command answered: the state on success, else a problem. Stored for idempotent replays. */
 export type StoredResult =
   | { kind: 'state'; state: VehicleState }
-  | {
-      kind: 'problem';
-      key: ProblemKey;
-      detail: string;
-      extensions: Record<string, unknown>;
-      headers?: Record<string, string>;
-    };
+  | { kind: 'problem'; key: ProblemKey; detail: string; extensions: Record<string, unknown> };
 
 // An IN_FLIGHT record outlives its time budget by this much before another instance may declare
 // its owner dead and the outcome unknown.
@@ -36,14 +34,6 @@ const ABORT_GRACE_MS = 250;
 
 /** A vehicle's adapter and model (VehicleService.modelOf). */
 type ResolvedModel = ReturnType<VehicleService['modelOf']>;
-
-interface Failure {
-  key: ProblemKey;
-  detail: string;
-  delivery: Delivery;
-  extensions: Record<string, unknown>;
-  headers: Record<string, string>;
-}
 
 /**
  * Executes commands (SPEC §1) for every adapter: fleet scoping, capability and setup checks,
@@ -63,7 +53,11 @@ export class CommandService {
     private readonly vehicles: VehicleService,
     private readonly events: EventBus,
     private readonly options: CommandServiceOptions,
-  ) {}
+  ) {
+    this.completions = options.completions ?? new CompletionWriter(store, pino({ enabled: false }));
+  }
+
+  private readonly completions: CompletionWriter;
 
   async execute(
     principal: Principal,
@@ -74,42 +68,54 @@ export class CommandService {
     if (this.draining) {
       throw new ProblemError('service-unavailable', 'This fleetgate instance is shutting down; retry on another.');
     }
-    if (ctx.idempotencyKey === undefined) return this.track(this.start(principal, vehicleId, command, ctx));
-    const vehicle = await this.vehicles.get(principal, vehicleId);
-    this.checkCommandable(vehicle, command);
-    const resolved = this.vehicles.modelOf(vehicle);
-    const replay = await this.claimKey(principal, vehicle, command, ctx.flowId, ctx.idempotencyKey);
-    if (replay) return replay;
-    return this.track(this.run(principal, vehicle, resolved, command, ctx, ctx.idempotencyKey));
+    return this.track(this.run(principal, vehicleId, command, ctx));
   }
 
-  /** Without Idempotency-Key (the common path): the vehicle read and the record's begin are one store call. */
-  private async start(
+  /**
+   * The one command path: read the vehicle, check it can take the command, claim the
+   * Idempotency-Key (a stored result replays), begin the record (single flight; orphans of dead
+   * instances are expired once), then perform. Without a key the vehicle read and the begin are
+   * one store call (docs/performance.md); with one the key is claimed between them, since the
+   * key's row names an existing vehicle.
+   */
+  private async run(
     principal: Principal,
     vehicleId: string,
     command: CommandName,
-    ctx: { flowId: string; logger: Logger },
+    ctx: { flowId: string; idempotencyKey?: string; logger: Logger },
   ): Promise<StoredResult> {
     const started = Date.now();
+    const key = ctx.idempotencyKey;
     const record = this.newRecord(principal, vehicleId, command, ctx.flowId, started);
-    const { vehicle: found, begun } = await this.store.startCommand(record);
-    const vehicle = this.vehicles.ownVehicle(principal, vehicleId, found);
+    const opened: { vehicle: Vehicle | undefined; begun?: boolean } =
+      key === undefined ? await this.store.startCommand(record) : { vehicle: await this.store.getVehicle(vehicleId) };
+    const vehicle = this.vehicles.ownVehicle(principal, vehicleId, opened.vehicle);
     let resolved: ResolvedModel;
     try {
-      // The store began the record only if these checks pass (the same fleet, setup and
+      // startCommand began the record only if these checks pass (the same fleet, setup and
       // capability); a model no longer in the catalogue (after an upgrade) fails only here.
       this.checkCommandable(vehicle, command);
       resolved = this.vehicles.modelOf(vehicle);
     } catch (e) {
       // Nothing was sent: the record must not hold the vehicle until it expires.
-      if (begun) await this.store.finishCommand(ctx.flowId, notSent(e, started)).catch(() => {});
+      if (opened.begun) await this.store.finishCommand(ctx.flowId, notSent(e, started)).catch(() => {});
       throw e;
     }
-    if (!begun) {
-      // Another command is in flight, perhaps an orphan of a dead instance: expire those, retry once.
-      if (!(await this.beginAfterExpiry({ ...record, adapter: resolved.adapter.brand }))) {
-        throw this.conflictingCommand(vehicle);
-      }
+    if (key !== undefined) {
+      const replay = await this.claimKey(principal, vehicle, command, ctx.flowId, key);
+      if (replay) return replay;
+    }
+    try {
+      const full: CommandRecord = { ...record, adapter: resolved.adapter.brand };
+      const begun =
+        (opened.begun ?? (await this.store.beginCommand(full))) ||
+        // Another command is in flight, perhaps an orphan of a dead instance: expire those, retry once.
+        (await this.beginAfterExpiry(full));
+      if (!begun) throw conflictingCommand(vehicle);
+    } catch (e) {
+      // Nothing was sent: a retry with the same key must be able to run.
+      if (key !== undefined) await this.store.releaseIdempotencyKey(principal.fleetId, key, ctx.flowId).catch(() => {});
+      throw e;
     }
     return this.perform(vehicle, resolved, command, ctx, started);
   }
@@ -140,13 +146,6 @@ export class CommandService {
     }
   }
 
-  private conflictingCommand(vehicle: Vehicle): ProblemError {
-    return new ProblemError(
-      'vehicle/conflicting-command',
-      `Another command is being executed for the vehicle '${vehicle.vehicle_id}'.`,
-    );
-  }
-
   /** The IN_FLIGHT record of a command, but for its adapter (startCommand takes the vehicle's). */
   private newRecord(
     principal: Principal,
@@ -159,6 +158,8 @@ export class CommandService {
       flow_id: flowId,
       fleet_id: principal.fleetId,
       client_id: principal.clientId,
+      user_id: principal.user?.userId ?? null,
+      user_email: principal.user?.email ?? null,
       vehicle_id: vehicleId,
       command,
       instance_id: this.options.instanceId,
@@ -218,45 +219,14 @@ export class CommandService {
       );
     }
     // The first request's instance died after the command started; its record was expired.
-    const result = this.problemResult({
+    const result = problemResult({
       key: 'vehicle/no-connection',
       detail: `The command to vehicle '${vehicle.vehicle_id}' was interrupted; its outcome is unknown. Request the vehicle state before retrying with a new key.`,
       delivery: 'DELIVERED_OUTCOME_UNKNOWN',
       extensions: { delivery: 'DELIVERED_OUTCOME_UNKNOWN', original_flow_id: existing.flow_id },
-      headers: {},
     });
     await this.store.completeIdempotencyKey(principal.fleetId, key, PROBLEMS['vehicle/no-connection'].status, result);
     return result;
-  }
-
-  /** The Idempotency-Key path: with the key claimed, the record begins on its own. */
-  private async run(
-    principal: Principal,
-    vehicle: Vehicle,
-    resolved: ResolvedModel,
-    command: CommandName,
-    ctx: { flowId: string; logger: Logger },
-    key: string,
-  ): Promise<StoredResult> {
-    const started = Date.now();
-    const release = () => this.store.releaseIdempotencyKey(principal.fleetId, key, ctx.flowId);
-    let begun: boolean;
-    try {
-      const record = {
-        ...this.newRecord(principal, vehicle.vehicle_id, command, ctx.flowId, started),
-        adapter: resolved.adapter.brand,
-      };
-      begun = (await this.store.beginCommand(record)) || (await this.beginAfterExpiry(record));
-    } catch (e) {
-      // Nothing was sent: a retry with the same key must be able to run.
-      await release().catch(() => undefined);
-      throw e;
-    }
-    if (!begun) {
-      await release();
-      throw this.conflictingCommand(vehicle);
-    }
-    return this.perform(vehicle, resolved, command, { ...ctx, idempotencyKey: key }, started);
   }
 
   /**
@@ -277,7 +247,7 @@ export class CommandService {
       const plan: readonly CommandName[] = native ? [command] : (COMBINED_STEPS[command] ?? [command]);
       const steps: CommandStep[] = plan.map((c) => ({ command: c, outcome: 'NOT_EXECUTED' }));
       let state: VehicleState = {};
-      let failure: Failure | undefined;
+      let failure: CommandFailure | undefined;
 
       for (const [i, step] of plan.entries()) {
         const outcome = await this.callAdapter(
@@ -290,7 +260,12 @@ export class CommandService {
           state = { ...state, ...outcome.state };
           continue;
         }
-        failure = this.toFailure(outcome, vehicle, step);
+        failure = outcomeToFailure(outcome, {
+          vehicleId: vehicle.vehicle_id,
+          step,
+          timeoutMs: this.options.timeoutMs,
+          stopped: this.stopped,
+        });
         steps[i] = { command: step, outcome: 'FAILED', problem_type: failure.key, detail: failure.detail };
         break;
       }
@@ -301,12 +276,7 @@ export class CommandService {
         const failed = steps.find((s) => s.outcome === 'FAILED')!;
         failure.detail = `Step '${commandToPath(failed.command)}' of '${commandToPath(command)}' failed: ${failure.detail}`;
       }
-      const status =
-        failure === undefined
-          ? 'SUCCEEDED'
-          : failure.delivery === 'DELIVERED_OUTCOME_UNKNOWN'
-            ? 'OUTCOME_UNKNOWN'
-            : 'FAILED';
+      const status = commandStatus(failure);
       const durationMs = completedAt.getTime() - started;
       // One store step finishes the record and merges what the unit reported (docs/performance.md).
       const merged = await this.complete(
@@ -333,11 +303,11 @@ export class CommandService {
           failure.extensions.steps = steps;
           failure.extensions.vehicle_state = filterState(merged, vehicle.capabilities.vehicle_state);
         }
-        result = this.problemResult(failure);
+        result = problemResult(failure);
       }
       if (ctx.idempotencyKey !== undefined) {
         const code = failure === undefined ? 200 : PROBLEMS[failure.key].status;
-        await this.options.completions.storeResult(
+        await this.completions.storeResult(
           ctx.flowId,
           { fleetId: vehicle.fleet_id, key: ctx.idempotencyKey, statusCode: code, response: result },
           ctx.logger,
@@ -424,110 +394,6 @@ export class CommandService {
     }
   }
 
-  private toFailure(
-    outcome: Exclude<CommandOutcome, { kind: 'succeeded' }>,
-    vehicle: Vehicle,
-    step: CommandName,
-  ): Failure {
-    const id = vehicle.vehicle_id;
-    const base = { extensions: {} as Record<string, unknown>, headers: {} as Record<string, string> };
-    switch (outcome.kind) {
-      case 'unavailable':
-        return {
-          ...base,
-          key: 'service-unavailable',
-          delivery: 'NOT_DELIVERED',
-          detail: `The command to vehicle '${id}' was not sent: ${outcome.reason} Retry later.`,
-          extensions: { delivery: 'NOT_DELIVERED' },
-          headers: { 'Retry-After': '5' },
-        };
-      case 'not-connected':
-        return {
-          ...base,
-          key: 'vehicle/no-connection',
-          delivery: 'NOT_DELIVERED',
-          detail: `The vehicle '${id}' did not establish a connection.${outcome.reason ? ` ${outcome.reason}` : ''} The command was not delivered.`,
-          extensions: { delivery: 'NOT_DELIVERED' },
-        };
-      case 'no-answer':
-        if (this.stopped) return this.stoppedFailure(id, outcome.delivered, base);
-        return outcome.delivered
-          ? {
-              ...base,
-              key: 'vehicle/no-connection',
-              delivery: 'DELIVERED_OUTCOME_UNKNOWN',
-              detail: `The vehicle '${id}' received the command but did not report its outcome within ${this.options.timeoutMs / 1000} s. Request the vehicle state before retrying.`,
-              extensions: { delivery: 'DELIVERED_OUTCOME_UNKNOWN' },
-            }
-          : {
-              ...base,
-              key: 'vehicle/no-connection',
-              delivery: 'NOT_DELIVERED',
-              detail: `The vehicle '${id}' did not answer within ${this.options.timeoutMs / 1000} s; the command was not delivered and will not be delivered later.`,
-              extensions: { delivery: 'NOT_DELIVERED' },
-            };
-      case 'refused':
-        return {
-          ...base,
-          key: 'vehicle/conflicting-state',
-          delivery: 'DELIVERED',
-          detail: `The vehicle '${id}' refused '${commandToPath(step)}': ${outcome.reason}`,
-        };
-      case 'failed':
-        return {
-          ...base,
-          key: 'telematics-unit/error',
-          delivery: 'DELIVERED',
-          detail: `The telematics unit of vehicle '${id}' failed to execute '${commandToPath(step)}': ${outcome.reason}`,
-        };
-      case 'not-supported':
-        return {
-          ...base,
-          key: 'vehicle/command-not-supported',
-          delivery: 'DELIVERED',
-          detail: `The command '${commandToPath(step)}' is not supported by the vehicle '${id}': ${outcome.reason}`,
-        };
-      case 'third-party-error': {
-        const f: Failure = {
-          ...base,
-          key: 'third-party/error',
-          delivery: 'NOT_DELIVERED',
-          detail: `An error occurred at the ${outcome.provider} API: ${outcome.reason}${outcome.request_id ? ` (request id ${outcome.request_id})` : ''}`,
-          extensions: {
-            provider: outcome.provider,
-            ...(outcome.request_id ? { provider_request_id: outcome.request_id } : {}),
-          },
-        };
-        if (outcome.retry_after_s !== undefined) {
-          f.extensions.retry_after_seconds = outcome.retry_after_s;
-          f.headers['Retry-After'] = String(Math.ceil(outcome.retry_after_s));
-        }
-        return f;
-      }
-    }
-  }
-
-  /**
-   * A command ended by a forced stop (a second SIGTERM, abortAll): it says so, and how far it
-   * got, rather than blaming the vehicle for a budget it never used up (docs/deploy.md).
-   */
-  private stoppedFailure(id: string, delivered: boolean, base: Pick<Failure, 'extensions' | 'headers'>): Failure {
-    const delivery: Delivery = delivered ? 'DELIVERED_OUTCOME_UNKNOWN' : 'NOT_DELIVERED';
-    return {
-      ...base,
-      key: 'vehicle/no-connection',
-      delivery,
-      detail: delivered
-        ? `The fleetgate instance executing the command was stopped before the vehicle '${id}' reported its outcome. Request the vehicle state before retrying.`
-        : `The fleetgate instance executing the command was stopped before the command reached the vehicle '${id}'; it will not be delivered later.`,
-      extensions: { delivery },
-    };
-  }
-
-  private problemResult(f: Failure): StoredResult {
-    return { kind: 'problem', key: f.key, detail: f.detail, extensions: f.extensions, headers: f.headers };
-  }
-
   /**
    * Finishes the record and merges what the unit reported (validated against the catalogue and
    * the vehicle's capabilities); returns the full merged state. When the database is unreachable,
@@ -544,7 +410,7 @@ export class CommandService {
     const { state: allowed, rejected } = acceptState(reported, vehicle.capabilities.vehicle_state);
     if (rejected.length > 0) logger.warn({ rejected }, 'dropped invalid state properties from command answer');
     try {
-      return await this.options.completions.complete(flowId, completion, vehicle.vehicle_id, allowed, logger);
+      return await this.completions.complete(flowId, completion, vehicle.vehicle_id, allowed, logger);
     } catch (e) {
       logger.error({ err: e }, 'recording the command outcome failed; answering with the reported state');
       return allowed;
@@ -577,6 +443,17 @@ export class CommandService {
     await this.vehicles.get(principal, vehicleId);
     return this.store.listCommands(vehicleId, limit, before);
   }
+}
+
+function conflictingCommand(vehicle: Vehicle): ProblemError {
+  return new ProblemError(
+    'vehicle/conflicting-command',
+    `Another command is being executed for the vehicle '${vehicle.vehicle_id}'.`,
+  );
+}
+
+function problemResult({ key, detail, extensions }: CommandFailure): StoredResult {
+  return { kind: 'problem', key, detail, extensions };
 }
 
 /** The completion of a command that failed before anything was sent. */

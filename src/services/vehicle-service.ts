@@ -46,7 +46,8 @@ export function etagOf(vehicle: Pick<Vehicle, 'vehicle_id' | 'version'>): string
 
 /** Parses `If-Match: "3"` into a version; undefined when absent, a problem when malformed. */
 export function versionFromIfMatch(header: string | undefined): number | undefined {
-  if (header === undefined) return undefined;
+  // RFC 9110 §13.1.1: `*` matches any current representation; the vehicle exists or it is 404.
+  if (header === undefined || header.trim() === '*') return undefined;
   const m = /^(?:W\/)?"(\d{1,15})"$/.exec(header.trim());
   if (!m) {
     throw new ProblemError('validation-error', 'The If-Match header must be an ETag of this resource, e.g. "3".', {
@@ -177,7 +178,7 @@ export class VehicleService {
       modified_at: now,
     };
     try {
-      await this.store.insertVehicle(vehicle);
+      await this.store.insertVehicle(vehicle, { flow_id: ctx?.flowId });
     } catch (e) {
       if (e instanceof StoreConflictError) {
         throw new ProblemError(
@@ -191,7 +192,7 @@ export class VehicleService {
       await adapter.onVehicleAdded(vehicle, { password: input.password });
     } catch (e) {
       // Nothing half-done: a vehicle whose unit cannot be provisioned is not kept.
-      await this.store.deleteVehicle(vehicle.vehicle_id);
+      await this.store.deleteVehicle(vehicle.vehicle_id, undefined, { flow_id: ctx?.flowId });
       log.error({ err: e, vehicle_id: vehicle.vehicle_id }, 'provisioning the unit failed');
       throw new ProblemError(
         'service-unavailable',
@@ -279,7 +280,9 @@ export class VehicleService {
     if (patch.custom_fields)
       merged.custom_fields = mergeObject(current.custom_fields, patch.custom_fields) as Record<string, string>;
     if (patch.tags) merged.tags = [...new Set(patch.tags)];
-    const result = await this.store.updateVehicle(vehicleId, merged, ifMatch, new Date().toISOString());
+    const result = await this.store.updateVehicle(vehicleId, merged, ifMatch, new Date().toISOString(), {
+      flow_id: ctx?.flowId,
+    });
     if (result === 'version-mismatch') throw modified(vehicleId);
     if (!result) throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
     this.events.emit({
@@ -293,7 +296,7 @@ export class VehicleService {
 
   async remove(principal: Principal, vehicleId: string, ifMatch?: number, ctx?: RequestContext): Promise<void> {
     const vehicle = await this.get(principal, vehicleId);
-    const result = await this.store.deleteVehicle(vehicleId, ifMatch);
+    const result = await this.store.deleteVehicle(vehicleId, ifMatch, { flow_id: ctx?.flowId });
     if (result === 'version-mismatch') throw modified(vehicleId);
     if (!result) throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
     try {

@@ -1,5 +1,13 @@
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../domain/vehicle.js';
-import type { ApiClient, CommandRecord, CredentialsRecord, IdempotencyRecord } from './store.js';
+import type {
+  ApiClient,
+  CommandRecord,
+  ConsoleSession,
+  ConsoleUser,
+  CredentialsRecord,
+  IdempotencyRecord,
+  SignInFailures,
+} from './store.js';
 
 export type Row = Record<string, unknown>;
 
@@ -29,6 +37,26 @@ export function rowMappers(codec: ColumnCodec) {
       scopes: json<string[]>(r.scopes),
       created_at: time(r.created_at),
     }),
+    user: (r: Row): ConsoleUser => ({
+      user_id: String(r.user_id),
+      fleet_id: String(r.fleet_id),
+      email: String(r.email),
+      role: r.role as ConsoleUser['role'],
+      password_hash: String(r.password_hash),
+      created_at: time(r.created_at),
+      modified_at: time(r.modified_at),
+    }),
+    session: (r: Row): ConsoleSession => ({
+      session_hash: String(r.session_hash),
+      user_id: String(r.user_id),
+      created_at: time(r.session_created_at ?? r.created_at),
+      expires_at: time(r.expires_at),
+    }),
+    signInFailures: (r: Row): SignInFailures => ({
+      throttle_key: String(r.throttle_key),
+      failures: Number(r.failures),
+      last_failure_at: time(r.last_failure_at),
+    }),
     vehicle: (r: Row): Vehicle => ({
       vehicle_id: String(r.vehicle_id),
       fleet_id: String(r.fleet_id),
@@ -54,6 +82,8 @@ export function rowMappers(codec: ColumnCodec) {
       flow_id: String(r.flow_id),
       fleet_id: String(r.fleet_id),
       client_id: String(r.client_id),
+      user_id: text(r.user_id),
+      user_email: text(r.user_email),
       vehicle_id: String(r.vehicle_id),
       command: r.command as CommandRecord['command'],
       adapter: String(r.adapter),
@@ -128,7 +158,7 @@ export function vehicleInsertValues(v: Vehicle, encode: ColumnEncoder): unknown[
 
 /**
  * The values of a new IN_FLIGHT command record, in the column order of both engines' INSERT
- * (flow_id … deadline_at, status being the literal 'IN_FLIGHT').
+ * (flow_id … deadline_at, user_id, user_email; status being the literal 'IN_FLIGHT').
  */
 export function commandInsertValues(c: CommandRecord, encode: ColumnEncoder): unknown[] {
   return [
@@ -145,5 +175,7 @@ export function commandInsertValues(c: CommandRecord, encode: ColumnEncoder): un
     c.steps === null ? null : encode.json(c.steps),
     encode.time(c.requested_at),
     encode.time(c.deadline_at),
+    c.user_id,
+    c.user_email,
   ];
 }

@@ -1,4 +1,5 @@
 import type { CommandName } from '../domain/commands.js';
+import type { StoredEvent } from '../domain/events.js';
 import type { VehicleState } from '../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../domain/vehicle.js';
 
@@ -10,6 +11,37 @@ export interface ApiClient {
   secret_hash: string;
   scopes: string[];
   created_at: string;
+}
+
+/** Console roles (SPEC §9): viewer sees, operator also commands, admin also manages. */
+export const USER_ROLES = ['viewer', 'operator', 'admin'] as const;
+export type UserRole = (typeof USER_ROLES)[number];
+
+/** A person who signs in to the console; belongs to one fleet. The password is a scrypt hash. */
+export interface ConsoleUser {
+  user_id: string;
+  fleet_id: string;
+  /** Lower-case; unique across fleets, as people sign in with it alone. */
+  email: string;
+  role: UserRole;
+  password_hash: string;
+  created_at: string;
+  modified_at: string;
+}
+
+/** A console sign-in. Only a hash of the cookie's session id is stored. */
+export interface ConsoleSession {
+  session_hash: string;
+  user_id: string;
+  created_at: string;
+  expires_at: string;
+}
+
+/** Consecutive failed sign-ins counted under one key (an account, or an account and a source). */
+export interface SignInFailures {
+  throttle_key: string;
+  failures: number;
+  last_failure_at: string;
 }
 
 export const COMMAND_STATUSES = ['IN_FLIGHT', 'SUCCEEDED', 'FAILED', 'OUTCOME_UNKNOWN'] as const;
@@ -30,6 +62,9 @@ export interface CommandRecord {
   flow_id: string;
   fleet_id: string;
   client_id: string;
+  /** The console user who sent the command; null for API clients. */
+  user_id: string | null;
+  user_email: string | null;
   vehicle_id: string;
   command: CommandName;
   adapter: string;
@@ -139,6 +174,11 @@ export class StoreUnavailableError extends Error {
  */
 export interface Store {
   readonly engine: string;
+  /**
+   * The outbox's read side and channels' durable state. Every write below that changes a vehicle,
+   * its state or a command record writes its events (domain/events.ts) in the same transaction.
+   */
+  readonly events: EventLog;
 
   /** Applies pending migrations; safe when several instances start at once. */
   migrate(): Promise<void>;
@@ -153,8 +193,38 @@ export interface Store {
   /** Deletes a client; its tokens are refused from then on. Returns whether it existed. */
   deleteClient(clientId: string): Promise<boolean>;
 
+  /** Throws StoreConflictError('email') when a user with the email exists (in any fleet). */
+  createUser(user: ConsoleUser): Promise<void>;
+  getUser(userId: string): Promise<ConsoleUser | undefined>;
+  getUserByEmail(email: string): Promise<ConsoleUser | undefined>;
+  /** The users of one fleet (every fleet when undefined), by email. */
+  listUsers(fleetId?: string): Promise<ConsoleUser[]>;
+  /** Changes role and/or password hash; returns the user, or undefined when it does not exist. */
+  updateUser(
+    userId: string,
+    patch: Partial<Pick<ConsoleUser, 'role' | 'password_hash'>>,
+    modifiedAt: string,
+  ): Promise<ConsoleUser | undefined>;
+  /** Deletes a user and its sessions. Returns whether it existed. */
+  deleteUser(userId: string): Promise<boolean>;
+
+  createSession(session: ConsoleSession): Promise<void>;
+  /** The session with its user, expired or not (the caller checks expires_at). */
+  getSession(sessionHash: string): Promise<{ session: ConsoleSession; user: ConsoleUser } | undefined>;
+  deleteSession(sessionHash: string): Promise<void>;
+  /** Ends every session of a user (e.g. after a password change). */
+  deleteUserSessions(userId: string): Promise<void>;
+  /** Deletes sessions that expired before `expiredBefore`; returns how many. */
+  purgeSessions(expiredBefore: string): Promise<number>;
+
+  /** Counts one more failed sign-in under each key (atomically); returns the new counts, in order. */
+  noteSignInFailure(keys: readonly string[], at: string): Promise<SignInFailures[]>;
+  getSignInFailures(keys: readonly string[]): Promise<SignInFailures[]>;
+  /** Forgets the keys' failures (after a successful sign-in), and every count older than `staleBefore`. */
+  clearSignInFailures(keys: readonly string[], staleBefore: string): Promise<void>;
+
   /** Throws StoreConflictError('telematics_unit') when the brand/unit pair already exists. */
-  insertVehicle(vehicle: Vehicle): Promise<void>;
+  insertVehicle(vehicle: Vehicle, cause?: ChangeCause): Promise<void>;
   getVehicle(vehicleId: string): Promise<Vehicle | undefined>;
   findVehicleByUnit(brand: string, unitId: string): Promise<Vehicle | undefined>;
   /** Ordered by vehicle_id ascending; returns at most `limit` vehicles. */
@@ -169,9 +239,14 @@ export interface Store {
     patch: VehiclePatch,
     expectedVersion: number | undefined,
     modifiedAt: string,
+    cause?: ChangeCause,
   ): Promise<Vehicle | 'version-mismatch' | undefined>;
   /** Deletes the vehicle with its state, commands and idempotency records. */
-  deleteVehicle(vehicleId: string, expectedVersion?: number): Promise<boolean | 'version-mismatch'>;
+  deleteVehicle(
+    vehicleId: string,
+    expectedVersion?: number,
+    cause?: ChangeCause,
+  ): Promise<boolean | 'version-mismatch'>;
   /**
    * Sets the setup status (and reason, null to clear) when the current one is `onlyFrom` (any,
    * when undefined); optionally replaces the vehicle's capabilities. Bumps the version when it
@@ -181,9 +256,10 @@ export interface Store {
     vehicleId: string,
     update: { status: SetupStatus; reason: string | null; capabilities?: Capabilities; at: string },
     onlyFrom?: SetupStatus,
+    cause?: ChangeCause,
   ): Promise<boolean>;
   /** Sets life status when it differs; returns whether it changed anything. */
-  setLifeStatus(vehicleId: string, status: LifeStatus, at: string): Promise<boolean>;
+  setLifeStatus(vehicleId: string, status: LifeStatus, at: string, cause?: ChangeCause): Promise<boolean>;
   /** Vehicles still IN_PROGRESS that were created before `createdBefore`. */
   listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]>;
 
@@ -204,8 +280,12 @@ export interface Store {
     at: string,
   ): Promise<boolean>;
 
-  /** Merges per property, newer timestamp wins; returns the full merged state. */
-  mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState>;
+  /**
+   * Merges per property, newer timestamp wins; returns the full merged state. Writes the state
+   * events (VehicleStateRecorded, the …Changed events, Trip: domain/events.ts stateEvents) in the
+   * same transaction, only when the write stored something.
+   */
+  mergeState(vehicleId: string, state: VehicleState, cause?: ChangeCause): Promise<VehicleState>;
   getState(vehicleId: string): Promise<VehicleState>;
 
   /**
@@ -261,4 +341,122 @@ export interface Store {
   releaseIdempotencyKey(fleetId: string, key: string, flowId: string): Promise<void>;
   /** Deletes keys created before `createdBefore`; returns how many. */
   purgeIdempotencyKeys(createdBefore: string): Promise<number>;
+}
+
+/** What caused a change: its events carry this flow id (SPEC §2; a new one when absent). */
+export interface ChangeCause {
+  flow_id?: string;
+}
+
+/** Raised by EventLog.read for a cursor whose events were pruned (older than retention). */
+export class CursorExpiredError extends Error {
+  constructor(readonly cursor: string) {
+    super(`cursor ${cursor} is older than the retained events`);
+    this.name = 'CursorExpiredError';
+  }
+}
+
+/** Raised for a cursor string this engine never handed out. */
+export class InvalidCursorError extends Error {
+  constructor(readonly cursor: string) {
+    super(`cursor ${cursor} is not a cursor of this event feed`);
+    this.name = 'InvalidCursorError';
+  }
+}
+
+export interface EventQuery {
+  /** Only this fleet's events (every channel is fleet-scoped); undefined: every fleet (channels that fan out). */
+  fleet_id?: string;
+  /** Exclusive; undefined: from the oldest retained event. */
+  after?: string;
+  types?: readonly string[];
+  vehicle_id?: string;
+  limit: number;
+}
+
+export interface EventPage {
+  items: StoredEvent[];
+  /** The cursor to continue from: the last item's, or `after` (or the feed's start) when empty. */
+  next_cursor: string;
+}
+
+/** A durable named cursor with its lease (EventLog.acquireCursor). */
+export interface CursorLease {
+  /** The position after which the holder continues; null: the feed's start. */
+  position: string | null;
+}
+
+/**
+ * The outbox's read side and what delivery channels keep, per engine. Events are written by the
+ * Store's own writes, in the same transaction as the change they describe; this interface only
+ * reads, prunes, and keeps channels' durable state. Safe across instances sharing one database.
+ */
+export interface EventLog {
+  /**
+   * Events after `query.after` in feed order: the order they committed in (per vehicle the order
+   * they happened). A reader never skips an event that commits later with an earlier position.
+   * Throws CursorExpiredError when `after` was pruned, InvalidCursorError when it is not a cursor.
+   */
+  read(query: EventQuery): Promise<EventPage>;
+  /** The cursor of the newest committed event (null when there is none): "from now on". */
+  head(): Promise<string | null>;
+  /**
+   * Deletes at most `batch` of the oldest events, those written before `before`; returns how
+   * many. Reads from a cursor before the deleted ones then throw CursorExpiredError.
+   */
+  prune(before: string, batch: number): Promise<number>;
+  /**
+   * Calls `listener` after this instance committed a write with events (other instances' commits
+   * are found by reading). Returns the function that removes it.
+   */
+  onCommit(listener: () => void): () => void;
+
+  /**
+   * Takes or renews the lease on the durable cursor `name` for `owner` until now + `leaseMs`,
+   * creating it at `initial` when it does not exist. Returns undefined while another owner holds
+   * an unexpired lease: one instance at a time delivers for a cursor.
+   */
+  acquireCursor(name: string, owner: string, leaseMs: number, initial: string | null): Promise<CursorLease | undefined>;
+  /** Moves the cursor to `position` if `owner` still holds the lease; false when it lost it. */
+  advanceCursor(name: string, owner: string, position: string): Promise<boolean>;
+  /** Gives the lease up (a stopping instance), so another instance takes over at once. */
+  releaseCursor(name: string, owner: string): Promise<void>;
+  deleteCursor(name: string): Promise<void>;
+  /** The cursor's position, or undefined when it does not exist. */
+  getCursor(name: string): Promise<CursorLease | undefined>;
+
+  /**
+   * Documents a channel keeps (webhook subscriptions, AMQP consumers…), by kind and id, scoped to
+   * a fleet. `put` with `expectedVersion` replaces only that version (compare-and-swap) and
+   * returns the new version, or undefined when the version differed or (with 0) the id exists.
+   */
+  putRecord(
+    kind: string,
+    record: { id: string; fleet_id: string; doc: unknown },
+    expectedVersion?: number,
+  ): Promise<number | undefined>;
+  getRecord(kind: string, id: string): Promise<ChannelRecord | undefined>;
+  /** Ordered by id; every fleet when fleetId is undefined. */
+  listRecords(kind: string, fleetId: string | undefined, limit: number, after?: string): Promise<ChannelRecord[]>;
+  deleteRecord(kind: string, id: string): Promise<boolean>;
+
+  /** Appends an entry to a record's log (delivery attempts); entries get increasing ids. */
+  appendLog(kind: string, recordId: string, entry: unknown): Promise<number>;
+  /** Newest first; `before` an entry id from the previous page. */
+  listLog(
+    kind: string,
+    recordId: string,
+    limit: number,
+    before?: number,
+  ): Promise<Array<{ id: number; entry: unknown }>>;
+  getLog(kind: string, recordId: string, id: number): Promise<unknown | undefined>;
+  /** Deletes at most `batch` log entries written before `before`. */
+  pruneLog(before: string, batch: number): Promise<number>;
+}
+
+export interface ChannelRecord {
+  id: string;
+  fleet_id: string;
+  doc: unknown;
+  version: number;
 }

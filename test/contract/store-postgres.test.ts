@@ -119,6 +119,43 @@ describe('PostgreSQL engine', () => {
     expect(results.filter(Boolean)).toHaveLength(1);
   });
 
+  // A sequence hands out seq before commit: seq 11 may commit while seq 10 is still in flight.
+  it('never lets a reader pass an event whose transaction commits after a later one', async () => {
+    const url = await database();
+    const store = open(url);
+    await store.migrate();
+    const v = vehicle();
+    await store.insertVehicle(v);
+    let first = await store.events.read({ fleet_id: v.fleet_id, limit: 10 });
+    await eventually(async () => {
+      first = await store.events.read({ fleet_id: v.fleet_id, limit: 10 });
+      return first.items.length === 1;
+    });
+    const slow = new pg.Client({ connectionString: url });
+    await slow.connect();
+    cleanups.push(() => slow.end());
+    await slow.query('BEGIN');
+    const envelope = { metadata: { id: 'slow', type: 'VehicleStateRecorded' }, data: {} };
+    await slow.query(
+      "INSERT INTO events (id, fleet_id, vehicle_id, type, envelope) VALUES ('slow', $1, $2, 'VehicleStateRecorded', $3)",
+      [v.fleet_id, v.vehicle_id, JSON.stringify(envelope)],
+    );
+    // Commits now, with a later seq and a later transaction id.
+    await store.mergeState(v.vehicle_id, {
+      position: { timestamp: new Date().toISOString(), value: { lat: 1, lon: 2 } },
+    });
+    const held = await store.events.read({ fleet_id: v.fleet_id, after: first.next_cursor, limit: 10 });
+    expect(held.items).toEqual([]);
+    await slow.query('COMMIT');
+    let page = held;
+    await eventually(async () => {
+      page = await store.events.read({ fleet_id: v.fleet_id, after: held.next_cursor, limit: 10 });
+      return page.items.length === 2;
+    });
+    expect(page.items.map((e) => e.event.metadata.id)[0]).toBe('slow');
+    expect(page.items[1]!.event.metadata.type).toBe('VehicleStateRecorded');
+  });
+
   // docs/performance.md: a state write leaves out what this instance last read, unchanged
   it('writes only what differs from the state it last read, and answers with what is stored now', async () => {
     const url = await database();
@@ -133,7 +170,11 @@ describe('PostgreSQL engine', () => {
     const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
     (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
       const config = args[0] as { values?: unknown[] };
-      for (const p of config.values ?? (args[1] as unknown[]) ?? []) if (typeof p === 'string') sent.push(p);
+      // The outbox's candidate events (state-events-sql.ts) carry the whole report, as the
+      // VehicleStateRecorded event does: only the state write itself is left out of the check.
+      for (const p of config.values ?? (args[1] as unknown[]) ?? []) {
+        if (typeof p === 'string' && !p.startsWith('[{"kind"')) sent.push(p);
+      }
       return query(...args);
     };
     const report = {

@@ -1,7 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { EventEnvelope } from '../../src/domain/events.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
-import { type CommandRecord, type CredentialsRecord, type Store, StoreConflictError } from '../../src/store/store.js';
+import {
+  type CommandRecord,
+  type ConsoleUser,
+  type CredentialsRecord,
+  CursorExpiredError,
+  InvalidCursorError,
+  type Store,
+  StoreConflictError,
+} from '../../src/store/store.js';
 
 export type StoreFactory = () => Promise<{ store: Store; cleanup: () => Promise<void> }>;
 
@@ -44,6 +53,8 @@ export function command(v: Pick<Vehicle, 'vehicle_id' | 'fleet_id'>, overrides: 
     flow_id: randomUUID(),
     fleet_id: v.fleet_id,
     client_id: 'fgc_test',
+    user_id: null,
+    user_email: null,
     vehicle_id: v.vehicle_id,
     command: 'UNLOCK_CENTRAL_LOCK',
     adapter: 'fleetgate-mqtt',
@@ -173,6 +184,116 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await store.deleteClient(a.client_id)).toBe(false);
         expect(await store.getClient(a.client_id)).toBeUndefined();
         expect((await store.listClients(fleet)).map((c) => c.client_id)).toEqual([b.client_id]);
+      });
+    });
+
+    // SPEC §9: console users belong to one fleet; sessions are stored as hashes only.
+    describe('console users and sessions', () => {
+      const user = (overrides: Partial<ConsoleUser> = {}): ConsoleUser => ({
+        user_id: uid('fgu'),
+        fleet_id: uid('fleet'),
+        email: `${uid('person')}@example.com`,
+        role: 'operator',
+        password_hash: 'scrypt$xyz',
+        created_at: at(T0),
+        modified_at: at(T0),
+        ...overrides,
+      });
+
+      it('stores a user, finds it by id and email, refuses a second user with the email', async () => {
+        const u = user();
+        await store.createUser(u);
+        expect(await store.getUser(u.user_id)).toEqual(u);
+        expect(await store.getUserByEmail(u.email)).toEqual(u);
+        expect(await store.getUserByEmail(`x${u.email}`)).toBeUndefined();
+        await expect(store.createUser(user({ email: u.email, fleet_id: uid('other') }))).rejects.toEqual(
+          new StoreConflictError('email'),
+        );
+      });
+
+      it("lists a fleet's users by email, changes role and password, deletes one with its sessions", async () => {
+        const fleet = uid('fleet');
+        const b = user({ fleet_id: fleet, email: `b-${uid('p')}@example.com` });
+        const a = user({ fleet_id: fleet, email: `a-${uid('p')}@example.com`, role: 'viewer' });
+        await store.createUser(b);
+        await store.createUser(a);
+        await store.createUser(user());
+        expect((await store.listUsers(fleet)).map((u) => u.user_id)).toEqual([a.user_id, b.user_id]);
+        const changed = await store.updateUser(a.user_id, { role: 'admin' }, at(T0 + 5));
+        expect(changed).toEqual({ ...a, role: 'admin', modified_at: at(T0 + 5) });
+        expect(await store.updateUser(a.user_id, { password_hash: 'scrypt$new' }, at(T0 + 6))).toMatchObject({
+          role: 'admin',
+          password_hash: 'scrypt$new',
+        });
+        expect(await store.updateUser(uid('fgu'), { role: 'viewer' }, at(T0))).toBeUndefined();
+
+        const session = { session_hash: uid('h'), user_id: a.user_id, created_at: at(T0), expires_at: at(T0 + 1000) };
+        await store.createSession(session);
+        expect(await store.getSession(session.session_hash)).toEqual({
+          session,
+          user: { ...a, role: 'admin', password_hash: 'scrypt$new', modified_at: at(T0 + 6) },
+        });
+        expect(await store.deleteUser(a.user_id)).toBe(true);
+        expect(await store.deleteUser(a.user_id)).toBe(false);
+        expect(await store.getSession(session.session_hash)).toBeUndefined();
+        expect((await store.listUsers(fleet)).map((u) => u.user_id)).toEqual([b.user_id]);
+      });
+
+      it('ends one session, all of a user, and purges the expired ones', async () => {
+        const s = await fresh();
+        const u = user();
+        await s.createUser(u);
+        const session = (i: number, expires: number) => ({
+          session_hash: `h${i}`,
+          user_id: u.user_id,
+          created_at: at(T0),
+          expires_at: at(expires),
+        });
+        for (const [i, exp] of [
+          [1, T0 + 10],
+          [2, T0 + 20],
+          [3, T0 + 30],
+        ] as const)
+          await s.createSession(session(i, exp));
+        await s.deleteSession('h3');
+        expect(await s.getSession('h3')).toBeUndefined();
+        expect(await s.purgeSessions(at(T0 + 15))).toBe(1);
+        expect(await s.getSession('h1')).toBeUndefined();
+        expect(await s.getSession('h2')).toBeDefined();
+        await s.deleteUserSessions(u.user_id);
+        expect(await s.getSession('h2')).toBeUndefined();
+      });
+
+      it('counts failed sign-ins per key, and forgets them when cleared or stale', async () => {
+        const s = await fresh();
+        expect(await s.noteSignInFailure(['acct:a', 'pair:a|1'], at(T0))).toEqual([
+          { throttle_key: 'acct:a', failures: 1, last_failure_at: at(T0) },
+          { throttle_key: 'pair:a|1', failures: 1, last_failure_at: at(T0) },
+        ]);
+        await Promise.all([s.noteSignInFailure(['acct:a'], at(T0 + 1)), s.noteSignInFailure(['acct:a'], at(T0 + 1))]);
+        await s.noteSignInFailure(['acct:old'], at(T0 - 100_000));
+        expect(await s.getSignInFailures(['acct:a', 'acct:none', 'acct:old'])).toEqual([
+          { throttle_key: 'acct:a', failures: 3, last_failure_at: at(T0 + 1) },
+          { throttle_key: 'acct:old', failures: 1, last_failure_at: at(T0 - 100_000) },
+        ]);
+        await s.clearSignInFailures(['acct:a'], at(T0 - 50_000));
+        expect(await s.getSignInFailures(['acct:a', 'pair:a|1', 'acct:old'])).toEqual([
+          { throttle_key: 'pair:a|1', failures: 1, last_failure_at: at(T0) },
+        ]);
+      });
+
+      it('records the console user who sent a command', async () => {
+        const v = await added({ setup_status: 'SUCCEEDED' });
+        const { adapter: _adapter, ...record } = command(v, { user_id: 'fgu_1', user_email: 'ops@example.com' });
+        expect((await store.startCommand(record)).begun).toBe(true);
+        expect(await store.getCommand(record.flow_id)).toMatchObject({
+          user_id: 'fgu_1',
+          user_email: 'ops@example.com',
+          client_id: 'fgc_test',
+        });
+        const other = command(await added(), { user_id: 'fgu_2', user_email: 'b@example.com' });
+        expect(await store.beginCommand(other)).toBe(true);
+        expect((await store.listCommands(other.vehicle_id, 5))[0]).toMatchObject({ user_email: 'b@example.com' });
       });
     });
 
@@ -741,6 +862,332 @@ export function storeContract(name: string, factory: StoreFactory): void {
         await s.finishCommand(late.flow_id, { ...real, status: 'FAILED', problem_type: 'telematics-unit/error' });
         expect(await s.expireCommands(at(E + 60_000))).toBe(0);
         expect(await s.getCommand(late.flow_id)).toEqual({ ...late, ...real });
+      });
+    });
+
+    // SPEC §8: every change writes its events in the same transaction (the outbox).
+    describe('events (outbox)', () => {
+      /** All of a fleet's events, oldest first, through the feed's pages. */
+      async function eventsOf(s: Store, fleetId: string, pageSize = 3): Promise<EventEnvelope[]> {
+        const out: EventEnvelope[] = [];
+        let after: string | undefined;
+        for (let i = 0; i < 100; i++) {
+          const page = await s.events.read({ fleet_id: fleetId, after, limit: pageSize });
+          out.push(...page.items.map((e) => e.event));
+          if (page.items.length === 0) return out;
+          // A full page continues from its last event; a short one from the feed's head.
+          if (page.items.length === pageSize) expect(page.next_cursor).toBe(page.items.at(-1)!.cursor);
+          after = page.next_cursor;
+        }
+        throw new Error('feed does not end');
+      }
+      const types = (events: EventEnvelope[]) => events.map((e) => e.metadata.type);
+      const succeeded = (durationMs: number) => succeededAt(at(T0 + durationMs), durationMs);
+
+      it('writes VehicleAdded, VehicleChanged with reasons and VehicleRemoved with the cause’s flow id', async () => {
+        const v = vehicle();
+        const flow = randomUUID();
+        await store.insertVehicle(v, { flow_id: flow });
+        const patched = await store.updateVehicle(
+          v.vehicle_id,
+          { master_data: { ...v.master_data, license_plate: 'B-FG 2' }, operation_status: 'MAINTENANCE' },
+          undefined,
+          at(T0 + 1),
+          { flow_id: flow },
+        );
+        expect(patched).toMatchObject({ version: 2 });
+        expect(await store.setLifeStatus(v.vehicle_id, 'ONLINE', at(T0 + 2))).toBe(true);
+        expect(await store.setLifeStatus(v.vehicle_id, 'ONLINE', at(T0 + 3))).toBe(false);
+        expect(await store.setSetupStatus(v.vehicle_id, { status: 'SUCCEEDED', reason: null, at: at(T0 + 4) })).toBe(
+          true,
+        );
+        expect(await store.deleteVehicle(v.vehicle_id, undefined, { flow_id: flow })).toBe(true);
+        const events = await eventsOf(store, v.fleet_id);
+        expect(types(events)).toEqual([
+          'VehicleAdded',
+          'VehicleChanged',
+          'VehicleChanged',
+          'VehicleChanged',
+          'VehicleRemoved',
+        ]);
+        const [added_, patch, life, setup, removed] = events as [
+          EventEnvelope,
+          EventEnvelope,
+          EventEnvelope,
+          EventEnvelope,
+          EventEnvelope,
+        ];
+        expect(added_.metadata).toMatchObject({
+          fleet_id: v.fleet_id,
+          vehicle_id: v.vehicle_id,
+          flow_id: flow,
+          schema_major_version: 1,
+        });
+        expect(added_.metadata.id).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
+        expect(added_.data.vehicle).toMatchObject({ vehicle_id: v.vehicle_id, setup_status: 'IN_PROGRESS' });
+        expect(JSON.stringify(events)).not.toContain('scrypt');
+        expect(patch.data.reasons).toEqual(['MASTER_DATA_CHANGED', 'OPERATION_STATUS_CHANGED']);
+        expect(patch.data.vehicle).toMatchObject({ operation_status: 'MAINTENANCE', version: 2 });
+        expect(life.data.reasons).toEqual(['LIFE_STATUS_CHANGED']);
+        expect(life.metadata.flow_id).not.toBe(flow);
+        expect(setup.data.reasons).toEqual(['SETUP_STATUS_CHANGED']);
+        expect(removed.metadata.flow_id).toBe(flow);
+        expect(new Set(events.map((e) => e.metadata.id)).size).toBe(5);
+      });
+
+      it('writes state events only when the write stores something, …Changed only when the value changed', async () => {
+        const v = await added({
+          capabilities: {
+            commands: ['LOCK_CENTRAL_LOCK'],
+            vehicle_state: ['CENTRAL_LOCK', 'POSITION', 'IGNITION', 'MILEAGE_IN_KILOMETERS'],
+          },
+        });
+        const pos = { lat: 52.5, lon: 13.4 };
+        const report = {
+          central_lock: { timestamp: at(T0 + 10), value: 'LOCKED' },
+          position: { timestamp: at(T0 + 10), value: pos },
+        };
+        await store.mergeState(v.vehicle_id, report, { flow_id: 'f-1' });
+        // The same report again stores nothing: no event.
+        await store.mergeState(v.vehicle_id, report);
+        // A newer position, the lock as it was: recorded, but the lock did not change.
+        await store.mergeState(v.vehicle_id, {
+          central_lock: { timestamp: at(T0 + 20), value: 'LOCKED' },
+          position: { timestamp: at(T0 + 20), value: { lat: 52.6, lon: 13.4 } },
+        });
+        // An older report stores nothing.
+        await store.mergeState(v.vehicle_id, { central_lock: { timestamp: at(T0 + 5), value: 'UNLOCKED' } });
+        await store.mergeState(v.vehicle_id, { central_lock: { timestamp: at(T0 + 30), value: 'UNLOCKED' } });
+        const events = (await eventsOf(store, v.fleet_id)).filter((e) => e.metadata.type !== 'VehicleAdded');
+        expect(types(events)).toEqual([
+          'VehicleStateRecorded',
+          'CentralLockStatusChanged',
+          'VehicleStateRecorded',
+          'VehicleStateRecorded',
+          'CentralLockStatusChanged',
+        ]);
+        expect(events[0]!.metadata.flow_id).toBe('f-1');
+        expect(events[1]!.metadata.flow_id).toBe('f-1');
+        expect(events[0]!.data).toEqual({ state: report });
+        expect(events[1]!.data).toEqual({
+          property: 'central_lock',
+          value: 'LOCKED',
+          timestamp: at(T0 + 10),
+          previous: null,
+        });
+        expect(events[4]!.data).toEqual({
+          property: 'central_lock',
+          value: 'UNLOCKED',
+          timestamp: at(T0 + 30),
+          previous: 'LOCKED',
+        });
+      });
+
+      it('derives a Trip from ignition ON → OFF with start and end position and mileage', async () => {
+        const v = await added();
+        const p1 = { lat: 52.5, lon: 13.4 };
+        const p2 = { lat: 52.6, lon: 13.5 };
+        await store.mergeState(v.vehicle_id, {
+          ignition: { timestamp: at(T0), value: 'OFF' },
+          mileage_in_kilometers: { timestamp: at(T0), value: 100 },
+          position: { timestamp: at(T0), value: p1 },
+        });
+        await store.mergeState(v.vehicle_id, { ignition: { timestamp: at(T0 + 1_000), value: 'ON' } });
+        await store.mergeState(v.vehicle_id, {
+          ignition: { timestamp: at(T0 + 1_000), value: 'ON' },
+          mileage_in_kilometers: { timestamp: at(T0 + 60_000), value: 104.5 },
+          position: { timestamp: at(T0 + 60_000), value: p2 },
+        });
+        const c = command(v);
+        await store.beginCommand(c);
+        await store.completeCommand(c.flow_id, succeeded(120_000), v.vehicle_id, {
+          ignition: { timestamp: at(T0 + 120_000), value: 'OFF' },
+        });
+        const events = await eventsOf(store, v.fleet_id);
+        expect(types(events).filter((t) => t !== 'VehicleStateRecorded')).toEqual([
+          'VehicleAdded',
+          'IgnitionChanged',
+          'IgnitionChanged',
+          'IgnitionChanged',
+          'Trip',
+          'CommandFinished',
+        ]);
+        const trip = events.find((e) => e.metadata.type === 'Trip')!;
+        expect(trip.metadata.flow_id).toBe(c.flow_id);
+        expect(trip.data).toEqual({
+          started_at: at(T0 + 1_000),
+          ended_at: at(T0 + 120_000),
+          duration_seconds: 119,
+          start_position: p1,
+          end_position: p2,
+          start_mileage_in_kilometers: 100,
+          end_mileage_in_kilometers: 104.5,
+          distance_in_kilometers: 4.5,
+        });
+        const finished = events.find((e) => e.metadata.type === 'CommandFinished')!;
+        expect(finished.metadata).toMatchObject({ flow_id: c.flow_id, fleet_id: v.fleet_id, vehicle_id: v.vehicle_id });
+        expect(finished.data).toEqual({
+          command: c.command,
+          outcome: 'SUCCEEDED',
+          problem_type: null,
+          detail: null,
+          delivery: 'DELIVERED',
+          steps: null,
+          duration_ms: 120_000,
+          client_id: c.client_id,
+          user_id: null,
+          user_email: null,
+          requested_at: c.requested_at,
+          completed_at: at(T0 + 120_000),
+        });
+      });
+
+      it('writes CommandFinished for finished and expired records, none for a vehicle deleted meanwhile', async () => {
+        const v = await added();
+        const c = command(v);
+        await store.beginCommand(c);
+        await store.finishCommand(c.flow_id, { ...succeeded(5), status: 'FAILED', problem_type: 'x/y' });
+        const gone = await added();
+        const g = command(gone);
+        await store.beginCommand(g);
+        await store.deleteVehicle(gone.vehicle_id);
+        await store.completeCommand(g.flow_id, succeeded(5), gone.vehicle_id, {
+          central_lock: { timestamp: at(T0), value: 'LOCKED' },
+        });
+        expect(types(await eventsOf(store, v.fleet_id))).toEqual(['VehicleAdded', 'CommandFinished']);
+        expect(types(await eventsOf(store, gone.fleet_id))).toEqual(['VehicleAdded', 'VehicleRemoved']);
+        // Database-wide: on a store of its own.
+        const s = await fresh();
+        const E = Date.UTC(1992, 0, 1);
+        const w = vehicle();
+        await s.insertVehicle(w);
+        const stale = command(w, { requested_at: at(E), deadline_at: at(E + 1) });
+        await s.beginCommand(stale);
+        expect(await s.expireCommands(at(E + 10))).toBe(1);
+        const [, expired] = await eventsOf(s, w.fleet_id);
+        expect(expired).toMatchObject({
+          metadata: { type: 'CommandFinished', flow_id: stale.flow_id },
+          data: { outcome: 'OUTCOME_UNKNOWN', delivery: 'DELIVERED_OUTCOME_UNKNOWN' },
+        });
+      });
+
+      it('reads in commit order with filters, skips past what filters leave out, and never shows another fleet', async () => {
+        const v = await added();
+        const w = await added({ fleet_id: v.fleet_id });
+        const other = await added();
+        for (let i = 1; i <= 4; i++) {
+          await store.mergeState(v.vehicle_id, {
+            central_lock: { timestamp: at(T0 + i), value: i % 2 ? 'LOCKED' : 'UNLOCKED' },
+          });
+          await store.mergeState(w.vehicle_id, { position: { timestamp: at(T0 + i), value: { lat: i, lon: 0 } } });
+        }
+        const all = await eventsOf(store, v.fleet_id, 2);
+        expect(all.every((e) => e.metadata.fleet_id === v.fleet_id)).toBe(true);
+        expect(all.filter((e) => e.metadata.vehicle_id === other.vehicle_id)).toEqual([]);
+        expect(all).toHaveLength(2 + 4 * 3);
+        const ids = all.map((e) => e.metadata.id);
+        const locks = await store.events.read({
+          fleet_id: v.fleet_id,
+          types: ['CentralLockStatusChanged'],
+          vehicle_id: v.vehicle_id,
+          limit: 10,
+        });
+        expect(locks.items.map((e) => e.event.data.value)).toEqual(['LOCKED', 'UNLOCKED', 'LOCKED', 'UNLOCKED']);
+        expect(locks.items.map((e) => e.event.metadata.id)).toEqual(
+          ids.filter((id) => locks.items.some((e) => e.event.metadata.id === id)),
+        );
+        // Nothing after the last match: the cursor moves past the events the filter left out.
+        const after = await store.events.read({
+          fleet_id: v.fleet_id,
+          types: ['CentralLockStatusChanged'],
+          after: locks.next_cursor,
+          limit: 10,
+        });
+        expect(after.items).toEqual([]);
+        await store.mergeState(v.vehicle_id, { central_lock: { timestamp: at(T0 + 9), value: 'LOCKED' } });
+        const next = await store.events.read({
+          fleet_id: v.fleet_id,
+          types: ['CentralLockStatusChanged'],
+          after: after.next_cursor,
+          limit: 10,
+        });
+        expect(next.items.map((e) => e.event.data.value)).toEqual(['LOCKED']);
+        await expect(store.events.read({ after: 'not-a-cursor', limit: 1 })).rejects.toBeInstanceOf(InvalidCursorError);
+      });
+
+      it('prunes the oldest events in bounded batches; a cursor before them is expired', async () => {
+        const s = await fresh();
+        const v = vehicle();
+        await s.insertVehicle(v);
+        for (let i = 1; i <= 5; i++) {
+          await s.mergeState(v.vehicle_id, { position: { timestamp: at(T0 + i), value: { lat: i, lon: 0 } } });
+        }
+        const first = await s.events.read({ limit: 2 });
+        expect(await s.events.prune(at(Date.now() + 60_000), 2)).toBe(2);
+        expect(await s.events.prune(at(Date.now() - 3600_000), 100)).toBe(0);
+        await expect(s.events.read({ after: first.items[0]!.cursor, limit: 1 })).rejects.toBeInstanceOf(
+          CursorExpiredError,
+        );
+        // The cursor of the last pruned event is still good: nothing after it is gone.
+        const rest = await s.events.read({ after: first.next_cursor, limit: 10 });
+        expect(rest.items).toHaveLength(4);
+        expect((await s.events.read({ limit: 10 })).items).toEqual(rest.items);
+        expect(await s.events.head()).toBe(rest.next_cursor);
+      });
+
+      it('leases a durable cursor to one owner at a time; an expired lease passes on', async () => {
+        const name = uid('cursor');
+        expect(await store.events.acquireCursor(name, 'a', 60_000, null)).toEqual({ position: null });
+        expect(await store.events.acquireCursor(name, 'b', 60_000, null)).toBeUndefined();
+        expect(await store.events.advanceCursor(name, 'a', '7')).toBe(true);
+        expect(await store.events.advanceCursor(name, 'b', '8')).toBe(false);
+        expect(await store.events.acquireCursor(name, 'a', 60_000, null)).toEqual({ position: '7' });
+        await store.events.releaseCursor(name, 'a');
+        expect(await store.events.acquireCursor(name, 'b', 1, null)).toEqual({ position: '7' });
+        await new Promise((r) => setTimeout(r, 20));
+        // b's lease of 1 ms ran out: a takes over where b left it.
+        expect(await store.events.acquireCursor(name, 'a', 60_000, null)).toEqual({ position: '7' });
+        expect(await store.events.advanceCursor(name, 'b', '9')).toBe(false);
+        expect(await store.events.getCursor(name)).toEqual({ position: '7' });
+        await store.events.deleteCursor(name);
+        expect(await store.events.getCursor(name)).toBeUndefined();
+        const shared = uid('cursor');
+        expect(
+          await Promise.all(['x', 'y', 'z'].map((o) => store.events.acquireCursor(shared, o, 60_000, '1'))),
+        ).toEqual(expect.arrayContaining([undefined, undefined, { position: '1' }]));
+      });
+
+      it('keeps channel records with compare-and-swap versions, and their logs', async () => {
+        const fleet = uid('fleet');
+        const id = uid('wh');
+        expect(await store.events.putRecord('webhook', { id, fleet_id: fleet, doc: { url: 'a' } }, 0)).toBe(1);
+        expect(await store.events.putRecord('webhook', { id, fleet_id: fleet, doc: { url: 'b' } }, 0)).toBeUndefined();
+        expect(await store.events.putRecord('webhook', { id, fleet_id: fleet, doc: { url: 'b' } }, 1)).toBe(2);
+        expect(await store.events.putRecord('webhook', { id, fleet_id: fleet, doc: { url: 'c' } }, 1)).toBeUndefined();
+        expect(await store.events.getRecord('webhook', id)).toEqual({
+          id,
+          fleet_id: fleet,
+          doc: { url: 'b' },
+          version: 2,
+        });
+        expect(await store.events.getRecord('other-kind', id)).toBeUndefined();
+        const id2 = `${id}-2`;
+        await store.events.putRecord('webhook', { id: id2, fleet_id: fleet, doc: {} });
+        expect((await store.events.listRecords('webhook', fleet, 10)).map((r) => r.id)).toEqual([id, id2]);
+        expect((await store.events.listRecords('webhook', fleet, 10, id)).map((r) => r.id)).toEqual([id2]);
+        expect(await store.events.listRecords('webhook', uid('fleet'), 10)).toEqual([]);
+        const l1 = await store.events.appendLog('webhook', id, { n: 1 });
+        const l2 = await store.events.appendLog('webhook', id, { n: 2 });
+        expect(l2).toBeGreaterThan(l1);
+        expect(await store.events.listLog('webhook', id, 10)).toEqual([
+          { id: l2, entry: { n: 2 } },
+          { id: l1, entry: { n: 1 } },
+        ]);
+        expect(await store.events.listLog('webhook', id, 10, l2)).toEqual([{ id: l1, entry: { n: 1 } }]);
+        expect(await store.events.getLog('webhook', id, l1)).toEqual({ n: 1 });
+        expect(await store.events.deleteRecord('webhook', id)).toBe(true);
+        expect(await store.events.deleteRecord('webhook', id)).toBe(false);
+        expect(await store.events.listLog('webhook', id, 10)).toEqual([]);
       });
     });
 

@@ -214,12 +214,16 @@ export function apiScenarios(name: string, start: StartHarness): void {
       it('missing, malformed, forged, alg none and expired tokens → 401', async () => {
         const { vehicleId } = await h.vehicle(token);
         const path = `/vehicles/${vehicleId}`;
-        expectProblem(await h.request('GET', path), 'invalid-credentials');
-        expectProblem(
-          await h.request('GET', path, { headers: { authorization: 'Bearer not-a-jwt' } }),
-          'invalid-credentials',
-        );
-        expectProblem(await h.request('GET', path, { headers: { authorization: 'Basic abc' } }), 'invalid-credentials');
+        // RFC 6750 §3: a challenge on every 401; an error code only when a token was sent.
+        const missing = await h.request('GET', path);
+        expectProblem(missing, 'invalid-credentials');
+        expect(missing.headers.get('www-authenticate')).toBe('Bearer realm="fleetgate"');
+        const notJwt = await h.request('GET', path, { headers: { authorization: 'Bearer not-a-jwt' } });
+        expectProblem(notJwt, 'invalid-credentials');
+        expect(notJwt.headers.get('www-authenticate')).toMatch(/^Bearer realm="fleetgate", error="invalid_token"/);
+        const otherScheme = await h.request('GET', path, { headers: { authorization: 'Basic abc' } });
+        expectProblem(otherScheme, 'invalid-credentials');
+        expect(otherScheme.headers.get('www-authenticate')).toBe('Bearer realm="fleetgate"');
         const claims = { fleet_id: 'fleet-a', scope: 'vehicles vehicle-commands' };
         const forged = await new SignJWT(claims)
           .setProtectedHeader({ alg: 'HS256' })
@@ -256,22 +260,31 @@ export function apiScenarios(name: string, start: StartHarness): void {
         expect(res.body.detail).toMatch(/expired/);
       });
 
-      it('wrong client secret → 401; form body and Basic both work; unknown grant → 400', async () => {
+      it('wrong client secret → 401 invalid_client; form body and Basic both work; unknown grant → 400 unsupported_grant_type', async () => {
         const c = await h.client('fleet-a', ['vehicles.ro']);
         const basic = (id: string, secret: string) => ({
           authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
         });
-        expectProblem(
-          await h.request('POST', '/auth/oauth/token?grant_type=client_credentials', {
-            headers: basic(c.client_id, 'wrong'),
-          }),
-          'invalid-credentials',
-        );
-        expectProblem(
+        // RFC 6749 §5.2: application/json with `error`, the problem members beside it.
+        const expectOAuthError = (res: HttpResult, key: ProblemKey, error: string) => {
+          expect(res.status, res.text).toBe(PROBLEMS[key].status);
+          expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+          expect(res.headers.get('cache-control')).toBe('no-store');
+          expect(res.body).toMatchObject({ error, type: `/problems/${key}`, status: PROBLEMS[key].status });
+          expect(res.body.error_description).toBe(res.body.detail);
+          expect(res.headers.get('x-flow-id')).toBe(res.body.flow_id);
+        };
+        const wrong = await h.request('POST', '/auth/oauth/token?grant_type=client_credentials', {
+          headers: basic(c.client_id, 'wrong'),
+        });
+        expectOAuthError(wrong, 'invalid-credentials', 'invalid_client');
+        expect(wrong.headers.get('www-authenticate')).toBe('Basic realm="fleetgate"');
+        expectOAuthError(
           await h.request('POST', '/auth/oauth/token?grant_type=password', {
             headers: basic(c.client_id, c.client_secret),
           }),
           'validation-error',
+          'unsupported_grant_type',
         );
         const form = await h.request('POST', '/auth/oauth/token', {
           rawBody: `grant_type=client_credentials&client_id=${c.client_id}&client_secret=${encodeURIComponent(c.client_secret)}`,
@@ -312,6 +325,9 @@ export function apiScenarios(name: string, start: StartHarness): void {
         for (const [method, path, t, body] of cases) {
           const res = await h.request(method, path, { token: t, body });
           expectProblem(res, 'forbidden-resource');
+          expect(res.headers.get('www-authenticate')).toMatch(
+            /^Bearer realm="fleetgate", error="insufficient_scope", scope="[a-z.-]+"$/,
+          );
         }
       });
 

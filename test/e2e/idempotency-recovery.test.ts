@@ -62,6 +62,8 @@ it('a key whose command was expired as outcome unknown answers 504 DELIVERED_OUT
     flow_id: flowId,
     fleet_id: 'fleet-idem',
     client_id: 'c',
+    user_id: null,
+    user_email: null,
     vehicle_id: vehicleId,
     command: 'UNLOCK_CENTRAL_LOCK',
     adapter: 'FLEETGATE',

@@ -110,8 +110,8 @@ describe('Teltonika session', () => {
     const { session, unit, next } = start();
     unit.write(encodeImei('356307042441013'));
     await next(1);
-    const first = session.sendCommand('setdigout 1', { timeoutMs: 2_000 });
-    const second = session.sendCommand('setdigout 0', { timeoutMs: 2_000 });
+    const first = session.sendCommand('setdigout 1', { signal: AbortSignal.timeout(2_000) });
+    const second = session.sendCommand('setdigout 0', { signal: AbortSignal.timeout(2_000) });
     const readPacket = async (): Promise<string> => {
       const header = await next(8);
       const body = await next(header.readUInt32BE(4) + 4);
@@ -130,8 +130,11 @@ describe('Teltonika session', () => {
     const { session, unit, next } = start();
     unit.write(encodeImei('356307042441013'));
     await next(1);
-    expect(await session.sendCommand('setdigout 1', { timeoutMs: 50 })).toEqual({ kind: 'no-answer', delivered: true });
-    const second = session.sendCommand('setdigout 0', { timeoutMs: 2_000 });
+    expect(await session.sendCommand('setdigout 1', { signal: AbortSignal.timeout(50) })).toEqual({
+      kind: 'no-answer',
+      delivered: true,
+    });
+    const second = session.sendCommand('setdigout 0', { signal: AbortSignal.timeout(2_000) });
     unit.write(encodeCommandResponse('DOUT1:ON Timeout:INFINITY'));
     unit.write(encodeCommandResponse('DOUT1:OFF Timeout:INFINITY'));
     expect(await second).toEqual({ kind: 'answer', text: 'DOUT1:OFF Timeout:INFINITY' });

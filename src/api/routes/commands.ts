@@ -2,7 +2,14 @@ import { type Static, Type } from 'typebox';
 import { COMMANDS, commandFromPath, commandToPath } from '../../domain/commands.js';
 import { ProblemError } from '../../domain/problems.js';
 import { decodePageToken, encodePageToken } from '../../lib/pagination.js';
-import { CommandPage, CommandParams, ListCommandsQuery, Problem, VehicleIdParam, VehicleState } from '../schemas.js';
+import {
+  CommandPage,
+  CommandParams,
+  ListCommandsQuery,
+  scopedProblemResponses,
+  VehicleIdParam,
+  VehicleState,
+} from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const IdempotencyHeaders = Type.Object({
@@ -26,23 +33,11 @@ export function commandRoutes(app: Api, { commands, config }: ApiDeps): void {
         tags: ['Commands'],
         summary: 'Send a command to a vehicle',
         description: `Synchronous: answers once the vehicle answered, or after the time budget (${config.commandTimeoutMs / 1000} s). Commands: ${COMMANDS.map(commandToPath).join(', ')}.`,
-        security: [{ bearer: [] }],
+        operationId: 'sendVehicleCommand',
         params: CommandParams,
         headers: IdempotencyHeaders,
         body: CommandBody,
-        response: {
-          200: VehicleState,
-          400: Problem,
-          401: Problem,
-          403: Problem,
-          404: Problem,
-          409: Problem,
-          429: Problem,
-          500: Problem,
-          502: Problem,
-          503: Problem,
-          504: Problem,
-        },
+        response: { 200: VehicleState, ...scopedProblemResponses(404, 409, 502, 504) },
       },
     },
     async (request, reply) => {
@@ -55,8 +50,7 @@ export function commandRoutes(app: Api, { commands, config }: ApiDeps): void {
         idempotencyKey: request.headers['idempotency-key'],
         logger: request.log,
       });
-      if (result.kind === 'problem')
-        throw new ProblemError(result.key, result.detail, result.extensions, result.headers ?? {});
+      if (result.kind === 'problem') throw new ProblemError(result.key, result.detail, result.extensions);
       // The catalogue validated every value; the schema's static type cannot see that.
       return reply.send(result.state as Static<typeof VehicleState>);
     },
@@ -69,10 +63,10 @@ export function commandRoutes(app: Api, { commands, config }: ApiDeps): void {
       schema: {
         tags: ['Commands'],
         summary: 'List the commands sent to a vehicle, newest first',
-        security: [{ bearer: [] }],
+        operationId: 'listVehicleCommands',
         params: VehicleIdParam,
         querystring: ListCommandsQuery,
-        response: { 200: CommandPage, 400: Problem, 401: Problem, 403: Problem, 404: Problem },
+        response: { 200: CommandPage, ...scopedProblemResponses(404) },
       },
     },
     async (request) => {

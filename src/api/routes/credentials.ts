@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Problem } from '../schemas.js';
+import { scopedProblemResponses } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const CredentialsView = Type.Object(
@@ -12,7 +12,6 @@ const CredentialsView = Type.Object(
   { additionalProperties: true, description: 'Credentials without their secrets (never returned).' },
 );
 const CredentialsIdParam = Type.Object({ credentials_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
-const errors = { 400: Problem, 401: Problem, 403: Problem, 404: Problem };
 
 /** Third-party credentials of the fleet (e.g. a Smartcar application and account). */
 export function credentialsRoutes(app: Api, { credentials }: ApiDeps): void {
@@ -22,12 +21,12 @@ export function credentialsRoutes(app: Api, { credentials }: ApiDeps): void {
       config: { scope: 'vehicles' },
       schema: {
         tags: ['Telematics'],
+        operationId: 'createCredentials',
         summary: 'Store third-party credentials',
         description:
           'SMARTCAR: `{"telematics_brand": "SMARTCAR", "client_id", "client_secret", "refresh_token"}`. Secrets are encrypted at rest and never returned.',
-        security: [{ bearer: [] }],
         body: Type.Object({ telematics_brand: Type.String({ maxLength: 32 }) }, { additionalProperties: true }),
-        response: { 201: CredentialsView, ...errors },
+        response: { 201: CredentialsView, ...scopedProblemResponses() },
       },
     },
     async (request, reply) =>
@@ -40,8 +39,8 @@ export function credentialsRoutes(app: Api, { credentials }: ApiDeps): void {
       config: { scope: 'vehicles.ro' },
       schema: {
         tags: ['Telematics'],
+        operationId: 'listCredentials',
         summary: "List the fleet's credentials",
-        security: [{ bearer: [] }],
         querystring: Type.Object({
           limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
           page_token: Type.Optional(Type.String({ maxLength: 400 })),
@@ -51,7 +50,7 @@ export function credentialsRoutes(app: Api, { credentials }: ApiDeps): void {
             items: Type.Array(CredentialsView),
             next_page_token: Type.Union([Type.String(), Type.Null()]),
           }),
-          ...errors,
+          ...scopedProblemResponses(),
         },
       },
     },
@@ -64,10 +63,10 @@ export function credentialsRoutes(app: Api, { credentials }: ApiDeps): void {
       config: { scope: 'vehicles.ro' },
       schema: {
         tags: ['Telematics'],
+        operationId: 'getCredentials',
         summary: 'Get credentials (without secrets)',
-        security: [{ bearer: [] }],
         params: CredentialsIdParam,
-        response: { 200: CredentialsView, ...errors },
+        response: { 200: CredentialsView, ...scopedProblemResponses(404) },
       },
     },
     async (request) => credentials.get(request.principal!.fleetId, request.params.credentials_id),
@@ -79,11 +78,11 @@ export function credentialsRoutes(app: Api, { credentials }: ApiDeps): void {
       config: { scope: 'vehicles' },
       schema: {
         tags: ['Telematics'],
+        operationId: 'deleteCredentials',
         summary: 'Delete credentials',
         description: 'Refused with 409 conflicting-resource while vehicles use them.',
-        security: [{ bearer: [] }],
         params: CredentialsIdParam,
-        response: { 204: { type: 'null' }, ...errors, 409: Problem },
+        response: { 204: { type: 'null', description: 'Deleted.' }, ...scopedProblemResponses(404, 409) },
       },
     },
     async (request, reply) => {

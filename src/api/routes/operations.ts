@@ -1,4 +1,5 @@
 import { Type } from 'typebox';
+import { problemResponses } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const Health = Type.Object({ status: Type.String(), checks: Type.Optional(Type.Record(Type.String(), Type.String())) });
@@ -7,7 +8,14 @@ const Health = Type.Object({ status: Type.String(), checks: Type.Optional(Type.R
 export function operationsRoutes(app: Api, { readiness, metrics }: ApiDeps): void {
   app.get(
     '/health/live',
-    { schema: { tags: ['Operations'], summary: 'Liveness', response: { 200: Health } } },
+    {
+      schema: {
+        operationId: 'getLiveness',
+        tags: ['Operations'],
+        summary: 'Liveness',
+        response: { 200: Health, ...problemResponses('4xx') },
+      },
+    },
     async () => ({ status: 'ok' }),
   );
 
@@ -15,9 +23,10 @@ export function operationsRoutes(app: Api, { readiness, metrics }: ApiDeps): voi
     '/health/ready',
     {
       schema: {
+        operationId: 'getReadiness',
         tags: ['Operations'],
         summary: 'Readiness: database and broker reachable',
-        response: { 200: Health, 503: Health },
+        response: { 200: Health, 503: Health, ...problemResponses('4xx') },
       },
     },
     async (_request, reply) => {
@@ -38,7 +47,22 @@ export function operationsRoutes(app: Api, { readiness, metrics }: ApiDeps): voi
     },
   );
 
-  app.get('/metrics', { schema: { tags: ['Operations'], summary: 'Prometheus metrics' } }, async (_request, reply) =>
-    reply.type(metrics.contentType).send(await metrics.render()),
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        operationId: 'getMetrics',
+        tags: ['Operations'],
+        summary: 'Prometheus metrics',
+        response: {
+          200: {
+            description: 'Prometheus text exposition format.',
+            content: { 'text/plain': { schema: { type: 'string' } } },
+          },
+          ...problemResponses('4xx'),
+        },
+      },
+    },
+    async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render()),
   );
 }

@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { ProblemError } from '../../domain/problems.js';
-import { Problem, VehicleModelSchema } from '../schemas.js';
+import { scopedProblemResponses, VehicleModelSchema } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const Brand = Type.Object({
@@ -19,9 +19,9 @@ export function telematicsBrandRoutes(app: Api, { adapters }: ApiDeps): void {
       config: { scope: 'vehicles.ro' },
       schema: {
         tags: ['Telematics'],
+        operationId: 'listTelematicsBrands',
         summary: 'List telematics brands',
-        security: [{ bearer: [] }],
-        response: { 200: Type.Object({ items: Type.Array(Brand) }), 401: Problem, 403: Problem },
+        response: { 200: Type.Object({ items: Type.Array(Brand) }), ...scopedProblemResponses() },
       },
     },
     async () => ({
@@ -41,14 +41,12 @@ export function telematicsBrandRoutes(app: Api, { adapters }: ApiDeps): void {
       config: { scope: 'vehicles.ro' },
       schema: {
         tags: ['Telematics'],
+        operationId: 'listAvailableVehicleModels',
         summary: 'Vehicle models of a brand, with their capabilities',
-        security: [{ bearer: [] }],
         params: Type.Object({ brand: Type.String({ maxLength: 32 }) }),
         response: {
           200: Type.Object({ items: Type.Array(VehicleModelSchema) }),
-          401: Problem,
-          403: Problem,
-          404: Problem,
+          ...scopedProblemResponses(404),
         },
       },
     },

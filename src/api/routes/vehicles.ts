@@ -4,16 +4,13 @@ import {
   AddVehicleBody,
   ListVehiclesQuery,
   PatchVehicleBody,
-  Problem,
+  scopedProblemResponses,
   Vehicle,
   VehicleIdParam,
   VehiclePage,
   VehicleState,
 } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
-
-const errors = { 400: Problem, 401: Problem, 403: Problem, 404: Problem };
-const bearer = [{ bearer: [] }];
 
 /** SPEC §4: vehicle lifecycle and management, and SPEC §3: the latest known state. */
 export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
@@ -23,12 +20,12 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
       config: { scope: 'vehicles' },
       schema: {
         tags: ['Vehicles'],
+        operationId: 'addVehicle',
         summary: 'Add a vehicle',
         description:
           'Answers 201 at once with `setup_status` IN_PROGRESS; setup ends SUCCEEDED once the unit is verified (it connected, or the third-party API confirmed it) or FAILED with a reason.',
-        security: bearer,
         body: AddVehicleBody,
-        response: { 201: Vehicle, ...errors, 409: Problem },
+        response: { 201: Vehicle, ...scopedProblemResponses(409) },
       },
     },
     async (request, reply) => {
@@ -44,12 +41,12 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
       config: { scope: 'vehicles.ro' },
       schema: {
         tags: ['Vehicles'],
+        operationId: 'listVehicles',
         summary: "List the fleet's vehicles",
         description:
           'Cursor pagination: pass `next_page_token` as `page_token` for the next page; null on the last page.',
-        security: bearer,
         querystring: ListVehiclesQuery,
-        response: { 200: VehiclePage, ...errors },
+        response: { 200: VehiclePage, ...scopedProblemResponses() },
       },
     },
     async (request) => {
@@ -66,10 +63,10 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
       config: { scope: 'vehicles.ro' },
       schema: {
         tags: ['Vehicles'],
+        operationId: 'getVehicle',
         summary: 'Get a vehicle',
-        security: bearer,
         params: VehicleIdParam,
-        response: { 200: Vehicle, ...errors },
+        response: { 200: Vehicle, ...scopedProblemResponses(404) },
       },
     },
     async (request, reply) => {
@@ -85,13 +82,13 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
       config: { scope: 'vehicles' },
       schema: {
         tags: ['Vehicles'],
+        operationId: 'updateVehicle',
         summary: 'Change master data, custom fields, tags or operation status',
         description:
           'Objects merge member by member; a member set to null is removed. `tags` replaces the list. Send `If-Match` with the ETag to guard against lost updates (412 when it no longer matches).',
-        security: bearer,
         params: VehicleIdParam,
         body: PatchVehicleBody,
-        response: { 200: Vehicle, ...errors, 412: Problem },
+        response: { 200: Vehicle, ...scopedProblemResponses(404, 412) },
       },
     },
     async (request, reply) => {
@@ -114,12 +111,12 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
       config: { scope: 'vehicles' },
       schema: {
         tags: ['Vehicles'],
+        operationId: 'deleteVehicle',
         summary: 'Delete a vehicle',
         description:
           "Removes the vehicle, its state and command records, and revokes its unit's access. Honours If-Match.",
-        security: bearer,
         params: VehicleIdParam,
-        response: { 204: { type: 'null' }, ...errors, 412: Problem },
+        response: { 204: { type: 'null', description: 'Deleted.' }, ...scopedProblemResponses(404, 412) },
       },
     },
     async (request, reply) => {
@@ -138,11 +135,11 @@ export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
       config: { scope: 'vehicles.ro' },
       schema: {
         tags: ['Vehicles'],
+        operationId: 'getVehicleState',
         summary: 'Latest known vehicle state',
         description: 'Does not contact the vehicle; use the request-vehicle-state command for a fresh one.',
-        security: bearer,
         params: VehicleIdParam,
-        response: { 200: VehicleState, ...errors },
+        response: { 200: VehicleState, ...scopedProblemResponses(404) },
       },
     },
     async (request) =>

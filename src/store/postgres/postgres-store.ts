@@ -1,19 +1,29 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import {
+  commandFinishedEvent,
+  vehicleAddedEvent,
+  vehicleChangedEvent,
+  vehicleRemovedEvent,
+} from '../../domain/events.js';
 import { parseTimestamp, type VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
 import { LruMap } from '../../lib/lru-map.js';
 import { type ColumnEncoder, commandInsertValues, type Row, rowMappers, vehicleInsertValues } from '../row-mapping.js';
 import {
   type ApiClient,
+  type ChangeCause,
   type CommandCompletion,
   type CommandRecord,
+  type ConsoleSession,
+  type ConsoleUser,
   type CredentialsRecord,
   EXPIRED_COMMAND_DETAIL,
   type IdempotencyRecord,
   type Migration,
+  type SignInFailures,
   type Store,
   StoreConflictError,
   StoreUnavailableError,
@@ -22,6 +32,8 @@ import {
 } from '../store.js';
 import { Batcher } from './batcher.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
+import { PostgresEventLog } from './postgres-event-log.js';
+import { type Candidate, eventCtes, finishedCandidate, stateCandidates } from './state-events-sql.js';
 
 export interface PostgresStoreOptions {
   /** postgres:// or postgresql:// connection URL. */
@@ -85,6 +97,9 @@ const {
   command: commandFromRow,
   credentials: credentialsFromRow,
   idempotency: idempotencyFromRow,
+  user: userFromRow,
+  session: sessionFromRow,
+  signInFailures: signInFailuresFromRow,
 } = rowMappers({ time: iso, json: <T>(v: unknown) => v as T });
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
@@ -114,7 +129,8 @@ const upsertState = (source: string, vehicleIds: string): string =>
    WHERE cur.vehicle_id IS NULL OR s.ts > cur.ts OR (s.ts = cur.ts AND s.value IS DISTINCT FROM cur.value)
    ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
    WHERE excluded.ts > vehicle_state.ts
-      OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)`;
+      OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)
+   RETURNING vehicle_state.vehicle_id, vehicle_state.property, vehicle_state.value`;
 
 /** One vehicle's state (parameter `vehicle`) from a JSON object of {timestamp, value} (parameter `state`). */
 const stateOf = (vehicle: string, state: string): string =>
@@ -130,13 +146,13 @@ const stateOf = (vehicle: string, state: string): string =>
 export const START_COMMANDS_SQL = `WITH r AS (
    SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(flow_id text, fleet_id text, client_id text,
      vehicle_id text, command text, instance_id text, problem_type text, detail text, delivery text,
-     steps jsonb, requested_at timestamptz, deadline_at timestamptz)),
+     steps jsonb, requested_at timestamptz, deadline_at timestamptz, user_id text, user_email text)),
  v AS MATERIALIZED (SELECT * FROM vehicles WHERE vehicle_id = ANY($2::text[])),
  begun AS (
    INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-     problem_type, detail, delivery, steps, requested_at, deadline_at)
+     problem_type, detail, delivery, steps, requested_at, deadline_at, user_id, user_email)
    SELECT r.flow_id, r.fleet_id, r.client_id, r.vehicle_id, r.command, v.telematics_brand, r.instance_id,
-     'IN_FLIGHT', r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at
+     'IN_FLIGHT', r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at, r.user_id, r.user_email
    FROM r JOIN v ON v.vehicle_id = r.vehicle_id
    WHERE v.fleet_id = r.fleet_id AND v.setup_status = 'SUCCEEDED'
      AND v.capabilities->'commands' ? r.command
@@ -155,9 +171,9 @@ export const START_COMMANDS_SQL = `WITH r AS (
 export const START_COMMAND_SQL = `WITH v AS MATERIALIZED (SELECT * FROM vehicles WHERE vehicle_id = $4::text),
  begun AS (
    INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-     problem_type, detail, delivery, steps, requested_at, deadline_at)
+     problem_type, detail, delivery, steps, requested_at, deadline_at, user_id, user_email)
    SELECT $1::text, $2::text, $3::text, $4::text, $5::text, v.telematics_brand, $6::text, 'IN_FLIGHT',
-     $7::text, $8::text, $9::text, $10::jsonb, $11::timestamptz, $12::timestamptz
+     $7::text, $8::text, $9::text, $10::jsonb, $11::timestamptz, $12::timestamptz, $13::text, $14::text
    FROM v
    WHERE v.fleet_id = $2::text AND v.setup_status = 'SUCCEEDED' AND v.capabilities->'commands' ? $5::text
    ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING
@@ -183,9 +199,11 @@ export const COMPLETE_COMMANDS_SQL = `WITH done AS (
      UPDATE commands c SET status = d.status, problem_type = d.problem_type, detail = d.detail,
        delivery = d.delivery, steps = d.steps, completed_at = d.completed_at, duration_ms = d.duration_ms
      FROM done d WHERE c.flow_id = d.flow_id AND c.flow_id = ANY($3::text[])
-       AND c.status IN ${FINISHABLE_STATUSES} RETURNING c.flow_id),
+       AND c.status IN ${FINISHABLE_STATUSES} RETURNING c.*),
    merged AS (
-   ${upsertState('jsonb_to_recordset($2::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)', '$4::text[]')})
+   ${upsertState('jsonb_to_recordset($2::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)', '$4::text[]')}),
+   ${eventCtes('$5', '$4::text[]', true)}
+   none AS (SELECT 1)
    ${snapshotState('$4::text[]')}`;
 
 /**
@@ -199,6 +217,8 @@ export class PostgresStore implements Store {
   private readonly options: PostgresStoreOptions;
   private readonly migrations: readonly Migration[];
   private closing: Promise<void> | undefined;
+  /** The outbox's read side; the writes below insert each change's events in their own transaction. */
+  readonly events: PostgresEventLog;
 
   constructor(options: PostgresStoreOptions) {
     this.options = options;
@@ -222,6 +242,17 @@ export class PostgresStore implements Store {
     this.pool.on('error', (err) => {
       options.logger?.warn({ err }, 'postgres: idle connection lost');
     });
+    this.events = new PostgresEventLog(
+      (text, params, client) => this.q(text, params, client),
+      (fn) => this.tx(fn),
+    );
+  }
+
+  /** A transaction that writes events: wakes this instance's event readers once it committed. */
+  private async txEvents<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const out = await this.tx(fn);
+    this.events.committed();
+    return out;
   }
 
   /**
@@ -387,6 +418,117 @@ export class PostgresStore implements Store {
     return (rowCount ?? 0) > 0;
   }
 
+  async createUser(u: ConsoleUser): Promise<void> {
+    try {
+      await this.q(
+        `INSERT INTO console_users (user_id, fleet_id, email, role, password_hash, created_at, modified_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [u.user_id, u.fleet_id, u.email, u.role, u.password_hash, u.created_at, u.modified_at],
+      );
+    } catch (err) {
+      if (errorCode(err) === '23505') {
+        throw new StoreConflictError(constraintOf(err).includes('email') ? 'email' : 'user_id');
+      }
+      throw err;
+    }
+  }
+
+  async getUser(userId: string): Promise<ConsoleUser | undefined> {
+    const { rows } = await this.q('SELECT * FROM console_users WHERE user_id = $1', [userId]);
+    return rows[0] && userFromRow(rows[0]);
+  }
+
+  async getUserByEmail(email: string): Promise<ConsoleUser | undefined> {
+    const { rows } = await this.q('SELECT * FROM console_users WHERE email = $1', [email]);
+    return rows[0] && userFromRow(rows[0]);
+  }
+
+  async listUsers(fleetId?: string): Promise<ConsoleUser[]> {
+    const { rows } =
+      fleetId === undefined
+        ? await this.q('SELECT * FROM console_users ORDER BY email', [])
+        : await this.q('SELECT * FROM console_users WHERE fleet_id = $1 ORDER BY email', [fleetId]);
+    return rows.map(userFromRow);
+  }
+
+  async updateUser(
+    userId: string,
+    patch: Partial<Pick<ConsoleUser, 'role' | 'password_hash'>>,
+    modifiedAt: string,
+  ): Promise<ConsoleUser | undefined> {
+    const { rows } = await this.q(
+      `UPDATE console_users SET role = COALESCE($1, role), password_hash = COALESCE($2, password_hash),
+         modified_at = $3 WHERE user_id = $4 RETURNING *`,
+      [patch.role ?? null, patch.password_hash ?? null, modifiedAt, userId],
+    );
+    return rows[0] && userFromRow(rows[0]);
+  }
+
+  async deleteUser(userId: string): Promise<boolean> {
+    const { rowCount } = await this.q('DELETE FROM console_users WHERE user_id = $1', [userId]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  async createSession(session: ConsoleSession): Promise<void> {
+    try {
+      await this.q(
+        'INSERT INTO console_sessions (session_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)',
+        [session.session_hash, session.user_id, session.created_at, session.expires_at],
+      );
+    } catch (err) {
+      if (errorCode(err) === '23503') throw new StoreConflictError('user');
+      throw err;
+    }
+  }
+
+  async getSession(sessionHash: string): Promise<{ session: ConsoleSession; user: ConsoleUser } | undefined> {
+    const { rows } = await this.q(
+      `SELECT u.*, s.session_hash, s.created_at AS session_created_at, s.expires_at
+         FROM console_sessions s JOIN console_users u ON u.user_id = s.user_id WHERE s.session_hash = $1`,
+      [sessionHash],
+    );
+    return rows[0] && { session: sessionFromRow(rows[0]), user: userFromRow(rows[0]) };
+  }
+
+  async deleteSession(sessionHash: string): Promise<void> {
+    await this.q('DELETE FROM console_sessions WHERE session_hash = $1', [sessionHash]);
+  }
+
+  async deleteUserSessions(userId: string): Promise<void> {
+    await this.q('DELETE FROM console_sessions WHERE user_id = $1', [userId]);
+  }
+
+  async purgeSessions(expiredBefore: string): Promise<number> {
+    const { rowCount } = await this.q('DELETE FROM console_sessions WHERE expires_at < $1', [expiredBefore]);
+    return rowCount ?? 0;
+  }
+
+  async noteSignInFailure(keys: readonly string[], at: string): Promise<SignInFailures[]> {
+    const { rows } = await this.q(
+      `INSERT INTO sign_in_failures (throttle_key, failures, last_failure_at)
+       SELECT k, 1, $2 FROM unnest($1::text[]) AS k
+       ON CONFLICT (throttle_key) DO UPDATE
+         SET failures = sign_in_failures.failures + 1, last_failure_at = excluded.last_failure_at
+       RETURNING *`,
+      [keys, at],
+    );
+    const byKey = new Map(rows.map((r) => [String(r.throttle_key), signInFailuresFromRow(r)]));
+    return keys.map((k) => byKey.get(k)!);
+  }
+
+  async getSignInFailures(keys: readonly string[]): Promise<SignInFailures[]> {
+    const { rows } = await this.q('SELECT * FROM sign_in_failures WHERE throttle_key = ANY($1::text[])', [keys]);
+    const byKey = new Map(rows.map((r) => [String(r.throttle_key), signInFailuresFromRow(r)]));
+    return keys.flatMap((k) => (byKey.has(k) ? [byKey.get(k)!] : []));
+  }
+
+  async clearSignInFailures(keys: readonly string[], staleBefore: string): Promise<void> {
+    await this.q('DELETE FROM sign_in_failures WHERE throttle_key = ANY($1::text[]) OR last_failure_at < $2', [
+      keys,
+      staleBefore,
+    ]);
+  }
+
   private async writeTags(c: Queryable, fleetId: string, vehicleId: string, tags: readonly string[]): Promise<void> {
     await this.q('DELETE FROM vehicle_tags WHERE vehicle_id = $1', [vehicleId], c);
     if (tags.length === 0) return;
@@ -398,9 +540,9 @@ export class PostgresStore implements Store {
     );
   }
 
-  async insertVehicle(v: Vehicle): Promise<void> {
+  async insertVehicle(v: Vehicle, cause?: ChangeCause): Promise<void> {
     try {
-      await this.tx(async (c) => {
+      await this.txEvents(async (c) => {
         await this.q(
           `INSERT INTO vehicles (vehicle_id, fleet_id, telematics_brand, telematics_unit_id, vehicle_model_id,
              unit_password_hash, credentials_id, capabilities, master_data, custom_fields, tags, operation_status,
@@ -411,6 +553,7 @@ export class PostgresStore implements Store {
           c,
         );
         await this.writeTags(c, v.fleet_id, v.vehicle_id, v.tags);
+        await this.events.insert(c, [vehicleAddedEvent(v, flowOf(cause))]);
       });
     } catch (err) {
       const code = errorCode(err);
@@ -505,12 +648,12 @@ export class PostgresStore implements Store {
       // batch still give exactly one winner.
       const { rows } = await this.q(
         `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-           problem_type, detail, delivery, steps, requested_at, deadline_at)
+           problem_type, detail, delivery, steps, requested_at, deadline_at, user_id, user_email)
          SELECT r.flow_id, r.fleet_id, r.client_id, r.vehicle_id, r.command, r.adapter, r.instance_id, 'IN_FLIGHT',
-           r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at
+           r.problem_type, r.detail, r.delivery, r.steps, r.requested_at, r.deadline_at, r.user_id, r.user_email
          FROM jsonb_to_recordset($1::jsonb) AS r(flow_id text, fleet_id text, client_id text, vehicle_id text,
            command text, adapter text, instance_id text, problem_type text, detail text, delivery text, steps jsonb,
-           requested_at timestamptz, deadline_at timestamptz)
+           requested_at timestamptz, deadline_at timestamptz, user_id text, user_email text)
          ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING
          RETURNING flow_id`,
         [json(records)],
@@ -579,10 +722,12 @@ export class PostgresStore implements Store {
           json(states),
           items.map((i) => i.flowId),
           items.map((i) => i.vehicleId),
+          json(items.flatMap((i) => i.candidates)),
         ],
         undefined,
         STATE_ROW_TYPES,
       );
+      this.events.committed();
       const byId = groupByVehicle(rows);
       return items.map((i) => this.mergeReport(i, byId.get(i.vehicleId)));
     },
@@ -664,6 +809,7 @@ export class PostgresStore implements Store {
     patch: VehiclePatch,
     expectedVersion: number | undefined,
     modifiedAt: string,
+    cause?: ChangeCause,
   ): Promise<Vehicle | 'version-mismatch' | undefined> {
     const params: unknown[] = [vehicleId, expectedVersion ?? null, modifiedAt];
     const sets = ['version = version + 1', 'modified_at = $3'];
@@ -676,7 +822,8 @@ export class PostgresStore implements Store {
       params.push(patch.operation_status);
       sets.push(`operation_status = $${params.length}`);
     }
-    return this.tx(async (c) => {
+    return this.txEvents(async (c) => {
+      const before = await this.lockVehicle(c, vehicleId);
       const { rows } = await this.q(
         `UPDATE vehicles SET ${sets.join(', ')}
           WHERE vehicle_id = $1 AND ($2::integer IS NULL OR version = $2::integer) RETURNING *`,
@@ -687,8 +834,15 @@ export class PostgresStore implements Store {
       if (!r) return (await this.exists(vehicleId, c)) ? 'version-mismatch' : undefined;
       const v = vehicleFromRow(r);
       if (patch.tags !== undefined) await this.writeTags(c, v.fleet_id, v.vehicle_id, v.tags);
+      if (before) await this.events.insert(c, vehicleChangedEvent(before, v, flowOf(cause), modifiedAt));
       return v;
     });
+  }
+
+  /** The vehicle as it is before a change, locked until the transaction ends. */
+  private async lockVehicle(c: Queryable, vehicleId: string): Promise<Vehicle | undefined> {
+    const { rows } = await this.q('SELECT * FROM vehicles WHERE vehicle_id = $1 FOR UPDATE', [vehicleId], c);
+    return rows[0] && vehicleFromRow(rows[0]);
   }
 
   private async exists(vehicleId: string, c?: Queryable): Promise<boolean> {
@@ -696,15 +850,27 @@ export class PostgresStore implements Store {
     return (rowCount ?? 0) > 0;
   }
 
-  async deleteVehicle(vehicleId: string, expectedVersion?: number): Promise<boolean | 'version-mismatch'> {
+  async deleteVehicle(
+    vehicleId: string,
+    expectedVersion?: number,
+    cause?: ChangeCause,
+  ): Promise<boolean | 'version-mismatch'> {
     // State, commands, tags and idempotency keys go with it through ON DELETE CASCADE, within
-    // this one statement.
+    // the DELETE statement; its event in the same transaction.
     this.lastRead.delete(vehicleId);
-    const { rowCount } = await this.q(
-      'DELETE FROM vehicles WHERE vehicle_id = $1 AND ($2::integer IS NULL OR version = $2::integer)',
-      [vehicleId, expectedVersion ?? null],
-    );
-    if ((rowCount ?? 0) > 0) return true;
+    const deleted = await this.txEvents(async (c) => {
+      const { rows } = await this.q(
+        'DELETE FROM vehicles WHERE vehicle_id = $1 AND ($2::integer IS NULL OR version = $2::integer) RETURNING *',
+        [vehicleId, expectedVersion ?? null],
+        c,
+      );
+      if (!rows[0]) return false;
+      await this.events.insert(c, [
+        vehicleRemovedEvent(vehicleFromRow(rows[0]), flowOf(cause), new Date().toISOString()),
+      ]);
+      return true;
+    });
+    if (deleted) return true;
     return (await this.exists(vehicleId)) ? 'version-mismatch' : false;
   }
 
@@ -712,34 +878,50 @@ export class PostgresStore implements Store {
     vehicleId: string,
     update: { status: SetupStatus; reason: string | null; capabilities?: Capabilities; at: string },
     onlyFrom?: SetupStatus,
+    cause?: ChangeCause,
   ): Promise<boolean> {
-    const { rowCount } = await this.q(
-      `UPDATE vehicles
+    return this.txEvents(async (c) => {
+      const before = await this.lockVehicle(c, vehicleId);
+      if (!before) return false;
+      const { rows } = await this.q(
+        `UPDATE vehicles
           SET setup_status = $2, setup_failure_reason = $3, capabilities = COALESCE($4::jsonb, capabilities),
               version = version + 1, modified_at = $5
         WHERE vehicle_id = $1
           AND ($6::text IS NULL OR setup_status = $6::text)
           AND (setup_status IS DISTINCT FROM $2 OR setup_failure_reason IS DISTINCT FROM $3
-               OR ($4::jsonb IS NOT NULL AND capabilities IS DISTINCT FROM $4::jsonb))`,
-      [
-        vehicleId,
-        update.status,
-        update.reason,
-        update.capabilities === undefined ? null : json(update.capabilities),
-        update.at,
-        onlyFrom ?? null,
-      ],
-    );
-    return (rowCount ?? 0) > 0;
+               OR ($4::jsonb IS NOT NULL AND capabilities IS DISTINCT FROM $4::jsonb))
+        RETURNING *`,
+        [
+          vehicleId,
+          update.status,
+          update.reason,
+          update.capabilities === undefined ? null : json(update.capabilities),
+          update.at,
+          onlyFrom ?? null,
+        ],
+        c,
+      );
+      if (!rows[0]) return false;
+      await this.events.insert(c, vehicleChangedEvent(before, vehicleFromRow(rows[0]), flowOf(cause), update.at));
+      return true;
+    });
   }
 
-  async setLifeStatus(vehicleId: string, status: LifeStatus, at: string): Promise<boolean> {
+  async setLifeStatus(vehicleId: string, status: LifeStatus, at: string, cause?: ChangeCause): Promise<boolean> {
     // Not an operator edit: the version (ETag) stays as it is.
-    const { rowCount } = await this.q(
-      'UPDATE vehicles SET life_status = $2, life_status_modified_at = $3 WHERE vehicle_id = $1 AND life_status <> $2',
-      [vehicleId, status, at],
-    );
-    return (rowCount ?? 0) > 0;
+    return this.txEvents(async (c) => {
+      const before = await this.lockVehicle(c, vehicleId);
+      if (!before || before.life_status === status) return false;
+      const { rows } = await this.q(
+        'UPDATE vehicles SET life_status = $2, life_status_modified_at = $3 WHERE vehicle_id = $1 RETURNING *',
+        [vehicleId, status, at],
+        c,
+      );
+      if (!rows[0]) return false;
+      await this.events.insert(c, vehicleChangedEvent(before, vehicleFromRow(rows[0]), flowOf(cause), at));
+      return true;
+    });
   }
 
   async listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]> {
@@ -813,12 +995,14 @@ export class PostgresStore implements Store {
     return (rowCount ?? 0) > 0;
   }
 
-  async mergeState(vehicleId: string, reported: VehicleState): Promise<VehicleState> {
+  async mergeState(vehicleId: string, reported: VehicleState, cause?: ChangeCause): Promise<VehicleState> {
     const normalized = normalizeState(reported);
     const unsent = this.unsent(vehicleId, normalized);
-    // Nothing of the report can change what is stored: the stored state is the answer.
+    // Nothing of the report can change what is stored: the stored state is the answer (and no
+    // event: nothing was recorded).
     if (Object.keys(unsent).length === 0) return this.getState(vehicleId);
-    return this.writeOneState({ vehicleId, state: normalized, unsent });
+    const candidates = stateCandidates(vehicleId, flowOf(cause), normalized, new Date().toISOString());
+    return this.writeOneState({ vehicleId, state: normalized, unsent, candidates });
   }
 
   /**
@@ -827,19 +1011,24 @@ export class PostgresStore implements Store {
    * statement (a completion's UPDATE of its record), with their parameters, which come first.
    */
   private async writeOneState(
-    item: Pick<CompletionItem, 'vehicleId' | 'state' | 'unsent'>,
+    item: Pick<CompletionItem, 'vehicleId' | 'state' | 'unsent' | 'candidates'>,
     before: { ctes: string; params: unknown[] } = { ctes: '', params: [] },
   ): Promise<VehicleState> {
     const vehicle = `$${before.params.length + 1}`;
     const state = `$${before.params.length + 2}`;
+    const candidates = `$${before.params.length + 3}`;
+    const ids = `ARRAY[${vehicle}::text]`;
     try {
       const { rows } = await this.q(
-        `WITH ${before.ctes}merged AS (${upsertState(stateOf(vehicle, state), `ARRAY[${vehicle}::text]`)})
-         ${snapshotState(`ARRAY[${vehicle}::text]`)}`,
-        [...before.params, item.vehicleId, json(item.unsent)],
+        `WITH ${before.ctes}merged AS (${upsertState(stateOf(vehicle, state), ids)}),
+         ${eventCtes(candidates, ids, before.ctes !== '')}
+         none AS (SELECT 1)
+         ${snapshotState(ids)}`,
+        [...before.params, item.vehicleId, json(item.unsent), json(item.candidates)],
         undefined,
         STATE_ROW_TYPES,
       );
+      this.events.committed();
       return this.mergeReport(item, rows.length > 0 ? rows : undefined);
     } catch (err) {
       // The vehicle was deleted meanwhile (a command's record went with it): nothing to keep.
@@ -861,6 +1050,10 @@ export class PostgresStore implements Store {
       vehicleId,
       state: normalized,
       unsent: this.unsent(vehicleId, normalized),
+      candidates: [
+        finishedCandidate(flowId, vehicleId, completion),
+        ...stateCandidates(vehicleId, flowId, normalized, completion.completed_at),
+      ],
     });
   }
 
@@ -868,7 +1061,7 @@ export class PostgresStore implements Store {
     // One round trip: the record's UPDATE and the upsert are data-modifying CTEs (both run,
     // whatever the other does), and the statement reads the stored state for mergeReport.
     return this.writeOneState(item, {
-      ctes: `finished AS (${FINISH_COMMAND_SQL} RETURNING flow_id), `,
+      ctes: `finished AS (${FINISH_COMMAND_SQL} RETURNING *), `,
       params: finishCommandValues(item.flowId, item.completion),
     });
   }
@@ -885,8 +1078,8 @@ export class PostgresStore implements Store {
     try {
       const { rowCount } = await this.q(
         `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-           problem_type, detail, delivery, steps, requested_at, deadline_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'IN_FLIGHT', $8, $9, $10, $11::jsonb, $12, $13)
+           problem_type, detail, delivery, steps, requested_at, deadline_at, user_id, user_email)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'IN_FLIGHT', $8, $9, $10, $11::jsonb, $12, $13, $14, $15)
          ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
         commandInsertValues(c, ENCODE),
       );
@@ -899,7 +1092,10 @@ export class PostgresStore implements Store {
   }
 
   async finishCommand(flowId: string, c: CommandCompletion): Promise<void> {
-    await this.q(FINISH_COMMAND_SQL, finishCommandValues(flowId, c));
+    await this.txEvents(async (client) => {
+      const { rows } = await this.q(`${FINISH_COMMAND_SQL} RETURNING *`, finishCommandValues(flowId, c), client);
+      if (rows[0]) await this.events.insert(client, [commandFinishedEvent(commandFromRow(rows[0]))]);
+    });
   }
 
   async getCommand(flowId: string): Promise<CommandRecord | undefined> {
@@ -925,18 +1121,25 @@ export class PostgresStore implements Store {
   }
 
   async expireCommands(now: string): Promise<number> {
-    const { rowCount } = await this.q(
-      `UPDATE commands
+    return this.txEvents(async (c) => {
+      const { rows } = await this.q(
+        `UPDATE commands
           SET status = 'OUTCOME_UNKNOWN', delivery = 'DELIVERED_OUTCOME_UNKNOWN',
               problem_type = COALESCE(problem_type, 'vehicle/no-connection'),
               detail = COALESCE(detail, $2),
               completed_at = $1,
               -- Capped: a record left in flight for weeks must not overflow the integer column.
               duration_ms = LEAST(2147483647, GREATEST(0, round(extract(epoch FROM ($1::timestamptz - requested_at)) * 1000)))::integer
-        WHERE status = 'IN_FLIGHT' AND deadline_at < $1`,
-      [now, EXPIRED_COMMAND_DETAIL],
-    );
-    return rowCount ?? 0;
+        WHERE status = 'IN_FLIGHT' AND deadline_at < $1 RETURNING *`,
+        [now, EXPIRED_COMMAND_DETAIL],
+        c,
+      );
+      await this.events.insert(
+        c,
+        rows.map((r) => commandFinishedEvent(commandFromRow(r))),
+      );
+      return rows.length;
+    });
   }
 
   async claimIdempotencyKey(
@@ -1035,6 +1238,13 @@ interface CompletionItem {
   state: VehicleState;
   /** What of it can change the stored state (unsent): what the statement writes. */
   unsent: VehicleState;
+  /** The events the statement may write (state-events-sql.ts). */
+  candidates: Candidate[];
+}
+
+/** The flow id a change's events carry: the request's, or a new one (SPEC §2). */
+function flowOf(cause: ChangeCause | undefined): string {
+  return cause?.flow_id ?? randomUUID();
 }
 
 /**

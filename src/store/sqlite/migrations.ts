@@ -117,4 +117,98 @@ CREATE INDEX idempotency_keys_vehicle_idx ON idempotency_keys (vehicle_id);
 CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
 `,
   },
+  {
+    version: 2,
+    name: 'console users and sessions',
+    sql: `
+CREATE TABLE console_users (
+  user_id       TEXT PRIMARY KEY,
+  fleet_id      TEXT NOT NULL,
+  email         TEXT NOT NULL UNIQUE,
+  role          TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  created_at    INTEGER NOT NULL,
+  modified_at   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX console_users_fleet_idx ON console_users (fleet_id, email);
+
+CREATE TABLE console_sessions (
+  session_hash TEXT PRIMARY KEY,
+  user_id      TEXT NOT NULL REFERENCES console_users (user_id) ON DELETE CASCADE,
+  created_at   INTEGER NOT NULL,
+  expires_at   INTEGER NOT NULL
+) STRICT;
+CREATE INDEX console_sessions_user_idx ON console_sessions (user_id);
+CREATE INDEX console_sessions_expires_idx ON console_sessions (expires_at);
+
+CREATE TABLE sign_in_failures (
+  throttle_key    TEXT PRIMARY KEY,
+  failures        INTEGER NOT NULL,
+  last_failure_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX sign_in_failures_last_idx ON sign_in_failures (last_failure_at);
+
+-- The console user who sent a command (SPEC §9); NULL for API clients.
+ALTER TABLE commands ADD COLUMN user_id TEXT;
+ALTER TABLE commands ADD COLUMN user_email TEXT;
+`,
+  },
+  {
+    version: 3,
+    name: 'event outbox, trips, event cursors, channel records',
+    sql: `
+-- The outbox (docs/events.md): written in the same transaction as the change each row describes.
+-- seq is assigned under SQLite's single write lock, so seq order is commit order.
+CREATE TABLE events (
+  seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+  id          TEXT NOT NULL,
+  fleet_id    TEXT NOT NULL,
+  vehicle_id  TEXT NOT NULL,
+  type        TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  envelope    TEXT NOT NULL
+) STRICT;
+CREATE INDEX events_fleet_idx ON events (fleet_id, seq);
+
+-- Where pruning has reached (a cursor before it answers "expired"), and other feed-wide values.
+CREATE TABLE event_feed (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) STRICT;
+
+-- The start of each vehicle's running trip (ignition turned ON), for the Trip event.
+CREATE TABLE vehicle_trips (
+  vehicle_id TEXT PRIMARY KEY REFERENCES vehicles (vehicle_id) ON DELETE CASCADE,
+  start      TEXT NOT NULL
+) STRICT;
+
+-- Durable named cursors of delivery channels, with the lease of the instance delivering.
+CREATE TABLE event_cursors (
+  name        TEXT PRIMARY KEY,
+  position    TEXT,
+  owner       TEXT,
+  lease_until INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+-- What delivery channels keep (webhook subscriptions, event consumers) and their logs.
+CREATE TABLE channel_records (
+  kind     TEXT NOT NULL,
+  id       TEXT NOT NULL,
+  fleet_id TEXT NOT NULL,
+  doc      TEXT NOT NULL,
+  version  INTEGER NOT NULL,
+  PRIMARY KEY (kind, id)
+) STRICT;
+CREATE INDEX channel_records_fleet_idx ON channel_records (kind, fleet_id, id);
+
+CREATE TABLE channel_logs (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind       TEXT NOT NULL,
+  record_id  TEXT NOT NULL,
+  entry      TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX channel_logs_record_idx ON channel_logs (kind, record_id, id);
+`,
+  },
 ];

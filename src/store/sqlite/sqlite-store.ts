@@ -1,16 +1,31 @@
+import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
+import {
+  commandFinishedEvent,
+  type EventEnvelope,
+  stateEvents,
+  type TripStart,
+  tripStartOf,
+  vehicleAddedEvent,
+  vehicleChangedEvent,
+  vehicleRemovedEvent,
+} from '../../domain/events.js';
 import type { VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
 import { type ColumnEncoder, commandInsertValues, type Row, rowMappers, vehicleInsertValues } from '../row-mapping.js';
 import {
   type ApiClient,
+  type ChangeCause,
   type CommandCompletion,
   type CommandRecord,
+  type ConsoleSession,
+  type ConsoleUser,
   type CredentialsRecord,
   EXPIRED_COMMAND_DETAIL,
   type IdempotencyRecord,
   type Migration,
+  type SignInFailures,
   type Store,
   StoreConflictError,
   StoreUnavailableError,
@@ -21,6 +36,7 @@ import { Checkpointer } from './checkpointer.js';
 import { GroupCommit } from './group-commit.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { deepFreeze, ReadCache, type StoredProperty, type StoredState, storedProperty } from './read-cache.js';
+import { SqliteEventLog } from './sqlite-event-log.js';
 
 export interface SqliteStoreOptions {
   /** Database file path. */
@@ -51,6 +67,9 @@ const {
   command: commandFromRow,
   credentials: credentialsFromRow,
   idempotency: idempotencyFromRow,
+  user: userFromRow,
+  session: sessionFromRow,
+  signInFailures: signInFailuresFromRow,
 } = rowMappers({ time: toIso, json: parse });
 
 function sqliteCode(err: unknown): string {
@@ -99,6 +118,8 @@ export class SqliteStore implements Store {
   private readonly stateCache: ReadCache<StoredState>;
   /** Checkpoints on a thread of their own (checkpointer.ts). */
   readonly checkpoints: Checkpointer;
+  /** The outbox's read side; the writes below insert each change's events through it. */
+  readonly events: SqliteEventLog;
 
   constructor(options: SqliteStoreOptions) {
     this.migrations = options.migrations ?? SQLITE_MIGRATIONS;
@@ -118,6 +139,7 @@ export class SqliteStore implements Store {
     const dataVersion = this.db.prepare('PRAGMA data_version').pluck();
     this.vehicleCache = new ReadCache(() => dataVersion.get() as number);
     this.stateCache = new ReadCache(() => dataVersion.get() as number);
+    this.events = new SqliteEventLog(this.db, (sql) => this.prepare(sql));
     this.writes = new GroupCommit(
       this.db,
       (err) => toStoreError(err, 'reference'),
@@ -143,7 +165,17 @@ export class SqliteStore implements Store {
   /** A command-path write, in the next group commit; the first one starts the checkpoint thread. */
   private write<T>(work: () => T): Promise<T> {
     this.checkpoints.start();
-    return this.writes.submit(work);
+    return this.writes.submit(work).then((value) => {
+      this.events.committed();
+      return value;
+    });
+  }
+
+  /** A transaction outside the group commit (IMMEDIATE: takes the write lock first), then wakes event readers. */
+  private transact<T>(work: () => T): T {
+    const value = this.db.transaction(work).immediate();
+    this.events.committed();
+    return value;
   }
 
   private run<T>(fn: () => T, foreignKey = 'reference'): T {
@@ -234,13 +266,129 @@ export class SqliteStore implements Store {
     return this.run(() => this.prepare('DELETE FROM api_clients WHERE client_id = ?').run(clientId)).changes > 0;
   }
 
+  async createUser(u: ConsoleUser): Promise<void> {
+    this.run(() => {
+      try {
+        this.prepare(
+          `INSERT INTO console_users (user_id, fleet_id, email, role, password_hash, created_at, modified_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        ).run(u.user_id, u.fleet_id, u.email, u.role, u.password_hash, toMs(u.created_at), toMs(u.modified_at));
+      } catch (err) {
+        if (isUniqueViolation(err) && String(err).includes('email')) throw new StoreConflictError('email');
+        if (isUniqueViolation(err)) throw new StoreConflictError('user_id');
+        throw err;
+      }
+    });
+  }
+
+  async getUser(userId: string): Promise<ConsoleUser | undefined> {
+    const r = this.run(() => this.prepare('SELECT * FROM console_users WHERE user_id = ?').get(userId)) as
+      | Row
+      | undefined;
+    return r && userFromRow(r);
+  }
+
+  async getUserByEmail(email: string): Promise<ConsoleUser | undefined> {
+    const r = this.run(() => this.prepare('SELECT * FROM console_users WHERE email = ?').get(email)) as Row | undefined;
+    return r && userFromRow(r);
+  }
+
+  async listUsers(fleetId?: string): Promise<ConsoleUser[]> {
+    const rows = this.run(() =>
+      fleetId === undefined
+        ? this.prepare('SELECT * FROM console_users ORDER BY email').all()
+        : this.prepare('SELECT * FROM console_users WHERE fleet_id = ? ORDER BY email').all(fleetId),
+    ) as Row[];
+    return rows.map(userFromRow);
+  }
+
+  async updateUser(
+    userId: string,
+    patch: Partial<Pick<ConsoleUser, 'role' | 'password_hash'>>,
+    modifiedAt: string,
+  ): Promise<ConsoleUser | undefined> {
+    const r = this.run(() =>
+      this.prepare(
+        `UPDATE console_users SET role = COALESCE(?, role), password_hash = COALESCE(?, password_hash),
+           modified_at = ? WHERE user_id = ? RETURNING *`,
+      ).get(patch.role ?? null, patch.password_hash ?? null, toMs(modifiedAt), userId),
+    ) as Row | undefined;
+    return r && userFromRow(r);
+  }
+
+  async deleteUser(userId: string): Promise<boolean> {
+    return this.run(() => this.prepare('DELETE FROM console_users WHERE user_id = ?').run(userId)).changes > 0;
+  }
+
+  async createSession(session: ConsoleSession): Promise<void> {
+    this.run(
+      () =>
+        this.prepare(
+          'INSERT INTO console_sessions (session_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)',
+        ).run(session.session_hash, session.user_id, toMs(session.created_at), toMs(session.expires_at)),
+      'user',
+    );
+  }
+
+  async getSession(sessionHash: string): Promise<{ session: ConsoleSession; user: ConsoleUser } | undefined> {
+    const r = this.run(() =>
+      this.prepare(
+        `SELECT u.*, s.session_hash, s.created_at AS session_created_at, s.expires_at
+           FROM console_sessions s JOIN console_users u ON u.user_id = s.user_id WHERE s.session_hash = ?`,
+      ).get(sessionHash),
+    ) as Row | undefined;
+    return r && { session: sessionFromRow(r), user: userFromRow(r) };
+  }
+
+  async deleteSession(sessionHash: string): Promise<void> {
+    this.run(() => this.prepare('DELETE FROM console_sessions WHERE session_hash = ?').run(sessionHash));
+  }
+
+  async deleteUserSessions(userId: string): Promise<void> {
+    this.run(() => this.prepare('DELETE FROM console_sessions WHERE user_id = ?').run(userId));
+  }
+
+  async purgeSessions(expiredBefore: string): Promise<number> {
+    return this.run(() => this.prepare('DELETE FROM console_sessions WHERE expires_at < ?').run(toMs(expiredBefore)))
+      .changes;
+  }
+
+  async noteSignInFailure(keys: readonly string[], at: string): Promise<SignInFailures[]> {
+    const upsert = this.prepare(
+      `INSERT INTO sign_in_failures (throttle_key, failures, last_failure_at) VALUES (?, 1, ?)
+       ON CONFLICT (throttle_key) DO UPDATE SET failures = failures + 1, last_failure_at = excluded.last_failure_at
+       RETURNING *`,
+    );
+    const tx = this.db.transaction(() => keys.map((k) => signInFailuresFromRow(upsert.get(k, toMs(at)) as Row)));
+    return this.run(() => tx.immediate());
+  }
+
+  async getSignInFailures(keys: readonly string[]): Promise<SignInFailures[]> {
+    const get = this.prepare('SELECT * FROM sign_in_failures WHERE throttle_key = ?');
+    return this.run(() =>
+      keys.flatMap((k) => {
+        const r = get.get(k) as Row | undefined;
+        return r ? [signInFailuresFromRow(r)] : [];
+      }),
+    );
+  }
+
+  async clearSignInFailures(keys: readonly string[], staleBefore: string): Promise<void> {
+    const del = this.prepare('DELETE FROM sign_in_failures WHERE throttle_key = ?');
+    const tx = this.db.transaction(() => {
+      for (const k of keys) del.run(k);
+      this.prepare('DELETE FROM sign_in_failures WHERE last_failure_at < ?').run(toMs(staleBefore));
+    });
+    this.run(() => tx.immediate());
+  }
+
   private writeTags(fleetId: string, vehicleId: string, tags: readonly string[]): void {
     this.prepare('DELETE FROM vehicle_tags WHERE vehicle_id = ?').run(vehicleId);
     const insert = this.prepare('INSERT OR IGNORE INTO vehicle_tags (fleet_id, tag, vehicle_id) VALUES (?, ?, ?)');
     for (const tag of tags) insert.run(fleetId, tag, vehicleId);
   }
 
-  async insertVehicle(v: Vehicle): Promise<void> {
+  async insertVehicle(v: Vehicle, cause?: ChangeCause): Promise<void> {
     this.forgetVehicle(v.vehicle_id);
     const tx = this.db.transaction(() => {
       this.prepare(
@@ -250,10 +398,12 @@ export class SqliteStore implements Store {
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(...vehicleInsertValues(v, ENCODE));
       this.writeTags(v.fleet_id, v.vehicle_id, v.tags);
+      this.events.insert([vehicleAddedEvent(v, flowOf(cause))]);
     });
     this.run(() => {
       try {
         tx.immediate();
+        this.events.committed();
       } catch (err) {
         if (isUniqueViolation(err) && String(err).includes('telematics_unit_id')) {
           throw new StoreConflictError('telematics_unit');
@@ -357,6 +507,7 @@ export class SqliteStore implements Store {
     patch: VehiclePatch,
     expectedVersion: number | undefined,
     modifiedAt: string,
+    cause?: ChangeCause,
   ): Promise<Vehicle | 'version-mismatch' | undefined> {
     this.forgetVehicle(vehicleId);
     const sets = ['version = version + 1', 'modified_at = ?'];
@@ -372,75 +523,101 @@ export class SqliteStore implements Store {
       params.push(patch.operation_status);
     }
     params.push(vehicleId, expectedVersion ?? null, expectedVersion ?? null);
-    const tx = this.db.transaction((): Vehicle | 'version-mismatch' | undefined => {
-      const r = this.prepare(
-        `UPDATE vehicles SET ${sets.join(', ')} WHERE vehicle_id = ? AND (? IS NULL OR version = ?) RETURNING *`,
-      ).get(...params) as Row | undefined;
-      if (!r) return this.exists(vehicleId) ? 'version-mismatch' : undefined;
-      const v = vehicleFromRow(r);
-      if (patch.tags !== undefined) this.writeTags(v.fleet_id, v.vehicle_id, v.tags);
-      return v;
-    });
-    return this.run(() => tx.immediate());
+    return this.run(() =>
+      this.transact((): Vehicle | 'version-mismatch' | undefined => {
+        const before = this.readRow(vehicleId);
+        const r = this.prepare(
+          `UPDATE vehicles SET ${sets.join(', ')} WHERE vehicle_id = ? AND (? IS NULL OR version = ?) RETURNING *`,
+        ).get(...params) as Row | undefined;
+        if (!r) return this.exists(vehicleId) ? 'version-mismatch' : undefined;
+        const v = vehicleFromRow(r);
+        if (patch.tags !== undefined) this.writeTags(v.fleet_id, v.vehicle_id, v.tags);
+        if (before) this.events.insert(vehicleChangedEvent(before, v, flowOf(cause), modifiedAt));
+        return v;
+      }),
+    );
+  }
+
+  private readRow(vehicleId: string): Vehicle | undefined {
+    const r = this.prepare('SELECT * FROM vehicles WHERE vehicle_id = ?').get(vehicleId) as Row | undefined;
+    return r && vehicleFromRow(r);
   }
 
   private exists(vehicleId: string): boolean {
     return this.prepare('SELECT 1 FROM vehicles WHERE vehicle_id = ?').get(vehicleId) !== undefined;
   }
 
-  async deleteVehicle(vehicleId: string, expectedVersion?: number): Promise<boolean | 'version-mismatch'> {
+  async deleteVehicle(
+    vehicleId: string,
+    expectedVersion?: number,
+    cause?: ChangeCause,
+  ): Promise<boolean | 'version-mismatch'> {
     this.forgetVehicle(vehicleId);
     // State, commands, tags and idempotency keys go with it through ON DELETE CASCADE, in the
     // same statement and so the same transaction.
-    const tx = this.db.transaction((): boolean | 'version-mismatch' => {
-      const info = this.prepare('DELETE FROM vehicles WHERE vehicle_id = ? AND (? IS NULL OR version = ?)').run(
-        vehicleId,
-        expectedVersion ?? null,
-        expectedVersion ?? null,
-      );
-      if (info.changes > 0) return true;
-      return this.exists(vehicleId) ? 'version-mismatch' : false;
-    });
-    return this.run(() => tx.immediate());
+    return this.run(() =>
+      this.transact((): boolean | 'version-mismatch' => {
+        const r = this.prepare(
+          'DELETE FROM vehicles WHERE vehicle_id = ? AND (? IS NULL OR version = ?) RETURNING *',
+        ).get(vehicleId, expectedVersion ?? null, expectedVersion ?? null) as Row | undefined;
+        if (r) {
+          this.events.insert([vehicleRemovedEvent(vehicleFromRow(r), flowOf(cause), new Date().toISOString())]);
+          return true;
+        }
+        return this.exists(vehicleId) ? 'version-mismatch' : false;
+      }),
+    );
   }
 
   async setSetupStatus(
     vehicleId: string,
     update: { status: SetupStatus; reason: string | null; capabilities?: Capabilities; at: string },
     onlyFrom?: SetupStatus,
+    cause?: ChangeCause,
   ): Promise<boolean> {
     this.forgetVehicle(vehicleId);
     const caps = update.capabilities === undefined ? null : json(update.capabilities);
-    const info = this.run(() =>
-      this.prepare(
-        `UPDATE vehicles
+    return this.run(() =>
+      this.transact((): boolean => {
+        const before = this.readRow(vehicleId);
+        const r = this.prepare(
+          `UPDATE vehicles
               SET setup_status = @status, setup_failure_reason = @reason,
                   capabilities = COALESCE(@caps, capabilities), version = version + 1, modified_at = @at
             WHERE vehicle_id = @id
               AND (@from IS NULL OR setup_status = @from)
               AND (setup_status IS NOT @status OR setup_failure_reason IS NOT @reason
-                   OR (@caps IS NOT NULL AND capabilities IS NOT @caps))`,
-      ).run({
-        id: vehicleId,
-        status: update.status,
-        reason: update.reason,
-        caps,
-        at: toMs(update.at),
-        from: onlyFrom ?? null,
+                   OR (@caps IS NOT NULL AND capabilities IS NOT @caps))
+          RETURNING *`,
+        ).get({
+          id: vehicleId,
+          status: update.status,
+          reason: update.reason,
+          caps,
+          at: toMs(update.at),
+          from: onlyFrom ?? null,
+        }) as Row | undefined;
+        if (!r || !before) return false;
+        this.events.insert(vehicleChangedEvent(before, vehicleFromRow(r), flowOf(cause), update.at));
+        return true;
       }),
     );
-    return info.changes > 0;
   }
 
-  async setLifeStatus(vehicleId: string, status: LifeStatus, at: string): Promise<boolean> {
+  async setLifeStatus(vehicleId: string, status: LifeStatus, at: string, cause?: ChangeCause): Promise<boolean> {
     this.forgetVehicle(vehicleId);
     // Not an operator edit: the version (ETag) stays as it is.
-    const info = this.run(() =>
-      this.prepare(
-        'UPDATE vehicles SET life_status = ?, life_status_modified_at = ? WHERE vehicle_id = ? AND life_status <> ?',
-      ).run(status, toMs(at), vehicleId, status),
+    return this.run(() =>
+      this.transact((): boolean => {
+        const before = this.readRow(vehicleId);
+        const r = this.prepare(
+          'UPDATE vehicles SET life_status = ?, life_status_modified_at = ? WHERE vehicle_id = ? AND life_status <> ? RETURNING *',
+        ).get(status, toMs(at), vehicleId, status) as Row | undefined;
+        if (!r || !before) return false;
+        this.events.insert(vehicleChangedEvent(before, vehicleFromRow(r), flowOf(cause), at));
+        return true;
+      }),
     );
-    return info.changes > 0;
   }
 
   async listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]> {
@@ -519,9 +696,9 @@ export class SqliteStore implements Store {
     return info.changes > 0;
   }
 
-  async mergeState(vehicleId: string, state: VehicleState): Promise<VehicleState> {
+  async mergeState(vehicleId: string, state: VehicleState, cause?: ChangeCause): Promise<VehicleState> {
     try {
-      return await this.write(() => this.run(() => this.mergeInto(vehicleId, state), 'vehicle'));
+      return await this.write(() => this.run(() => this.mergeInto(vehicleId, state, flowOf(cause)), 'vehicle'));
     } catch (err) {
       // A report for a vehicle deleted meanwhile: nothing to keep.
       if (err instanceof StoreConflictError) return {};
@@ -538,8 +715,11 @@ export class SqliteStore implements Store {
     try {
       return await this.write(() =>
         this.run(() => {
-          this.updateCommand(flowId, completion);
-          return this.mergeInto(vehicleId, state);
+          const finished = this.updateCommand(flowId, completion);
+          const merged = this.mergeInto(vehicleId, state, flowId);
+          // After the state's events, as the PostgreSQL statement writes them.
+          this.events.insert(finished);
+          return merged;
         }, 'vehicle'),
       );
     } catch (err) {
@@ -554,10 +734,11 @@ export class SqliteStore implements Store {
    * Reads the vehicle's rows once and writes only the properties that change, so an answer
    * repeating the known state costs one read and no writes.
    */
-  private mergeInto(vehicleId: string, state: VehicleState): VehicleState {
+  private mergeInto(vehicleId: string, state: VehicleState, flowId: string): VehicleState {
     const stored = this.stateCache.get(vehicleId) ?? this.readStoredState(vehicleId);
     let merged: Map<string, StoredProperty> | undefined;
     let upsert: Database.Statement | undefined;
+    const written: VehicleState = {};
     for (const [property, v] of Object.entries(state)) {
       const ts = toMs(v.timestamp);
       const value = json(v.value);
@@ -569,8 +750,11 @@ export class SqliteStore implements Store {
       );
       upsert.run(vehicleId, property, ts, value);
       merged ??= new Map(stored);
-      merged.set(property, storedProperty(ts, value, toIso(ts), parse(value)));
+      const written_ = storedProperty(ts, value, toIso(ts), parse(value));
+      merged.set(property, written_);
+      written[property] = { timestamp: written_.timestamp, value: written_.value };
     }
+    if (merged !== undefined) this.writeStateEvents(vehicleId, stored, written, state, flowId);
     const result = merged ?? stored;
     // Cached only now that every row is written; a failing transaction drops the cache.
     this.stateCache.set(vehicleId, result);
@@ -580,6 +764,36 @@ export class SqliteStore implements Store {
       out[property] = { timestamp: r.timestamp, value: r.value };
     }
     return out;
+  }
+
+  /** The events of a state write (domain/events.ts stateEvents), in the write's transaction. */
+  private writeStateEvents(
+    vehicleId: string,
+    stored: StoredState,
+    written: VehicleState,
+    reported: VehicleState,
+    flowId: string,
+  ): void {
+    const vehicle = this.readVehicle(vehicleId);
+    if (vehicle === undefined) return;
+    const before: VehicleState = {};
+    for (const [name, p] of stored) before[name] = { timestamp: p.timestamp, value: p.value };
+    let tripStart: TripStart | undefined;
+    if (written.ignition !== undefined) {
+      const start = tripStartOf(before, written);
+      if (start !== undefined) {
+        this.prepare(
+          'INSERT INTO vehicle_trips (vehicle_id, start) VALUES (?, ?) ON CONFLICT (vehicle_id) DO UPDATE SET start = excluded.start',
+        ).run(vehicleId, json(start));
+      } else if (written.ignition.value === 'OFF') {
+        const row = this.prepare('DELETE FROM vehicle_trips WHERE vehicle_id = ? RETURNING start').get(vehicleId) as
+          | { start: string }
+          | undefined;
+        tripStart = row && parse<TripStart>(row.start);
+      }
+    }
+    const subject = { fleet_id: vehicle.fleet_id, vehicle_id: vehicleId, flow_id: flowId };
+    this.events.insert(stateEvents(subject, before, written, reported, new Date().toISOString(), tripStart));
   }
 
   private readStoredState(vehicleId: string): StoredState {
@@ -629,22 +843,23 @@ export class SqliteStore implements Store {
   private insertCommand(c: CommandRecord): boolean {
     const info = this.prepare(
       `INSERT INTO commands (flow_id, fleet_id, client_id, vehicle_id, command, adapter, instance_id, status,
-           problem_type, detail, delivery, steps, requested_at, deadline_at, completed_at, duration_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'IN_FLIGHT', ?, ?, ?, ?, ?, ?, NULL, NULL)
+           problem_type, detail, delivery, steps, requested_at, deadline_at, user_id, user_email)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'IN_FLIGHT', ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (vehicle_id) WHERE status = 'IN_FLIGHT' DO NOTHING`,
     ).run(...commandInsertValues(c, ENCODE));
     return info.changes > 0;
   }
 
   async finishCommand(flowId: string, c: CommandCompletion): Promise<void> {
-    await this.write(() => this.run(() => this.updateCommand(flowId, c)));
+    await this.write(() => this.run(() => this.events.insert(this.updateCommand(flowId, c))));
   }
 
-  private updateCommand(flowId: string, c: CommandCompletion): void {
-    this.prepare(
+  /** Finishes the record; returns its CommandFinished event for the caller to write. */
+  private updateCommand(flowId: string, c: CommandCompletion): EventEnvelope[] {
+    const r = this.prepare(
       `UPDATE commands SET status = ?, problem_type = ?, detail = ?, delivery = ?, steps = ?, completed_at = ?,
-             duration_ms = ? WHERE flow_id = ? AND status IN ('IN_FLIGHT', 'OUTCOME_UNKNOWN')`,
-    ).run(
+             duration_ms = ? WHERE flow_id = ? AND status IN ('IN_FLIGHT', 'OUTCOME_UNKNOWN') RETURNING *`,
+    ).get(
       c.status,
       c.problem_type,
       c.detail,
@@ -653,7 +868,8 @@ export class SqliteStore implements Store {
       toMs(c.completed_at),
       c.duration_ms,
       flowId,
-    );
+    ) as Row | undefined;
+    return r ? [commandFinishedEvent(commandFromRow(r))] : [];
   }
 
   async getCommand(flowId: string): Promise<CommandRecord | undefined> {
@@ -680,17 +896,21 @@ export class SqliteStore implements Store {
 
   async expireCommands(now: string): Promise<number> {
     const ms = toMs(now);
-    const info = this.run(() =>
-      this.prepare(
-        `UPDATE commands
+    const rows = this.run(() =>
+      this.transact(() => {
+        const expired = this.prepare(
+          `UPDATE commands
               SET status = 'OUTCOME_UNKNOWN', delivery = 'DELIVERED_OUTCOME_UNKNOWN',
                   problem_type = COALESCE(problem_type, 'vehicle/no-connection'),
                   detail = COALESCE(detail, ?),
                   completed_at = ?, duration_ms = MAX(0, ? - requested_at)
-            WHERE status = 'IN_FLIGHT' AND deadline_at < ?`,
-      ).run(EXPIRED_COMMAND_DETAIL, ms, ms, ms),
+            WHERE status = 'IN_FLIGHT' AND deadline_at < ? RETURNING *`,
+        ).all(EXPIRED_COMMAND_DETAIL, ms, ms, ms) as Row[];
+        this.events.insert(expired.map((r) => commandFinishedEvent(commandFromRow(r))));
+        return expired;
+      }),
     );
-    return info.changes;
+    return rows.length;
   }
 
   async claimIdempotencyKey(
@@ -736,4 +956,9 @@ export class SqliteStore implements Store {
     );
     return info.changes;
   }
+}
+
+/** The flow id a change's events carry: the request's, or a new one (SPEC §2). */
+function flowOf(cause: ChangeCause | undefined): string {
+  return cause?.flow_id ?? randomUUID();
 }

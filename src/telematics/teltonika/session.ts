@@ -184,50 +184,45 @@ export class TeltonikaSession extends EventEmitter<{
   }
 
   /**
-   * Sends one Codec 12 command and waits for its answer. Commands queue behind each other
-   * (one in flight per connection); a command whose time runs out while queued is not sent.
+   * Sends one Codec 12 command and waits for its answer until `signal` aborts (the command's one
+   * time budget, owned by the command service). Commands queue behind each other (one in flight
+   * per connection); a command whose budget runs out while queued is not sent.
    */
-  sendCommand(text: string, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<CommandAnswer> {
-    const deadline = Date.now() + opts.timeoutMs;
-    const run = this.commandChain.then(() => this.exchange(text, deadline, opts.signal));
+  sendCommand(text: string, opts: { signal: AbortSignal }): Promise<CommandAnswer> {
+    const run = this.commandChain.then(() => this.exchange(text, opts.signal));
     this.commandChain = run.catch(() => undefined);
     return run;
   }
 
-  private exchange(text: string, deadline: number, signal: AbortSignal | undefined): Promise<CommandAnswer> {
+  private exchange(text: string, signal: AbortSignal): Promise<CommandAnswer> {
     if (this.state !== 'online') return Promise.resolve({ kind: 'closed', delivered: false });
-    const remaining = deadline - Date.now();
-    if (remaining <= 0 || signal?.aborted) return Promise.resolve({ kind: 'no-answer', delivered: false });
+    if (signal.aborted) return Promise.resolve({ kind: 'no-answer', delivered: false });
     return new Promise<CommandAnswer>((resolve) => {
       const finish = (answer: CommandAnswer): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
+        signal.removeEventListener('abort', onAbort);
         this.off('closed', onClosed);
         if (this.pending === entry) this.pending = undefined;
         resolve(answer);
       };
-      const expire = (): void => {
+      const onAbort = (): void => {
         this.staleAnswers.push(Date.now() + (this.options.staleAnswerWindowMs ?? DEFAULT_STALE_ANSWER_WINDOW_MS));
         finish({ kind: 'no-answer', delivered: true });
       };
-      const onAbort = (): void => expire();
       const onClosed = (): void => finish({ kind: 'closed', delivered: true });
       const entry: PendingAnswer = { resolve: (t) => finish({ kind: 'answer', text: t }) };
-      const timer = setTimeout(expire, remaining);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      signal.addEventListener('abort', onAbort, { once: true });
       this.once('closed', onClosed);
       this.pending = entry;
       this.write(encodeCommand(text));
     });
   }
 
-  /** Resolves with the next AVL records the unit sends, or undefined when time runs out. */
-  nextRecords(opts: { timeoutMs: number; signal?: AbortSignal }): Promise<AvlRecord[] | undefined> {
-    if (this.state === 'closed') return Promise.resolve(undefined);
+  /** Resolves with the next AVL records the unit sends, or undefined once `signal` aborts. */
+  nextRecords(opts: { signal: AbortSignal }): Promise<AvlRecord[] | undefined> {
+    if (this.state === 'closed' || opts.signal.aborted) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const finish = (records: AvlRecord[] | undefined): void => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
+        opts.signal.removeEventListener('abort', onAbort);
         this.off('records', onRecords);
         this.off('closed', onClosed);
         resolve(records);
@@ -235,8 +230,7 @@ export class TeltonikaSession extends EventEmitter<{
       const onRecords = (records: AvlRecord[]): void => finish(records);
       const onClosed = (): void => finish(undefined);
       const onAbort = (): void => finish(undefined);
-      const timer = setTimeout(onAbort, Math.max(0, opts.timeoutMs));
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      opts.signal.addEventListener('abort', onAbort, { once: true });
       this.on('records', onRecords);
       this.once('closed', onClosed);
     });

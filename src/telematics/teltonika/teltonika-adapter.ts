@@ -195,7 +195,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     const session = this.sessions.get(imei);
     let outcome: CommandOutcome;
     if (session) {
-      outcome = await this.executeLocal(session, model, command, request.deadline.getTime(), request.signal);
+      outcome = await this.executeLocal(session, model, command, request.signal);
     } else if (vehicle.life_status === 'ONLINE') {
       outcome = await this.executeRemote(imei, request);
     } else {
@@ -298,15 +298,14 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     session: TeltonikaSession,
     model: TeltonikaModel,
     command: CommandName,
-    deadline: number,
     signal: AbortSignal,
   ): Promise<CommandOutcome> {
     const spec = model.commands[command];
     if (!spec) return { kind: 'not-supported', reason: `${model.id} has no ${command}` };
     const imei = session.imei as string;
     // getrecord: the fresh record may arrive before the text answer, so listen first.
-    const fresh = spec.awaitRecord ? session.nextRecords({ timeoutMs: deadline - Date.now(), signal }) : undefined;
-    const answer = await session.sendCommand(spec.text, { timeoutMs: deadline - Date.now(), signal });
+    const fresh = spec.awaitRecord ? session.nextRecords({ signal }) : undefined;
+    const answer = await session.sendCommand(spec.text, { signal });
     if (answer.kind === 'closed') {
       return answer.delivered
         ? { kind: 'no-answer', delivered: true }
@@ -350,7 +349,6 @@ export class TeltonikaAdapter implements TelematicsAdapter {
       let accepted = false;
       const finish = (outcome: CommandOutcome): void => {
         clearTimeout(acceptTimer);
-        clearTimeout(deadlineTimer);
         request.signal.removeEventListener('abort', onAbort);
         this.remote.delete(correlation);
         resolve(outcome);
@@ -360,7 +358,6 @@ export class TeltonikaAdapter implements TelematicsAdapter {
         () => finish({ kind: 'not-connected', reason: 'No fleetgate instance holds the unit’s connection.' }),
         Math.min(this.options.routeAcceptTimeoutMs, Math.max(0, request.deadline.getTime() - Date.now())),
       );
-      const deadlineTimer = setTimeout(onAbort, Math.max(0, request.deadline.getTime() - Date.now()));
       request.signal.addEventListener('abort', onAbort, { once: true });
       this.remote.set(correlation, {
         onAccepted: () => {
@@ -412,8 +409,9 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     if (!msg.reply_to.startsWith(`${INTERNAL_ROOT}replies/`)) return;
     const reply = (r: RoutedReply): Promise<void> => this.publish(msg.reply_to, r).catch(() => undefined);
     await reply({ correlation_id: msg.correlation_id, stage: 'accepted' });
+    // The routing instance's budget, carried as its deadline: this instance's one signal for it.
     const signal = AbortSignal.timeout(Math.max(0, deadline - Date.now()));
-    const outcome = await this.executeLocal(session, model, msg.command, deadline, signal);
+    const outcome = await this.executeLocal(session, model, msg.command, signal);
     await reply({ correlation_id: msg.correlation_id, stage: 'outcome', outcome });
   }
 

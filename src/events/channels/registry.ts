@@ -1,0 +1,13 @@
+import type { ChannelContext, ChannelDefinition, DeliveryChannel } from './channel.js';
+
+/**
+ * Every delivery channel fleetgate has: adding one is a folder under events/channels/ and one
+ * line here.
+ */
+export const CHANNELS: readonly ChannelDefinition[] = [];
+
+export function createChannels(context: ChannelContext): DeliveryChannel[] {
+  return CHANNELS.map((definition) =>
+    definition.create({ ...context, logger: context.logger.child({ channel: definition.name }) }),
+  );
+}

@@ -1,0 +1,298 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { CommandName } from '../../src/domain/commands.js';
+import { ProblemError } from '../../src/domain/problems.js';
+import type { Vehicle } from '../../src/domain/vehicle.js';
+import type { Principal } from '../../src/services/auth-service.js';
+import { CommandService } from '../../src/services/command-service.js';
+import { EventBus } from '../../src/services/event-bus.js';
+import { VehicleService } from '../../src/services/vehicle-service.js';
+import { createStore } from '../../src/store/registry.js';
+import type { Store } from '../../src/store/store.js';
+import type { CommandOutcome, CommandRequest, TelematicsAdapter } from '../../src/telematics/adapter.js';
+
+// CommandService on the real SQLite store with a scripted adapter: the rules written once for
+// every adapter (SPEC §1), without HTTP or a broker in between.
+
+const TIMEOUT_MS = 400;
+const FLEET = 'fleet-cs';
+const principal: Principal = { fleetId: FLEET, clientId: 'fgc_test', scopes: ['vehicle-commands'] };
+const logger = pino({ level: 'silent' });
+
+type Script = (request: CommandRequest) => Promise<CommandOutcome> | CommandOutcome;
+
+/** An adapter whose answers the test scripts; it records every request it gets. */
+class ScriptedAdapter implements TelematicsAdapter {
+  readonly brand = 'SCRIPTED';
+  readonly displayName = 'Scripted';
+  readonly requiresUnitPassword = false;
+  readonly models = [
+    {
+      id: 'scripted-car',
+      brand: 'Scripted',
+      model: 'Car',
+      vehicle_type: 'CAR' as const,
+      capabilities: {
+        commands: ['LOCK_CENTRAL_LOCK', 'UNLOCK_CENTRAL_LOCK', 'ENABLE_DRIVING', 'UNLOCK_AND_ENABLE_DRIVING'],
+        vehicle_state: ['CENTRAL_LOCK', 'DRIVING_ENABLED'],
+      },
+    },
+  ] as TelematicsAdapter['models'];
+  readonly requests: CommandRequest[] = [];
+  script: Script = () => ({ kind: 'succeeded', state: {} });
+
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+  async onVehicleAdded(): Promise<void> {}
+  async onVehicleRemoved(): Promise<void> {}
+  async execute(request: CommandRequest): Promise<CommandOutcome> {
+    this.requests.push(request);
+    return this.script(request);
+  }
+}
+
+let store: Store;
+let dataDir: string;
+const adapter = new ScriptedAdapter();
+let service: CommandService;
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-cs-'));
+  store = await createStore({ dataDir, logger });
+  await store.migrate();
+  const events = new EventBus();
+  const vehicles = new VehicleService(store, new Map([[adapter.brand, adapter]]), events, logger, Buffer.alloc(32));
+  service = new CommandService(store, vehicles, events, { timeoutMs: TIMEOUT_MS, instanceId: 'test' });
+});
+
+afterAll(async () => {
+  await store.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+afterEach(() => {
+  adapter.script = () => ({ kind: 'succeeded', state: {} });
+  adapter.requests.length = 0;
+});
+
+async function addVehicle(overrides: Partial<Vehicle> = {}): Promise<Vehicle> {
+  const now = new Date().toISOString();
+  const vehicle: Vehicle = {
+    vehicle_id: `V${randomUUID()}`,
+    fleet_id: FLEET,
+    telematics_brand: adapter.brand,
+    telematics_unit_id: randomUUID(),
+    vehicle_model_id: 'scripted-car',
+    unit_password_hash: null,
+    credentials_id: null,
+    capabilities: adapter.models[0]!.capabilities,
+    master_data: {},
+    custom_fields: {},
+    tags: [],
+    operation_status: 'OPERATING',
+    setup_status: 'SUCCEEDED',
+    setup_failure_reason: null,
+    life_status: 'ONLINE',
+    life_status_modified_at: now,
+    version: 1,
+    created_at: now,
+    modified_at: now,
+    ...overrides,
+  };
+  await store.insertVehicle(vehicle);
+  return vehicle;
+}
+
+function run(vehicleId: string, command: CommandName, idempotencyKey?: string) {
+  return service.execute(principal, vehicleId, command, { flowId: randomUUID(), idempotencyKey, logger });
+}
+
+async function problemOf(work: Promise<unknown>): Promise<ProblemError> {
+  const error = await work.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(ProblemError);
+  return error as ProblemError;
+}
+
+const lockedAt = (timestamp: string) => ({ central_lock: { timestamp, value: 'LOCKED' } });
+
+describe.each([
+  ['without an Idempotency-Key', () => undefined],
+  ['with an Idempotency-Key', () => randomUUID()],
+])('CommandService %s', (_name, newKey) => {
+  it('answers with the state the unit reported, filtered by capability, and records the command', async () => {
+    const v = await addVehicle();
+    const ts = new Date().toISOString();
+    adapter.script = () => ({
+      kind: 'succeeded',
+      state: { ...lockedAt(ts), ignition: { timestamp: ts, value: 'OFF' } },
+    });
+    const result = await run(v.vehicle_id, 'LOCK_CENTRAL_LOCK', newKey());
+    expect(result).toEqual({ kind: 'state', state: lockedAt(ts) });
+    const [record] = await store.listCommands(v.vehicle_id, 1);
+    expect(record).toMatchObject({ status: 'SUCCEEDED', delivery: 'DELIVERED', adapter: 'SCRIPTED' });
+  });
+
+  it('refuses an unknown or foreign vehicle with 404 before the adapter is called', async () => {
+    const foreign = await addVehicle({ fleet_id: 'other-fleet' });
+    for (const id of ['V-missing', foreign.vehicle_id]) {
+      expect((await problemOf(run(id, 'LOCK_CENTRAL_LOCK', newKey()))).key).toBe('resource-not-found');
+    }
+    expect(adapter.requests).toHaveLength(0);
+  });
+
+  it('refuses a command the vehicle lacks, and a vehicle whose setup has not succeeded, without a record (SPEC §1)', async () => {
+    const v = await addVehicle();
+    expect((await problemOf(run(v.vehicle_id, 'DRAW_ATTENTION', newKey()))).key).toBe('vehicle/command-not-supported');
+    const pending = await addVehicle({ setup_status: 'IN_PROGRESS' });
+    const setup = await problemOf(run(pending.vehicle_id, 'LOCK_CENTRAL_LOCK', newKey()));
+    expect(setup.key).toBe('vehicle/conflicting-setup-status');
+    expect(setup.extensions).toEqual({ setup_status: 'IN_PROGRESS' });
+    expect(adapter.requests).toHaveLength(0);
+    // Nothing holds the vehicle afterwards: the next command runs.
+    expect((await run(v.vehicle_id, 'LOCK_CENTRAL_LOCK', newKey())).kind).toBe('state');
+  });
+
+  it('runs one command per vehicle at a time (SPEC §1 single flight)', async () => {
+    const v = await addVehicle();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    adapter.script = async () => {
+      await held;
+      return { kind: 'succeeded', state: {} };
+    };
+    const first = run(v.vehicle_id, 'LOCK_CENTRAL_LOCK', newKey());
+    await expect.poll(() => adapter.requests.length).toBe(1);
+    const second = await problemOf(run(v.vehicle_id, 'UNLOCK_CENTRAL_LOCK', newKey()));
+    expect(second.key).toBe('vehicle/conflicting-command');
+    release();
+    expect((await first).kind).toBe('state');
+    expect(adapter.requests).toHaveLength(1);
+  });
+
+  it('ends a command the adapter never answers within the one time budget, as outcome unknown', async () => {
+    const v = await addVehicle();
+    let aborted = false;
+    adapter.script = (request) =>
+      new Promise<CommandOutcome>((resolve) => {
+        request.signal.addEventListener('abort', () => {
+          aborted = true;
+          resolve({ kind: 'no-answer', delivered: true });
+        });
+      });
+    const started = Date.now();
+    const result = await run(v.vehicle_id, 'LOCK_CENTRAL_LOCK', newKey());
+    expect(Date.now() - started).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
+    expect(aborted).toBe(true);
+    expect(result).toMatchObject({
+      kind: 'problem',
+      key: 'vehicle/no-connection',
+      extensions: { delivery: 'DELIVERED_OUTCOME_UNKNOWN' },
+    });
+    const request = adapter.requests[0]!;
+    expect(request.deadline.getTime() - started).toBeLessThanOrEqual(TIMEOUT_MS + 50);
+    const [record] = await store.listCommands(v.vehicle_id, 1);
+    expect(record?.status).toBe('OUTCOME_UNKNOWN');
+  });
+
+  it('runs a combined command as ordered steps and reports each step when one fails (SPEC §1)', async () => {
+    const v = await addVehicle();
+    const ts = new Date().toISOString();
+    adapter.script = (request) =>
+      request.command === 'UNLOCK_CENTRAL_LOCK'
+        ? { kind: 'succeeded', state: { central_lock: { timestamp: ts, value: 'UNLOCKED' } } }
+        : { kind: 'refused', reason: 'ignition is on' };
+    const result = await run(v.vehicle_id, 'UNLOCK_AND_ENABLE_DRIVING', newKey());
+    expect(adapter.requests.map((r) => r.command)).toEqual(['UNLOCK_CENTRAL_LOCK', 'ENABLE_DRIVING']);
+    expect(result).toMatchObject({
+      kind: 'problem',
+      key: 'vehicle/conflicting-state',
+      detail: expect.stringMatching(/^Step 'enable-driving' of 'unlock-and-enable-driving' failed: /),
+      extensions: {
+        steps: [
+          { command: 'UNLOCK_CENTRAL_LOCK', outcome: 'SUCCEEDED' },
+          { command: 'ENABLE_DRIVING', outcome: 'FAILED', problem_type: 'vehicle/conflicting-state' },
+        ],
+        vehicle_state: { central_lock: { timestamp: ts, value: 'UNLOCKED' } },
+      },
+    });
+  });
+
+  it('answers an adapter that throws as a telematics-unit error, and frees the vehicle', async () => {
+    const v = await addVehicle();
+    adapter.script = () => {
+      throw new Error('bug in adapter');
+    };
+    const result = await run(v.vehicle_id, 'LOCK_CENTRAL_LOCK', newKey());
+    expect(result).toMatchObject({ kind: 'problem', key: 'telematics-unit/error' });
+    adapter.script = () => ({ kind: 'succeeded', state: {} });
+    expect((await run(v.vehicle_id, 'LOCK_CENTRAL_LOCK', newKey())).kind).toBe('state');
+  });
+});
+
+describe('CommandService with an Idempotency-Key', () => {
+  it('replays the stored result and never executes twice', async () => {
+    const v = await addVehicle();
+    const key = randomUUID();
+    adapter.script = () => ({ kind: 'refused', reason: 'moving' });
+    const first = await run(v.vehicle_id, 'LOCK_CENTRAL_LOCK', key);
+    adapter.script = () => ({ kind: 'succeeded', state: {} });
+    const again = await run(v.vehicle_id, 'LOCK_CENTRAL_LOCK', key);
+    expect(again).toEqual(first);
+    expect(adapter.requests).toHaveLength(1);
+  });
+
+  it('refuses the same key for another command', async () => {
+    const v = await addVehicle();
+    const key = randomUUID();
+    await run(v.vehicle_id, 'LOCK_CENTRAL_LOCK', key);
+    const reuse = await problemOf(run(v.vehicle_id, 'UNLOCK_CENTRAL_LOCK', key));
+    expect(reuse.key).toBe('validation-error');
+  });
+
+  it('releases the key when the command never began, so a retry with it runs', async () => {
+    const v = await addVehicle();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    adapter.script = async () => {
+      await held;
+      return { kind: 'succeeded', state: {} };
+    };
+    const first = run(v.vehicle_id, 'LOCK_CENTRAL_LOCK');
+    await expect.poll(() => adapter.requests.length).toBe(1);
+    const key = randomUUID();
+    expect((await problemOf(run(v.vehicle_id, 'UNLOCK_CENTRAL_LOCK', key))).key).toBe('vehicle/conflicting-command');
+    release();
+    await first;
+    adapter.script = () => ({ kind: 'succeeded', state: {} });
+    expect((await run(v.vehicle_id, 'UNLOCK_CENTRAL_LOCK', key)).kind).toBe('state');
+    expect(adapter.requests).toHaveLength(2);
+  });
+
+  it('stores third-party waits as a problem member; the HTTP header is the API layer’s', async () => {
+    const v = await addVehicle();
+    adapter.script = () => ({
+      kind: 'third-party-error',
+      provider: 'Acme',
+      reason: 'rate limited',
+      retry_after_s: 2.5,
+    });
+    const result = await run(v.vehicle_id, 'LOCK_CENTRAL_LOCK', randomUUID());
+    expect(result).toEqual({
+      kind: 'problem',
+      key: 'third-party/error',
+      detail: 'An error occurred at the Acme API: rate limited',
+      extensions: { provider: 'Acme', retry_after_seconds: 2.5 },
+    });
+  });
+});
