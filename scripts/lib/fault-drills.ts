@@ -247,8 +247,8 @@ export interface StalledBodyResult {
 }
 
 /**
- * Opens `connections` sockets to `url`, each sending a POST's headers with Content-Length 1000
- * and 10 bytes of body, then nothing; waits up to `waitMs` for the server to answer or close each.
+ * Opens `connections` sockets to `url`, each sending the headers of a token request (public: no
+ * authentication needed) with Content-Length 1000 and 10 bytes of body, then nothing; waits up to `waitMs` for the server to answer or close each.
  */
 export async function stalledBodyFlood(url: string, connections: number, waitMs: number): Promise<StalledBodyResult> {
   const { hostname, port } = new URL(url);
@@ -282,7 +282,7 @@ export async function stalledBodyFlood(url: string, connections: number, waitMs:
       socket.on('connect', () => {
         result.sent++;
         socket.write(
-          `POST /vehicles HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nX-Drill: ${i}\r\n\r\n{"telemat`,
+          `POST /auth/oauth/token HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\nX-Drill: ${i}\r\n\r\ngrant_type`,
         );
       });
       socket.on('data', (chunk) => {

@@ -26,7 +26,7 @@ import {
 } from './http-conformance.js';
 import type { Metrics } from './metrics.js';
 import { documentRoute, finishDocument, securitySchemes } from './openapi.js';
-import { type PublicBase, problemErrorHandler } from './problem-response.js';
+import { type PublicBase, problemErrorHandler, sendProblem } from './problem-response.js';
 import { publicBase } from './public-base.js';
 import { authRoutes } from './routes/auth.js';
 import { clientRoutes } from './routes/clients.js';
@@ -94,13 +94,22 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     },
     logController: new LogController({ requestIdLogLabel: 'flow_id' }),
     bodyLimit: BODY_LIMIT,
-    trustProxy: true,
+    // Forwarding headers only from configured proxies (off by default): anyone can send
+    // X-Forwarded-For, and per-address limits keyed on it would be no limits.
+    trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
+    // OWASP API4: headers and body must arrive in time; Node answers through clientErrorHandler
+    // (408 request-timeout) and closes. Checked every second, not Node's default 30 s.
+    requestTimeout: config.requestBodyTimeoutMs,
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     forceCloseConnections: 'idle',
     // Ids longer than any fleetgate issues still answer 404, not Fastify's 414 (see http-conformance.ts).
     routerOptions: { maxParamLength: 1000 },
     // Host is checked in onRequest so its absence is answered as a problem, not by Node itself.
-    http: { requireHostHeader: false },
+    http: {
+      requireHostHeader: false,
+      headersTimeout: config.requestBodyTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.requestBodyTimeoutMs),
+    },
     frameworkErrors: (error, request, reply) => errorHandler(error, request, reply),
     clientErrorHandler: clientErrorProblem(base, deps.logger),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as Api;
@@ -140,6 +149,23 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     requireHost(request);
     const scope = request.routeOptions.config.scope;
     if (scope) request.principal = await authorize(deps, request, scope);
+  });
+
+  // The whole request, arrival to answer, is bounded too (commands end by their own, shorter budget).
+  app.addHook('onRequest', async (request, reply) => {
+    const timer = setTimeout(() => {
+      if (reply.sent || reply.raw.headersSent) return;
+      reply.header('Connection', 'close');
+      sendProblem(
+        request,
+        reply,
+        base,
+        'service-unavailable',
+        `The request did not complete within ${config.requestTimeoutMs / 1000} s; retry later.`,
+      );
+    }, config.requestTimeoutMs);
+    timer.unref();
+    reply.raw.once('close', () => clearTimeout(timer));
   });
 
   // Draining: every answer closes its connection, so no client is left holding an idle
