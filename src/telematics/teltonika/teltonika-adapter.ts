@@ -28,6 +28,8 @@ export interface TeltonikaAdapterOptions {
   frameTimeoutMs?: number;
   maxConnections?: number;
   maxUnauthenticated?: number;
+  /** Handshakes in progress from one source address (docs/teltonika.md). */
+  maxUnauthenticatedPerSource?: number;
   /** How long a found vehicle is remembered for logins; unknown IMEIs are remembered shorter. */
   unitCacheMs?: number;
   unknownUnitCacheMs?: number;
@@ -45,6 +47,9 @@ const DEFAULTS = {
   // STACK.md: each process may open 20,000 files; leave room for the database, broker and HTTP.
   maxConnections: 15_000,
   maxUnauthenticated: 512,
+  // A login takes one round trip; 32 at once from one address leaves room for units behind a
+  // shared NAT logging in together after an outage, and 480 handshake slots for everyone else.
+  maxUnauthenticatedPerSource: 32,
   unitCacheMs: 60_000,
   unknownUnitCacheMs: 5_000,
   routeAcceptTimeoutMs: 2_000,
@@ -146,6 +151,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
       port: ctx.config.teltonikaPort,
       maxConnections: o.maxConnections,
       maxUnauthenticated: o.maxUnauthenticated,
+      maxUnauthenticatedPerSource: o.maxUnauthenticatedPerSource,
       logger: this.logger,
       session: {
         handshakeTimeoutMs: o.handshakeTimeoutMs,
