@@ -49,7 +49,10 @@ export async function startTeltonikaTransport(options: TransportOptions): Promis
     const source = socket.remoteAddress ?? '';
     const pending = pendingBySource.get(source) ?? 0;
     if (pending >= options.maxUnauthenticatedPerSource) {
-      options.logger?.warn({ remote: source }, 'teltonika: too many connections in handshake from this address; refused');
+      options.logger?.warn(
+        { remote: source },
+        'teltonika: too many connections in handshake from this address; refused',
+      );
       socket.destroy();
       return;
     }
