@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ProblemError } from '../domain/problems.js';
 import { isUuid } from '../lib/ids.js';
+import { credentialParameters, redactUrl } from '../lib/redact-url.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
@@ -85,8 +86,21 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   // type_documentation links: the configured public URL, else the address this server listens on.
   const base: PublicBase = publicBase(config, () => app.server);
   const errorHandler = problemErrorHandler(base, { bodyLimit: BODY_LIMIT });
+  // Request log lines carry the URL with credential parameters redacted (Fastify reads a logger's
+  // `serializers` property over its own).
+  const httpLogger = Object.assign(deps.logger.child({}), {
+    serializers: {
+      req: (req: FastifyRequest) => ({
+        method: req.method,
+        url: redactUrl(req.url),
+        host: req.host,
+        remoteAddress: req.ip,
+        remotePort: req.socket?.remotePort,
+      }),
+    },
+  });
   const app = Fastify({
-    loggerInstance: deps.logger,
+    loggerInstance: httpLogger,
     // SPEC §2: every response and log line carries the flow id; a caller's own UUID is kept.
     genReqId: (req) => {
       const given = req.headers['x-flow-id'];
@@ -135,7 +149,20 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   app.removeContentTypeParser('text/plain');
   // RFC 6749 §4.4.2: the token request may come as a form.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(typeof body === 'string' ? body : body.toString('utf8'))));
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    // JSON sent with the form type would become one field named after the whole text, secrets
+    // included, and be echoed in the validation problem: refuse it without echoing anything.
+    if (/^\s*[{[]/.test(text)) {
+      return done(
+        new ProblemError(
+          'validation-error',
+          'The body looks like JSON but is sent as application/x-www-form-urlencoded; send it with Content-Type: application/json (or as a form).',
+          { errors: [{ field: 'Content-Type', message: 'does not match the body' }], error: 'invalid_request' },
+        ),
+        undefined,
+      );
+    }
+    done(null, Object.fromEntries(new URLSearchParams(text)));
   });
 
   // A POST without a body is validated as `{}`, so a missing field is named, not "body".
@@ -147,6 +174,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('X-Flow-ID', request.id);
     requireHost(request);
+    refuseCredentialsInUrl(request);
     const scope = request.routeOptions.config.scope;
     if (scope) request.principal = await authorize(deps, request, scope);
   });
@@ -249,6 +277,23 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
 
   deps.metrics.instrument(app);
   return app;
+}
+
+/** Credentials in a URL end up in proxy and server logs: refuse them, and say where they go. */
+function refuseCredentialsInUrl(request: FastifyRequest): void {
+  const found = credentialParameters(request.url);
+  if (found.length === 0) return;
+  throw new ProblemError(
+    'validation-error',
+    `Credentials must not be sent in the URL (${found.join(', ')}): send client credentials with HTTP Basic in the Authorization header or in the form body, and access tokens as 'Authorization: Bearer'. Treat a secret sent this way as exposed and rotate it.`,
+    {
+      error: 'invalid_request',
+      errors: found.map((name) => ({
+        field: `query.${name}`,
+        message: 'credentials go in the Authorization header or the request body, never in the URL',
+      })),
+    },
+  );
 }
 
 /**
