@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { stateProperty } from '../domain/state-catalogue.js';
 import type { EventBus } from '../services/event-bus.js';
 import type { Api } from './server.js';
 
@@ -24,6 +25,12 @@ export class Metrics {
     help: 'State reports merged from units',
     registers: [this.registry],
   });
+  readonly rejectedStateValues = new Counter({
+    name: 'fleetgate_state_values_rejected_total',
+    help: 'State values from units refused as unknown, invalid or implausible, by property',
+    labelNames: ['property'],
+    registers: [this.registry],
+  });
   constructor(events: EventBus, commandsRunning: () => number) {
     new Gauge({
       name: 'fleetgate_commands_in_flight',
@@ -42,6 +49,9 @@ export class Metrics {
         );
       } else if (e.type === 'vehicle.state') {
         this.stateReports.inc();
+      } else if (e.type === 'state.rejected') {
+        // Only catalogue names as labels: an unknown name a unit made up would grow the series.
+        for (const p of e.properties) this.rejectedStateValues.inc({ property: stateProperty(p) ? p : 'unknown' });
       }
     });
   }

@@ -408,7 +408,7 @@ export class CommandService {
     logger: Logger,
   ): Promise<VehicleState> {
     const { state: allowed, rejected } = acceptState(reported, vehicle.capabilities.vehicle_state);
-    if (rejected.length > 0) logger.warn({ rejected }, 'dropped invalid state properties from command answer');
+    this.vehicles.rejectedState.report(vehicle.vehicle_id, rejected, 'a command answer', logger);
     try {
       return await this.completions.complete(flowId, completion, vehicle.vehicle_id, allowed, logger);
     } catch (e) {
