@@ -50,7 +50,10 @@ export interface RestartDrillResult {
 
 const SECRET = 'drill-secret-key-that-is-long-enough-0123456789';
 
-async function startDrillApp(databaseUrl: string, commandTimeoutMs: number): Promise<{ app: App; dir: string }> {
+export async function startDrillApp(
+  databaseUrl: string | undefined,
+  commandTimeoutMs: number,
+): Promise<{ app: App; dir: string }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fleetgate-drill-'));
   const config = loadConfig(
     {
@@ -64,7 +67,7 @@ async function startDrillApp(databaseUrl: string, commandTimeoutMs: number): Pro
       rateLimitPerMinute: 10_000_000,
       secretKey: SECRET,
       dataDir: dir,
-      databaseUrl,
+      ...(databaseUrl ? { databaseUrl } : {}),
     },
     {},
   );
