@@ -1,17 +1,24 @@
 /**
  * `npm run bench [-- --quick] [-- --topology embedded|production] [-- --log-level info]`
  *
- * Measures fleetgate against three floors on the same machine in one invocation (docs/performance.md):
- * A bare HTTP, B bare MQTT request/reply, C bare HTTP→MQTT→HTTP pipeline, and fleetgate end to end,
- * for the embedded (SQLite + aedes) and production (PostgreSQL + Mosquitto) topologies. Per
- * scenario: the maximum commands/s (closed loop) and latency at fixed offered loads (open loop at
- * fractions of floor C's maximum). Writes a table to the terminal and bench/results/latest.json.
- * `--scale` runs bench/scale.ts instead.
+ * Measures fleetgate against floors on the same machine in one invocation (docs/performance.md),
+ * for the embedded (SQLite + aedes) and production (PostgreSQL + Mosquitto) topologies:
+ * - commands: A bare HTTP, B bare MQTT request/reply, C bare HTTP→MQTT→HTTP pipeline, D floor C
+ *   plus the store's calls, and fleetgate end to end. Per scenario: the maximum commands/s
+ *   (closed loop) and latency at fixed offered loads (open loop at fractions of floor C's
+ *   maximum); at 10 % of floor C, where the time of floor D's and fleetgate's commands goes
+ *   (bench/lib/probe.ts);
+ * - state-report ingestion (bench/ingest.ts): E broker → a counting subscriber, F floor E plus the
+ *   store write, and fleetgate's own path; the maximum reports/s with none lost, report→stored
+ *   latency, and the command p99 at 100/s with and without ingestion at 50 % of its maximum.
+ * Writes tables to the terminal and bench/results/latest.json. `--scale` runs bench/scale.ts,
+ * `--amqp` bench/amqp.ts (events over AMQP).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { oneOf, parseCommandLine, wholeNumber, wholeNumbers } from './lib/args.js';
+import { INGEST_SCENARIOS, type IngestPlan, type IngestResult, runIngestion } from './ingest.js';
+import { exitWithUsage, oneOf, parseCommandLine, wholeNumber, wholeNumbers } from './lib/args.js';
 import { machineLoad, ROOT } from './lib/processes.js';
 import { TOPOLOGIES, type Topology } from './lib/topology.js';
 import { type Measured, type RunSettings, SCENARIO_LABELS, SCENARIOS, type ScenarioName, setUp } from './scenarios.js';
@@ -21,9 +28,13 @@ if (argv.includes('--scale')) {
   await import('./scale.js');
   process.exit(0);
 }
+if (argv.includes('--amqp')) {
+  await import('./amqp.js');
+  process.exit(0);
+}
 
 const USAGE =
-  'npm run bench -- [--quick] [--interleave] [--topology embedded|production] [--units N] [--concurrency 32,128] [--only fleetgate,floorC] [--rates 400,2000] [--log-level warn] [--fleetgate-node-args "…"] | --scale …';
+  'npm run bench -- [--quick] [--interleave] [--topology embedded|production] [--units N] [--concurrency 32,128] [--only fleetgate,floorC] [--rates 400,2000] [--skip-ingest | --ingest-only [--ingest-scenarios floorF,fleetgate]] [--log-level warn] [--fleetgate-node-args "…"] | --scale …';
 const { values: args } = parseCommandLine(
   USAGE,
   {
@@ -35,6 +46,9 @@ const { values: args } = parseCommandLine(
       concurrency: { type: 'string' },
       only: { type: 'string' },
       rates: { type: 'string' },
+      'skip-ingest': { type: 'boolean' },
+      'ingest-only': { type: 'boolean' },
+      'ingest-scenarios': { type: 'string' },
       'log-level': { type: 'string' },
       'fleetgate-node-args': { type: 'string' },
     },
@@ -47,7 +61,8 @@ const quick = args.quick === true;
 const topologies: Topology[] = args.topology
   ? [oneOf(USAGE, 'topology', args.topology, TOPOLOGIES)]
   : ['embedded', 'production'];
-const FRACTIONS = [0.1, 0.5, 0.9];
+// Quick runs leave out 90 %: the targets are at 10 % and 50 %, and floor D is in quick runs now.
+const FRACTIONS = quick ? [0.1, 0.5] : [0.1, 0.5, 0.9];
 const plan = quick
   ? { maxS: 3, rateS: 3, warmupS: 1, concurrencies: [128] }
   : { maxS: 15, rateS: 10, warmupS: 3, concurrencies: [16, 32, 64, 128, 256] };
@@ -61,6 +76,39 @@ const settings: RunSettings = {
   nodeArgs: args['fleetgate-node-args']?.split(' ').filter(Boolean),
 };
 const only = args.only?.split(',').map((s) => oneOf(USAGE, 'only', s, SCENARIOS));
+if (args['skip-ingest'] && args['ingest-only']) exitWithUsage(USAGE, '--skip-ingest or --ingest-only, not both');
+const ingestOnly = args['ingest-only'] === true;
+const ingestScenarios =
+  args['ingest-scenarios']?.split(',').map((x) => oneOf(USAGE, 'ingest-scenarios', x, INGEST_SCENARIOS)) ??
+  INGEST_SCENARIOS;
+const ingest = ingestOnly || (!only && args['skip-ingest'] !== true);
+const ingestPlan: IngestPlan = quick
+  ? {
+      units: 1000,
+      unitsPerProcess: 1000,
+      stepS: 1.5,
+      graceS: 0.5,
+      startRate: 2000,
+      factor: 2,
+      maxSteps: 5,
+      refine: false,
+      commandS: 3,
+      warmupS: 1,
+      logLevel: settings.logLevel,
+    }
+  : {
+      units: 2000,
+      unitsPerProcess: 1000,
+      stepS: 5,
+      graceS: 2,
+      startRate: 1000,
+      factor: 1.5,
+      maxSteps: 12,
+      refine: true,
+      commandS: 10,
+      warmupS: 3,
+      logLevel: settings.logLevel,
+    };
 
 interface ScenarioResult {
   scenario: ScenarioName;
@@ -93,7 +141,12 @@ async function runScenario(scenario: ScenarioName, topology: Topology, rates: nu
     const max = (clean.length > 0 ? clean : maxRuns).reduce((a, b) => (b.rps > a.rps ? b : a));
     const latency: ScenarioResult['latency'] = [];
     for (const [i, rate] of (rates ?? FRACTIONS.map((f) => Math.round(max.rps * f))).entries()) {
-      const m = await setupMeasure(setup, { mode: 'rate', durationS: plan.rateS, warmupS: plan.warmupS, rate });
+      // Where the time goes, at the lowest load (10 % of floor C): the probe of floor D and fleetgate.
+      const m = await setupMeasure(
+        setup,
+        { mode: 'rate', durationS: plan.rateS, warmupS: plan.warmupS, rate },
+        { stages: i === 0 && setup.probe !== undefined },
+      );
       log(
         `  ${rate}/s${m.saturated ? ' SATURATED' : ''}: p50 ${m.latencyMs.p50} p99 ${m.latencyMs.p99} ms, errors ${m.errors}, cpu ${fmtCpu(m)}`,
       );
@@ -108,6 +161,18 @@ async function runScenario(scenario: ScenarioName, topology: Topology, rates: nu
 }
 
 const { measure: setupMeasure } = await import('./scenarios.js');
+
+/** The probe's stages in the table of where a command's time goes, in order. */
+const STAGE_ROWS: Array<[string, string]> = [
+  ['http', 'HTTP request → response (server)'],
+  ['auth', 'auth (token check)'],
+  ['store.startCommand', 'store startCommand'],
+  ['store.completeCommand', 'store completeCommand'],
+  ['store.statement', 'PostgreSQL round trip'],
+  ['store.commit', 'SQLite group commit'],
+  ['adapter', 'adapter execute'],
+  ['broker', 'broker + unit (publish → answer)'],
+];
 
 function fmtCpu(m: Measured): string {
   return Object.entries(m.cpuPercent)
@@ -177,7 +242,8 @@ async function interleave(topology: Topology): Promise<Interleaved> {
 }
 
 let floorA: ScenarioResult | undefined;
-const wanted = (s: ScenarioName) => !only || only.includes(s);
+const wanted = (s: ScenarioName) => !ingestOnly && (!only || only.includes(s));
+const ingestion: IngestResult[] = [];
 const fixedRates = wholeNumbers(USAGE, 'rates', args.rates);
 for (const topology of topologies) {
   let rates = fixedRates;
@@ -191,12 +257,17 @@ for (const topology of topologies) {
     if (!floorA) floorA = await runScenario('floorA', topology, rates);
     else results.push({ ...floorA, topology });
   }
-  // Floor D (floor C + the store's calls) splits fleetgate's cost into persistence and the rest. Not
-  // in quick runs, which must stay under three minutes; `--only floorD` runs it anyway.
-  if (only ? only.includes('floorD') : !quick) await runScenario('floorD', topology, rates);
+  // Floor D (floor C + the store's calls) splits fleetgate's cost into persistence and the rest.
+  if (wanted('floorD')) await runScenario('floorD', topology, rates);
   if (wanted('fleetgate')) await runScenario('fleetgate', topology, rates);
   // Full runs; quick ones with --interleave (it adds about a minute per topology).
-  if (!only && (!quick || args.interleave)) interleaved[topology] = await interleave(topology);
+  if (!only && !ingestOnly && (!quick || args.interleave)) interleaved[topology] = await interleave(topology);
+  if (ingest) {
+    for (const scenario of ingestScenarios) {
+      log(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${topology}: ingestion, ${scenario}`);
+      ingestion.push(await runIngestion(scenario, topology, ingestPlan, log));
+    }
+  }
 }
 if (only) {
   // A partial run (profiling, one scenario): no ratios, no latest.json.
@@ -209,8 +280,9 @@ if (only) {
 
 const findOptional = (s: ScenarioName, t: Topology) => results.find((r) => r.scenario === s && r.topology === t);
 const find = (s: ScenarioName, t: Topology) => findOptional(s, t)!;
+const commandTopologies = ingestOnly ? [] : topologies;
 const ratios = Object.fromEntries(
-  topologies.map((t) => {
+  commandTopologies.map((t) => {
     const fg = find('fleetgate', t);
     const b = find('floorB', t);
     const c = find('floorC', t);
@@ -253,7 +325,7 @@ function round2(n: number): number {
 
 const lines: string[] = [];
 const pad = (s: string | number, n: number) => String(s).padStart(n);
-for (const t of topologies) {
+for (const t of commandTopologies) {
   lines.push('');
   lines.push(
     `${t === 'embedded' ? 'EMBEDDED (SQLite + in-process aedes)' : 'PRODUCTION (PostgreSQL + Mosquitto)'} — ${settings.units} units`,
@@ -289,7 +361,9 @@ for (const t of topologies) {
   }
   const fg = find('fleetgate', t);
   lines.push(`CPU at fleetgate's max (% of one core): ${fmtCpu(fg.max)}`);
+  lines.push(...stageLines(t));
 }
+lines.push(...ingestLines());
 const loadAtEnd = machineLoad();
 lines.push('');
 lines.push(
@@ -310,11 +384,157 @@ const out = {
     load_average_at_start: loadAtStart.loadavg1,
     load_average_at_end: loadAtEnd.loadavg1,
   },
-  settings: { ...settings, ...plan, fractions: FRACTIONS },
+  settings: { ...settings, ...plan, fractions: FRACTIONS, ingest: ingest ? ingestPlan : undefined },
   results,
   ratios,
+  stages: stagesSummary(),
+  ingestion,
+  ingestion_ratios: ingestRatios(),
 };
 mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
 writeFileSync(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(out, null, 2)}\n`);
 log('wrote bench/results/latest.json');
 process.exit(0);
+
+// ---------------------------------------------------------------------------------------------
+// Where a command's time goes (the probe at 10 % of floor C), and ingestion
+
+function stagesOf(s: ScenarioName, t: Topology) {
+  const r = results.find((x) => x.scenario === s && x.topology === t)?.latency[0];
+  return r?.stages ? { run: r, stages: r.stages } : undefined;
+}
+
+function stagesSummary() {
+  return Object.fromEntries(
+    commandTopologies.map((t) => {
+      const d = stagesOf('floorD', t);
+      const f = stagesOf('fleetgate', t);
+      const p99 = (x: typeof d) => x?.run.latencyMs.p99;
+      return [
+        t,
+        {
+          offered: f?.run.offered,
+          floor_d: d && { latency_ms: d.run.latencyMs, stages: d.stages },
+          fleetgate: f && { latency_ms: f.run.latencyMs, stages: f.stages },
+          p99_within_floor_d_plus_1ms: d && f ? p99(f)! <= p99(d)! + 1 : undefined,
+        },
+      ];
+    }),
+  );
+}
+
+function stageLines(t: Topology): string[] {
+  const d = stagesOf('floorD', t);
+  const f = stagesOf('fleetgate', t);
+  if (!d && !f) return [];
+  const out: string[] = [];
+  const rate = (f ?? d)!.run.offered;
+  out.push(`where a command's time goes at 10% of floor C (${rate}/s), µs mean / p99 (calls per command):`);
+  out.push(`${'stage'.padEnd(34)}${'floor D'.padStart(24)}${'fleetgate'.padStart(24)}`);
+  const cell = (x: typeof d, stage: string) => {
+    const st = x?.stages[stage];
+    if (!st) return '—';
+    const perCommand = st.calls / Math.max(1, x!.run.requests);
+    return `${st.mean_us} / ${st.p99_us}${Math.abs(perCommand - 1) > 0.05 ? ` (${perCommand.toFixed(1)})` : ''}`;
+  };
+  out.push(
+    `${'client-observed p50 / p99 (ms)'.padEnd(34)}${(d ? `${d.run.latencyMs.p50} / ${d.run.latencyMs.p99}` : '—').padStart(24)}${(f ? `${f.run.latencyMs.p50} / ${f.run.latencyMs.p99}` : '—').padStart(24)}`,
+  );
+  for (const [stage, label] of STAGE_ROWS) {
+    if (!d?.stages[stage] && !f?.stages[stage]) continue;
+    out.push(`${label.padEnd(34)}${cell(d, stage).padStart(24)}${cell(f, stage).padStart(24)}`);
+  }
+  // What the timed stages leave of the server's time: routing, validation, the service's own
+  // work, serialisation, and waiting for the event loop between them.
+  const rest = (x: typeof d) => {
+    if (!x?.stages.http) return '—';
+    const perCommand = (stage: string) => {
+      const st = x.stages[stage];
+      return st ? (st.mean_us * st.calls) / Math.max(1, x.stages.http!.calls) : 0;
+    };
+    const timed = ['auth', 'store.startCommand', 'store.completeCommand', 'adapter'].reduce(
+      (sum, stage) => sum + perCommand(stage),
+      0,
+    );
+    return `${Math.round(x.stages.http.mean_us - timed)} (mean)`;
+  };
+  out.push(`${'rest of the server (HTTP - above)'.padEnd(34)}${rest(d).padStart(24)}${rest(f).padStart(24)}`);
+  out.push(
+    "  (floor D's rest includes its bare MQTT request/reply; fleetgate's auth row appears only when a token is checked, not answered from its cache)",
+  );
+  if (d && f) {
+    const ok = f.run.latencyMs.p99 <= d.run.latencyMs.p99 + 1;
+    out.push(
+      `fleetgate p99 at 10% ${f.run.latencyMs.p99} ms vs floor D's ${d.run.latencyMs.p99} + 1 ms (target ${ok ? 'met' : 'MISSED'})`,
+    );
+  }
+  return out;
+}
+
+function ingestRatios() {
+  return Object.fromEntries(
+    topologies
+      .filter((t) => ingestion.some((r) => r.topology === t))
+      .map((t) => {
+        const of = (s: string) => ingestion.find((r) => r.topology === t && r.scenario === s);
+        const f = of('floorF');
+        const fg = of('fleetgate');
+        const maxVsF = f && fg && f.max > 0 ? Math.round((fg.max / f.max) * 100) / 100 : undefined;
+        const p99Ratio = fg?.commands?.p99Ratio;
+        return [
+          t,
+          {
+            max_vs_floor_f: maxVsF,
+            floor_f_max_vs_floor_e:
+              f && of('floorE')?.max ? Math.round((f.max / of('floorE')!.max) * 100) / 100 : undefined,
+            command_p99_under_ingestion_vs_alone: p99Ratio,
+            targets: {
+              max_at_least_0_8_of_floor_f: maxVsF === undefined ? undefined : maxVsF >= 0.8,
+              command_p99_under_ingestion_at_most_twice: p99Ratio === undefined ? undefined : p99Ratio <= 2,
+            },
+          },
+        ];
+      }),
+  );
+}
+
+function ingestLines(): string[] {
+  if (ingestion.length === 0) return [];
+  const p = ingestPlan;
+  const out: string[] = [
+    '',
+    `INGESTION — state reports (12 properties each, QoS 0) from ${p.units} units, ${p.unitsPerProcess} per process; steps of ${p.stepS} s, a step passes when every report sent is stored within ${p.graceS} s after it`,
+  ];
+  out.push(
+    `${'topology'.padEnd(11)}${'scenario'.padEnd(22)}${'max/s'.padStart(8)}  ${'at 50%: rate, p50 / p99 ms'.padEnd(30)}CPU ms per report at 50% (machine; server, broker, postgres)`,
+  );
+  for (const r of ingestion) {
+    const h = r.atHalf;
+    const cpu = h?.cpuMsPerReport ?? {};
+    const server = cpu.fleetgate ?? cpu.receiver;
+    const parts = [`machine ${cpu.machine ?? '—'}`, `server ${server ?? '—'}`];
+    if (cpu.mosquitto !== undefined) parts.push(`mosquitto ${cpu.mosquitto}`);
+    if (cpu.postgres !== undefined) parts.push(`postgres ${cpu.postgres}`);
+    out.push(
+      `${r.topology.padEnd(11)}${r.label.padEnd(22)}${pad(r.max, 8)}  ${(h ? `${h.offered}/s, ${h.latencyMs.p50} / ${h.latencyMs.p99}${h.lost ? ` (${h.lost} lost)` : ''}` : '—').padEnd(30)}${parts.join(', ')}`,
+    );
+  }
+  for (const r of ingestion) {
+    const st = r.atHalf?.stages;
+    if (!st) continue;
+    const per = (k: string) =>
+      st[k] ? `${(st[k]!.calls / Math.max(1, r.atHalf!.stored)).toFixed(2)} × ${st[k]!.mean_us} µs` : '—';
+    out.push(
+      `${r.topology}: fleetgate's store calls per report at 50%: findVehicleByUnit ${per('store.findVehicleByUnit')}, mergeState ${per('store.mergeState')}; PostgreSQL round trips ${per('store.statement')}; SQLite commits ${per('store.commit')}`,
+    );
+  }
+  const q = ingestRatios();
+  for (const [t, v] of Object.entries(q)) {
+    const fg = ingestion.find((r) => r.topology === t && r.scenario === 'fleetgate');
+    const c = fg?.commands;
+    out.push(
+      `${t}: fleetgate ÷ floor F max ${v.max_vs_floor_f ?? '—'}${v.max_vs_floor_f === undefined ? '' : ` (target ≥ 0.8 ${v.targets.max_at_least_0_8_of_floor_f ? 'met' : 'MISSED'})`}; floor F ÷ floor E ${v.floor_f_max_vs_floor_e ?? '—'}${c ? `; commands at 100/s p99 ${c.alone.latencyMs.p99} ms alone, ${c.underIngestion.latencyMs.p99} ms under ${fg!.atHalf!.offered} reports/s: ${c.p99Ratio}× (target ≤ 2 ${c.p99Ratio <= 2 ? 'met' : 'MISSED'})` : ''}`,
+    );
+  }
+  return out;
+}

@@ -5,6 +5,11 @@
  * - Connected units: `--units` simulated units (1,000 per process) on one fleetgate; memory of
  *   fleetgate, the broker and the simulators per connected unit, CPU while idle (keepalives), and
  *   command latency at a fixed rate spread over all units.
+ * - Reconnect storm (after the connected-units part, with its 15,000 units): restart the broker
+ *   (production: Mosquitto; embedded: the broker is fleetgate's), then restart fleetgate; each
+ *   time, how long until every vehicle is ONLINE in the database and a command to every 15th
+ *   vehicle has succeeded, fleetgate's CPU per reconnecting unit, and what was lost (every unit
+ *   reports its state on reconnecting: vehicles whose stored state is not newer than the restart).
  * - Fleet size: `--fleet` vehicles in the database (inserted with SQL from one template row, in
  *   batches with progress), 1,000 of them with connected units: p50/p99 of vehicle list pages
  *   (first page and pages at random cursors) and commands, against a 1,000-vehicle fleet.
@@ -19,6 +24,8 @@ import { encodePageToken } from '../src/lib/pagination.js';
 import { oneOf, parseCommandLine, wholeNumber } from './lib/args.js';
 import { type BenchProcess, machineLoad, postgresServer, ROOT, startProcess } from './lib/processes.js';
 import {
+  type BenchMosquitto,
+  type FleetgateInstance,
   freshDatabase,
   MODEL,
   type StoreLocation,
@@ -134,10 +141,13 @@ async function connectedUnits(topology: Topology) {
   const mosquitto = topology === 'production' ? await startMosquitto() : undefined;
   const where = await location(topology, 'fleetgate_scale_units');
   const client = await seedFleet(where, { count: UNITS, fleetId: 'bench', unitPrefix: PREFIX, history: 20 });
-  const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client, nodeArgs: NODE_ARGS });
+  let fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client, nodeArgs: NODE_ARGS });
   const db = where.databaseUrl ? postgresServer() : undefined;
   const broker = mosquitto?.proc ?? fg.proc;
   const fgBefore = fg.proc.rssBytes();
+  // What starting costs without any unit (compiling, migrations, the broker thread): a restart's
+  // CPU per reconnecting unit leaves it out.
+  const startupCpuSeconds = fg.proc.cpuSeconds();
   const brokerBefore = mosquitto ? mosquitto.proc.rssBytes() : 0;
   const t0 = Date.now();
   const cpu0 = fg.proc.cpuSeconds();
@@ -197,13 +207,189 @@ async function connectedUnits(topology: Topology) {
     log(
       `  fleetgate ${r.fleetgate_kb_per_unit} KB/unit${mosquitto ? `, mosquitto ${r.broker_kb_per_unit} KB/unit` : ''}, idle CPU ${JSON.stringify(idleCpu)}`,
     );
-    return r;
+    const storms: Record<string, unknown> = {};
+    if (mosquitto) {
+      storms.broker_restart = await attempt('reconnect storm (broker restart)', () =>
+        reconnectStorm('broker restart', where, fg, units, async () => void (await mosquitto.restart()), mosquitto, 0),
+      );
+    }
+    storms.fleetgate_restart = await attempt('reconnect storm (fleetgate restart)', () =>
+      reconnectStorm(
+        'fleetgate restart',
+        where,
+        fg,
+        units,
+        async () => {
+          // Its CPU up to the stop: a process that is gone has none to read.
+          const oldCpuSeconds = fg.proc.cpuSeconds();
+          await fg.proc.stop();
+          // The embedded broker listens where the units reconnect to: the same port again.
+          const port = new URL(fg.mqttUrl).port;
+          fg = await startFleetgate(where, {
+            mqttUrl: mosquitto?.url,
+            client,
+            nodeArgs: NODE_ARGS,
+            extra: mosquitto ? {} : { 'mqtt-port': port },
+            readyTimeoutMs: 300_000,
+          });
+          return { fg, oldCpuSeconds };
+        },
+        mosquitto,
+        startupCpuSeconds,
+      ),
+    );
+    return { ...r, reconnect_storm: storms };
   } finally {
     await Promise.all(units.map((u) => u.stop()));
     await fg.proc.stop();
     await mosquitto?.close();
     rmSync(where.dataDir, { recursive: true, force: true });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reconnect storm
+
+/** One number from the database (SQLite: a read-only connection beside fleetgate's). */
+async function scalar(where: StoreLocation, sqlite: string, postgres: string, params: unknown[]): Promise<number> {
+  if (where.databaseUrl) {
+    const c = new pg.Client({ connectionString: where.databaseUrl });
+    await c.connect();
+    try {
+      return Number(Object.values((await c.query(postgres, params)).rows[0] ?? {})[0] ?? 0);
+    } finally {
+      await c.end();
+    }
+  }
+  const db = new Database(path.join(where.dataDir, 'fleetgate.db'), { readonly: true, fileMustExist: true });
+  try {
+    return Number(Object.values((db.prepare(sqlite).get(...params) as Record<string, unknown>) ?? {})[0] ?? 0);
+  } finally {
+    db.close();
+  }
+}
+
+async function unitStats(units: BenchProcess[]) {
+  const all = await Promise.all(
+    units.map((u) => {
+      const m = u.message<{ connects: number; reports: number; connected: number }>('stats', 30_000);
+      u.send({ type: 'stats' });
+      return m;
+    }),
+  );
+  return all.reduce((a, b) => ({
+    connects: a.connects + b.connects,
+    reports: a.reports + b.reports,
+    connected: a.connected + b.connected,
+  }));
+}
+
+/**
+ * Restarts the broker or fleetgate (`restart`, which may return a new fleetgate) with every unit
+ * connected, and measures the way back: until every vehicle is ONLINE in the database, and until a
+ * command to every 15th vehicle succeeded (each retried until it does), all from the moment the
+ * restart began; fleetgate's CPU meanwhile per unit; and what was lost.
+ */
+async function reconnectStorm(
+  what: string,
+  where: StoreLocation,
+  before: FleetgateInstance,
+  units: BenchProcess[],
+  restart: () => Promise<{ fg: FleetgateInstance; oldCpuSeconds: number } | undefined>,
+  mosquitto: BenchMosquitto | undefined,
+  /** A restarted fleetgate's own start-up CPU, left out of its CPU per unit. */
+  startupCpuSeconds: number,
+) {
+  log(`  reconnect storm: ${what}`);
+  const stats0 = await unitStats(units);
+  const t0 = Date.now();
+  const cpuBefore = before.proc.cpuSeconds();
+  const restarted = await restart();
+  const fg = restarted?.fg ?? before;
+  // A restarted fleetgate's CPU counts from its start; the old one's until it stopped.
+  const cpuOld = restarted ? restarted.oldCpuSeconds - cpuBefore : 0;
+  const cpu0 = restarted ? 0 : cpuBefore;
+  const brokerCpu0 = mosquitto?.proc.cpuSeconds() ?? 0;
+  const restartedS = (Date.now() - t0) / 1000;
+  const until = t0 + 300_000;
+  // ONLINE in the database (what GET /vehicles shows).
+  const online = (async () => {
+    for (;;) {
+      const n = await scalar(
+        where,
+        "SELECT count(*) FROM vehicles WHERE life_status = 'ONLINE'",
+        "SELECT count(*) FROM vehicles WHERE life_status = 'ONLINE'",
+        [],
+      );
+      if (n >= UNITS) return (Date.now() - t0) / 1000;
+      if (Date.now() > until) throw new Error(`${n} of ${UNITS} vehicles ONLINE after 300 s`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  // Commands: every 15th vehicle, 32 at a time, each retried until it succeeds.
+  const sample = Array.from({ length: Math.ceil(UNITS / 15) }, (_, k) => k * 15);
+  let refused = 0;
+  let next = 0;
+  const commands = (async () => {
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (next < sample.length) {
+          const i = sample[next++]!;
+          for (;;) {
+            const res = await fetch(`${fg.url}/vehicles/${vehicleId(i)}/commands/unlock-central-lock`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${fg.token}` },
+            }).catch(() => undefined);
+            await res?.arrayBuffer();
+            if (res?.status === 200) break;
+            refused++;
+            if (Date.now() > until) throw new Error(`vehicle ${i} never answered: ${res?.status}`);
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
+      }),
+    );
+    return (Date.now() - t0) / 1000;
+  })();
+  const [onlineS, commandsS] = await Promise.all([online, commands]);
+  const backS = Math.max(onlineS, commandsS);
+  const fgCpu = fg.proc.cpuSeconds() - cpu0 + cpuOld - (restarted ? startupCpuSeconds : 0);
+  const brokerCpu = mosquitto ? mosquitto.proc.cpuSeconds() - brokerCpu0 : undefined;
+  // Let the last reports land, then count what the units sent and what was stored.
+  await new Promise((r) => setTimeout(r, 2_000));
+  const stats1 = await unitStats(units);
+  const reconnects = stats1.connects - stats0.connects;
+  const reportsSent = stats1.reports - stats0.reports;
+  const since = new Date(t0);
+  const fresh = await scalar(
+    where,
+    "SELECT count(DISTINCT vehicle_id) FROM vehicle_state WHERE property = 'mileage_in_kilometers' AND ts >= ?",
+    "SELECT count(DISTINCT vehicle_id) FROM vehicle_state WHERE property = 'mileage_in_kilometers' AND ts >= $1",
+    [where.databaseUrl ? since.toISOString() : since.getTime()],
+  );
+  const r = {
+    what,
+    fleetgate_restart_seconds: restarted ? Math.round(restartedS * 10) / 10 : undefined,
+    all_online_seconds: Math.round(onlineS * 10) / 10,
+    commands_back_seconds: Math.round(commandsS * 10) / 10,
+    back_seconds: Math.round(backS * 10) / 10,
+    units_reconnected: reconnects,
+    units_connected_after: stats1.connected,
+    fleetgate_cpu_seconds: Math.round(fgCpu * 10) / 10,
+    fleetgate_startup_cpu_seconds_left_out: restarted ? Math.round(startupCpuSeconds * 10) / 10 : undefined,
+    fleetgate_cpu_ms_per_unit: Math.round((fgCpu * 1000 * 100) / UNITS) / 100,
+    broker_cpu_seconds: brokerCpu === undefined ? undefined : Math.round(brokerCpu * 10) / 10,
+    sample_commands: sample.length,
+    commands_refused_before_back: refused,
+    reports_sent: reportsSent,
+    vehicles_with_a_report_stored: fresh,
+    // Every unit that reconnected reports its state: a vehicle without it stored lost that report.
+    reports_lost: reconnects > 0 ? Math.max(0, Math.min(reconnects, UNITS) - fresh) : 0,
+  };
+  log(
+    `    back after ${r.back_seconds} s (all ONLINE ${r.all_online_seconds} s, commands ${r.commands_back_seconds} s${restarted ? `, fleetgate ready after ${r.fleetgate_restart_seconds} s` : ''}); ${reconnects} reconnects; fleetgate ${r.fleetgate_cpu_seconds} s CPU = ${r.fleetgate_cpu_ms_per_unit} ms/unit${brokerCpu === undefined ? '' : `, mosquitto ${r.broker_cpu_seconds} s`}; reports sent ${reportsSent}, vehicles with a fresh state ${fresh}, lost ${r.reports_lost}; ${refused} commands refused before back`,
+  );
+  return r;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -338,14 +524,14 @@ async function fleetSize(topology: Topology, fleet: number) {
 // Results merge into bench/results/scale.json per topology and part, so parts can run apart.
 const file = path.join(ROOT, 'bench/results/scale.json');
 const previous = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
-const attempt = async (name: string, fn: () => Promise<unknown>) => {
+async function attempt(name: string, fn: () => Promise<unknown>) {
   try {
     return await fn();
   } catch (e) {
     log(`  ${name} FAILED: ${String(e).slice(0, 2000)}`);
     return { error: String(e).slice(0, 2000) };
   }
-};
+}
 for (const topology of topologies) {
   const r: Record<string, unknown> = { ...((previous[topology] as Record<string, unknown> | undefined) ?? {}) };
   if (!args['skip-units']) r.connected_units = await attempt('connected units', () => connectedUnits(topology));

@@ -1,7 +1,17 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { type BenchProcess, machineBusySeconds, mainThreadOf, postgresServer, startProcess } from './lib/processes.js';
+import {
+  type BenchProcess,
+  machineBusySeconds,
+  mainThreadOf,
+  PROBE,
+  type ProbeReport,
+  postgresServer,
+  probeOff,
+  probeOn,
+  startProcess,
+} from './lib/processes.js';
 import {
   analyzeDatabase,
   freshDatabase,
@@ -36,6 +46,8 @@ export interface Setup {
   targets: string[];
   /** Processes whose CPU time the report breaks down (the load generator is added per run). */
   processes: Array<Pick<BenchProcess, 'name' | 'cpuSeconds' | 'rssBytes'>>;
+  /** The server with the probe preloaded (fleetgate, floor D): per-stage times on request. */
+  probe?: BenchProcess;
   close(): Promise<void>;
 }
 
@@ -157,6 +169,7 @@ export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSe
       url: fg.url,
       headers: { authorization: `Bearer ${fg.token}` },
       targets: Array.from({ length: s.units }, (_, i) => `/vehicles/${vehicleId(i)}/commands/unlock-central-lock`),
+      probe: fg.proc,
       processes: [
         Object.assign(fg.proc, { name: 'fleetgate' }),
         mainThreadOf(fg.proc),
@@ -192,10 +205,11 @@ async function setUpFloorD(
   const where = { dataDir, databaseUrl };
   const prefix = 'fg-';
   await seedFleet(where, { count: s.units, fleetId: 'bench', unitPrefix: prefix, history: 20 });
-  const server = startProcess('server', [
-    'bench/floor-server.ts',
-    JSON.stringify({ mode: 'pipeline', mqttUrl: mosquitto?.url, store: where }),
-  ]);
+  const server = startProcess(
+    'server',
+    ['bench/floor-server.ts', JSON.stringify({ mode: 'pipeline', mqttUrl: mosquitto?.url, store: where })],
+    { preload: [PROBE] },
+  );
   let units: BenchProcess[] = [];
   const close = async () => {
     await stopAll(units);
@@ -215,6 +229,7 @@ async function setUpFloorD(
       transport: 'http',
       url: ready.url,
       targets,
+      probe: server,
       processes: [server, mainThreadOf(server), ...brokerProcs, ...(databaseUrl ? [postgresServer()] : []), ...units],
       close: async () => {
         await close();
@@ -231,7 +246,7 @@ async function setUpFloorD(
  * Every vehicle answers a command once before measuring: fleetgate has seen each unit's retained
  * `online` status, and the first command per vehicle (caches, prepared statements) is behind us.
  */
-async function untilAllAnswer(url: string, token: string | undefined, targets: string[]): Promise<void> {
+export async function untilAllAnswer(url: string, token: string | undefined, targets: string[]): Promise<void> {
   const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
   const todo = [...targets];
   const until = Date.now() + 60_000;
@@ -262,10 +277,16 @@ export interface Measured extends Omit<LoadResult, 'type'> {
   cpuPercent: Record<string, number>;
   /** CPU milliseconds per completed request, per process: robust to a busy machine. */
   cpuMsPerRequest: Record<string, number>;
+  /** With `stages`: the probe's per-stage times over the measured period. */
+  stages?: ProbeReport['stages'];
 }
 
 /** One load run in its own process, with the CPU every involved process used meanwhile. */
-export async function measure(setup: Setup, spec: Omit<LoadSpec, 'transport' | 'url' | 'targets'>): Promise<Measured> {
+export async function measure(
+  setup: Setup,
+  spec: Omit<LoadSpec, 'transport' | 'url' | 'targets'>,
+  options: { stages?: boolean } = {},
+): Promise<Measured> {
   const full: LoadSpec = {
     ...spec,
     transport: setup.transport,
@@ -279,6 +300,8 @@ export async function measure(setup: Setup, spec: Omit<LoadSpec, 'transport' | '
   const load = startProcess('load', ['bench/load.ts', `@${specFile}`]);
   await load.message('measuring', spec.warmupS * 1000 + 120_000);
   rmSync(specFile, { force: true });
+  const probe = options.stages ? setup.probe : undefined;
+  if (probe) await probeOn(probe);
   const before = setup.processes.map((p) => p.cpuSeconds());
   const loadBefore = load.cpuSeconds();
   const machineBefore = machineBusySeconds();
@@ -286,6 +309,7 @@ export async function measure(setup: Setup, spec: Omit<LoadSpec, 'transport' | '
   const result = await load.message<LoadResult>('result', (spec.durationS + spec.warmupS) * 1000 + 120_000);
   const wall = (performance.now() - t0) / 1000;
   const machine = ((machineBusySeconds() - machineBefore) / wall) * 100;
+  const stages = probe ? (await probeOff(probe)).stages : undefined;
   const cpuPercent: Record<string, number> = {};
   setup.processes.forEach((p, i) => {
     const name = p.name.startsWith('units-') ? 'units' : p.name;
@@ -304,5 +328,11 @@ export async function measure(setup: Setup, spec: Omit<LoadSpec, 'transport' | '
     cpuPercent[k] = Math.round(cpuPercent[k]!);
   }
   const { type: _type, ...rest } = result;
-  return { ...rest, ...(spec.concurrency ? { concurrency: spec.concurrency } : {}), cpuPercent, cpuMsPerRequest };
+  return {
+    ...rest,
+    ...(spec.concurrency ? { concurrency: spec.concurrency } : {}),
+    cpuPercent,
+    cpuMsPerRequest,
+    ...(stages ? { stages } : {}),
+  };
 }

@@ -76,7 +76,12 @@ process.stdin.on('data', (chunk) => {
     const msg = JSON.parse(text) as { type: string };
     if (msg.type === 'stats') {
       const answered = units.reduce((n, u) => n + u.stats.succeeded, 0);
-      process.stdout.write(`${JSON.stringify({ type: 'stats', answered, rss: process.memoryUsage().rss })}\n`);
+      const connects = units.reduce((n, u) => n + u.stats.connects, 0);
+      const reports = units.reduce((n, u) => n + u.stats.stateReports, 0);
+      const connected = units.filter((u) => u.connected).length;
+      process.stdout.write(
+        `${JSON.stringify({ type: 'stats', answered, connects, reports, connected, rss: process.memoryUsage().rss })}\n`,
+      );
     }
   }
 });

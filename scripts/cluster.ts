@@ -3,6 +3,8 @@
 // database on a PostgreSQL server, and N fleetgate instances on free ports sharing both. When all
 // are ready it prints ONE JSON line on stdout:
 //   {"api": ["http://127.0.0.1:…", …], "mqtt_url": "mqtt://127.0.0.1:…", "database_url": "postgres://…"}
+// With --amqp it also creates a virtual host of its own on a RabbitMQ (default the local one) and
+// the instances publish events there ("amqp_url" in the JSON line); the vhost goes on exit.
 // Progress and the instances' logs go to stderr. SIGINT/SIGTERM stops everything it started
 // (instances first: they drain running commands) and drops the database unless --keep-database.
 import { randomBytes } from 'node:crypto';
@@ -12,10 +14,13 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { redact } from '../src/config.js';
+import { resolveAmqpUrls } from '../src/events/channels/amqp/amqp-channel.js';
+import { RabbitmqManagement, seg } from '../src/events/channels/amqp/rabbitmq-management.js';
 import { type FleetgateProcess, startFleetgateProcess } from './lib/fleetgate-process.js';
 import { type MosquittoServer, startMosquittoServer } from './lib/mosquitto-server.js';
 
 const USAGE = `usage: npm run cluster -- [--instances N] [--database-url postgres://…] [--keep-database]
+                           [--amqp] [--amqp-server-url amqp://…]
                            [--command-timeout-ms MS] [--log-level LEVEL]
 
   --instances N        fleetgate instances to start (default 2, at most 16)
@@ -23,6 +28,9 @@ const USAGE = `usage: npm run cluster -- [--instances N] [--database-url postgre
                        (default postgres://root@127.0.0.1:5432/test; its database is only
                        used to run CREATE DATABASE / DROP DATABASE)
   --keep-database      do not drop the database on exit
+  --amqp               publish events to RabbitMQ: a fresh virtual host on --amqp-server-url
+  --amqp-server-url    RabbitMQ with an administrator account and its management plugin
+                       (default amqp://guest:guest@127.0.0.1:5672; API on port 15672)
   --command-timeout-ms passed to every instance (default: fleetgate's default)
   --log-level          the instances' log level (default info)
 `;
@@ -35,6 +43,8 @@ function options() {
       instances: { type: 'string', default: '2' },
       'database-url': { type: 'string', default: 'postgres://root@127.0.0.1:5432/test' },
       'keep-database': { type: 'boolean', default: false },
+      amqp: { type: 'boolean', default: false },
+      'amqp-server-url': { type: 'string', default: 'amqp://guest:guest@127.0.0.1:5672' },
       'command-timeout-ms': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', default: false },
@@ -71,10 +81,36 @@ async function createDatabase(serverUrl: string): Promise<{ url: string; drop: (
   return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
 
+/** Creates the vhost `fleetgate_cluster_<random>` on the RabbitMQ and returns its URL and how to delete it. */
+async function createVhost(serverUrl: string): Promise<{ url: string; remove: () => Promise<void> }> {
+  const name = `fleetgate_cluster_${randomBytes(5).toString('hex')}`;
+  const { managementUrl } = resolveAmqpUrls({
+    amqpUrl: serverUrl,
+    amqpPublicUrl: undefined,
+    amqpManagementUrl: undefined,
+  });
+  const api = new RabbitmqManagement(managementUrl);
+  const user = decodeURIComponent(new URL(serverUrl).username || 'guest');
+  await api.put(`/vhosts/${seg(name)}`, {});
+  await api.put(`/permissions/${seg(name)}/${seg(user)}`, { configure: '.*', write: '.*', read: '.*' });
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    remove: async () => {
+      // The consumers' users outlive the vhost otherwise.
+      const granted = (await api.get(`/vhosts/${seg(name)}/permissions`)) as Array<{ user: string }>;
+      for (const g of granted) if (g.user !== user) await api.delete(`/users/${seg(g.user)}`);
+      await api.delete(`/vhosts/${seg(name)}`);
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const opts = options();
   let broker: MosquittoServer | undefined;
   let database: { url: string; drop: () => Promise<void> } | undefined;
+  let vhost: { url: string; remove: () => Promise<void> } | undefined;
   const instances: FleetgateProcess[] = [];
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-cluster-'));
 
@@ -85,6 +121,10 @@ async function main(): Promise<void> {
       const codes = await Promise.all(instances.map((p) => p.stop()));
       log(`instances exited: ${codes.join(', ')}`);
       await broker?.close().catch((e: Error) => log(`stopping Mosquitto failed: ${e.message}`));
+      await vhost?.remove().then(
+        () => log('RabbitMQ virtual host deleted'),
+        (e: Error) => log(`deleting the RabbitMQ virtual host failed: ${e.message}`),
+      );
       if (database && !opts['keep-database']) {
         await database.drop().then(
           () => log('database dropped'),
@@ -120,6 +160,11 @@ async function main(): Promise<void> {
       'log-level': opts['log-level'],
     };
     if (opts['command-timeout-ms']) settings['command-timeout-ms'] = opts['command-timeout-ms'];
+    if (opts.amqp) {
+      vhost = await createVhost(opts['amqp-server-url']);
+      settings['amqp-url'] = vhost.url;
+      log(`RabbitMQ ${redact(vhost.url)}`);
+    }
     const start = (i: number) =>
       startFleetgateProcess({ settings, instanceId: `fg-${i + 1}`, echo: process.stderr, detached: true }).then((p) => {
         instances.push(p);
@@ -133,7 +178,8 @@ async function main(): Promise<void> {
     const first = await start(0);
     const rest = await Promise.all(Array.from({ length: opts.instances - 1 }, (_, i) => start(i + 1)));
     const api = [first, ...rest].map((p) => p.url);
-    process.stdout.write(`${JSON.stringify({ api, mqtt_url: broker.url, database_url: database.url })}\n`);
+    const amqp = vhost ? { amqp_url: vhost.url } : {};
+    process.stdout.write(`${JSON.stringify({ api, mqtt_url: broker.url, database_url: database.url, ...amqp })}\n`);
     log('ready; Ctrl-C (SIGINT) or SIGTERM stops everything');
   } catch (e) {
     log(`start failed: ${e instanceof Error ? e.message : String(e)}`);

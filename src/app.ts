@@ -1,25 +1,31 @@
 import type { MqttClient } from 'mqtt';
 import { type Logger, pino } from 'pino';
-import { Metrics } from './api/metrics.js';
+import { Metrics, startMetricsServer } from './api/metrics.js';
 import { type Api, buildServer, type ReadinessCheck, stopAccepting } from './api/server.js';
 import { type EmbeddedBroker, startEmbeddedBroker } from './broker/embedded-broker.js';
 import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
 import type { Config } from './config.js';
-import { redact } from './config.js';
+import { parseHostPort, redact } from './config.js';
+import type { DeliveryChannel } from './events/channels/channel.js';
+import { createChannels } from './events/channels/registry.js';
+import { EventFeed } from './events/feed.js';
 import { loadOrCreateKeyFile } from './lib/key-file.js';
 import { listenUrl, listenWithFallback } from './lib/listen.js';
 import { deriveKey, SecretBox } from './lib/secrets.js';
+import { type AdapterContextParts, createAdapterContext } from './services/adapter-context.js';
 import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
 import { CompletionWriter } from './services/completion-writer.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
+import { EventConsumerService } from './services/event-consumer-service.js';
+import { EventService } from './services/event-service.js';
 import { UserService } from './services/user-service.js';
 import { VehicleService } from './services/vehicle-service.js';
 import { createStore } from './store/registry.js';
 import type { Store } from './store/store.js';
-import type { AdapterContext, BrokerProvisioner, TelematicsAdapter } from './telematics/adapter.js';
+import type { BrokerProvisioner, TelematicsAdapter } from './telematics/adapter.js';
 import { createAdapters } from './telematics/registry.js';
 
 export interface App {
@@ -29,6 +35,8 @@ export interface App {
   api: Api;
   /** The HTTP base URL this instance listens on (loopback form when bound to every address). */
   url: string;
+  /** Where Prometheus scrapes this instance. */
+  metricsUrl: string;
   /** The broker units connect to: the embedded one's URL, or the external one. */
   mqttUrl: string;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
@@ -37,6 +45,10 @@ export interface App {
   commands: CommandService;
   users: UserService;
   events: EventBus;
+  /** The outbox's feed (pull, stream and delivery channels read it). */
+  feed: EventFeed;
+  /** The delivery channels (webhooks, …) running in this instance. */
+  channels: readonly DeliveryChannel[];
   /** Graceful stop: refuse new commands, finish running ones, then close everything. */
   stop(): Promise<void>;
 }
@@ -75,6 +87,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     const masterSecret = config.secretKey ?? loadOrCreateKeyFile(config.dataDir);
     const secrets = new SecretBox(deriveKey(masterSecret, 'secret-box'));
     const events = new EventBus();
+    const feed = new EventFeed(store.events);
+    cleanups.push(async () => feed.close());
     const adapters = createAdapters();
     const vehicles = new VehicleService(store, adapters, events, logger, deriveKey(masterSecret, 'unit-password'));
     const completions = new CompletionWriter(store, logger);
@@ -94,7 +108,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     if (config.mqttUrl) {
       mqttUrl = config.mqttUrl;
       const creds = config.mqttUsername ? { username: config.mqttUsername, password: config.mqttPassword! } : undefined;
-      mqtt = await connectServiceClient(config.mqttUrl, creds, logger);
+      mqtt = await connectServiceClient(config.mqttUrl, creds, logger, { packetLog: config.mqttPacketLog });
       if (config.mqttProvisioning === 'mosquitto-dynsec') {
         const client = mqtt;
         // SPEC §5 on the external broker: each unit's account and topic ACL, made as vehicles come and go.
@@ -133,27 +147,26 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       cleanups.push(() => started.close());
       mqttUrl = broker.url;
       provisioner = broker.provisioner;
-      mqtt = await connectServiceClient(broker.url, broker.serviceCredentials, logger);
+      mqtt = await connectServiceClient(broker.url, broker.serviceCredentials, logger, {
+        packetLog: config.mqttPacketLog,
+      });
     }
     cleanups.push(() => new Promise<void>((resolve) => mqtt.end(false, {}, () => resolve())));
 
+    const contextParts: AdapterContextParts = {
+      logger,
+      instanceId: config.instanceId,
+      listenHost: config.host,
+      mqtt,
+      sharedBroker: config.mqttUrl !== undefined,
+      broker: provisioner,
+      vehicles,
+      credentials,
+    };
     for (const adapter of adapters.values()) {
-      const brand = adapter.brand;
-      const ctx: AdapterContext = {
-        logger: logger.child({ adapter: brand }),
-        mqtt,
-        broker: provisioner,
-        store,
-        secrets,
-        config,
-        onStateReport: async (unitId, state) => {
-          await vehicles.onStateReport(brand, unitId, state);
-        },
-        onConnectionChange: (unitId, online, at) => vehicles.onConnectionChange(brand, unitId, online, at),
-        setSetupResult: (vehicleId, result, force) => vehicles.setSetupResult(vehicleId, result, force),
-      };
-      await adapter.start(ctx);
+      await adapter.start(createAdapterContext(adapter, config.adapters[adapter.brand] ?? {}, contextParts));
       cleanups.push(() => adapter.stop());
+      await vehicles.resumeSetups(adapter);
     }
 
     const readiness: ReadinessCheck[] = [
@@ -172,7 +185,17 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
         },
       },
     ];
-    const metrics = new Metrics(events, () => commands.running);
+    const metrics = new Metrics(events, () => commands.running, {
+      countVehicles: () => store.countVehicles(),
+      readiness,
+    });
+    // Delivery never runs in the command path: each channel reads the outbox on its own.
+    const channels = createChannels({ feed, config, logger, instanceId: config.instanceId, secrets });
+    for (const channel of channels) {
+      // Named in /health/ready while down; the instance stays ready (events wait in the outbox).
+      if (channel.health) readiness.push({ name: channel.name, optional: true, check: () => channel.health!() });
+    }
+    const eventConsumers = new EventConsumerService(store.events, channels.find((c) => c.consumers)?.consumers, logger);
     const api = await buildServer({
       config,
       logger,
@@ -180,7 +203,10 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       vehicles,
       commands,
       credentials,
+      events: new EventService(feed),
+      channelRoutes: channels.flatMap((c) => (c.registerRoutes ? [(app: Api) => c.registerRoutes!(app)] : [])),
       users,
+      eventConsumers,
       adapters,
       readiness,
       metrics,
@@ -200,12 +226,25 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       await stopAccepting(api.server, CONNECTION_LINGER_MS);
       await api.close();
     });
+    const metricsAt = config.metricsAddress ? parseHostPort(config.metricsAddress) : undefined;
+    const metricsServer = metricsAt
+      ? await startMetricsServer(metrics, {
+          ...metricsAt,
+          token: config.metricsToken,
+          base: config.publicUrl ?? listenUrl('http', config.host, portOf(api)),
+        })
+      : undefined;
+    if (metricsServer) cleanups.push(() => metricsServer.close());
 
     const maintenance = startMaintenance(store, vehicles, users, config, logger);
     cleanups.push(async () => clearInterval(maintenance));
 
-    const address = api.server.address();
-    const port = typeof address === 'object' && address ? address.port : config.port;
+    for (const channel of channels) {
+      await channel.start();
+      cleanups.push(() => channel.stop());
+    }
+
+    const port = portOf(api);
     let stopped: Promise<void> | undefined;
     return {
       config,
@@ -213,6 +252,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       store,
       api,
       url: listenUrl('http', config.host, port),
+      metricsUrl: metricsServer?.url ?? `${listenUrl('http', config.host, port)}/metrics`,
       mqttUrl,
       adapters,
       auth,
@@ -220,6 +260,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       commands,
       users,
       events,
+      feed,
+      channels,
       stop: () => {
         stopped ??= (async () => {
           await commands.drain();
@@ -234,6 +276,11 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     await cleanup();
     throw e;
   }
+}
+
+function portOf(api: Api): number {
+  const address = api.server.address();
+  return typeof address === 'object' && address ? address.port : 0;
 }
 
 /**
@@ -262,6 +309,7 @@ function startMaintenance(
         await store.purgeIdempotencyKeys(new Date(now - IDEMPOTENCY_RETENTION_MS).toISOString());
         await users.purge(now);
       }
+      await pruneEvents(store, new Date(now - config.eventRetentionHours * 3600_000).toISOString(), logger);
     } catch (err) {
       logger.warn({ err }, 'maintenance round failed; retrying');
     } finally {
@@ -270,4 +318,21 @@ function startMaintenance(
   }, MAINTENANCE_INTERVAL_MS);
   timer.unref();
   return timer;
+}
+
+// Retention (docs/events.md): short transactions of at most EVENT_PRUNE_BATCH rows, so writers
+// wait for at most one of them; up to EVENT_PRUNE_BATCHES per maintenance round (20,000 per 5 s
+// outpaces 15,000 units reporting every 30 s several times over).
+const EVENT_PRUNE_BATCH = 1_000;
+const EVENT_PRUNE_BATCHES = 20;
+
+async function pruneEvents(store: Store, before: string, logger: Logger): Promise<void> {
+  let pruned = 0;
+  for (let i = 0; i < EVENT_PRUNE_BATCHES; i++) {
+    const n = await store.events.prune(before, EVENT_PRUNE_BATCH);
+    pruned += n;
+    if (n < EVENT_PRUNE_BATCH) break;
+  }
+  pruned += await store.events.pruneLog(before, EVENT_PRUNE_BATCH);
+  if (pruned > 0) logger.debug({ pruned }, 'deleted events past retention');
 }

@@ -1,11 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
+import { homedir } from 'node:os';
 import path from 'node:path';
+import type { AdapterSetting } from './telematics/adapter.js';
+import { ADAPTER_DEFINITIONS } from './telematics/registry.js';
 
 /**
  * fleetgate's settings. This module is the only one that reads process.env: every setting has a
  * `FLEETGATE_*` variable and a CLI flag; the config is validated once, with every error reported
- * together, then frozen. docs/configuration.md lists the same table.
+ * together, then frozen. docs/configuration.md lists the same table. Each telematics adapter
+ * declares its own settings in its definition (telematics/<brand>/definition.ts); they land in
+ * `adapters[brand]`.
  */
 export interface Config {
   /** HTTP listen port; 0 picks a free one. */
@@ -28,8 +33,6 @@ export interface Config {
    * plugin, or `none` when the operator's broker authenticates units by other means.
    */
   mqttProvisioning: MqttProvisioning;
-  /** TCP port for Teltonika units (telematics brand TELTONIKA); 0 picks a free one. */
-  teltonikaPort: number;
   /** Master secret for token signing and encryption at rest; generated into dataDir when unset. */
   secretKey: string | undefined;
   commandTimeoutMs: number;
@@ -40,18 +43,39 @@ export interface Config {
   /** Addresses or CIDR ranges of reverse proxies whose forwarding headers are trusted; none when empty. */
   trustedProxies: string[];
   tokenTtlSeconds: number;
+  /** When set, `/metrics` answers only `Authorization: Bearer <metricsToken>`. */
+  metricsToken: string | undefined;
+  /** `host:port` of a listener serving only `/metrics`; the API then does not serve it. */
+  metricsAddress: string | undefined;
   /** Requests per minute per API client. */
   rateLimitPerMinute: number;
   /** A vehicle whose unit has not connected within this time ends setup FAILED. */
   setupTimeoutSeconds: number;
+  /** Events older than this are deleted (docs/events.md). */
+  eventRetentionHours: number;
+  /** A webhook delivery is retried this long; a subscription failing that long is disabled. */
+  webhooksRetrySeconds: number;
+  /** How long a webhook receiver may take to answer one delivery. */
+  webhooksTimeoutMs: number;
+  /** Allow webhook URLs on private, loopback or link-local addresses (SSRF guard off). */
+  webhooksAllowPrivateUrls: boolean;
   logLevel: string;
   instanceId: string;
-  /** Settings that took their default because neither flag nor environment set them. */
-  defaulted: readonly (keyof Config)[];
-  /** Smartcar API base that documented paths such as `/vehicles/{id}/security` are appended to. */
-  smartcarApiUrl: string;
-  /** Base of Smartcar's `/oauth/token`. */
-  smartcarAuthUrl: string;
+  /** Settings (by key, e.g. `port`, `teltonikaPort`) that took their default: neither flag nor environment set them. */
+  defaulted: readonly string[];
+  /** Each adapter's own settings by brand, named as its definition names them (e.g. `TELTONIKA.port`). */
+  adapters: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** mqtt.js logs every packet when the `DEBUG` variable asks for it (it costs even when off). */
+  mqttPacketLog: boolean;
+  /**
+   * amqp://… : publish every event to this RabbitMQ (its path is fleetgate's virtual host) and
+   * offer AMQP event consumers; unset = no AMQP.
+   */
+  amqpUrl: string | undefined;
+  /** Where event consumers reach RabbitMQ (`amqp[s]://host:port`); default: the host of amqpUrl. */
+  amqpPublicUrl: string | undefined;
+  /** RabbitMQ's management HTTP API; default: http://<amqpUrl's host>:15672 with amqpUrl's account. */
+  amqpManagementUrl: string | undefined;
   /** How long a console sign-in lasts. */
   consoleSessionMinutes: number;
   /** Map tiles of the console (`{z}/{x}/{y}` template); unset = vehicles on a plain background. */
@@ -64,19 +88,22 @@ export type MqttProvisioning = (typeof MQTT_PROVISIONING)[number];
 
 type Source = Record<string, string | undefined>;
 
-interface Setting {
-  key: keyof Config;
+export interface Setting {
+  /** The flag's camelCase name: a Config key, or an adapter setting's flag key (e.g. `teltonikaPort`). */
+  key: string;
   env: string;
   flag: string;
-  kind: 'int' | 'string' | 'url';
+  kind: 'int' | 'string' | 'url' | 'boolean';
   default?: string;
   min?: number;
   max?: number;
   protocols?: string[];
   description: string;
+  /** For an adapter's setting: its brand and its name in the adapter's settings. */
+  adapter?: { brand: string; name: string };
 }
 
-export const SETTINGS: readonly Setting[] = [
+const CORE_SETTINGS: readonly Setting[] = [
   {
     key: 'port',
     env: 'FLEETGATE_PORT',
@@ -171,16 +198,6 @@ export const SETTINGS: readonly Setting[] = [
       "With --mqtt-url: how units' credentials and topic permissions get into the broker. `mosquitto-dynsec` = fleetgate provisions each unit through Mosquitto's dynamic security plugin (its account must be a dynsec admin); `none` = the operator's broker authenticates units by other means (e.g. EMQX HTTP auth), see docs/deploy.md.",
   },
   {
-    key: 'teltonikaPort',
-    env: 'FLEETGATE_TELTONIKA_PORT',
-    flag: '--teltonika-port',
-    kind: 'int',
-    default: '5027',
-    min: 0,
-    max: 65535,
-    description: 'TCP port for Teltonika units, Codec 8/8E/12 (0 = any free port).',
-  },
-  {
     key: 'secretKey',
     env: 'FLEETGATE_SECRET_KEY',
     flag: '--secret-key',
@@ -239,6 +256,22 @@ export const SETTINGS: readonly Setting[] = [
     description: 'Lifetime of access tokens.',
   },
   {
+    key: 'metricsToken',
+    env: 'FLEETGATE_METRICS_TOKEN',
+    flag: '--metrics-token',
+    kind: 'string',
+    description:
+      'When set, `/metrics` answers only requests with `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: <token>}`). Default: unprotected.',
+  },
+  {
+    key: 'metricsAddress',
+    env: 'FLEETGATE_METRICS_ADDRESS',
+    flag: '--metrics-address',
+    kind: 'string',
+    description:
+      'Serve `/metrics` on its own `host:port` (e.g. `10.0.0.5:9464`, port 0 = any free port) instead of on the API port. Default: on the API port.',
+  },
+  {
     key: 'rateLimitPerMinute',
     env: 'FLEETGATE_RATE_LIMIT_PER_MINUTE',
     flag: '--rate-limit-per-minute',
@@ -259,6 +292,46 @@ export const SETTINGS: readonly Setting[] = [
     description: 'A unit that has not connected this long after its vehicle was added ends setup FAILED.',
   },
   {
+    key: 'eventRetentionHours',
+    env: 'FLEETGATE_EVENT_RETENTION_HOURS',
+    flag: '--event-retention-hours',
+    kind: 'int',
+    default: '72',
+    min: 1,
+    max: 8760,
+    description: 'How long events are kept for pull, stream and channels to read; older ones are deleted.',
+  },
+  {
+    key: 'webhooksRetrySeconds',
+    env: 'FLEETGATE_WEBHOOKS_RETRY_SECONDS',
+    flag: '--webhooks-retry-seconds',
+    kind: 'int',
+    default: '86400',
+    min: 1,
+    max: 604_800,
+    description:
+      'How long a failing webhook delivery is retried (exponential backoff with jitter); a subscription failing this long is disabled.',
+  },
+  {
+    key: 'webhooksTimeoutMs',
+    env: 'FLEETGATE_WEBHOOKS_TIMEOUT_MS',
+    flag: '--webhooks-timeout-ms',
+    kind: 'int',
+    default: '10000',
+    min: 100,
+    max: 60_000,
+    description: 'How long a webhook receiver may take to answer a delivery before it counts as failed.',
+  },
+  {
+    key: 'webhooksAllowPrivateUrls',
+    env: 'FLEETGATE_WEBHOOKS_ALLOW_PRIVATE_URLS',
+    flag: '--webhooks-allow-private-urls',
+    kind: 'boolean',
+    default: 'false',
+    description:
+      'Allow webhook URLs that are or resolve to private, loopback or link-local addresses (refused by default against SSRF).',
+  },
+  {
     key: 'logLevel',
     env: 'FLEETGATE_LOG_LEVEL',
     flag: '--log-level',
@@ -272,25 +345,6 @@ export const SETTINGS: readonly Setting[] = [
     flag: '--instance-id',
     kind: 'string',
     description: 'Name of this instance in command records and logs. Default: random.',
-  },
-  {
-    key: 'smartcarApiUrl',
-    env: 'FLEETGATE_SMARTCAR_API_URL',
-    flag: '--smartcar-api-url',
-    kind: 'url',
-    protocols: ['http:', 'https:'],
-    default: 'https://api.smartcar.com/v2.0',
-    description:
-      "Smartcar API v2.0 base URL (documented paths such as /vehicles/{id}/security are appended); point it at `fleetgate simulate`'s fake to try SMARTCAR vehicles without an account.",
-  },
-  {
-    key: 'smartcarAuthUrl',
-    env: 'FLEETGATE_SMARTCAR_AUTH_URL',
-    flag: '--smartcar-auth-url',
-    kind: 'url',
-    protocols: ['http:', 'https:'],
-    default: 'https://auth.smartcar.com',
-    description: "Base URL of Smartcar's token endpoint (`/oauth/token` is appended).",
   },
   {
     key: 'consoleSessionMinutes',
@@ -318,6 +372,54 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'string',
     description: 'Attribution shown on the map for those tiles, e.g. `© OpenStreetMap contributors`.',
   },
+  {
+    key: 'amqpUrl',
+    env: 'FLEETGATE_AMQP_URL',
+    flag: '--amqp-url',
+    kind: 'url',
+    protocols: ['amqp:', 'amqps:'],
+    description:
+      "RabbitMQ to publish every event to, with publisher confirms, e.g. `amqp://fleetgate:pw@rabbit:5672/fleetgate` (the path is fleetgate's virtual host; the account needs the `administrator` tag to manage event consumers). Unset = no AMQP (`/event-consumers` answers 503).",
+  },
+  {
+    key: 'amqpPublicUrl',
+    env: 'FLEETGATE_AMQP_PUBLIC_URL',
+    flag: '--amqp-public-url',
+    kind: 'url',
+    protocols: ['amqp:', 'amqps:'],
+    description:
+      'Scheme, host and port that event consumers connect to, e.g. `amqps://events.example.com:5671`; goes into the `amqp_url` returned by `POST /event-consumers`. Default: the host and port of --amqp-url.',
+  },
+  {
+    key: 'amqpManagementUrl',
+    env: 'FLEETGATE_AMQP_MANAGEMENT_URL',
+    flag: '--amqp-management-url',
+    kind: 'url',
+    protocols: ['http:', 'https:'],
+    description:
+      "RabbitMQ's management HTTP API, through which fleetgate creates each event consumer's user, permissions and queues. Default: `http://<--amqp-url host>:15672` with --amqp-url's account.",
+  },
+];
+
+/** `--teltonika-port` → `teltonikaPort`. */
+export function flagKey(flag: string): string {
+  return flag.replace(/^--/, '').replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+}
+
+/** `--teltonika-port` → `FLEETGATE_TELTONIKA_PORT`. */
+function flagEnv(flag: string): string {
+  return `FLEETGATE_${flag.replace(/^--/, '').replaceAll('-', '_').toUpperCase()}`;
+}
+
+function adapterSetting(brand: string, s: AdapterSetting): Setting {
+  const { name, ...rest } = s;
+  return { ...rest, key: flagKey(s.flag), env: flagEnv(s.flag), adapter: { brand, name } };
+}
+
+/** Every setting: fleetgate's own, then each adapter's from its definition. */
+export const SETTINGS: readonly Setting[] = [
+  ...CORE_SETTINGS,
+  ...ADAPTER_DEFINITIONS.flatMap((d) => d.settings.map((s) => adapterSetting(d.brand, s))),
 ];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -334,12 +436,12 @@ export class ConfigError extends Error {
  * over defaults. Throws ConfigError listing every invalid setting.
  */
 export function loadConfig(
-  flags: Partial<Record<keyof Config, string | number | undefined>> = {},
+  flags: Partial<Record<string, string | number | undefined>> = {},
   env: Source = process.env,
 ): Readonly<Config> {
   const errors: string[] = [];
   const out: Record<string, unknown> = {};
-  const defaulted: (keyof Config)[] = [];
+  const defaulted: string[] = [];
   for (const s of SETTINGS) {
     const fromFlag = flags[s.key];
     if (fromFlag === undefined && env[s.env] === undefined) defaulted.push(s.key);
@@ -356,6 +458,13 @@ export function loadConfig(
         continue;
       }
       out[s.key] = n;
+    } else if (s.kind === 'boolean') {
+      const v = raw.trim().toLowerCase();
+      if (!['true', 'false', '1', '0', 'yes', 'no'].includes(v)) {
+        errors.push(`${origin}: '${raw}' is not true or false`);
+        continue;
+      }
+      out[s.key] = ['true', '1', 'yes'].includes(v);
     } else if (s.kind === 'url') {
       let u: URL | undefined;
       try {
@@ -385,6 +494,12 @@ export function loadConfig(
   }
   if ((out.mqttUsername === undefined) !== (out.mqttPassword === undefined)) {
     errors.push('MQTT username and password must be set together');
+  }
+  if (typeof out.metricsAddress === 'string' && !parseHostPort(out.metricsAddress)) {
+    errors.push(`metrics address: '${out.metricsAddress}' is not host:port with a port from 0 to 65535`);
+  }
+  if (typeof out.metricsToken === 'string' && out.metricsToken.length < 16) {
+    errors.push('metrics token: must be at least 16 characters');
   }
   if (typeof out.consoleTileUrl === 'string' && !/\{z\}.*\{x\}.*\{y\}/.test(out.consoleTileUrl)) {
     errors.push('console tile URL: must hold {z}, {x} and {y}');
@@ -416,11 +531,66 @@ export function loadConfig(
     }
   }
   out.trustedProxies = proxies.filter(Boolean);
+  checkAmqp(out, errors);
   if (errors.length > 0) throw new ConfigError(errors);
+  const adapters: Record<string, Record<string, unknown>> = {};
+  for (const d of ADAPTER_DEFINITIONS) adapters[d.brand] = {};
+  for (const s of SETTINGS) {
+    if (!s.adapter) continue;
+    adapters[s.adapter.brand]![s.adapter.name] = out[s.key];
+    delete out[s.key];
+  }
+  for (const brand of Object.keys(adapters)) Object.freeze(adapters[brand]);
+  out.adapters = Object.freeze(adapters);
+  out.mqttPacketLog = Boolean(env.DEBUG);
   out.dataDir = path.resolve(out.dataDir as string);
   out.instanceId ??= `fg-${randomUUID().slice(0, 8)}`;
   out.defaulted = Object.freeze(defaulted);
   return Object.freeze(out as unknown as Config);
+}
+
+/** `host:port` (IPv6 hosts in brackets) into its parts; undefined when malformed. */
+export function parseHostPort(value: string): { host: string; port: number } | undefined {
+  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(value.trim());
+  const host = m?.[1];
+  const port = Number(m?.[2]);
+  if (!host || port > 65535) return undefined;
+  return { host, port };
+}
+
+/** The AMQP settings that a URL's syntax alone does not settle. */
+function checkAmqp(out: Record<string, unknown>, errors: string[]): void {
+  const amqp = typeof out.amqpUrl === 'string' ? new URL(out.amqpUrl) : undefined;
+  if (!amqp) {
+    if (out.amqpPublicUrl !== undefined || out.amqpManagementUrl !== undefined) {
+      errors.push('--amqp-public-url and --amqp-management-url need --amqp-url');
+    }
+    return;
+  }
+  if (amqp.hostname === '') errors.push(`AMQP URL '${redact(String(out.amqpUrl))}' names no host`);
+  if (amqp.search !== '' || amqp.hash !== '') {
+    errors.push(`AMQP URL '${redact(String(out.amqpUrl))}': query parameters and fragments are not supported`);
+  }
+  const path = amqp.pathname.replace(/^\//, '');
+  if (path.includes('/')) {
+    errors.push(
+      `AMQP URL '${redact(String(out.amqpUrl))}': the virtual host must be one path segment (a '/' in it is written %2F)`,
+    );
+  }
+  if (typeof out.amqpPublicUrl === 'string') {
+    const pub = new URL(out.amqpPublicUrl);
+    if (pub.username !== '' || pub.password !== '' || !['', '/'].includes(pub.pathname)) {
+      errors.push(
+        '--amqp-public-url: give only scheme, host and port; user, password and virtual host are added per consumer',
+      );
+    }
+  }
+}
+
+/** The virtual host an AMQP URL names: its path (RFC 3986-decoded), `/` when it has none. */
+export function amqpVhost(url: string): string {
+  const path = new URL(url).pathname.replace(/^\//, '');
+  return path === '' ? '/' : decodeURIComponent(path);
 }
 
 /** Hides the password part of a URL for error messages and logs. */
@@ -429,10 +599,21 @@ export function redact(url: string): string {
 }
 
 /** What the CLI's API commands read from the environment (the only other use of process.env). */
-export function cliEnv(env: Source = process.env): { apiUrl?: string; clientId?: string; clientSecret?: string } {
+export function cliEnv(env: Source = process.env): {
+  apiUrl?: string;
+  clientId?: string;
+  clientSecret?: string;
+  /** Where the CLI caches access tokens: $XDG_CACHE_HOME/fleetgate/tokens, else ~/.cache/fleetgate/tokens. */
+  tokenCacheDir: string;
+} {
   return {
     apiUrl: env.FLEETGATE_API_URL,
     clientId: env.FLEETGATE_CLIENT_ID,
     clientSecret: env.FLEETGATE_CLIENT_SECRET,
+    tokenCacheDir: path.join(
+      env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(homedir(), '.cache'),
+      'fleetgate',
+      'tokens',
+    ),
   };
 }

@@ -14,6 +14,8 @@ export interface BenchProcess {
   message<T = Record<string, unknown>>(kind: string, timeoutMs?: number): Promise<T>;
   /** Sends one JSON line to its stdin. */
   send(message: unknown): void;
+  /** Sends a signal (the probe's SIGUSR2). */
+  signal(name: NodeJS.Signals): void;
   /** CPU seconds (user + system) used so far; includes reaped children (none here). */
   cpuSeconds(): number;
   /** Resident set size in bytes, from /proc. */
@@ -29,10 +31,12 @@ export interface BenchProcess {
 export function startProcess(
   name: string,
   args: string[],
-  options: { raw?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {},
+  options: { raw?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[]; preload?: string[] } = {},
 ): BenchProcess {
   const command = options.raw ?? process.execPath;
-  const argv = options.raw ? args : [...(options.nodeArgs ?? []), '--import', 'tsx', ...args];
+  // Preloads come after tsx's, so they may be TypeScript and import the product's modules.
+  const preload = (options.preload ?? []).flatMap((file) => ['--import', file]);
+  const argv = options.raw ? args : [...(options.nodeArgs ?? []), '--import', 'tsx', ...preload, ...args];
   const env =
     options.env ?? Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETGATE_')));
   const child = spawn(command, argv, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -55,7 +59,13 @@ export function startProcess(
   createInterface({ input: child.stdout! }).on('line', (line) => {
     if (line.startsWith('{')) {
       try {
-        messages.push(JSON.parse(line) as Record<string, unknown>);
+        const m = JSON.parse(line) as Record<string, unknown>;
+        // Log records (pino's, with a level) stay in the output, for error reports.
+        if (m.type === undefined && m.level !== undefined) {
+          keep(`${line}\n`);
+          return;
+        }
+        messages.push(m);
         for (const w of waiters) w();
         return;
       } catch {
@@ -97,6 +107,9 @@ export function startProcess(
     },
     send(message: unknown) {
       child.stdin!.write(`${JSON.stringify(message)}\n`);
+    },
+    signal(name: NodeJS.Signals) {
+      if (!exited) child.kill(name);
     },
     cpuSeconds() {
       return cpuSecondsOf(child.pid);
@@ -184,6 +197,30 @@ export function postgresServer(): Pick<BenchProcess, 'name' | 'cpuSeconds' | 'rs
     cpuSeconds: () => pids().reduce((sum, pid) => sum + cpuSecondsOf(pid, undefined, true), 0),
     rssBytes: () => pids().reduce((sum, pid) => sum + rssOf(pid), 0),
   };
+}
+
+/** The probe (bench/lib/probe.ts) as a preload of a process the bench starts. */
+export const PROBE = './bench/lib/probe.ts';
+
+/** What the probe saw between its switching on and off. */
+export interface ProbeReport {
+  stages: Record<string, { calls: number; mean_us: number; p50_us: number; p99_us: number }>;
+  ingest: { stored: number; latency_ms: { p50: number; p99: number; max: number } };
+  missing: string[];
+}
+
+/** Switches a process's probe on; resolves once it is. */
+export async function probeOn(proc: BenchProcess): Promise<void> {
+  const ack = proc.message('probe-on', 10_000);
+  proc.signal('SIGUSR2');
+  await ack;
+}
+
+/** Switches it off; resolves with what it saw. */
+export async function probeOff(proc: BenchProcess): Promise<ProbeReport> {
+  const report = proc.message<ProbeReport>('probe', 30_000);
+  proc.signal('SIGUSR2');
+  return report;
 }
 
 /** The 1-minute load average and the machine's core count, for the report. */

@@ -12,7 +12,7 @@ import { createApiClient } from '../../src/services/auth-service.js';
 import { createStore } from '../../src/store/registry.js';
 import type { Store } from '../../src/store/store.js';
 import { fleetgateModel } from '../../src/telematics/fleetgate-mqtt/models.js';
-import { type BenchProcess, startProcess } from './processes.js';
+import { type BenchProcess, PROBE, startProcess } from './processes.js';
 
 export const TOPOLOGIES = ['embedded', 'production'] as const;
 export type Topology = (typeof TOPOLOGIES)[number];
@@ -28,11 +28,20 @@ const SECRET_KEY = 'bench-secret-key-that-is-long-enough-0123456789';
  * dynamic security plugin: seeded vehicles are not provisioned, and fleetgate runs with
  * `--mqtt-provisioning none`.
  */
-export async function startMosquitto(): Promise<{ url: string; proc: BenchProcess; close(): Promise<void> }> {
+export interface BenchMosquitto {
+  url: string;
+  /** The running broker process (a new one after restart()). */
+  proc: BenchProcess;
+  /** Stops the broker (SIGTERM) and starts it again on the same port; nothing persists. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startMosquitto(): Promise<BenchMosquitto> {
   return startOnFreePort(startMosquittoOn, mosquittoPortTaken);
 }
 
-async function startMosquittoOn(port: number): Promise<{ url: string; proc: BenchProcess; close(): Promise<void> }> {
+async function startMosquittoOn(port: number): Promise<BenchMosquitto> {
   const dir = mkdtempSync(path.join(tmpdir(), 'fleetgate-bench-mosquitto-'));
   const conf = [
     'per_listener_settings false',
@@ -51,20 +60,40 @@ async function startMosquittoOn(port: number): Promise<{ url: string; proc: Benc
     ...(process.getuid?.() === 0 ? ['user root'] : []),
   ].join('\n');
   writeFileSync(path.join(dir, 'mosquitto.conf'), `${conf}\n`);
-  const proc = startProcess('mosquitto', ['-c', path.join(dir, 'mosquitto.conf')], { raw: '/usr/sbin/mosquitto' });
-  const close = async () => {
-    await proc.stop();
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const until = Date.now() + 10_000;
-  while (!/running/.test(proc.output())) {
-    if (proc.child.exitCode !== null || Date.now() > until) {
-      await close();
-      throw new Error(`mosquitto did not start:\n${proc.output()}`);
+  const launch = async () => {
+    const proc = startProcess('mosquitto', ['-c', path.join(dir, 'mosquitto.conf')], { raw: '/usr/sbin/mosquitto' });
+    const until = Date.now() + 10_000;
+    while (!/running/.test(proc.output())) {
+      if (proc.child.exitCode !== null || Date.now() > until) {
+        await proc.stop();
+        throw new Error(`mosquitto did not start:\n${proc.output()}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
     }
-    await new Promise((r) => setTimeout(r, 20));
+    return proc;
+  };
+  let proc: BenchProcess;
+  try {
+    proc = await launch();
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
   }
-  return { url: `mqtt://127.0.0.1:${port}`, proc, close };
+  const broker: BenchMosquitto = {
+    url: `mqtt://127.0.0.1:${port}`,
+    get proc() {
+      return proc;
+    },
+    async restart() {
+      await proc.stop();
+      proc = await launch();
+    },
+    async close() {
+      await proc.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return broker;
 }
 
 /** A fresh PostgreSQL database for one bench run; returns its URL. */
@@ -233,6 +262,8 @@ export async function startFleetgate(
     logLevel?: string;
     extra?: Record<string, string>;
     nodeArgs?: string[];
+    /** How long it may take to answer /health/ready (a restart amid a reconnect storm takes longer). */
+    readyTimeoutMs?: number;
   },
 ): Promise<FleetgateInstance> {
   // Port 0: the process binds free ports itself and its start-up banner tells which.
@@ -254,8 +285,9 @@ export async function startFleetgate(
   };
   const args = ['src/cli/main.ts', 'serve'];
   for (const [k, v] of Object.entries(settings)) args.push(`--${k}`, v);
-  const proc = startProcess('fleetgate', args, { nodeArgs: options.nodeArgs });
-  const until = Date.now() + 60_000;
+  // The probe (stages, stored reports) sleeps until the bench switches it on.
+  const proc = startProcess('fleetgate', args, { nodeArgs: options.nodeArgs, preload: [PROBE] });
+  const until = Date.now() + (options.readyTimeoutMs ?? 60_000);
   let banner: ReturnType<typeof parseServeBanner>;
   for (;;) {
     banner ??= parseServeBanner(proc.output());

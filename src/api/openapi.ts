@@ -32,7 +32,12 @@ export function securitySchemes(publicUrl: string | undefined) {
 export const documentRoute: SwaggerTransform = ({ schema, url, route }) => {
   const scope = (route.config as { scope?: string } | undefined)?.scope;
   if (!schema || schema.hide) return { schema, url };
-  if (scope) return { schema: { ...schema, security: [{ oauth2: [scope] }] }, url };
+  if (scope) {
+    // A bearer token is an oauth2 access token; other ways in (a console session) stay beside it.
+    const declared = (schema.security as Array<Record<string, string[]>> | undefined) ?? [{ bearer: [] }];
+    const security = declared.map((requirement) => ('bearer' in requirement ? { oauth2: [scope] } : requirement));
+    return { schema: { ...schema, security }, url };
+  }
   return { schema: { security: [], ...schema }, url };
 };
 
@@ -46,12 +51,27 @@ interface Operation {
   requestBody?: { required?: boolean; content?: Record<string, { schema?: JsonSchemaLike }> };
 }
 
+/** TypeBox writes string enums without `type`; generators then type them `unknown`. */
+function typeStringEnums(node: unknown): void {
+  if (Array.isArray(node)) {
+    for (const item of node) typeStringEnums(item);
+    return;
+  }
+  if (typeof node !== 'object' || node === null) return;
+  const schema = node as { enum?: unknown[]; type?: unknown };
+  if (Array.isArray(schema.enum) && schema.type === undefined && schema.enum.every((v) => typeof v === 'string')) {
+    schema.type = 'string';
+  }
+  for (const value of Object.values(node)) typeStringEnums(value);
+}
+
 export const finishDocument: SwaggerTransformObject = (documentObject) => {
   const document = (
     'openapiObject' in documentObject ? documentObject.openapiObject : documentObject.swaggerObject
   ) as {
     paths?: Record<string, Record<string, Operation>>;
   };
+  typeStringEnums(document);
   for (const operations of Object.values(document.paths ?? {})) {
     for (const operation of Object.values(operations)) {
       if (typeof operation !== 'object' || operation === null) continue;

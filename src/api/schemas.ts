@@ -232,7 +232,7 @@ export const CommandPage = Type.Object({
 
 export const Problem = Type.Object(
   {
-    type: Type.String({ description: 'Problem type, e.g. /problems/vehicle/no-connection.' }),
+    type: Type.Enum(PROBLEM_KEYS.map(problemTypeUri), { description: 'The problem type; see /problems.' }),
     type_documentation: Type.String({ format: 'uri' }),
     title: Type.String(),
     status: Type.Integer(),

@@ -15,6 +15,8 @@ import { credentialParameters, redactUrl } from '../lib/redact-url.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
+import type { EventConsumerService } from '../services/event-consumer-service.js';
+import type { EventService } from '../services/event-service.js';
 import type { UserService } from '../services/user-service.js';
 import type { VehicleService } from '../services/vehicle-service.js';
 import type { TelematicsAdapter } from '../telematics/adapter.js';
@@ -34,6 +36,8 @@ import { clientRoutes } from './routes/clients.js';
 import { commandRoutes } from './routes/commands.js';
 import { consoleRoutes } from './routes/console.js';
 import { credentialsRoutes } from './routes/credentials.js';
+import { eventConsumerRoutes } from './routes/event-consumers.js';
+import { eventRoutes } from './routes/events.js';
 import { operationsRoutes } from './routes/operations.js';
 import { problemRoutes } from './routes/problems.js';
 import { SESSION_COOKIE, sessionRoutes } from './routes/session.js';
@@ -45,6 +49,11 @@ import { PROBLEM_SCHEMA_ID, Problem } from './schemas.js';
 export interface ReadinessCheck {
   name: string;
   check(): Promise<void>;
+  /**
+   * A part the instance works on without (e.g. RabbitMQ: events wait in the outbox): named in
+   * the answer while it is down, but the instance stays ready and keeps taking commands.
+   */
+  optional?: boolean;
 }
 
 /** What the HTTP layer calls; the composition root (app.ts) builds it. */
@@ -55,7 +64,11 @@ export interface ApiDeps {
   vehicles: VehicleService;
   commands: CommandService;
   credentials: CredentialsService;
+  events: EventService;
+  /** Routes of the delivery channels (events/channels/<name>/), e.g. /webhooks. */
+  channelRoutes?: ReadonlyArray<(app: Api) => void>;
   users: UserService;
+  eventConsumers: EventConsumerService;
   adapters: ReadonlyMap<string, TelematicsAdapter>;
   readiness: ReadinessCheck[];
   metrics: Metrics;
@@ -247,8 +260,10 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
         { name: 'Vehicles', description: 'Vehicle lifecycle (SPEC §4)' },
         { name: 'Telematics', description: 'Brands, models and credentials' },
         { name: 'Access', description: 'OAuth2 client credentials (SPEC §5)' },
+        { name: 'Events', description: 'Events: pull, stream and webhooks (SPEC §8)' },
         { name: 'Administration', description: "The fleet's API clients and console users" },
         { name: 'Console', description: 'Sign-in of people to the console at /console' },
+        { name: 'Events', description: 'Events of the fleet (SPEC §8)' },
         { name: 'Operations', description: 'Health and metrics' },
       ],
     },
@@ -272,6 +287,9 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   commandRoutes(app, deps);
   telematicsBrandRoutes(app, deps);
   credentialsRoutes(app, deps);
+  eventRoutes(app, deps);
+  for (const routes of deps.channelRoutes ?? []) routes(app);
+  eventConsumerRoutes(app, deps);
   problemRoutes(app, deps);
   operationsRoutes(app, deps);
 

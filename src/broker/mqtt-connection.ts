@@ -33,6 +33,7 @@ export async function connectServiceClient(
   url: string,
   credentials?: { username: string; password: string },
   logger?: Logger,
+  options: { packetLog?: boolean } = {},
 ): Promise<MqttClient> {
   const client = mqtt.connect(url, {
     clientId: `fleetgate-${randomBytes(6).toString('hex')}`,
@@ -49,8 +50,8 @@ export async function connectServiceClient(
     resubscribe: true,
     // mqtt.js logs every packet through `debug`, whose calls allocate even when it is off (the
     // client's own calls: ~1.3 % of the API thread's allocations at the production maximum, in
-    // a sampling heap profile). Left to `debug` when DEBUG asks for it.
-    ...(process.env.DEBUG ? {} : { log: () => {} }),
+    // a sampling heap profile). Left to `debug` when the config's mqttPacketLog (DEBUG) asks for it.
+    ...(options.packetLog ? {} : { log: () => {} }),
   });
 
   let attempt = 0;

@@ -1,23 +1,22 @@
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { createApp } from '../app.js';
-import { type Config, ConfigError, cliEnv, loadConfig, SETTINGS } from '../config.js';
+import { type Config, ConfigError, cliEnv, flagKey, loadConfig, SETTINGS } from '../config.js';
+import { COMMANDS, commandFromPath, commandToPath } from '../domain/commands.js';
 import { createApiClient, SCOPES } from '../services/auth-service.js';
 import { UserService } from '../services/user-service.js';
-import { runSimulation } from '../sim/run-simulation.js';
-import { startSmartcarSimulation } from '../sim/smartcar-fake/smartcar-simulation.js';
-import { runTeltonikaSimulation } from '../sim/teltonika/teltonika-unit.js';
 import { createStore } from '../store/registry.js';
 import type { Store } from '../store/store.js';
-import { ApiCaller } from './api-caller.js';
+import { ADAPTER_DEFINITIONS } from '../telematics/registry.js';
+import { ApiCaller, CliError } from './api-caller.js';
 
-type Flags = Partial<Record<keyof Config, string>>;
+type Flags = Partial<Record<string, string>>;
 
 /** Adds every setting of config.ts as a flag, so `serve --help` lists them all. */
 function withSettings(cmd: Command, only?: ReadonlyArray<keyof Config>): Command {
   for (const s of SETTINGS) {
-    if (only && !only.includes(s.key)) continue;
-    const long = `${s.flag} <value>`;
+    if (only && !(only as readonly string[]).includes(s.key)) continue;
+    // A boolean flag alone means true (`--webhooks-allow-private-urls`).
+    const long = s.kind === 'boolean' ? `${s.flag} [value]` : `${s.flag} <value>`;
     cmd.addOption(new Option(long, `${s.description} [env ${s.env}${s.default ? `, default ${s.default}` : ''}]`));
   }
   return cmd;
@@ -27,7 +26,7 @@ function withSettings(cmd: Command, only?: ReadonlyArray<keyof Config>): Command
 function settingsFrom(opts: Record<string, unknown>): Flags {
   const flags: Flags = {};
   for (const s of SETTINGS) {
-    const name = s.flag.replace(/^--/, '').replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+    const name = flagKey(s.flag);
     if (opts[name] !== undefined) flags[s.key] = String(opts[name]);
   }
   return flags;
@@ -81,9 +80,7 @@ withSettings(
   out.write(
     `  1. npx fleetgate clients create --fleet my-fleet --scope vehicles --scope vehicle-commands --json${config.databaseUrl ? ' --database-url <url>' : ` --data-dir ${config.dataDir}`}\n`,
   );
-  out.write(
-    `  2. curl -u <client_id>:<client_secret> -X POST '${app.url}/auth/oauth/token?grant_type=client_credentials'\n`,
-  );
+  out.write(`  2. curl -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials ${app.url}/auth/oauth/token\n`);
   out.write(
     `  3. add a vehicle: POST ${app.url}/vehicles {"telematics_brand":"FLEETGATE","telematics_unit_id":"unit-1","vehicle_model_id":"fleetgate-car-v1","password":"<12+ chars>"}\n`,
   );
@@ -236,14 +233,14 @@ withSettings(
   });
 });
 
-program
+const simulators = ADAPTER_DEFINITIONS.flatMap((d) => (d.simulator ? [d.simulator] : []));
+const simulate = program
   .command('simulate')
-  .description('Run simulated units: fleetgate/v1 over MQTT (--mqtt-url), or Teltonika over TCP (--teltonika-address)')
-  .option('--mqtt-url <url>', 'broker fleetgate/v1 units connect to, e.g. mqtt://127.0.0.1:1883')
-  .option('--teltonika-address <host:port>', "fleetgate's Teltonika TCP port; --unit is then the IMEI, no password")
-  .option('--smartcar-fake', 'run a local fake of the Smartcar API v2.0 with connected cars, and print how to use it')
-  .option('--smartcar-port <port>', 'port of the Smartcar fake (default: any free port)')
-  .option('--vehicles <n>', 'cars in the Smartcar fake', '3')
+  .description(`Run simulated units or vendor fakes: ${simulators.map((s) => s.summary).join('; ')}`);
+for (const option of simulators.flatMap((s) => s.options)) {
+  simulate.option(option.flags, option.description, option.default);
+}
+simulate
   .option('--unit <id>', 'telematics unit id of one unit')
   .option('--password <pw>', 'its password, as given when the vehicle was added')
   .option('--model <vehicle_model_id>', 'its model, e.g. fleetgate-car-v1')
@@ -256,68 +253,17 @@ program
     const controller = new AbortController();
     process.on('SIGINT', () => controller.abort());
     process.on('SIGTERM', () => controller.abort());
-    if (opts.smartcarFake) {
-      const sim = await startSmartcarSimulation({
-        port: opts.smartcarPort === undefined ? 0 : Number(opts.smartcarPort),
-        vehicles: Number(opts.vehicles),
-      });
-      const out = process.stdout;
-      out.write('Smartcar fake running. Start fleetgate with:\n');
-      for (const [k, v] of Object.entries(sim.env)) out.write(`  ${k}=${v}\n`);
-      out.write('then POST /credentials with:\n');
-      out.write(
-        `  ${JSON.stringify({ telematics_brand: 'SMARTCAR', client_id: sim.clientId, client_secret: sim.clientSecret, refresh_token: sim.refreshToken })}\n`,
-      );
-      out.write(
-        `and add vehicles with telematics_brand SMARTCAR and telematics_unit_id one of: ${sim.vehicleIds.join(', ')}\n`,
-      );
-      await new Promise<void>((resolve) =>
-        controller.signal.addEventListener('abort', () => resolve(), { once: true }),
-      );
-      await sim.fake.close();
-      return;
-    }
-    if (opts.teltonikaAddress) {
-      const m = /^(.+):(\d{1,5})$/.exec(String(opts.teltonikaAddress));
-      if (!m) fail('--teltonika-address must be host:port');
-      const teltonikaUnits: Array<{ imei: string; model: string }> = opts.unitsFile
-        ? JSON.parse(readFileSync(String(opts.unitsFile), 'utf8'))
-        : opts.unit && opts.model
-          ? [{ imei: String(opts.unit), model: String(opts.model) }]
-          : fail('give --unit <imei> and --model, or --units-file with [{"imei","model"}]');
-      await runTeltonikaSimulation({
-        host: m[1]!,
-        port: Number(m[2]),
-        units: teltonikaUnits,
-        reportIntervalMs: Number(opts.reportIntervalMs),
-        answerDelayMs: opts.answerDelayMs === undefined ? undefined : Number(opts.answerDelayMs),
-        out: process.stdout,
-        signal: controller.signal,
-      });
-      return;
-    }
-    if (!opts.mqttUrl) fail('give --mqtt-url (fleetgate/v1 units) or --teltonika-address (Teltonika units)');
-    let units: Array<{ unitId: string; password: string; model: string }>;
-    if (opts.unitsFile) {
-      units = JSON.parse(readFileSync(String(opts.unitsFile), 'utf8'));
-    } else if (opts.unit && opts.password && opts.model) {
-      units = [{ unitId: String(opts.unit), password: String(opts.password), model: String(opts.model) }];
-    } else {
-      fail('give --unit, --password and --model, or --units-file');
-    }
-    const summary = await runSimulation({
-      mqttUrl: String(opts.mqttUrl),
-      units,
-      reportIntervalMs: Number(opts.reportIntervalMs),
-      answerDelayMs: opts.answerDelayMs === undefined ? undefined : Number(opts.answerDelayMs),
-      drive: opts.drive !== false,
-      durationMs: opts.durationS === undefined ? undefined : Number(opts.durationS) * 1000,
+    const simulator = simulators.find((s) => opts[s.selectedBy] !== undefined && opts[s.selectedBy] !== false);
+    if (!simulator) fail(`give one of: ${simulators.map((s) => s.summary).join('; ')}`);
+    process.exitCode = await simulator.run(opts, {
       out: process.stdout,
-      // Typed commands switch units offline, silent, failing… (docs: README "Simulator").
-      input: process.stdin.isTTY ? process.stdin : undefined,
+      // Control words from a terminal or a pipe switch units offline, silent, failing… (README "Simulator").
+      input: process.stdin,
       signal: controller.signal,
+      fail,
     });
-    process.exitCode = summary.refusedLogins.length > 0 ? 2 : 0;
+    // A pipe that is still open would keep the process alive after the simulation ended.
+    process.stdin.destroy();
   });
 
 // HTTP commands for operators: they call a running fleetgate with client credentials.
@@ -325,7 +271,8 @@ function withApi(cmd: Command): Command {
   return cmd
     .option('--api-url <url>', 'fleetgate API base URL [env FLEETGATE_API_URL]')
     .option('--client-id <id>', 'API client id [env FLEETGATE_CLIENT_ID]')
-    .option('--client-secret <secret>', 'API client secret [env FLEETGATE_CLIENT_SECRET]');
+    .option('--client-secret <secret>', 'API client secret [env FLEETGATE_CLIENT_SECRET]')
+    .option('--no-token-cache', 'fetch a new token instead of reusing the cached one (~/.cache/fleetgate/tokens)');
 }
 
 function callerFrom(opts: Record<string, unknown>): ApiCaller {
@@ -334,7 +281,7 @@ function callerFrom(opts: Record<string, unknown>): ApiCaller {
   const id = (opts.clientId as string | undefined) ?? env.clientId;
   const secret = (opts.clientSecret as string | undefined) ?? env.clientSecret;
   if (!id || !secret) fail('give --client-id and --client-secret (or FLEETGATE_CLIENT_ID / FLEETGATE_CLIENT_SECRET)');
-  return new ApiCaller(url, id, secret);
+  return new ApiCaller(url, id, secret, opts.tokenCache === false ? undefined : env.tokenCacheDir);
 }
 
 const vehicles = program.command('vehicles').description('Manage vehicles through the API');
@@ -374,6 +321,15 @@ withApi(
     .option('--idempotency-key <key>', 'Idempotency-Key header')
     .description('Send a command to a vehicle and print the answer'),
 ).action(async (id: string, command: string, opts: Record<string, unknown>) => {
+  if (!commandFromPath(command)) {
+    // A capability name (`UNLOCK_CENTRAL_LOCK`, as in `capabilities.commands`) names the command too.
+    const named = COMMANDS.find((c) => c === command.toUpperCase().replaceAll('-', '_'));
+    fail(
+      named
+        ? `'${command}' is a capability name; the command is '${commandToPath(named)}': fleetgate command ${id} ${commandToPath(named)}`
+        : `unknown command '${command}'; one of: ${COMMANDS.map(commandToPath).join(', ')}`,
+    );
+  }
   const headers: Record<string, string> = opts.idempotencyKey ? { 'Idempotency-Key': String(opts.idempotencyKey) } : {};
   await callerFrom(opts).print(
     'POST',
@@ -383,4 +339,10 @@ withApi(
   );
 });
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  // Problems and connection errors are one readable line; a stack trace only for real bugs.
+  if (e instanceof CliError) fail(e.message);
+  throw e;
+}

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -6,7 +7,10 @@ export interface ConsoleBundle {
   css: string;
 }
 
-const ENTRY = fileURLToPath(new URL('./web/main.tsx', import.meta.url));
+// Beside this module when run from src/; from dist/console/ (`npm run build`), the sources in src/.
+const ENTRIES = ['./web/main.tsx', '../../src/console/web/main.tsx'].map((p) =>
+  fileURLToPath(new URL(p, import.meta.url)),
+);
 
 /**
  * Bundles the console (Preact + Leaflet, from node_modules) into one script and one stylesheet,
@@ -14,8 +18,10 @@ const ENTRY = fileURLToPath(new URL('./web/main.tsx', import.meta.url));
  * step. Takes a few hundred milliseconds, so it runs on the first request for the console.
  */
 export async function bundleConsole(): Promise<ConsoleBundle> {
+  const entry = ENTRIES.find((p) => existsSync(p));
+  if (!entry) throw new Error(`the console's sources are missing (looked for ${ENTRIES.join(', ')})`);
   const result = await build({
-    entryPoints: [ENTRY],
+    entryPoints: [entry],
     bundle: true,
     write: false,
     format: 'esm',

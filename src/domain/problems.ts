@@ -58,6 +58,12 @@ export const PROBLEMS = {
     description:
       'The request headers or body did not arrive within the time this server waits. The connection is closed.',
   },
+  'events/cursor-expired': {
+    status: 410,
+    title: 'The event cursor is older than the retained events.',
+    description:
+      'The events after this cursor were deleted (retention, `--event-retention-hours`). Events in between are lost to this reader: read again without `after` (from the oldest retained event) and reconcile with `GET /vehicles/{id}` and its state.',
+  },
   'vehicle/command-not-supported': {
     status: 409,
     title: 'The command is not supported by the vehicle.',

@@ -22,6 +22,7 @@ export const SCOPE_DESCRIPTIONS: Partial<Record<Scope, string>> = {
   'vehicles.ro': 'Read vehicles, their state, command records, telematics brands and credentials.',
   events: 'Read events, and manage webhooks and event consumers (implies events.ro).',
   'events.ro': 'Read events: the pull feed and the stream.',
+  admin: "Manage the fleet's API clients and console users.",
 };
 
 /** Who is calling: the fleet a token is bound to, its client and scopes. */

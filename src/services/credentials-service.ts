@@ -3,7 +3,12 @@ import { ProblemError } from '../domain/problems.js';
 import { decodePageToken, encodePageToken, type Page } from '../lib/pagination.js';
 import type { SecretBox } from '../lib/secrets.js';
 import type { CredentialsRecord, Store } from '../store/store.js';
-import type { CredentialsField, TelematicsAdapter } from '../telematics/adapter.js';
+import type {
+  CredentialsField,
+  CredentialsPort,
+  CredentialsSnapshot,
+  TelematicsAdapter,
+} from '../telematics/adapter.js';
 
 /**
  * The public view of stored third-party credentials: never a secret, only the fields a brand
@@ -33,7 +38,7 @@ interface FieldError {
  * SecretBox bound to the credentials id before they reach the store and are never returned.
  * Another fleet's credentials are indistinguishable from missing ones (404, never 403).
  */
-export class CredentialsService {
+export class CredentialsService implements CredentialsPort {
   constructor(
     private readonly store: Store,
     private readonly secrets: SecretBox,
@@ -87,6 +92,36 @@ export class CredentialsService {
       );
     }
     if (result === 'not-found') throw notFound(credentialsId);
+  }
+
+  /** The credentials port of adapters: opened here, so no adapter holds the SecretBox. */
+  async read(credentialsId: string): Promise<CredentialsSnapshot | undefined> {
+    const record = await this.store.getCredentials(credentialsId);
+    if (!record) return undefined;
+    const secret = this.open(record.sealed_secret, credentialsId);
+    const state = record.sealed_state === null ? null : this.open(record.sealed_state, credentialsId);
+    return {
+      credentials_id: record.credentials_id,
+      fleet_id: record.fleet_id,
+      telematics_brand: record.telematics_brand,
+      version: record.version,
+      secret: isStringRecord(secret) ? secret : undefined,
+      state,
+    };
+  }
+
+  swapState(credentialsId: string, expectedVersion: number, state: unknown): Promise<boolean> {
+    const sealed = this.secrets.seal(JSON.stringify(state), credentialsId);
+    return this.store.updateCredentialsState(credentialsId, expectedVersion, sealed, new Date().toISOString());
+  }
+
+  /** Opens sealed JSON; undefined when this instance's secret key cannot (never echoes the text). */
+  private open(sealed: string, credentialsId: string): unknown {
+    try {
+      return JSON.parse(this.secrets.open(sealed, credentialsId)) as unknown;
+    } catch {
+      return undefined;
+    }
   }
 
   private async owned(fleetId: string, credentialsId: string): Promise<CredentialsRecord> {
@@ -147,12 +182,9 @@ export class CredentialsService {
     };
     const publicFields = (this.brands.get(record.telematics_brand)?.credentialsFields ?? []).filter((f) => !f.secret);
     if (publicFields.length === 0) return view;
-    let values: Record<string, unknown> = {};
-    try {
-      values = JSON.parse(this.secrets.open(record.sealed_secret, record.credentials_id)) as Record<string, unknown>;
-    } catch {
-      // Sealed under another secret key: the view still lists the credentials, without those fields.
-    }
+    // Sealed under another secret key: the view still lists the credentials, without those fields.
+    const opened = this.open(record.sealed_secret, record.credentials_id);
+    const values: Record<string, unknown> = isStringRecord(opened) ? opened : {};
     for (const f of publicFields) {
       const v = values[f.name];
       if (typeof v === 'string') view[f.name] = v;
@@ -164,6 +196,15 @@ export class CredentialsService {
 function validation(errors: FieldError[]): ProblemError {
   const detail = errors.map((e) => `${e.field}: ${e.message}`).join('; ');
   return new ProblemError('validation-error', detail, { errors });
+}
+
+function isStringRecord(value: unknown): value is Record<string, string> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    Object.values(value).every((v) => typeof v === 'string')
+  );
 }
 
 function notFound(credentialsId: string): ProblemError {

@@ -74,8 +74,12 @@ function checkRole(role: string, errors: Array<{ field: string; message: string 
 export class UserService {
   constructor(
     private readonly store: Store,
-    private readonly options: { sessionTtlMinutes: number },
+    private readonly options: { sessionTtlMinutes: number; clock?: () => number },
   ) {}
+
+  private now(): number {
+    return this.options.clock?.() ?? Date.now();
+  }
 
   async create(input: { fleetId: string; email: string; role: string; password: string }): Promise<UserView> {
     const errors: Array<{ field: string; message: string }> = [];
@@ -161,7 +165,7 @@ export class UserService {
   async signIn(emailInput: string, password: string, source: string): Promise<SignedIn> {
     const email = emailInput.trim().toLowerCase();
     const keys = [`pair:${email}|${source}`, `account:${email}`];
-    const now = Date.now();
+    const now = this.now();
     const wait = this.waitMs(await this.store.getSignInFailures(keys), now);
     if (wait > 0) {
       const seconds = Math.ceil(wait / 1000);
@@ -206,8 +210,8 @@ export class UserService {
     const found = await this.store.getSession(sessionHash(sessionId));
     if (!found)
       throw new ProblemError('invalid-credentials', 'The console session is unknown or ended; sign in again.');
-    if (Date.parse(found.session.expires_at) <= Date.now()) {
-      await this.store.deleteSession(found.session.session_hash);
+    // Left for purge(), so that every request of an expired session hears why.
+    if (Date.parse(found.session.expires_at) <= this.now()) {
       throw new ProblemError('invalid-credentials', 'The console session has expired; sign in again.');
     }
     const { user } = found;
@@ -224,7 +228,7 @@ export class UserService {
   }
 
   /** Forgets expired sessions and stale failure counts (maintenance). */
-  async purge(now = Date.now()): Promise<void> {
+  async purge(now = this.now()): Promise<void> {
     await this.store.purgeSessions(new Date(now).toISOString());
     await this.store.clearSignInFailures([], new Date(now - THROTTLE.retentionMs).toISOString());
   }

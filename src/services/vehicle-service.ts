@@ -6,10 +6,11 @@ import { newVehicleId } from '../lib/ids.js';
 import { decodePageToken, encodePageToken, type Page } from '../lib/pagination.js';
 import { keyedHash, verifyKeyedHash, verifySecret } from '../lib/secrets.js';
 import { type Store, StoreConflictError, type VehiclePatch } from '../store/store.js';
-import type { AdapterVehicleModel, TelematicsAdapter } from '../telematics/adapter.js';
+import type { AdapterVehicleModel, SetupResult, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
 import type { EventBus } from './event-bus.js';
 import { RejectedStateLog } from './rejected-state.js';
+import { UnitDirectory } from './unit-directory.js';
 
 export interface AddVehicleInput {
   telematics_brand: string;
@@ -78,6 +79,9 @@ export interface ListVehiclesQuery {
  * fleet's vehicle is indistinguishable from one that does not exist.
  */
 export class VehicleService {
+  /** The vehicle behind a unit for adapters (AdapterContext.vehicles); dropped here on every change. */
+  readonly units: UnitDirectory;
+
   constructor(
     private readonly store: Store,
     private readonly adapters: ReadonlyMap<string, TelematicsAdapter>,
@@ -87,6 +91,7 @@ export class VehicleService {
     private readonly unitPasswordKey: Buffer,
   ) {
     this.rejectedState = new RejectedStateLog(events, logger);
+    this.units = new UnitDirectory(store);
   }
 
   /** Refused state values, counted and logged at a bounded rate (also for command answers). */
@@ -194,6 +199,8 @@ export class VehicleService {
       }
       throw e;
     }
+    // A unit that knocked before its vehicle existed is let in at its next attempt.
+    this.units.forget(vehicle.telematics_brand, vehicle.telematics_unit_id);
     try {
       await adapter.onVehicleAdded(vehicle, { password: input.password });
     } catch (e) {
@@ -305,6 +312,7 @@ export class VehicleService {
     const result = await this.store.deleteVehicle(vehicleId, ifMatch, { flow_id: ctx?.flowId });
     if (result === 'version-mismatch') throw modified(vehicleId);
     if (!result) throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
+    this.units.forget(vehicle.telematics_brand, vehicle.telematics_unit_id);
     try {
       await this.adapters.get(vehicle.telematics_brand)?.onVehicleRemoved(vehicle);
     } catch (e) {
@@ -361,11 +369,7 @@ export class VehicleService {
     }
   }
 
-  async setSetupResult(
-    vehicleId: string,
-    result: { ok: true; capabilities?: Capabilities } | { ok: false; reason: string },
-    force = false,
-  ): Promise<void> {
+  async setSetupResult(vehicleId: string, result: SetupResult, force = false): Promise<void> {
     const changed = await this.store.setSetupStatus(
       vehicleId,
       result.ok
@@ -374,8 +378,46 @@ export class VehicleService {
       force ? undefined : 'IN_PROGRESS',
     );
     if (changed) {
+      const vehicle = await this.store.getVehicle(vehicleId);
+      if (vehicle) this.units.forget(vehicle.telematics_brand, vehicle.telematics_unit_id);
       this.logger.info({ vehicle_id: vehicleId, setup: result }, 'vehicle setup ended');
       this.events.emit({ type: 'vehicle.setup', vehicle_id: vehicleId });
+    }
+  }
+
+  /**
+   * Hands vehicles whose setup was still IN_PROGRESS (e.g. cut short by a shutdown) back to their
+   * adapter, for adapters that verify setups themselves; any instance may do it, and a result is
+   * only written while the vehicle is still IN_PROGRESS.
+   */
+  async resumeSetups(adapter: TelematicsAdapter): Promise<void> {
+    if (!adapter.resumeSetup) return;
+    try {
+      const pending = await this.store.listStaleSetups(new Date().toISOString(), 1000);
+      for (const v of pending) if (v.telematics_brand === adapter.brand) adapter.resumeSetup(v);
+    } catch (e) {
+      this.logger.warn({ err: e, adapter: adapter.brand }, 'could not resume pending setups');
+    }
+  }
+
+  /** Revoked credentials: every vehicle using them ends FAILED with what the operator must do. */
+  async failCredentialsVehicles(credentialsId: string, reason: string): Promise<void> {
+    const creds = await this.store.getCredentials(credentialsId);
+    if (!creds) return;
+    const page = 200;
+    let after: string | undefined;
+    for (;;) {
+      const vehicles = await this.store.listVehicles({
+        fleet_id: creds.fleet_id,
+        telematics_brand: creds.telematics_brand,
+        limit: page,
+        ...(after ? { after } : {}),
+      });
+      for (const v of vehicles) {
+        if (v.credentials_id === credentialsId) await this.setSetupResult(v.vehicle_id, { ok: false, reason }, true);
+      }
+      if (vehicles.length < page) return;
+      after = vehicles[vehicles.length - 1]?.vehicle_id;
     }
   }
 

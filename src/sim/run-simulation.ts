@@ -21,7 +21,8 @@ export interface SimulationOptions {
   logger?: Logger;
   /**
    * Runtime control, one line each: a behaviour (`online`, `offline`, `silent`, `accept-only`,
-   * `refuse`, `fail`) or `drive` / `park`, optionally followed by a unit id (default: every unit).
+   * `refuse`, `fail`), `normal` (back to connected and answering, like `online`) or `drive` /
+   * `park`, optionally followed by a unit id (default: every unit). Any stream: a terminal or a pipe.
    */
   input?: NodeJS.ReadableStream;
 }
@@ -40,10 +41,12 @@ const BEHAVIOURS: readonly UnitBehaviour[] = ['online', 'offline', 'silent', 'ac
 /** Reads control lines (see SimulationOptions.input) and applies them to the units. */
 function controlFrom(input: NodeJS.ReadableStream, units: FleetgateUnit[], print: (line: string) => void): Interface {
   const rl = createInterface({ input, terminal: false });
-  print(`control: type ${BEHAVIOURS.join(' | ')} | drive | park [unit id], then Enter`);
+  print(`control: type ${BEHAVIOURS.join(' | ')} | normal | drive | park [unit id], then Enter`);
   rl.on('line', (line) => {
-    const [word, unitId] = line.trim().split(/\s+/);
-    if (!word) return;
+    const [given, unitId] = line.trim().split(/\s+/);
+    if (!given) return;
+    // `normal` undoes any behaviour set before (`fail`, `silent`, `offline`…): connected, answering.
+    const word = given === 'normal' ? 'online' : given;
     const targets = unitId ? units.filter((u) => u.unitId === unitId) : units;
     if (targets.length === 0) return print(`control: no unit '${unitId}'`);
     if (word === 'drive' || word === 'park') {
@@ -53,7 +56,7 @@ function controlFrom(input: NodeJS.ReadableStream, units: FleetgateUnit[], print
     } else {
       return print(`control: unknown '${word}'`);
     }
-    print(`control: ${word} → ${targets.length} unit(s)`);
+    print(`control: ${given} → ${targets.length} unit(s)`);
   });
   return rl;
 }

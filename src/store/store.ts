@@ -4,6 +4,14 @@ import type { VehicleState } from '../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../domain/vehicle.js';
 
 /** An API client of a fleet (SPEC §5). The secret is stored as a scrypt hash only. */
+/** One group of `Store.countVehicles`. */
+export interface VehicleCount {
+  telematics_brand: string;
+  setup_status: SetupStatus;
+  life_status: LifeStatus;
+  count: number;
+}
+
 export interface ApiClient {
   client_id: string;
   fleet_id: string;
@@ -260,6 +268,8 @@ export interface Store {
   ): Promise<boolean>;
   /** Sets life status when it differs; returns whether it changed anything. */
   setLifeStatus(vehicleId: string, status: LifeStatus, at: string, cause?: ChangeCause): Promise<boolean>;
+  /** How many vehicles there are per brand, setup status and life status (for metrics). */
+  countVehicles(): Promise<VehicleCount[]>;
   /** Vehicles still IN_PROGRESS that were created before `createdBefore`. */
   listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]>;
 

@@ -4,28 +4,17 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../src/broker/embedded-broker.js';
 import { connectServiceClient } from '../../src/broker/mqtt-connection.js';
-import { loadConfig } from '../../src/config.js';
 import type { CommandName } from '../../src/domain/commands.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
-import { generateSecret, SecretBox } from '../../src/lib/secrets.js';
+import { generateSecret } from '../../src/lib/secrets.js';
 import { FleetgateUnit } from '../../src/sim/fleetgate-unit.js';
-import type { Store } from '../../src/store/store.js';
-import type { AdapterContext } from '../../src/telematics/adapter.js';
 import { FleetgateMqttAdapter } from '../../src/telematics/fleetgate-mqtt/fleetgate-mqtt-adapter.js';
 import { fleetgateModel } from '../../src/telematics/fleetgate-mqtt/models.js';
 import { encodeCommand, encodeResponse, unitTopic } from '../../src/telematics/fleetgate-mqtt/protocol.js';
+import { type StartedAdapter, startAdapter } from '../helpers/adapter-context.js';
 import { AdapterEventRecorder, type AdapterHarness, adapterContract, makeVehicle } from './adapter.contract.js';
 
 const logger = pino({ level: 'silent' });
-
-/** A port this adapter must not touch: any use fails the test loudly. */
-function unusedPort<T extends object>(name: string): T {
-  return new Proxy({} as T, {
-    get(_t, prop) {
-      throw new Error(`the FLEETGATE adapter used ${name}.${String(prop)}`);
-    },
-  });
-}
 
 interface FleetgateWorld extends AdapterHarness {
   adapter: FleetgateMqttAdapter;
@@ -33,7 +22,8 @@ interface FleetgateWorld extends AdapterHarness {
   mqtt: MqttClient;
   units: Map<string, FleetgateUnit>;
   passwords: Map<string, string>;
-  contextFor(mqtt: MqttClient, recorder: AdapterEventRecorder): AdapterContext;
+  /** Starts another instance's adapter on `mqtt`, sharing this world's store. */
+  startAnother(mqtt: MqttClient, recorder: AdapterEventRecorder): Promise<StartedAdapter<FleetgateMqttAdapter>>;
   unitOf(vehicle: Vehicle): FleetgateUnit;
 }
 
@@ -51,20 +41,15 @@ async function startWorld(): Promise<FleetgateWorld> {
   });
   const mqtt = await connectServiceClient(broker.url, broker.serviceCredentials, logger);
   const recorder = new AdapterEventRecorder();
-  const config = loadConfig({}, {});
-  const contextFor = (client: MqttClient, rec: AdapterEventRecorder): AdapterContext => ({
-    logger,
-    mqtt: client,
-    broker: broker.provisioner,
-    onStateReport: rec.onStateReport,
-    onConnectionChange: rec.onConnectionChange,
-    setSetupResult: async () => undefined,
-    store: unusedPort<Store>('store'),
-    secrets: new SecretBox(randomBytes(32)),
-    config,
-  });
-  const adapter = new FleetgateMqttAdapter();
-  await adapter.start(contextFor(mqtt, recorder));
+  const started = await startAdapter(new FleetgateMqttAdapter(), { mqtt, broker: broker.provisioner, recorder });
+  const adapter = started.adapter;
+  const startAnother = (client: MqttClient, rec: AdapterEventRecorder) =>
+    startAdapter(new FleetgateMqttAdapter(), {
+      store: started.store,
+      mqtt: client,
+      broker: broker.provisioner,
+      recorder: rec,
+    });
   const units = new Map<string, FleetgateUnit>();
   const unitOf = (vehicle: Vehicle) => {
     const unit = units.get(vehicle.telematics_unit_id);
@@ -79,7 +64,7 @@ async function startWorld(): Promise<FleetgateWorld> {
     mqtt,
     units,
     passwords,
-    contextFor,
+    startAnother,
     unitOf,
     answerTimeoutMs: 3_000,
     async createVehicle(modelId) {
@@ -116,7 +101,7 @@ async function startWorld(): Promise<FleetgateWorld> {
     },
     async close() {
       await Promise.all([...units.values()].map((u) => u.stop()));
-      await adapter.stop();
+      await started.close();
       await mqtt.endAsync();
       await broker.close();
     },
@@ -242,9 +227,9 @@ describe('FLEETGATE adapter specifics', () => {
     const vehicle = await w.createVehicle('fleetgate-car-v1');
     const mqtt2 = await connectServiceClient(w.broker.url, w.broker.serviceCredentials, logger);
     const recorder2 = new AdapterEventRecorder();
-    const second = new FleetgateMqttAdapter();
+    const another = await w.startAnother(mqtt2, recorder2);
+    const second = another.adapter;
     try {
-      await second.start(w.contextFor(mqtt2, recorder2));
       await recorder2.waitForConnection(vehicle.telematics_unit_id, true);
       expect(second.isOnline(vehicle.telematics_unit_id)).toBe(true);
       expect(await run(vehicle, 'UNLOCK_CENTRAL_LOCK')).toMatchObject({ kind: 'succeeded' });
@@ -257,7 +242,7 @@ describe('FLEETGATE adapter specifics', () => {
       });
       expect(outcome.kind === 'succeeded' && outcome.state.central_lock?.value).toBe('LOCKED');
     } finally {
-      await second.stop();
+      await another.close();
       await mqtt2.endAsync();
     }
   });

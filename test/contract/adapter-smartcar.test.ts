@@ -1,16 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { pino } from 'pino';
-import { loadConfig } from '../../src/config.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
-import { SecretBox } from '../../src/lib/secrets.js';
-import { CredentialsService } from '../../src/services/credentials-service.js';
 import { startFakeSmartcar } from '../../src/sim/smartcar-fake/fake-smartcar.js';
-import { createStore } from '../../src/store/registry.js';
-import type { AdapterContext } from '../../src/telematics/adapter.js';
 import { SmartcarAdapter } from '../../src/telematics/smartcar/smartcar-adapter.js';
+import { startAdapter } from '../helpers/adapter-context.js';
 import { AdapterEventRecorder, adapterContract, makeVehicle } from './adapter.contract.js';
 
 /**
@@ -27,40 +18,13 @@ import { AdapterEventRecorder, adapterContract, makeVehicle } from './adapter.co
  *   vehicle, so a report is triggered by verifying the vehicle again.
  */
 adapterContract('SMARTCAR', async () => {
-  const logger = pino({ level: 'silent' });
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-smartcar-contract-'));
   const fake = await startFakeSmartcar();
-  const store = await createStore({ dataDir });
-  await store.migrate();
-  const secrets = new SecretBox(randomBytes(32));
   const recorder = new AdapterEventRecorder();
-  const adapter = new SmartcarAdapter({ setupTimeoutMs: 5000 });
-  const credentials = new CredentialsService(store, secrets, new Map([['SMARTCAR', adapter]]));
-  const ctx: AdapterContext = {
-    logger,
-    mqtt: undefined as never,
-    broker: { provisionUnit: async () => undefined, removeUnit: async () => undefined },
-    onStateReport: recorder.onStateReport,
-    onConnectionChange: recorder.onConnectionChange,
-    async setSetupResult(vehicleId, result, force) {
-      await store.setSetupStatus(
-        vehicleId,
-        result.ok
-          ? {
-              status: 'SUCCEEDED',
-              reason: null,
-              at: new Date().toISOString(),
-              ...(result.capabilities ? { capabilities: result.capabilities } : {}),
-            }
-          : { status: 'FAILED', reason: result.reason, at: new Date().toISOString() },
-        force ? undefined : 'IN_PROGRESS',
-      );
-    },
-    store,
-    secrets,
-    config: loadConfig({ smartcarApiUrl: fake.apiUrl, smartcarAuthUrl: fake.authUrl, dataDir }, {}),
-  };
-  await adapter.start(ctx);
+  const started = await startAdapter(new SmartcarAdapter({ setupTimeoutMs: 5000 }), {
+    flags: { smartcarApiUrl: fake.apiUrl, smartcarAuthUrl: fake.authUrl },
+    recorder,
+  });
+  const { adapter, store, credentials } = started;
 
   const appOf = new Map<string, string>();
   let serial = 0;
@@ -133,10 +97,8 @@ adapterContract('SMARTCAR', async () => {
       await adapter.idle();
     },
     async close() {
-      await adapter.stop();
+      await started.close();
       await fake.close();
-      await store.close();
-      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 });

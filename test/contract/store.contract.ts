@@ -524,6 +524,36 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await store.setLifeStatus(uid('V'), 'ONLINE', t1)).toBe(false);
       });
 
+      it('counts vehicles per brand, setup status and life status', async () => {
+        const brand = `COUNT_${uid('b')
+          .toUpperCase()
+          .replace(/[^A-Z0-9]/g, '')}`.slice(0, 32);
+        const mine = async () =>
+          (await store.countVehicles())
+            .filter((c) => c.telematics_brand === brand)
+            .sort((a, b) => `${a.setup_status}${a.life_status}`.localeCompare(`${b.setup_status}${b.life_status}`));
+        expect(await mine()).toEqual([]);
+        const fleet = uid('fleet');
+        const ids = [uid('V'), uid('V'), uid('V')];
+        for (const [i, id] of ids.entries()) {
+          await store.insertVehicle(
+            vehicle({
+              vehicle_id: id,
+              fleet_id: fleet,
+              telematics_brand: brand,
+              telematics_unit_id: id,
+              setup_status: i === 0 ? 'IN_PROGRESS' : 'SUCCEEDED',
+            }),
+          );
+        }
+        await store.setLifeStatus(ids[1]!, 'ONLINE', at(T0 + 1));
+        expect(await mine()).toEqual([
+          { telematics_brand: brand, setup_status: 'IN_PROGRESS', life_status: 'OFFLINE', count: 1 },
+          { telematics_brand: brand, setup_status: 'SUCCEEDED', life_status: 'OFFLINE', count: 1 },
+          { telematics_brand: brand, setup_status: 'SUCCEEDED', life_status: 'ONLINE', count: 1 },
+        ]);
+      });
+
       it('lists setups still in progress that started before a moment', async () => {
         // Database-wide operation: this test lives in its own era so other tests' rows never qualify.
         const s = store;

@@ -33,7 +33,7 @@ describe('HTTP conformance (RFC 9110, RFC 9457)', () => {
   beforeAll(async () => {
     h = await Harness.start();
     token = await h.token('fleet-http');
-  });
+  }, 180_000);
   afterAll(async () => {
     await h?.close();
   });

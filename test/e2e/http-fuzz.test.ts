@@ -35,9 +35,14 @@ function judge(
   text: string,
   base: string,
   head: boolean,
+  path = '',
 ): Verdict {
   if (status < 400) return { ok: true };
-  if (!(headers['content-type'] ?? '').startsWith('application/problem+json')) {
+  const type = headers['content-type'] ?? '';
+  // RFC 6749 §5.2: the token endpoint's errors are application/json with `error`, and carry the
+  // problem members beside it (checked below like any problem).
+  const oauth = path.startsWith('/auth/oauth/token') && type.startsWith('application/json');
+  if (!type.startsWith('application/problem+json') && !oauth) {
     return { ok: false, why: `content-type ${headers['content-type']}` };
   }
   const flowId = headers['x-flow-id'];
@@ -49,6 +54,7 @@ function judge(
   } catch {
     return { ok: false, why: `body is not JSON: ${text.slice(0, 80)}` };
   }
+  if (oauth && typeof body.error !== 'string') return { ok: false, why: 'OAuth error without `error`' };
   if (body.status !== status) return { ok: false, why: `status member ${body.status}` };
   if (body.flow_id !== flowId) return { ok: false, why: 'flow_id differs from X-Flow-ID' };
   if (typeof body.type !== 'string' || typeof body.title !== 'string' || typeof body.detail !== 'string') {
@@ -69,7 +75,7 @@ describe('HTTP fuzz: every error answer is a problem (RFC 9110, RFC 9457)', () =
     h = await Harness.start({ rateLimitPerMinute: 1_000_000 });
     token = await h.token('fleet-fuzz');
     vehicleId = (await h.vehicle(token, 'fleetgate-car-v1', { connect: false })).vehicleId;
-  });
+  }, 180_000);
   afterAll(async () => {
     await h?.close();
   });
@@ -166,7 +172,7 @@ describe('HTTP fuzz: every error answer is a problem (RFC 9110, RFC 9457)', () =
       const text = await res.text();
       counts.byStatus[res.status] = (counts.byStatus[res.status] ?? 0) + 1;
       if (res.status >= 400) counts.errors++;
-      const verdict = judge(res.status, Object.fromEntries(res.headers), text, h.url, method === 'HEAD');
+      const verdict = judge(res.status, Object.fromEntries(res.headers), text, h.url, method === 'HEAD', url);
       if (!verdict.ok) {
         counts.nonProblem++;
         bad.push(`${method} ${url.slice(0, 80)} → ${res.status}: ${verdict.why}`);

@@ -107,7 +107,7 @@ describe('processes under supervisors', () => {
   beforeAll(async () => {
     // The production entry runs the compiled build.
     await run('npm', ['run', 'build'], { cwd: process.cwd() });
-  }, 300_000);
+  }, 900_000);
 
   it('npm run build compiles the CLI to dist/', () => {
     expect(existsSync('dist/cli/main.js')).toBe(true);

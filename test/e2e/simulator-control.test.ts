@@ -56,12 +56,18 @@ it('fleetgate simulate takes control lines: offline, online, fail, silent', asyn
   await failApplied;
   expect((await cmd()).body.type).toBe('/problems/telematics-unit/error');
 
+  // `normal` returns the unit to its normal behaviour.
+  const normalApplied = printedLine('control: normal');
+  input.write('normal\n');
+  await normalApplied;
+  expect((await cmd()).status).toBe(200);
+
   const refused = printedLine("control: unknown 'nonsense'");
   input.write('nonsense\n');
   await refused;
 
   controller.abort();
   const summary = await run;
-  expect(summary).toMatchObject({ units: 1, connected: 1, succeeded: 1, failed: 1 });
+  expect(summary).toMatchObject({ units: 1, connected: 1, succeeded: 2, failed: 1 });
   expect(printed.join('')).toMatch(/summary: 1\/1 units connected/);
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type App, createApp } from '../../src/app.js';
-import { type Config, loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
 import { createApiClient, type Scope } from '../../src/services/auth-service.js';
 import { FleetgateUnit } from '../../src/sim/fleetgate-unit.js';
 
@@ -24,7 +24,7 @@ export class Harness {
     private readonly dataDir: string | undefined,
   ) {}
 
-  static async start(overrides: Partial<Record<keyof Config, string | number>> = {}): Promise<Harness> {
+  static async start(overrides: Record<string, string | number> = {}): Promise<Harness> {
     const dataDir = overrides.dataDir === undefined ? mkdtempSync(path.join(tmpdir(), 'fleetgate-test-')) : undefined;
     const config = loadConfig(
       {

@@ -6,16 +6,15 @@ import type { MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../src/broker/embedded-broker.js';
 import { connectServiceClient } from '../../src/broker/mqtt-connection.js';
-import { loadConfig } from '../../src/config.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
-import { SecretBox } from '../../src/lib/secrets.js';
+import type { VehicleService } from '../../src/services/vehicle-service.js';
 import { TeltonikaUnit } from '../../src/sim/teltonika/teltonika-unit.js';
 import { createStore } from '../../src/store/registry.js';
 import type { Store } from '../../src/store/store.js';
-import type { AdapterContext } from '../../src/telematics/adapter.js';
 import { teltonikaModel } from '../../src/telematics/teltonika/models.js';
 import { TeltonikaAdapter, type TeltonikaAdapterOptions } from '../../src/telematics/teltonika/teltonika-adapter.js';
 import { AdapterEventRecorder, makeVehicle } from '../contract/adapter.contract.js';
+import { startAdapter } from './adapter-context.js';
 
 /**
  * A real Teltonika world for tests: the embedded MQTT broker, a temp-dir SQLite store, one or
@@ -39,6 +38,8 @@ export interface Instance {
   recorder: AdapterEventRecorder;
   mqtt: MqttClient;
   instanceId: string;
+  /** The instance's vehicle service (its unit cache is dropped when a vehicle changes). */
+  vehicles: VehicleService;
 }
 
 export interface TeltonikaWorld {
@@ -50,6 +51,10 @@ export interface TeltonikaWorld {
   addInstance(options?: TeltonikaAdapterOptions): Promise<Instance>;
   /** Stores a vehicle of the model with a fresh IMEI (does not connect a unit). */
   addVehicle(modelId: string): Promise<Vehicle>;
+  /** Stores the vehicle and tells every instance, as VehicleService.add does. */
+  insertVehicle(vehicle: Vehicle): Promise<void>;
+  /** Deletes the vehicle and tells every instance, as VehicleService.remove does. */
+  removeVehicle(vehicle: Vehicle): Promise<void>;
   /** A simulated unit for the vehicle, connected to `instance` (default the first). */
   connectUnit(vehicle: Vehicle, instance?: Instance): Promise<TeltonikaUnit>;
   close(): Promise<void>;
@@ -85,26 +90,17 @@ export async function startTeltonikaWorld(): Promise<TeltonikaWorld> {
       const instanceId = `it-${instances.length}-${randomBytes(3).toString('hex')}`;
       const mqtt = await connectServiceClient(broker.url, broker.serviceCredentials, logger);
       const recorder = new AdapterEventRecorder();
-      const config = loadConfig({ teltonikaPort: 0, instanceId, host: '127.0.0.1' }, {});
-      const ctx: AdapterContext = {
-        logger,
+      const started = await startAdapter(new TeltonikaAdapter(options), {
+        store,
         mqtt,
         broker: broker.provisioner,
-        onStateReport: recorder.onStateReport,
-        onConnectionChange: async (unitId, online, at) => {
-          // Like the vehicle service: life_status follows the unit, so other instances route to it.
-          const vehicle = await store.findVehicleByUnit('TELTONIKA', unitId);
-          if (vehicle) await store.setLifeStatus(vehicle.vehicle_id, online ? 'ONLINE' : 'OFFLINE', at.toISOString());
-          await recorder.onConnectionChange(unitId, online, at);
-        },
-        setSetupResult: async () => undefined,
-        store,
-        secrets: new SecretBox(randomBytes(32)),
-        config,
-      };
-      const adapter = new TeltonikaAdapter(options);
-      await adapter.start(ctx);
-      const instance = { adapter, recorder, mqtt, instanceId };
+        instanceId,
+        flags: { teltonikaPort: 0 },
+        recorder,
+      });
+      const adapter = started.adapter;
+      const vehicles = started.vehicles;
+      const instance = { adapter, recorder, mqtt, instanceId, vehicles };
       instances.push(instance);
       return instance;
     },
@@ -113,9 +109,22 @@ export async function startTeltonikaWorld(): Promise<TeltonikaWorld> {
       if (!model) throw new Error(`unknown model ${modelId}`);
       const imei = newImei();
       const vehicle = makeVehicle(model, imei, { life_status: 'OFFLINE' });
-      await store.insertVehicle(vehicle);
-      for (const i of instances) await i.adapter.onVehicleAdded(vehicle);
+      await world.insertVehicle(vehicle);
       return vehicle;
+    },
+    async insertVehicle(vehicle) {
+      await store.insertVehicle(vehicle);
+      for (const i of instances) {
+        i.vehicles.units.forget(vehicle.telematics_brand, vehicle.telematics_unit_id);
+        await i.adapter.onVehicleAdded(vehicle);
+      }
+    },
+    async removeVehicle(vehicle) {
+      await store.deleteVehicle(vehicle.vehicle_id);
+      for (const i of instances) {
+        i.vehicles.units.forget(vehicle.telematics_brand, vehicle.telematics_unit_id);
+        await i.adapter.onVehicleRemoved(vehicle);
+      }
     },
     async connectUnit(vehicle, instance = instances[0]) {
       if (!instance) throw new Error('no instance');

@@ -5,9 +5,6 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type BrokerThreadHost, type EmbeddedBroker, startEmbeddedBroker } from '../../src/broker/embedded-broker.js';
 import { connectServiceClient } from '../../src/broker/mqtt-connection.js';
-import { loadConfig } from '../../src/config.js';
-import { SecretBox } from '../../src/lib/secrets.js';
-import type { Store } from '../../src/store/store.js';
 import { FleetgateMqttAdapter } from '../../src/telematics/fleetgate-mqtt/fleetgate-mqtt-adapter.js';
 import {
   encodeState,
@@ -16,6 +13,7 @@ import {
   unitTopic,
 } from '../../src/telematics/fleetgate-mqtt/protocol.js';
 import { AdapterEventRecorder } from '../contract/adapter.contract.js';
+import { startAdapter } from '../helpers/adapter-context.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -265,17 +263,10 @@ describe('embedded MQTT broker (SPEC §5: devices authenticate too)', () => {
 
   it('survives malformed and oversized state payloads; the adapter drops them and keeps working', async () => {
     const recorder = new AdapterEventRecorder();
-    const adapter = new FleetgateMqttAdapter();
-    await adapter.start({
-      logger,
+    const started = await startAdapter(new FleetgateMqttAdapter(), {
       mqtt: service,
       broker: broker.provisioner,
-      onStateReport: recorder.onStateReport,
-      onConnectionChange: recorder.onConnectionChange,
-      setSetupResult: async () => undefined,
-      store: {} as Store,
-      secrets: new SecretBox(Buffer.alloc(32)),
-      config: loadConfig({}, {}),
+      recorder,
     });
     try {
       const a = await unit('unit-a');
@@ -298,7 +289,7 @@ describe('embedded MQTT broker (SPEC §5: devices authenticate too)', () => {
       expect(recorder.stateReports).toHaveLength(1);
       expect(a.connected).toBe(true);
     } finally {
-      await adapter.stop();
+      await started.close();
     }
   });
 });

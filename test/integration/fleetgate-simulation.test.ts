@@ -3,13 +3,11 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../src/broker/embedded-broker.js';
 import { connectServiceClient } from '../../src/broker/mqtt-connection.js';
-import { loadConfig } from '../../src/config.js';
-import { SecretBox } from '../../src/lib/secrets.js';
 import { runSimulation } from '../../src/sim/run-simulation.js';
-import type { Store } from '../../src/store/store.js';
 import { FleetgateMqttAdapter } from '../../src/telematics/fleetgate-mqtt/fleetgate-mqtt-adapter.js';
 import { fleetgateModel } from '../../src/telematics/fleetgate-mqtt/models.js';
 import { AdapterEventRecorder, makeVehicle } from '../contract/adapter.contract.js';
+import { startAdapter } from '../helpers/adapter-context.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -33,20 +31,10 @@ describe('runSimulation (fleetgate simulate)', () => {
     });
     const mqtt = await connectServiceClient(broker.url, broker.serviceCredentials, logger);
     recorder = new AdapterEventRecorder();
-    adapter = new FleetgateMqttAdapter();
-    await adapter.start({
-      logger,
-      mqtt,
-      broker: broker.provisioner,
-      onStateReport: recorder.onStateReport,
-      onConnectionChange: recorder.onConnectionChange,
-      setSetupResult: async () => undefined,
-      store: {} as Store,
-      secrets: new SecretBox(Buffer.alloc(32)),
-      config: loadConfig({}, {}),
-    });
+    const started = await startAdapter(new FleetgateMqttAdapter(), { mqtt, broker: broker.provisioner, recorder });
+    adapter = started.adapter;
     stopService = async () => {
-      await adapter.stop();
+      await started.close();
       await mqtt.endAsync();
     };
   });

@@ -101,6 +101,8 @@ describe('PostgreSQL command path: every table read by key (docs/performance.md)
       'null',
       now,
       now,
+      '',
+      '',
     ]);
     expect(sequentialScans(plan)).toEqual([]);
     expect(JSON.stringify(plan)).not.toContain('vehicles_fleet_setup_idx');

@@ -6,7 +6,6 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
 import type { CommandName } from '../../src/domain/commands.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
 import { SecretBox } from '../../src/lib/secrets.js';
@@ -18,6 +17,7 @@ import type { AdapterContext, CommandOutcome } from '../../src/telematics/adapte
 import { SMARTCAR_CONNECTED_CAR } from '../../src/telematics/smartcar/models.js';
 import { SmartcarAdapter, type SmartcarAdapterOptions } from '../../src/telematics/smartcar/smartcar-adapter.js';
 import { makeVehicle } from '../contract/adapter.contract.js';
+import { startAdapter } from '../helpers/adapter-context.js';
 
 const CLIENT_ID = 'fake-app-client-id';
 const CLIENT_SECRET = `cs_${randomBytes(16).toString('hex')}`;
@@ -51,45 +51,25 @@ interface Instance {
   ctx: AdapterContext;
 }
 
-function contextFor(s: Store, instanceId: string, apiUrl = fake.apiUrl): AdapterContext {
-  return {
-    logger,
-    mqtt: undefined as never,
-    broker: { provisionUnit: async () => undefined, removeUnit: async () => undefined },
-    onStateReport: async (unitId, state) => void reports.push({ unitId, state }),
-    onConnectionChange: async (unitId, online) => void connectivity.push({ unitId, online }),
-    // What the vehicle service does, minus events: write the setup result to the store.
-    async setSetupResult(vehicleId, result, force) {
-      await s.setSetupStatus(
-        vehicleId,
-        result.ok
-          ? {
-              status: 'SUCCEEDED',
-              reason: null,
-              at: new Date().toISOString(),
-              ...(result.capabilities ? { capabilities: result.capabilities } : {}),
-            }
-          : { status: 'FAILED', reason: result.reason, at: new Date().toISOString() },
-        force ? undefined : 'IN_PROGRESS',
-      );
-    },
-    store: s,
-    secrets,
-    config: loadConfig({ smartcarApiUrl: apiUrl, smartcarAuthUrl: fake.authUrl, instanceId, dataDir }, {}),
-  };
-}
-
 async function startInstance(
   options: SmartcarAdapterOptions = {},
   s: Store = store,
   instanceId = 'A',
-  apiUrl?: string,
+  apiUrl = fake.apiUrl,
 ): Promise<Instance> {
-  const adapter = new SmartcarAdapter({ setupTimeoutMs: 5000, ...options });
-  const ctx = contextFor(s, instanceId, apiUrl);
-  await adapter.start(ctx);
-  cleanups.push(() => adapter.stop());
-  return { adapter, ctx };
+  const started = await startAdapter(new SmartcarAdapter({ setupTimeoutMs: 5000, ...options }), {
+    store: s,
+    secrets,
+    instanceId,
+    logger,
+    flags: { smartcarApiUrl: apiUrl, smartcarAuthUrl: fake.authUrl },
+    recorder: {
+      onStateReport: async (unitId, state) => void reports.push({ unitId, state }),
+      onConnectionChange: async (unitId, online) => void connectivity.push({ unitId, online }),
+    },
+  });
+  cleanups.push(() => started.close());
+  return { adapter: started.adapter, ctx: started.ctx };
 }
 
 async function addVehicle(unitId: string, overrides: Partial<Vehicle> = {}): Promise<Vehicle> {

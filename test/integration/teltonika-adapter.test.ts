@@ -69,8 +69,7 @@ describe('IMEI login (Teltonika data sending protocol)', () => {
 
   it('lets a unit in once its vehicle is added, although it was rejected a moment before', async () => {
     const vehicle = await w.addVehicle('teltonika-tst-scooter');
-    await w.store.deleteVehicle(vehicle.vehicle_id);
-    await a.adapter.onVehicleRemoved(vehicle);
+    await w.removeVehicle(vehicle);
     const unit = new TeltonikaUnit({
       host: '127.0.0.1',
       port: a.adapter.port,
@@ -80,8 +79,7 @@ describe('IMEI login (Teltonika data sending protocol)', () => {
       reconnect: false,
     });
     expect(await unit.connect()).toBe(false);
-    await w.store.insertVehicle(vehicle);
-    await a.adapter.onVehicleAdded(vehicle);
+    await w.insertVehicle(vehicle);
     expect(await unit.connect()).toBe(true);
     await unit.stop();
   });

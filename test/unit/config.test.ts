@@ -59,4 +59,30 @@ describe('config (validated once, all errors together, then frozen)', () => {
   it('never echoes a database password in an error', () => {
     expect(() => loadConfig({}, { FLEETGATE_DATABASE_URL: 'mysql://u:hunter2@db/x' })).toThrow(/u:\*\*\*@/);
   });
+
+  // Issue 17 §3: malformed AMQP settings give a clear start error, without echoing the password.
+  it('refuses malformed AMQP settings, all at once', () => {
+    expect(loadConfig({}, {}).amqpUrl).toBeUndefined();
+    const ok = loadConfig({}, { FLEETGATE_AMQP_URL: 'amqp://fleetgate:s3cret@rabbit:5672/fleetgate' });
+    expect(ok.amqpUrl).toBe('amqp://fleetgate:s3cret@rabbit:5672/fleetgate');
+    let error: unknown;
+    try {
+      loadConfig(
+        { amqpPublicUrl: 'amqp://user:pw@events.example.com/other' },
+        { FLEETGATE_AMQP_URL: 'amqp://fleetgate:s3cret@rabbit:5672/a/b', FLEETGATE_AMQP_MANAGEMENT_URL: 'ftp://x' },
+      );
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message).toContain('virtual host must be one path segment');
+    expect(message).toContain('--amqp-public-url: give only scheme, host and port');
+    expect(message).toContain('FLEETGATE_AMQP_MANAGEMENT_URL');
+    expect(message).not.toContain('s3cret');
+    expect(() => loadConfig({}, { FLEETGATE_AMQP_URL: 'http://rabbit:5672' })).toThrow(
+      /FLEETGATE_AMQP_URL: 'http:\/\/rabbit:5672' is not a URL starting with amqp:\/\/ or amqps:\/\//,
+    );
+    expect(() => loadConfig({}, { FLEETGATE_AMQP_PUBLIC_URL: 'amqp://x:5672' })).toThrow(/need --amqp-url/);
+  });
 });

@@ -76,6 +76,7 @@ export function authRoutes(app: Api, deps: ApiDeps): void {
         description:
           "Authenticate with HTTP Basic `client_id:client_secret` (or `client_id`/`client_secret` in the form body). `grant_type=client_credentials` in the form body or the query; `scope` may ask for a subset of the client's scopes. Errors are RFC 6749 `application/json` with `error` and `error_description`, and the problem details members beside them.",
         security: [{ clientBasic: [] }],
+        consumes: ['application/x-www-form-urlencoded', 'application/json'],
         querystring: TokenQuery,
         body: TokenBody,
         response: {

@@ -1,10 +1,10 @@
 import { Type } from 'typebox';
 import { SCOPES } from '../../services/auth-service.js';
-import { ApiClientView, Problem } from '../schemas.js';
+import { ApiClientView, scopedProblemResponses } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const ClientIdParam = Type.Object({ client_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
-const errors = { 400: Problem, 401: Problem, 403: Problem, 404: Problem };
+const errors = scopedProblemResponses(404);
 const security: Array<Record<string, string[]>> = [{ bearer: [] }, { consoleSession: [] }];
 
 /** SPEC §5: the fleet's API clients; scope `admin`. A secret is shown once, when created. */

@@ -1,11 +1,13 @@
 import { Type } from 'typebox';
+import { ProblemError } from '../../domain/problems.js';
+import { metricsAuthorized } from '../metrics.js';
 import { problemResponses } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const Health = Type.Object({ status: Type.String(), checks: Type.Optional(Type.Record(Type.String(), Type.String())) });
 
 /** SPEC §7: liveness, readiness (database and broker reachable) and Prometheus metrics. */
-export function operationsRoutes(app: Api, { readiness, metrics }: ApiDeps): void {
+export function operationsRoutes(app: Api, { readiness, metrics, config }: ApiDeps): void {
   app.get(
     '/health/live',
     {
@@ -32,21 +34,26 @@ export function operationsRoutes(app: Api, { readiness, metrics }: ApiDeps): voi
     async (_request, reply) => {
       const checks: Record<string, string> = {};
       let ok = true;
+      let degraded = false;
       await Promise.all(
         readiness.map(async (r) => {
           try {
             await r.check();
             checks[r.name] = 'ok';
           } catch (e) {
-            ok = false;
+            if (r.optional) degraded = true;
+            else ok = false;
             checks[r.name] = e instanceof Error ? e.message : String(e);
           }
         }),
       );
-      return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', checks });
+      const status = !ok ? 'not ready' : degraded ? 'degraded' : 'ready';
+      return reply.status(ok ? 200 : 503).send({ status, checks });
     },
   );
 
+  // With --metrics-address, /metrics lives on its own listener (app.ts) and not here.
+  if (config.metricsAddress) return;
   app.get(
     '/metrics',
     {
@@ -54,6 +61,7 @@ export function operationsRoutes(app: Api, { readiness, metrics }: ApiDeps): voi
         operationId: 'getMetrics',
         tags: ['Operations'],
         summary: 'Prometheus metrics',
+        description: 'With `--metrics-token` set, send `Authorization: Bearer <metrics token>`.',
         response: {
           200: {
             description: 'Prometheus text exposition format.',
@@ -63,6 +71,16 @@ export function operationsRoutes(app: Api, { readiness, metrics }: ApiDeps): voi
         },
       },
     },
-    async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render()),
+    async (request, reply) => {
+      if (!metricsAuthorized(request.headers.authorization, config.metricsToken)) {
+        throw new ProblemError(
+          'invalid-credentials',
+          '/metrics needs `Authorization: Bearer <metrics token>` (the --metrics-token setting).',
+          {},
+          { 'WWW-Authenticate': 'Bearer realm="metrics"' },
+        );
+      }
+      return reply.type(metrics.contentType).send(await metrics.render());
+    },
   );
 }

@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { ProblemError } from '../../domain/problems.js';
-import { Problem, User } from '../schemas.js';
+import { problemResponses, User } from '../schemas.js';
 import { type Api, type ApiDeps, assertSameOrigin } from '../server.js';
 
 /** The console's session cookie: HttpOnly, SameSite=Strict, expiring with the session. */
@@ -26,7 +26,7 @@ export function sessionRoutes(app: Api, { users }: ApiDeps): void {
         summary: 'Sign in to the console',
         description: `Sets the session cookie \`${SESSION_COOKIE}\` (HttpOnly, SameSite=Strict). Needs the header \`x-fleetgate-console\` (CSRF). Failed sign-ins are throttled per account and source (429 with Retry-After).`,
         body: SignInBody,
-        response: { 200: SessionView, 400: Problem, 401: Problem, 403: Problem, 429: Problem },
+        response: { 200: SessionView, ...problemResponses(400, 401, 403, 429, 500, 503) },
       },
       // Per source address, on top of the per-account throttle in UserService.
       config: { rateLimit: { max: 30, timeWindow: 60_000 } },
@@ -55,7 +55,7 @@ export function sessionRoutes(app: Api, { users }: ApiDeps): void {
         tags: ['Console'],
         summary: 'The signed-in console user and what the role may do',
         security: [{ consoleSession: [] }],
-        response: { 200: SessionView, 401: Problem },
+        response: { 200: SessionView, ...problemResponses(401, 429, 500, 503) },
       },
     },
     async (request, reply) => {
@@ -80,7 +80,7 @@ export function sessionRoutes(app: Api, { users }: ApiDeps): void {
         summary: 'Sign out of the console',
         description: 'Ends the session and clears its cookie. Needs the header `x-fleetgate-console` (CSRF).',
         security: [{ consoleSession: [] }],
-        response: { 204: { type: 'null' }, 403: Problem },
+        response: { 204: { type: 'null', description: 'Signed out.' }, ...problemResponses(403, 429, 500, 503) },
       },
     },
     async (request, reply) => {

@@ -1,9 +1,9 @@
 import { Type } from 'typebox';
-import { Problem, User, UserRole } from '../schemas.js';
+import { problemResponses, scopedProblemResponses, User, UserRole } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const UserIdParam = Type.Object({ user_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
-const errors = { 400: Problem, 401: Problem, 403: Problem, 404: Problem };
+const errors = scopedProblemResponses(404);
 const security: Array<Record<string, string[]>> = [{ bearer: [] }, { consoleSession: [] }];
 
 /** SPEC §9: the fleet's console users; scope `admin` (the console's admin role). */
@@ -38,7 +38,7 @@ export function userRoutes(app: Api, { users }: ApiDeps): void {
           role: UserRole,
           password: Type.String({ maxLength: 200 }),
         }),
-        response: { 201: User, ...errors, 409: Problem },
+        response: { 201: User, ...errors, ...problemResponses(409) },
       },
     },
     async (request, reply) =>

@@ -288,11 +288,12 @@ export function ClientsPage({ session }: { session: SessionInfo }) {
 }
 
 interface Webhook {
-  webhook_id?: string;
-  id?: string;
+  webhook_id: string;
   url: string;
-  event_types?: string[];
-  created_at?: string;
+  event_types: string[] | null;
+  enabled: boolean;
+  disabled_reason: string | null;
+  created_at: string;
   secret?: string;
 }
 
@@ -303,7 +304,7 @@ export function WebhooksPage() {
   const [url, setUrl] = useState('');
   const [created, setCreated] = useState<Webhook>();
   const [deleting, setDeleting] = useState<Webhook>();
-  const idOf = (w: Webhook) => w.webhook_id ?? w.id ?? '';
+  const idOf = (w: Webhook) => w.webhook_id;
 
   const load = useCallback(() => get<{ items: Webhook[] }>('/webhooks').then((r) => setHooks(r.items), setError), []);
   useEffect(() => {
@@ -363,6 +364,7 @@ export function WebhooksPage() {
                 <th scope="col">Id</th>
                 <th scope="col">URL</th>
                 <th scope="col">Events</th>
+                <th scope="col">Status</th>
                 <th scope="col">
                   <span class="sr-only">Actions</span>
                 </th>
@@ -376,6 +378,7 @@ export function WebhooksPage() {
                   </td>
                   <td>{w.url}</td>
                   <td>{w.event_types?.join(', ') || 'all'}</td>
+                  <td>{w.enabled ? 'enabled' : `disabled${w.disabled_reason ? `: ${w.disabled_reason}` : ''}`}</td>
                   <td>
                     <button
                       type="button"

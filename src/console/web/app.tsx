@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useErrorBoundary, useMemo, useState } from 'preact/hooks';
 import { AddVehicle, ClientsPage, UsersPage, WebhooksPage } from './admin.js';
 import { ApiError, api, type SessionInfo, setUnauthorizedHandler } from './api.js';
 import { Loading, ProblemBox } from './components.js';
@@ -15,8 +15,9 @@ export function App() {
   const [error, setError] = useState<unknown>();
 
   useEffect(() => {
+    // The first refusal says why (expired, ended); requests still under way may follow it.
     setUnauthorizedHandler((problem) => {
-      setNotice(`${problem.title} ${problem.detail}`);
+      setNotice((shown) => shown ?? problem.detail);
       setSession(null);
     });
     api<SessionInfo>('GET', '/auth/session', { quiet401: true }).then(
@@ -53,6 +54,11 @@ const LIVE_TEXT: Record<LiveStatus, string> = {
 function Shell({ session, onSignedOut }: { session: SessionInfo; onSignedOut: () => void }) {
   const route = useRoute();
   const hub = useMemo(() => new LiveHub(), []);
+  // A bug in a page shows as a problem, never as a blank page.
+  const [crash, resetCrash] = useErrorBoundary();
+  useEffect(() => {
+    if (crash) resetCrash();
+  }, [route.join('/')]);
   const [live, setLive] = useState<LiveStatus>('connecting');
   const isAdmin = session.user.role === 'admin';
 
@@ -101,7 +107,7 @@ function Shell({ session, onSignedOut }: { session: SessionInfo; onSignedOut: ()
           Sign out
         </button>
       </header>
-      <main>{page}</main>
+      <main>{crash ? <ProblemBox error={crash} /> : page}</main>
     </LiveContext.Provider>
   );
 }

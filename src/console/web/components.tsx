@@ -2,6 +2,13 @@ import type { ComponentChildren } from 'preact';
 import { useEffect, useRef } from 'preact/hooks';
 import { ApiError, type Problem } from './api.js';
 
+/** SPEC §1: how far a command that did not succeed got. */
+const DELIVERY: Record<string, string> = {
+  NOT_DELIVERED: 'not delivered — the vehicle never received the command',
+  DELIVERED: 'delivered — the vehicle received the command',
+  DELIVERED_OUTCOME_UNKNOWN: 'delivered, outcome unknown — the vehicle may have executed it',
+};
+
 /** A problem as people read it: its title and detail (and how far a command got), never a blank page. */
 export function ProblemBox({ error }: { error: unknown }) {
   if (!error) return null;
@@ -13,7 +20,7 @@ export function ProblemBox({ error }: { error: unknown }) {
     <div class="problem" role="alert">
       <strong>{problem.title}</strong>
       <p>{problem.detail}</p>
-      {typeof problem.delivery === 'string' && <p>Delivery: {problem.delivery.replace(/_/g, ' ').toLowerCase()}</p>}
+      {typeof problem.delivery === 'string' && <p>Delivery: {DELIVERY[problem.delivery] ?? problem.delivery}</p>}
       {problem.flow_id && <p class="muted">Flow id {problem.flow_id}</p>}
     </div>
   );

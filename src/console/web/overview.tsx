@@ -213,9 +213,7 @@ export function Overview({ session }: { session: SessionInfo }) {
                 </td>
                 <td>{v.master_data.license_plate ?? '—'}</td>
                 <td>{v.telematics_unit.id}</td>
-                <td>
-                  {v.telematics_unit.brand} {v.telematics_unit.model}
-                </td>
+                <td title={v.telematics_unit.model}>{v.telematics_unit.brand}</td>
                 <td>
                   <Badge value={v.life_status.value} />
                 </td>

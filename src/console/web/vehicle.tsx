@@ -49,10 +49,7 @@ export function VehiclePage({ vehicleId, session }: { vehicleId: string; session
       setError(err);
     }
     try {
-      const recent = await get<{ items: EventEnvelope[] }>(
-        `/events?vehicle_id=${encodeURIComponent(vehicleId)}&limit=20`,
-      );
-      setEvents(recent.items.slice(-20).reverse());
+      setEvents(await recentEvents(vehicleId));
       setEventsError(undefined);
     } catch (err) {
       setEventsError(err);
@@ -173,7 +170,9 @@ export function VehiclePage({ vehicleId, session }: { vehicleId: string; session
                     <tr key={name} data-property={name}>
                       <th scope="row">{propertyWords(name)}</th>
                       <td>{stateValue(p.value)}</td>
-                      <td title={p.timestamp}>{age(p.timestamp, now)}</td>
+                      <td class="age" title={p.timestamp}>
+                        {age(p.timestamp, now)}
+                      </td>
                     </tr>
                   ))}
               </tbody>
@@ -186,7 +185,7 @@ export function VehiclePage({ vehicleId, session }: { vehicleId: string; session
           <dl>
             {Object.entries(v.master_data).map(([k, val]) => (
               <div key={k}>
-                <dt>{propertyWords(k)}</dt>
+                <dt>{MASTER_LABELS[k] ?? propertyWords(k)}</dt>
                 <dd>{val}</dd>
               </div>
             ))}
@@ -279,12 +278,32 @@ export function VehiclePage({ vehicleId, session }: { vehicleId: string; session
   );
 }
 
+const EVENT_PAGE = 1000;
+
+/**
+ * The vehicle's latest events, newest first. The feed reads oldest first (from the start of
+ * retention), so this pages to its end, keeping the last few; bounded for chatty vehicles.
+ */
+async function recentEvents(vehicleId: string, keep = 20, maxPages = 20): Promise<EventEnvelope[]> {
+  let recent: EventEnvelope[] = [];
+  let after: string | undefined;
+  for (let i = 0; i < maxPages; i++) {
+    const query = `vehicle_id=${encodeURIComponent(vehicleId)}&limit=${EVENT_PAGE}${after ? `&after=${encodeURIComponent(after)}` : ''}`;
+    const page = await get<{ items: EventEnvelope[]; next_cursor: string }>(`/events?${query}`);
+    recent = [...recent, ...page.items].slice(-keep);
+    if (page.items.length < EVENT_PAGE) break;
+    after = page.next_cursor;
+  }
+  return recent.reverse();
+}
+
 const MASTER_FIELDS = [
   ['license_plate', 'Licence plate'],
   ['vin', 'VIN'],
   ['brand', 'Make'],
   ['model', 'Model'],
 ] as const;
+const MASTER_LABELS: Record<string, string> = Object.fromEntries(MASTER_FIELDS);
 
 /** Admins: edit master data and tags (with If-Match), or remove the vehicle. */
 function VehicleAdmin({ loaded, onChanged }: { loaded: Loaded; onChanged: () => Promise<void> }) {

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
+import type { Api } from '../../api/server.js';
 import type { Config } from '../../config.js';
+import type { EventConsumerProvisioner } from '../../services/event-consumer-service.js';
 import type { EventFeed } from '../feed.js';
 
 /**
@@ -24,6 +26,21 @@ export interface DeliveryChannel {
   start(): Promise<void>;
   /** Stops delivering, releases its leases; resolves when no delivery is in progress. */
   stop(): Promise<void>;
+  /**
+   * The channel's HTTP routes (e.g. `/webhooks`), registered before the API listens and before
+   * start(). Give each route `config: { scope: 'events' }` (or `events.ro`): the API's shared
+   * auth hook then authenticates the caller and sets `request.principal` (its fleet), whatever
+   * credentials the API accepts.
+   */
+  registerRoutes?(app: Api): void;
+  /**
+   * Rejects, saying why, while what the channel delivers to is unreachable (its broker).
+   * `/health/ready` names the channel then, but the instance stays ready: events wait in the
+   * outbox, commands go on.
+   */
+  health?(): Promise<void>;
+  /** Consumer accounts that operators make through `POST /event-consumers` (AMQP), when enabled. */
+  readonly consumers?: EventConsumerProvisioner | undefined;
 }
 
 /** What a channel is given: the feed and its durable state, its settings, a logger. */
@@ -33,6 +50,11 @@ export interface ChannelContext {
   logger: Logger;
   /** This instance's id: the owner of the cursor leases it takes. */
   instanceId: string;
+  /** Encrypts what a channel keeps that is secret (signing keys, passwords) before it is stored. */
+  secrets: {
+    seal(plaintext: string, associatedData: string): string;
+    open(sealed: string, associatedData: string): string;
+  };
 }
 
 /** A channel's registry entry (registry.ts). */

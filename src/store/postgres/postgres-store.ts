@@ -27,6 +27,7 @@ import {
   type Store,
   StoreConflictError,
   StoreUnavailableError,
+  type VehicleCount,
   type VehicleFilter,
   type VehiclePatch,
 } from '../store.js';
@@ -922,6 +923,15 @@ export class PostgresStore implements Store {
       await this.events.insert(c, vehicleChangedEvent(before, vehicleFromRow(rows[0]), flowOf(cause), at));
       return true;
     });
+  }
+
+  async countVehicles(): Promise<VehicleCount[]> {
+    const { rows } = await this.q(
+      `SELECT telematics_brand, setup_status, life_status, COUNT(*)::int AS count FROM vehicles
+        GROUP BY telematics_brand, setup_status, life_status`,
+      [],
+    );
+    return rows as unknown as VehicleCount[];
   }
 
   async listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]> {

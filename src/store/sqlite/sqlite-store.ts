@@ -29,6 +29,7 @@ import {
   type Store,
   StoreConflictError,
   StoreUnavailableError,
+  type VehicleCount,
   type VehicleFilter,
   type VehiclePatch,
 } from '../store.js';
@@ -618,6 +619,15 @@ export class SqliteStore implements Store {
         return true;
       }),
     );
+  }
+
+  async countVehicles(): Promise<VehicleCount[]> {
+    return this.run(() =>
+      this.prepare(
+        `SELECT telematics_brand, setup_status, life_status, COUNT(*) AS count FROM vehicles
+          GROUP BY telematics_brand, setup_status, life_status`,
+      ).all(),
+    ) as VehicleCount[];
   }
 
   async listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]> {

@@ -78,7 +78,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     // QoS 0 on this leg: the session is clean, so QoS 1 would not survive a reconnect either, and
     // on a live TCP connection nothing is lost; it saves one PUBACK per message (~10k/s path).
     // The embedded broker serves one instance; an external one may serve many (aedes has no $share).
-    this.subscriptions = serverSubscriptions(ctx.config.mqttUrl !== undefined);
+    this.subscriptions = serverSubscriptions(ctx.sharedBroker);
     await ctx.mqtt.subscribeAsync(this.subscriptions, { qos: 0 });
   }
 
@@ -255,7 +255,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
       this.warnDropped(unitId, decoded.error, 'dropped a malformed state report');
       return;
     }
-    this.ctx?.onStateReport(unitId, decoded.value.state).catch((err: unknown) => {
+    this.ctx?.sink.state(unitId, decoded.value.state).catch((err: unknown) => {
       this.logger?.error({ err, unit: unitId }, 'storing a state report failed');
     });
   }
@@ -282,7 +282,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
       retained && decoded.value.timestamp
         ? new Date(Math.min(Date.parse(decoded.value.timestamp), Date.now()))
         : new Date();
-    this.ctx?.onConnectionChange(unitId, isOnline, at).catch((err: unknown) => {
+    this.ctx?.sink.connection(unitId, isOnline, at).catch((err: unknown) => {
       this.logger?.error({ err, unit: unitId }, 'recording a connection change failed');
     });
   }

@@ -72,18 +72,17 @@ export class SmartcarAdapter implements TelematicsAdapter {
     this.ctx = ctx;
     this.stopping = new AbortController();
     const client = new SmartcarClient({
-      apiUrl: ctx.config.smartcarApiUrl,
-      authUrl: ctx.config.smartcarAuthUrl,
+      apiUrl: String(ctx.settings.apiUrl),
+      authUrl: String(ctx.settings.authUrl),
       ...(this.options.httpTimeoutMs !== undefined ? { timeoutMs: this.options.httpTimeoutMs } : {}),
     });
     this.client = client;
     this.tokens = new TokenManager({
-      store: ctx.store,
-      secrets: ctx.secrets,
+      credentials: ctx.credentials,
       client,
-      instanceId: ctx.config.instanceId,
+      instanceId: ctx.instanceId,
       logger: ctx.logger,
-      onRevoked: (id, reason) => this.markCredentialsVehicles(id, reason),
+      onRevoked: (id, reason) => ctx.sink.credentialsRevoked(id, reason),
       ...(this.options.now ? { now: this.options.now } : {}),
       ...(this.options.refreshBeforeExpiryMs !== undefined
         ? { refreshBeforeExpiryMs: this.options.refreshBeforeExpiryMs }
@@ -91,14 +90,11 @@ export class SmartcarAdapter implements TelematicsAdapter {
       ...(this.options.leaseMs !== undefined ? { leaseMs: this.options.leaseMs } : {}),
       ...(this.options.pollMs !== undefined ? { pollMs: this.options.pollMs } : {}),
     });
-    // Verifications cut short by a shutdown resume here (any instance may do it; the result is
-    // only written while the vehicle is still IN_PROGRESS).
-    try {
-      const pending = await ctx.store.listStaleSetups(new Date().toISOString(), 1000);
-      for (const v of pending) if (v.telematics_brand === SMARTCAR_BRAND) this.verifyInBackground(v);
-    } catch (e) {
-      ctx.logger.warn({ err: e }, 'could not resume pending Smartcar setups');
-    }
+  }
+
+  /** A verification cut short by a shutdown runs again (the vehicle service hands it back). */
+  resumeSetup(vehicle: Vehicle): void {
+    this.verifyInBackground(vehicle);
   }
 
   async stop(): Promise<void> {
@@ -173,7 +169,7 @@ export class SmartcarAdapter implements TelematicsAdapter {
   private async reportConnectivity(unitId: string, isOnline: boolean | undefined): Promise<void> {
     if (isOnline === undefined) return;
     try {
-      await this.context().onConnectionChange(unitId, isOnline, new Date());
+      await this.context().sink.connection(unitId, isOnline, new Date());
     } catch (e) {
       this.ctx?.logger.warn({ err: e, unit_id: unitId }, 'could not record Smartcar vehicle connectivity');
     }
@@ -298,10 +294,10 @@ export class SmartcarAdapter implements TelematicsAdapter {
     const budget = this.options.setupTimeoutMs ?? 30_000;
     const signal = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(budget)]);
     const deadline = new Date(Date.now() + budget);
-    const fail = (reason: string) => ctx.setSetupResult(vehicle.vehicle_id, { ok: false, reason });
+    const fail = (reason: string) => ctx.sink.setupResult(vehicle.vehicle_id, { ok: false, reason });
     const unit = vehicle.telematics_unit_id;
     try {
-      const creds = vehicle.credentials_id ? await ctx.store.getCredentials(vehicle.credentials_id) : undefined;
+      const creds = vehicle.credentials_id ? await ctx.credentials.read(vehicle.credentials_id) : undefined;
       if (!creds || creds.fleet_id !== vehicle.fleet_id || creds.telematics_brand !== SMARTCAR_BRAND) {
         await fail('The vehicle needs the credentials_id of SMARTCAR credentials of its fleet.');
         return;
@@ -334,10 +330,10 @@ export class SmartcarAdapter implements TelematicsAdapter {
         );
         return;
       }
-      await ctx.setSetupResult(vehicle.vehicle_id, { ok: true, capabilities });
+      await ctx.sink.setupResult(vehicle.vehicle_id, { ok: true, capabilities });
       // The probe's readings are the vehicle's first state (reported once capabilities are set,
       // so the service keeps them); Smartcar pushes nothing to fleetgate by itself.
-      if (probe && Object.keys(probe.state).length > 0) await ctx.onStateReport(unit, probe.state);
+      if (probe && Object.keys(probe.state).length > 0) await ctx.sink.state(unit, probe.state);
       const asleep = probe?.failures.some((f) => online(f.failure) === false);
       if (probe) await this.reportConnectivity(unit, !asleep);
     } catch (e) {
@@ -361,27 +357,6 @@ export class SmartcarAdapter implements TelematicsAdapter {
       return `Smartcar refused to describe vehicle '${unit}': ${f.description}${rid}`;
     }
     return `Smartcar could not verify vehicle '${unit}': ${describeFailure(f)}${rid}. Delete the vehicle and add it again once Smartcar answers.`;
-  }
-
-  /** Revoked credentials: every vehicle using them ends FAILED with what the operator must do. */
-  private async markCredentialsVehicles(credentialsId: string, reason: string): Promise<void> {
-    const ctx = this.context();
-    const creds = await ctx.store.getCredentials(credentialsId);
-    if (!creds) return;
-    let after: string | undefined;
-    for (;;) {
-      const page = await ctx.store.listVehicles({
-        fleet_id: creds.fleet_id,
-        telematics_brand: SMARTCAR_BRAND,
-        limit: 200,
-        ...(after ? { after } : {}),
-      });
-      for (const v of page) {
-        if (v.credentials_id === credentialsId) await ctx.setSetupResult(v.vehicle_id, { ok: false, reason }, true);
-      }
-      if (page.length < 200) return;
-      after = page[page.length - 1]?.vehicle_id;
-    }
   }
 
   private context(): AdapterContext {

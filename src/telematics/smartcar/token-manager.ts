@@ -1,29 +1,29 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { SecretBox } from '../../lib/secrets.js';
-import type { CredentialsRecord, Store } from '../../store/store.js';
+import type { CredentialsPort, CredentialsSnapshot } from '../adapter.js';
 import { isSmartcarError, type SmartcarClient, SmartcarError } from './smartcar-client.js';
 
 /**
- * Access tokens for Smartcar credentials, shared by every fleetgate instance through the store.
+ * Access tokens for Smartcar credentials, shared by every fleetgate instance through the
+ * credentials port (one stored row per credentials).
  *
  * Smartcar rotates the refresh token on every exchange and invalidates the old one, so two
  * instances refreshing at once would leave one of them holding a dead token — or worse, persist
  * it. Rotation is therefore serialised through the credentials row: an instance first writes a
- * short lease into `sealed_state` with `updateCredentialsState` (compare-and-swap on the row
+ * short lease into the credentials' state with `swapState` (compare-and-swap on the row
  * version), refreshes, and writes the new tokens with another compare-and-swap. Everyone else
  * waits for the lease to end and reuses the new access token. The refresh call never takes a
  * command's signal: aborting it after Smartcar rotated would lose the new refresh token.
  */
 
-/** What the operator gave at `POST /credentials`, sealed in `sealed_secret`. */
+/** What the operator gave at `POST /credentials`. */
 export interface SmartcarSecret {
   client_id: string;
   client_secret: string;
   refresh_token: string;
 }
 
-/** Mutable token state, sealed in `sealed_state`. Times are epoch milliseconds. */
+/** Mutable token state, the credentials' swapped state. Times are epoch milliseconds. */
 interface TokenState {
   refresh_token: string;
   access_token?: string;
@@ -44,7 +44,7 @@ export class CredentialsRevokedError extends Error {
   }
 }
 
-/** The credentials row is gone or cannot be opened with this instance's secret key. */
+/** The credentials are gone or cannot be opened with this instance's secret key. */
 export class CredentialsUnusableError extends Error {
   constructor(
     readonly credentialsId: string,
@@ -56,8 +56,7 @@ export class CredentialsUnusableError extends Error {
 }
 
 export interface TokenManagerOptions {
-  store: Store;
-  secrets: SecretBox;
+  credentials: CredentialsPort;
   client: SmartcarClient;
   /** Names the lease holder in the row (with a random suffix per lease). */
   instanceId: string;
@@ -114,7 +113,7 @@ export class TokenManager {
   async invalidate(credentialsId: string, accessToken: string): Promise<void> {
     if (this.cache.get(credentialsId)?.token === accessToken) this.cache.delete(credentialsId);
     for (let attempt = 0; attempt < 5; attempt++) {
-      const rec = await this.o.store.getCredentials(credentialsId);
+      const rec = await this.o.credentials.read(credentialsId);
       if (!rec) return;
       const state = this.openState(rec);
       if (state.access_token !== accessToken) return;
@@ -130,7 +129,7 @@ export class TokenManager {
     // Waiting for another instance's lease is bounded by a little more than one lease.
     const giveUpAt = Date.now() + this.leaseMs * 2;
     for (;;) {
-      const rec = await this.o.store.getCredentials(id);
+      const rec = await this.o.credentials.read(id);
       if (!rec) throw new CredentialsUnusableError(id, `the credentials '${id}' no longer exist`);
       const state = this.openState(rec);
       if (state.revoked) throw new CredentialsRevokedError(id, state.revoked.reason);
@@ -160,7 +159,7 @@ export class TokenManager {
     id: string,
     version: number,
     state: TokenState,
-    rec: CredentialsRecord,
+    rec: CredentialsSnapshot,
   ): Promise<string | undefined> {
     const secret = this.openSecret(rec);
     const started = this.now();
@@ -184,7 +183,7 @@ export class TokenManager {
     } catch (e) {
       const f = isSmartcarError(e) ? e.failure : undefined;
       if (f?.kind === 'oauth' && (f.error === 'invalid_grant' || f.error === 'invalid_client')) {
-        const current = await this.o.store.getCredentials(id);
+        const current = await this.o.credentials.read(id);
         // Only our own lease's row may be declared revoked: a changed row means someone else
         // rotated meanwhile (our lease had run out), so the refusal says nothing.
         if (!current || current.version !== version) return undefined;
@@ -218,7 +217,7 @@ export class TokenManager {
   private async persistRotation(id: string, version: number, used: string, next: TokenState): Promise<void> {
     if (await this.write(id, version, next)) return;
     for (let attempt = 0; attempt < 10; attempt++) {
-      const rec = await this.o.store.getCredentials(id);
+      const rec = await this.o.credentials.read(id);
       if (!rec) return;
       if (this.openState(rec).refresh_token !== used) {
         this.o.logger.error({ credentials_id: id }, 'smartcar refresh token rotated twice; keeping the stored one');
@@ -229,22 +228,18 @@ export class TokenManager {
   }
 
   private write(id: string, expectedVersion: number, state: TokenState): Promise<boolean> {
-    const sealed = this.o.secrets.seal(JSON.stringify(state), id);
-    return this.o.store.updateCredentialsState(id, expectedVersion, sealed, new Date(this.now()).toISOString());
+    return this.o.credentials.swapState(id, expectedVersion, state);
   }
 
-  private openSecret(rec: CredentialsRecord): SmartcarSecret {
-    try {
-      const s = JSON.parse(this.o.secrets.open(rec.sealed_secret, rec.credentials_id)) as Partial<SmartcarSecret>;
-      if (
-        typeof s.client_id === 'string' &&
-        typeof s.client_secret === 'string' &&
-        typeof s.refresh_token === 'string'
-      ) {
-        return { client_id: s.client_id, client_secret: s.client_secret, refresh_token: s.refresh_token };
-      }
-    } catch {
-      // fall through: never echo ciphertext or plaintext
+  private openSecret(rec: CredentialsSnapshot): SmartcarSecret {
+    const s = rec.secret;
+    if (
+      s &&
+      typeof s.client_id === 'string' &&
+      typeof s.client_secret === 'string' &&
+      typeof s.refresh_token === 'string'
+    ) {
+      return { client_id: s.client_id, client_secret: s.client_secret, refresh_token: s.refresh_token };
     }
     throw new CredentialsUnusableError(
       rec.credentials_id,
@@ -252,14 +247,10 @@ export class TokenManager {
     );
   }
 
-  private openState(rec: CredentialsRecord): TokenState {
-    if (rec.sealed_state === null) return { refresh_token: this.openSecret(rec).refresh_token };
-    try {
-      const s = JSON.parse(this.o.secrets.open(rec.sealed_state, rec.credentials_id)) as TokenState;
-      if (typeof s.refresh_token === 'string') return s;
-    } catch {
-      // fall through
-    }
+  private openState(rec: CredentialsSnapshot): TokenState {
+    if (rec.state === null) return { refresh_token: this.openSecret(rec).refresh_token };
+    const s = rec.state as Partial<TokenState> | undefined;
+    if (typeof s === 'object' && s !== null && typeof s.refresh_token === 'string') return s as TokenState;
     throw new CredentialsUnusableError(
       rec.credentials_id,
       `the token state of credentials '${rec.credentials_id}' cannot be decrypted with this instance's secret key`,

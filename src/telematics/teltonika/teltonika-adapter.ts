@@ -21,7 +21,7 @@ const unitTopic = (imei: string, leaf: 'commands' | 'claim' | 'evict'): string =
 const replyTopic = (instance: string): string => `${INTERNAL_ROOT}replies/${instance}`;
 
 export interface TeltonikaAdapterOptions {
-  /** Listen address; default the config's `host`. */
+  /** Listen address; default fleetgate's listen host. */
   host?: string;
   handshakeTimeoutMs?: number;
   idleTimeoutMs?: number;
@@ -30,9 +30,6 @@ export interface TeltonikaAdapterOptions {
   maxUnauthenticated?: number;
   /** Handshakes in progress from one source address (docs/teltonika.md). */
   maxUnauthenticatedPerSource?: number;
-  /** How long a found vehicle is remembered for logins; unknown IMEIs are remembered shorter. */
-  unitCacheMs?: number;
-  unknownUnitCacheMs?: number;
   /** How long to wait for the instance holding a unit to accept a routed command. */
   routeAcceptTimeoutMs?: number;
   staleAnswerWindowMs?: number;
@@ -50,11 +47,8 @@ const DEFAULTS = {
   // A login takes one round trip; 32 at once from one address leaves room for units behind a
   // shared NAT logging in together after an outage, and 480 handshake slots for everyone else.
   maxUnauthenticatedPerSource: 32,
-  unitCacheMs: 60_000,
-  unknownUnitCacheMs: 5_000,
   routeAcceptTimeoutMs: 2_000,
 };
-const MAX_CACHED_UNITS = 50_000;
 
 /** A routed command (internal topic `<imei>/commands`). */
 interface RoutedCommand {
@@ -75,11 +69,6 @@ type RoutedReply =
 interface RemotePending {
   onAccepted(): void;
   onOutcome(outcome: CommandOutcome): void;
-}
-
-interface CachedUnit {
-  vehicle: Vehicle | undefined;
-  expires: number;
 }
 
 type MessageHandler = (topic: string, payload: Buffer) => void;
@@ -105,8 +94,6 @@ export class TeltonikaAdapter implements TelematicsAdapter {
   private readonly sessions = new Map<string, TeltonikaSession>();
   /** Sessions closed because the unit is now held elsewhere: no offline report for them. */
   private readonly handedOver = new WeakSet<TeltonikaSession>();
-  private readonly units = new Map<string, CachedUnit>();
-  private readonly lookups = new Map<string, Promise<Vehicle | undefined>>();
   private readonly lastState = new Map<string, VehicleState>();
   private readonly remote = new Map<string, RemotePending>();
 
@@ -123,7 +110,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
   /** IMEIs with a logged-in session on this instance. */
   get endpoint(): string | undefined {
     if (!this.transport || !this.ctx) return undefined;
-    const host = this.options.host ?? this.ctx.config.host;
+    const host = this.options.host ?? this.ctx.listenHost;
     return `tcp://${host.includes(':') ? `[${host}]` : host}:${this.transport.port}`;
   }
 
@@ -144,11 +131,11 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     };
     this.handler = handler;
     ctx.mqtt.on('message', handler);
-    await ctx.mqtt.subscribeAsync(replyTopic(ctx.config.instanceId), { qos: 1 });
+    await ctx.mqtt.subscribeAsync(replyTopic(ctx.instanceId), { qos: 1 });
     const o = this.options;
     this.transport = await startTeltonikaTransport({
-      host: o.host ?? ctx.config.host,
-      port: ctx.config.teltonikaPort,
+      host: o.host ?? ctx.listenHost,
+      port: Number(ctx.settings.port ?? 0),
       maxConnections: o.maxConnections,
       maxUnauthenticated: o.maxUnauthenticated,
       maxUnauthenticatedPerSource: o.maxUnauthenticatedPerSource,
@@ -179,17 +166,15 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     this.ctx = undefined;
   }
 
-  async onVehicleAdded(vehicle: Vehicle): Promise<void> {
-    // A unit that knocked before its vehicle existed is let in at its next attempt.
-    this.units.delete(vehicle.telematics_unit_id);
+  async onVehicleAdded(_vehicle: Vehicle): Promise<void> {
+    // Nothing to provision: a unit logs in by IMEI once its vehicle exists.
   }
 
   async onVehicleRemoved(vehicle: Vehicle): Promise<void> {
     const imei = vehicle.telematics_unit_id;
-    this.units.delete(imei);
     this.lastState.delete(imei);
     this.sessions.get(imei)?.close('server-closed', 'vehicle removed');
-    await this.publish(unitTopic(imei, 'evict'), { from: this.ctx?.config.instanceId });
+    await this.publish(unitTopic(imei, 'evict'), { from: this.ctx?.instanceId });
   }
 
   async execute(request: CommandRequest): Promise<CommandOutcome> {
@@ -231,7 +216,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
       this.logger?.info({ imei, reason, detail }, 'teltonika: unit disconnected');
       void this.ctx?.mqtt.unsubscribeAsync(`${INTERNAL_ROOT}${imei}/+`).catch(() => undefined);
       if (this.handedOver.has(session)) return;
-      void this.ctx?.onConnectionChange(imei, false, new Date()).catch((err) => {
+      void this.ctx?.sink.connection(imei, false, new Date()).catch((err) => {
         this.logger?.error({ err, imei }, 'teltonika: recording offline failed');
       });
     });
@@ -245,7 +230,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
       await ctx.mqtt.subscribeAsync(`${INTERNAL_ROOT}${imei}/+`, { qos: 1 });
       // Another instance still holding an older connection of this unit drops it silently.
       await this.publish(unitTopic(imei, 'claim'), {
-        from: ctx.config.instanceId,
+        from: ctx.instanceId,
         at: session.connectedAt.toISOString(),
       });
     } catch (err) {
@@ -254,7 +239,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
         'teltonika: internal subscription failed; routed commands will not reach this unit',
       );
     }
-    await ctx.onConnectionChange(imei, true, new Date()).catch((err) => {
+    await ctx.sink.connection(imei, true, new Date()).catch((err) => {
       this.logger?.error({ err, imei }, 'teltonika: recording online failed');
     });
   }
@@ -264,27 +249,9 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     return vehicle !== undefined && teltonikaModel(vehicle.vehicle_model_id) !== undefined;
   }
 
-  /** The vehicle of a unit, cached briefly so reconnect storms and floods spare the database. */
+  /** The vehicle of a unit, from the services' shared cache. */
   private async findVehicle(imei: string): Promise<Vehicle | undefined> {
-    const now = Date.now();
-    const cached = this.units.get(imei);
-    if (cached && cached.expires > now) return cached.vehicle;
-    const running = this.lookups.get(imei);
-    if (running) return running;
-    const ctx = this.ctx;
-    if (!ctx) return undefined;
-    const lookup = ctx.store.findVehicleByUnit(TELTONIKA_BRAND, imei).then((vehicle) => {
-      if (this.units.size >= MAX_CACHED_UNITS) this.units.clear();
-      const ttl = vehicle ? this.options.unitCacheMs : this.options.unknownUnitCacheMs;
-      this.units.set(imei, { vehicle, expires: Date.now() + ttl });
-      return vehicle;
-    });
-    this.lookups.set(imei, lookup);
-    try {
-      return await lookup;
-    } finally {
-      this.lookups.delete(imei);
-    }
+    return this.ctx?.vehicles.byUnit(imei);
   }
 
   private async onRecords(imei: string, records: AvlRecord[]): Promise<void> {
@@ -295,7 +262,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     if (Object.keys(state).length === 0) return;
     this.lastState.set(imei, mergeState(this.lastState.get(imei) ?? {}, state));
     // Awaited: the unit gets its acknowledgement only once the state is stored.
-    await this.ctx?.onStateReport(imei, state);
+    await this.ctx?.sink.state(imei, state);
   }
 
   // --- commands ---------------------------------------------------------------------------
@@ -344,8 +311,8 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     const correlation = randomUUID();
     const message: RoutedCommand = {
       correlation_id: correlation,
-      reply_to: replyTopic(ctx.config.instanceId),
-      from: ctx.config.instanceId,
+      reply_to: replyTopic(ctx.instanceId),
+      from: ctx.instanceId,
       command: request.command,
       vehicle_model_id: request.vehicle.vehicle_model_id,
       flow_id: request.flowId,
@@ -382,7 +349,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     const ctx = this.ctx;
     if (!ctx) return;
     const body = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
-    if (topic === replyTopic(ctx.config.instanceId)) {
+    if (topic === replyTopic(ctx.instanceId)) {
       const reply = body as unknown as RoutedReply;
       const pending = this.remote.get(String(reply.correlation_id));
       if (!pending) return;
@@ -396,13 +363,12 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     const session = this.sessions.get(imei);
     if (!session) return;
     if (leaf === 'commands') return void this.serveRouted(session, body as unknown as RoutedCommand);
-    if (body.from === ctx.config.instanceId) return;
+    if (body.from === ctx.instanceId) return;
     if (leaf === 'claim') {
       // The unit logged in elsewhere; this connection is a stale leftover.
       this.handedOver.add(session);
       session.close('replaced', `unit now connected to ${String(body.from)}`);
     } else if (leaf === 'evict') {
-      this.units.delete(imei);
       session.close('server-closed', 'vehicle removed');
     }
   }
