@@ -315,6 +315,12 @@ export class PostgresStore implements Store {
       throw isConnectionError(err) ? new StoreUnavailableError(err) : err;
     }
     let broken = false;
+    // A checked-out connection that the server ends (PostgreSQL stopping: 57P01) emits 'error';
+    // unheard, it would crash the process. The statement in progress fails on its own.
+    const onError = (): void => {
+      broken = true;
+    };
+    client.on('error', onError);
     try {
       await this.q('BEGIN', [], client);
       const out = await fn(client);
@@ -325,6 +331,7 @@ export class PostgresStore implements Store {
       if (!broken) await client.query('ROLLBACK').catch(() => (broken = true));
       throw err;
     } finally {
+      client.off('error', onError);
       // `true` destroys the connection instead of returning a dead one to the pool.
       client.release(broken);
     }
