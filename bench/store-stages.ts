@@ -20,9 +20,14 @@ import { exitWithUsage, parseCommandLine, wholeNumber } from './lib/args.js';
 import { cpuSecondsOf, postgresServer } from './lib/processes.js';
 import { freshDatabase, seedFleet, vehicleId } from './lib/topology.js';
 
-const USAGE = 'npx tsx bench/store-stages.ts [--n 5000] [--concurrency 1] [--reports]';
+const USAGE = 'npx tsx bench/store-stages.ts [--n 5000] [--concurrency 1] [--reports] [--ingest]';
 const { values: args } = parseCommandLine(USAGE, {
-  options: { n: { type: 'string' }, concurrency: { type: 'string' }, reports: { type: 'boolean' } },
+  options: {
+    n: { type: 'string' },
+    concurrency: { type: 'string' },
+    reports: { type: 'boolean' },
+    ingest: { type: 'boolean' },
+  },
 });
 const N = wholeNumber(USAGE, 'n', args.n, 5000);
 const VEHICLES = 300;
@@ -30,6 +35,13 @@ const VEHICLES = 300;
 const CONCURRENCY = wholeNumber(USAGE, 'concurrency', args.concurrency, 1);
 if (CONCURRENCY > VEHICLES) exitWithUsage(USAGE, `--concurrency: at most ${VEHICLES}`);
 const REPORTS = args.reports === true;
+/**
+ * `--ingest`: instead of commands, state reports as fleetgate's ingestion path makes them (the unit's
+ * vehicle looked up, then the merge; every property with a fresh capture time, as the
+ * simulator's periodic report), and the same reports without the look-up: what a unit → vehicle
+ * cache would save per report.
+ */
+const INGEST = args.ingest === true;
 const pg = postgresServer();
 
 // The state a simulated car answers with (its full snapshot), as the service passes it on.
@@ -116,8 +128,56 @@ async function stages(label: string, store: Store): Promise<Record<string, numbe
   return out;
 }
 
+async function ingest(label: string, store: Store, lookUp: boolean): Promise<void> {
+  const cpu0 = cpuSecondsOf(process.pid);
+  const pg0 = pg.cpuSeconds();
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async (_, worker) => {
+      const own = Math.floor(VEHICLES / CONCURRENCY);
+      for (let round = 0; ; round++) {
+        const i = next++;
+        if (i >= N) return;
+        const v = worker + CONCURRENCY * (round % own);
+        const id = lookUp ? (await store.findVehicleByUnit('FLEETGATE', `u-${v}`))!.vehicle_id : vehicleId(v);
+        const at = new Date().toISOString();
+        const report: Record<string, { timestamp: string; value: unknown }> = {};
+        for (const [name, p] of Object.entries(state)) report[name] = { timestamp: at, value: p.value };
+        await store.mergeState(id, report);
+      }
+    }),
+  );
+  const out: Record<string, number> = {
+    total_us: Math.round(((performance.now() - t0) / N) * 1000),
+    node_cpu_us: Math.round(((cpuSecondsOf(process.pid) - cpu0) * 1_000_000) / N),
+  };
+  if (label.startsWith('postgres')) out.postgres_cpu_us = Math.round(((pg.cpuSeconds() - pg0) * 1_000_000) / N);
+  process.stdout.write(`${label}, reports ${lookUp ? 'with' : 'without'} the unit look-up: ${JSON.stringify(out)}\n`);
+}
+
+/** Both variants twice, in turn (A B A B), so the machine's drift shows. */
+async function ingestPairs(label: string, store: Store): Promise<void> {
+  for (let round = 0; round < 2; round++) {
+    await ingest(label, store, true);
+    await ingest(label, store, false);
+  }
+}
+
 const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-stages-'));
 try {
+  if (INGEST) {
+    await seedFleet({ dataDir }, { count: VEHICLES, fleetId: 'bench', unitPrefix: 'u-', history: 20 });
+    const sqlite = await createStore({ dataDir });
+    await ingestPairs(`sqlite (${CONCURRENCY} at a time)`, sqlite);
+    await sqlite.close();
+    const databaseUrl = await freshDatabase('fleetgate_stages');
+    await seedFleet({ dataDir, databaseUrl }, { count: VEHICLES, fleetId: 'bench', unitPrefix: 'u-', history: 20 });
+    const postgres = await createStore({ dataDir, databaseUrl });
+    await ingestPairs(`postgres (${CONCURRENCY} at a time)`, postgres);
+    await postgres.close();
+    process.exit(0);
+  }
   await seedFleet({ dataDir }, { count: VEHICLES, fleetId: 'bench', unitPrefix: 'u-', history: 20 });
   const sqlite = await createStore({ dataDir });
   await stages(CONCURRENCY === 1 ? 'sqlite' : `sqlite (${CONCURRENCY} at a time)`, sqlite);

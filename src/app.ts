@@ -21,6 +21,7 @@ import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
 import { EventConsumerService } from './services/event-consumer-service.js';
 import { EventService } from './services/event-service.js';
+import { MaintenanceService } from './services/maintenance-service.js';
 import { UserService } from './services/user-service.js';
 import { VehicleService } from './services/vehicle-service.js';
 import { createStore } from './store/registry.js';
@@ -53,8 +54,6 @@ export interface App {
   stop(): Promise<void>;
 }
 
-const MAINTENANCE_INTERVAL_MS = 5_000;
-const IDEMPOTENCY_RETENTION_MS = 24 * 3600_000;
 /** How long a stopping instance keeps trying to record outcomes kept through a database outage. */
 const COMPLETION_FLUSH_MS = 10_000;
 /** How long a stopping instance waits for open HTTP connections to end by themselves. */
@@ -162,6 +161,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       broker: provisioner,
       vehicles,
       credentials,
+      lateAnswers: (flowId, outcome) => commands.onLateAnswer(flowId, outcome, logger),
     };
     for (const adapter of adapters.values()) {
       await adapter.start(createAdapterContext(adapter, config.adapters[adapter.brand] ?? {}, contextParts));
@@ -236,8 +236,12 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       : undefined;
     if (metricsServer) cleanups.push(() => metricsServer.close());
 
-    const maintenance = startMaintenance(store, vehicles, users, config, logger);
-    cleanups.push(async () => clearInterval(maintenance));
+    const maintenance = new MaintenanceService(store, vehicles, users, logger, {
+      setupTimeoutSeconds: config.setupTimeoutSeconds,
+      eventRetentionHours: config.eventRetentionHours,
+    });
+    maintenance.start();
+    cleanups.push(async () => maintenance.stop());
 
     for (const channel of channels) {
       await channel.start();
@@ -281,58 +285,4 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
 function portOf(api: Api): number {
   const address = api.server.address();
   return typeof address === 'object' && address ? address.port : 0;
-}
-
-/**
- * Periodic upkeep that any instance may do: orphaned commands, old idempotency keys, stale setups,
- * expired console sessions.
- */
-function startMaintenance(
-  store: Store,
-  vehicles: VehicleService,
-  users: UserService,
-  config: Readonly<Config>,
-  logger: Logger,
-): NodeJS.Timeout {
-  let running = false;
-  let lastPurge = 0;
-  const timer = setInterval(async () => {
-    if (running) return;
-    running = true;
-    try {
-      const now = Date.now();
-      const expired = await store.expireCommands(new Date(now).toISOString());
-      if (expired > 0) logger.warn({ expired }, 'commands of a stopped instance ended with outcome unknown');
-      await vehicles.failStaleSetups(config.setupTimeoutSeconds);
-      if (now - lastPurge > 3600_000) {
-        lastPurge = now;
-        await store.purgeIdempotencyKeys(new Date(now - IDEMPOTENCY_RETENTION_MS).toISOString());
-        await users.purge(now);
-      }
-      await pruneEvents(store, new Date(now - config.eventRetentionHours * 3600_000).toISOString(), logger);
-    } catch (err) {
-      logger.warn({ err }, 'maintenance round failed; retrying');
-    } finally {
-      running = false;
-    }
-  }, MAINTENANCE_INTERVAL_MS);
-  timer.unref();
-  return timer;
-}
-
-// Retention (docs/events.md): short transactions of at most EVENT_PRUNE_BATCH rows, so writers
-// wait for at most one of them; up to EVENT_PRUNE_BATCHES per maintenance round (20,000 per 5 s
-// outpaces 15,000 units reporting every 30 s several times over).
-const EVENT_PRUNE_BATCH = 1_000;
-const EVENT_PRUNE_BATCHES = 20;
-
-async function pruneEvents(store: Store, before: string, logger: Logger): Promise<void> {
-  let pruned = 0;
-  for (let i = 0; i < EVENT_PRUNE_BATCHES; i++) {
-    const n = await store.events.prune(before, EVENT_PRUNE_BATCH);
-    pruned += n;
-    if (n < EVENT_PRUNE_BATCH) break;
-  }
-  pruned += await store.events.pruneLog(before, EVENT_PRUNE_BATCH);
-  if (pruned > 0) logger.debug({ pruned }, 'deleted events past retention');
 }

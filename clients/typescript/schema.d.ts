@@ -331,6 +331,168 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the fleet's events after a cursor (long polling with wait)
+         * @description Events in the order they happened (per vehicle, the order of the changes), from the oldest retained event when `after` is absent. Continue with `next_cursor`. `wait` (seconds, up to 30) holds the request until an event arrives. A cursor older than the retained events answers 410 `events/cursor-expired`.
+         */
+        get: operations["listEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/events/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stream the fleet's events (Server-Sent Events)
+         * @description A `text/event-stream`: each event is one message whose `id` is its cursor and whose `data` is the event envelope as JSON. Reconnect with `Last-Event-ID` (EventSource does it by itself) or `?after=` to resume without gaps or duplicates; without either it starts with events committed from now on. A comment line every 15 s keeps the connection open.
+         */
+        get: operations["streamEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the fleet's webhook subscriptions */
+        get: operations["listWebhooks"];
+        put?: never;
+        /**
+         * Subscribe a URL to events (Standard Webhooks)
+         * @description Each delivery POSTs one event, signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`). The signing `secret` is in this answer only. URLs on private, loopback or link-local addresses are refused unless the server allows them.
+         */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{webhook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a webhook subscription */
+        get: operations["getWebhook"];
+        put?: never;
+        post?: never;
+        /** Delete a webhook subscription */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a webhook subscription (url, event_types, enabled)
+         * @description Enabling a subscription that fleetgate disabled resumes delivery where it stopped, with a fresh retry period.
+         */
+        patch: operations["updateWebhook"];
+        trace?: never;
+    };
+    "/webhooks/{webhook_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List delivery attempts, newest first, with status and latency */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{webhook_id}/deliveries/{delivery_id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a delivery's event again, now
+         * @description One attempt, answered with its outcome; it is also listed under the deliveries.
+         */
+        post: operations["retryWebhookDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/event-consumers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the topics and the fleet's event consumers */
+        get: operations["listEventConsumers"];
+        put?: never;
+        /**
+         * Create an AMQP event consumer
+         * @description Makes a RabbitMQ user that may read only this fleet's events, and one queue per topic. The answer holds the password inside `amqp_url`, shown only now. Queues unread for longer than the event retention expire. 503 when this fleetgate publishes no events over AMQP.
+         */
+        post: operations["createEventConsumer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/event-consumers/{event_consumer_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get an event consumer (without its password) */
+        get: operations["getEventConsumer"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete an event consumer
+         * @description Removes its RabbitMQ user (closing its connections) and its queues.
+         */
+        delete: operations["deleteEventConsumer"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health/live": {
         parameters: {
             query?: never;
@@ -372,7 +534,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics */
+        /**
+         * Prometheus metrics
+         * @description With `--metrics-token` set, send `Authorization: Bearer <metrics token>`.
+         */
         get: operations["getMetrics"];
         put?: never;
         post?: never;
@@ -392,7 +557,7 @@ export interface components {
              * @description The problem type; see /problems.
              * @enum {string}
              */
-            type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+            type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
             /** Format: uri */
             type_documentation: string;
             title: string;
@@ -467,7 +632,7 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -496,7 +661,61 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description `invalid_request`: the body is larger than 64 KiB. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        error: "invalid_request" | "invalid_client" | "invalid_grant" | "unauthorized_client" | "unsupported_grant_type" | "invalid_scope" | "temporarily_unavailable" | "server_error";
+                        error_description: string;
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        /** Format: uri */
+                        type_documentation: string;
+                        title: string;
+                        status: number;
+                        detail: string;
+                        /** Format: uuid */
+                        flow_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description `invalid_request`: the body is neither a form nor JSON. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        error: "invalid_request" | "invalid_client" | "invalid_grant" | "unauthorized_client" | "unsupported_grant_type" | "invalid_scope" | "temporarily_unavailable" | "server_error";
+                        error_description: string;
+                        /**
+                         * @description The problem type; see /problems.
+                         * @enum {string}
+                         */
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -525,7 +744,7 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -552,7 +771,7 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -579,7 +798,7 @@ export interface operations {
                          * @description The problem type; see /problems.
                          * @enum {string}
                          */
-                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
+                        type: "/problems/validation-error" | "/problems/invalid-json" | "/problems/malformed-request" | "/problems/referenced-resource-not-found" | "/problems/invalid-credentials" | "/problems/forbidden-resource" | "/problems/resource-not-found" | "/problems/method-not-allowed" | "/problems/request-timeout" | "/problems/events/cursor-expired" | "/problems/vehicle/command-not-supported" | "/problems/vehicle/conflicting-state" | "/problems/vehicle/conflicting-command" | "/problems/vehicle/conflicting-setup-status" | "/problems/conflicting-resource" | "/problems/resource-modified" | "/problems/content-too-large" | "/problems/uri-too-long" | "/problems/unsupported-media-type" | "/problems/expectation-failed" | "/problems/request-header-fields-too-large" | "/problems/too-many-requests" | "/problems/internal-server-error" | "/problems/telematics-unit/error" | "/problems/third-party/error" | "/problems/service-unavailable" | "/problems/vehicle/no-connection";
                         /** Format: uri */
                         type_documentation: string;
                         title: string;
@@ -3387,6 +3606,1400 @@ export interface operations {
             };
             /** @description Problem `/problems/vehicle/command-not-supported` or `/problems/vehicle/conflicting-state` or `/problems/vehicle/conflicting-command` or `/problems/vehicle/conflicting-setup-status` or `/problems/conflicting-resource`. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listEvents: {
+        parameters: {
+            query?: {
+                /** @description A `next_cursor` (or an SSE `id`) from an earlier read. */
+                after?: string;
+                /** @description Comma-separated event types to include (default: all). Known: VehicleStateRecorded, CentralLockStatusChanged, DrivingEnabledChanged, IgnitionChanged, TopCaseLockStatusChanged, BatteryCompartmentLockStatusChanged, VehicleAdded, VehicleChanged, VehicleRemoved, CommandFinished, CommandOutcomeResolved, Trip. */
+                types?: string;
+                vehicle_id?: string;
+                limit?: number;
+                wait?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: {
+                            metadata: {
+                                /** @description ULID; deduplicate by it (delivery is at least once). */
+                                id: string;
+                                /** @enum {string} */
+                                type: "VehicleStateRecorded" | "CentralLockStatusChanged" | "DrivingEnabledChanged" | "IgnitionChanged" | "TopCaseLockStatusChanged" | "BatteryCompartmentLockStatusChanged" | "VehicleAdded" | "VehicleChanged" | "VehicleRemoved" | "CommandFinished" | "CommandOutcomeResolved" | "Trip";
+                                schema_major_version: number;
+                                /** Format: date-time */
+                                occurred_at: string;
+                                flow_id: string;
+                                fleet_id: string;
+                                vehicle_id: string;
+                            };
+                            data: {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        next_cursor: string;
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/events/cursor-expired`. */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    streamEvents: {
+        parameters: {
+            query?: {
+                /** @description A `next_cursor` (or an SSE `id`) from an earlier read. */
+                after?: string;
+                /** @description Comma-separated event types to include (default: all). Known: VehicleStateRecorded, CentralLockStatusChanged, DrivingEnabledChanged, IgnitionChanged, TopCaseLockStatusChanged, BatteryCompartmentLockStatusChanged, VehicleAdded, VehicleChanged, VehicleRemoved, CommandFinished, CommandOutcomeResolved, Trip. */
+                types?: string;
+                vehicle_id?: string;
+            };
+            header?: {
+                /** @description A `next_cursor` (or an SSE `id`) from an earlier read. */
+                "last-event-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-Sent Events, one per event. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/events/cursor-expired`. */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listWebhooks: {
+        parameters: {
+            query?: {
+                limit?: number;
+                page_token?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: {
+                            webhook_id: string;
+                            url: string;
+                            /** @description The event types delivered; null: all. */
+                            event_types: string[] | null;
+                            enabled: boolean;
+                            /** @description Why fleetgate disabled it (deliveries failed for the whole retry period). */
+                            disabled_reason: string | null;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            modified_at: string;
+                        }[];
+                        next_page_token: string | null;
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    url: string;
+                    event_types?: ("VehicleStateRecorded" | "CentralLockStatusChanged" | "DrivingEnabledChanged" | "IgnitionChanged" | "TopCaseLockStatusChanged" | "BatteryCompartmentLockStatusChanged" | "VehicleAdded" | "VehicleChanged" | "VehicleRemoved" | "CommandFinished" | "CommandOutcomeResolved" | "Trip")[] | null;
+                    enabled?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        webhook_id: string;
+                        url: string;
+                        /** @description The event types delivered; null: all. */
+                        event_types: string[] | null;
+                        enabled: boolean;
+                        /** @description Why fleetgate disabled it (deliveries failed for the whole retry period). */
+                        disabled_reason: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        modified_at: string;
+                    } & {
+                        /** @description `whsec_` and a base64 key; shown once. */
+                        secret: string;
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        webhook_id: string;
+                        url: string;
+                        /** @description The event types delivered; null: all. */
+                        event_types: string[] | null;
+                        enabled: boolean;
+                        /** @description Why fleetgate disabled it (deliveries failed for the whole retry period). */
+                        disabled_reason: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        modified_at: string;
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    url?: string;
+                    event_types?: ("VehicleStateRecorded" | "CentralLockStatusChanged" | "DrivingEnabledChanged" | "IgnitionChanged" | "TopCaseLockStatusChanged" | "BatteryCompartmentLockStatusChanged" | "VehicleAdded" | "VehicleChanged" | "VehicleRemoved" | "CommandFinished" | "CommandOutcomeResolved" | "Trip")[] | null;
+                    enabled?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        webhook_id: string;
+                        url: string;
+                        /** @description The event types delivered; null: all. */
+                        event_types: string[] | null;
+                        enabled: boolean;
+                        /** @description Why fleetgate disabled it (deliveries failed for the whole retry period). */
+                        disabled_reason: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        modified_at: string;
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                limit?: number;
+                page_token?: string;
+            };
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: {
+                            delivery_id: string;
+                            event_id: string;
+                            event_type: string;
+                            vehicle_id: string;
+                            attempt: number;
+                            /** @enum {string} */
+                            trigger: "automatic" | "manual";
+                            /** @enum {string} */
+                            status: "succeeded" | "failed";
+                            http_status: number | null;
+                            latency_ms: number;
+                            error: string | null;
+                            /** Format: date-time */
+                            attempted_at: string;
+                        }[];
+                        next_page_token: string | null;
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    retryWebhookDelivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                webhook_id: string;
+                delivery_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        delivery_id: string;
+                        event_id: string;
+                        event_type: string;
+                        vehicle_id: string;
+                        attempt: number;
+                        /** @enum {string} */
+                        trigger: "automatic" | "manual";
+                        /** @enum {string} */
+                        status: "succeeded" | "failed";
+                        http_status: number | null;
+                        latency_ms: number;
+                        error: string | null;
+                        /** Format: date-time */
+                        attempted_at: string;
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listEventConsumers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        topics: {
+                            topic: string;
+                            description: string;
+                            event_types: string[];
+                        }[];
+                        event_consumers: {
+                            event_consumer_id: string;
+                            topics: string[];
+                            queues: {
+                                /** @description The subscribed topic. */
+                                topic: string;
+                                /** @description The RabbitMQ queue that receives its events. */
+                                queue: string;
+                            }[];
+                            /** Format: date-time */
+                            created_at: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createEventConsumer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Topics to subscribe to: vehicle-state, vehicles, commands, trips. */
+                    topics: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        event_consumer_id: string;
+                        /** @description `amqp://<user>:<password>@<host>:<port>/<vhost>` */
+                        amqp_url: string;
+                        queues: {
+                            /** @description The subscribed topic. */
+                            topic: string;
+                            /** @description The RabbitMQ queue that receives its events. */
+                            queue: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/vehicle/command-not-supported` or `/problems/vehicle/conflicting-state` or `/problems/vehicle/conflicting-command` or `/problems/vehicle/conflicting-setup-status` or `/problems/conflicting-resource`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getEventConsumer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                event_consumer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        event_consumer_id: string;
+                        topics: string[];
+                        queues: {
+                            /** @description The subscribed topic. */
+                            topic: string;
+                            /** @description The RabbitMQ queue that receives its events. */
+                            queue: string;
+                        }[];
+                        /** Format: date-time */
+                        created_at: string;
+                    };
+                };
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/too-many-requests`. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/internal-server-error` or `/problems/telematics-unit/error`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/service-unavailable`. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteEventConsumer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                event_consumer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Problem `/problems/validation-error` or `/problems/invalid-json` or `/problems/malformed-request` or `/problems/referenced-resource-not-found`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/invalid-credentials`. */
+            401: {
+                headers: {
+                    /** @description RFC 6750 challenge, e.g. `Bearer realm="fleetgate", error="invalid_token"`. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/forbidden-resource`. */
+            403: {
+                headers: {
+                    /** @description RFC 6750 challenge with `error="insufficient_scope"` and the `scope` needed. */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Problem `/problems/resource-not-found`. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

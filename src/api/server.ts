@@ -252,18 +252,38 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       components: {
         securitySchemes: {
           ...securitySchemes(config.publicUrl),
-          consoleSession: { type: 'apiKey', in: 'cookie', name: SESSION_COOKIE },
+          consoleSession: {
+            type: 'apiKey',
+            in: 'cookie',
+            name: SESSION_COOKIE,
+            description:
+              "The console's session (POST /auth/session), for the user's role; changes also need the header `x-fleetgate-console`.",
+          },
         },
       },
       tags: [
-        { name: 'Commands', description: 'Vehicle Commands API (SPEC §1)' },
-        { name: 'Vehicles', description: 'Vehicle lifecycle (SPEC §4)' },
+        {
+          name: 'Commands',
+          description:
+            'Send a command to a vehicle and get its answer in the same request: the vehicle state on success, a problem otherwise. One command at a time per vehicle; `Idempotency-Key` makes retries safe.',
+        },
+        {
+          name: 'Vehicles',
+          description:
+            'Add, read, change and delete vehicles; read their latest state. A vehicle can take commands once its setup has SUCCEEDED.',
+        },
         { name: 'Telematics', description: 'Brands, models and credentials' },
-        { name: 'Access', description: 'OAuth2 client credentials (SPEC §5)' },
-        { name: 'Events', description: 'Events: pull, stream and webhooks (SPEC §8)' },
+        {
+          name: 'Access',
+          description: 'Access tokens for API clients through the OAuth 2.0 client credentials grant.',
+        },
+        {
+          name: 'Events',
+          description:
+            'What happened to vehicles and commands: pull pages of events, follow them as a stream, or have them delivered to webhooks.',
+        },
         { name: 'Administration', description: "The fleet's API clients and console users" },
         { name: 'Console', description: 'Sign-in of people to the console at /console' },
-        { name: 'Events', description: 'Events of the fleet (SPEC §8)' },
         { name: 'Operations', description: 'Health and metrics' },
       ],
     },

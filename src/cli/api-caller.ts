@@ -92,6 +92,73 @@ export class ApiCaller {
     return this.token;
   }
 
+  /** Calls the API and answers the status and parsed body. */
+  async call(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+    const res = await this.fetch(path, {
+      method,
+      headers: {
+        authorization: `Bearer ${await this.accessToken()}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  }
+
+  /**
+   * Follows `GET /events/stream` (Server-Sent Events), calling `onEvent` with each message's id
+   * and data; reconnects with Last-Event-ID when the connection drops, until `signal` aborts.
+   */
+  async follow(
+    path: string,
+    after: string | undefined,
+    onEvent: (id: string, data: string) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    let last = after;
+    while (!signal.aborted) {
+      try {
+        const res = await this.fetch(path, {
+          headers: {
+            authorization: `Bearer ${await this.accessToken()}`,
+            accept: 'text/event-stream',
+            ...(last ? { 'last-event-id': last } : {}),
+          },
+          signal,
+        });
+        if (!res.ok || !res.body) {
+          const text = await res.text();
+          throw new Error(`${res.status}: ${text}`);
+        }
+        let buffer = '';
+        const decoder = new TextDecoder();
+        for await (const chunk of res.body) {
+          buffer += decoder.decode(chunk as Uint8Array, { stream: true });
+          let end = buffer.indexOf('\n\n');
+          while (end >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const id = /^id: (.*)$/m.exec(block)?.[1];
+            const data = /^data: (.*)$/m.exec(block)?.[1];
+            if (id !== undefined && data !== undefined) {
+              last = id;
+              onEvent(id, data);
+            }
+            end = buffer.indexOf('\n\n');
+          }
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof Error && /^4\d\d:/.test(err.message)) throw err;
+        process.stderr.write(
+          `stream interrupted (${err instanceof Error ? err.message : String(err)}); reconnecting\n`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+  }
+
   /** fetch, with connection failures turned into one readable line. */
   private async fetch(urlPath: string, init: RequestInit): Promise<Response> {
     try {

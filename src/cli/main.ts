@@ -339,6 +339,68 @@ withApi(
   );
 });
 
+const webhooks = program.command('webhooks').description('Manage webhook subscriptions of the fleet (scope events)');
+withApi(
+  webhooks
+    .command('create')
+    .description('Subscribe a URL to events; prints the signing secret once')
+    .requiredOption('--url <url>', 'where to POST each event')
+    .option('--event-type <type...>', 'event types to deliver (default: all)'),
+).action(async (opts: Record<string, unknown>) => {
+  const body: Record<string, unknown> = { url: opts.url };
+  if (opts.eventType) body.event_types = opts.eventType;
+  await callerFrom(opts).print('POST', '/webhooks', body);
+});
+withApi(webhooks.command('list').description("List the fleet's webhook subscriptions")).action(
+  async (opts: Record<string, unknown>) => {
+    await callerFrom(opts).print('GET', '/webhooks?limit=500');
+  },
+);
+withApi(webhooks.command('delete').argument('<webhook_id>').description('Delete a webhook subscription')).action(
+  async (id: string, opts: Record<string, unknown>) => {
+    await callerFrom(opts).print('DELETE', `/webhooks/${encodeURIComponent(id)}`);
+  },
+);
+
+const events = program.command('events').description("Read the fleet's events (scope events.ro)");
+withApi(
+  events
+    .command('tail')
+    .description('Print events as they happen, one JSON envelope per line (follows GET /events/stream)')
+    .option('--after <cursor>', 'start after this cursor (a next_cursor or SSE id)')
+    .option('--from-start', 'start with the oldest retained event')
+    .option('--types <types>', 'comma-separated event types')
+    .option('--vehicle-id <id>', "only this vehicle's events"),
+).action(async (opts: Record<string, unknown>) => {
+  const caller = callerFrom(opts);
+  const filter = new URLSearchParams();
+  if (opts.types) filter.set('types', String(opts.types));
+  if (opts.vehicleId) filter.set('vehicle_id', String(opts.vehicleId));
+  let after = opts.after as string | undefined;
+  const print = (data: string) => process.stdout.write(`${data}\n`);
+  if (opts.fromStart && after === undefined) {
+    // The backlog through pull pages, then the stream from where they end.
+    for (;;) {
+      const q = new URLSearchParams(filter);
+      q.set('limit', '1000');
+      if (after) q.set('after', after);
+      const res = await caller.call('GET', `/events?${q}`);
+      const page = res.body as { items: unknown[]; next_cursor: string; detail?: string };
+      if (res.status !== 200) fail(`GET /events answered ${res.status}: ${page?.detail ?? ''}`);
+      for (const e of page.items) print(JSON.stringify(e));
+      after = page.next_cursor;
+      if (page.items.length === 0) break;
+    }
+  }
+  const controller = new AbortController();
+  process.on('SIGINT', () => controller.abort());
+  process.on('SIGTERM', () => controller.abort());
+  const query = filter.size > 0 ? `?${filter}` : '';
+  await caller
+    .follow(`/events/stream${query}`, after, (_id, data) => print(data), controller.signal)
+    .catch((err: unknown) => fail(err instanceof Error ? err.message : String(err)));
+});
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

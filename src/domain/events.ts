@@ -502,6 +502,27 @@ function tripEvent(
 
 const numberOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 
+/** The CommandOutcomeResolved event of a record that had ended OUTCOME_UNKNOWN. */
+export function commandOutcomeResolvedEvent(
+  record: { flow_id: string; fleet_id: string; vehicle_id: string; command: string; requested_at: string },
+  resolution: { status: string; problem_type: string | null; detail: string | null; resolved_at: string },
+): EventEnvelope {
+  return newEvent(
+    'CommandOutcomeResolved',
+    subjectOf(record, record.flow_id),
+    {
+      command: record.command,
+      outcome: resolution.status,
+      problem_type: resolution.problem_type,
+      detail: resolution.detail,
+      previous_outcome: 'OUTCOME_UNKNOWN',
+      requested_at: record.requested_at,
+      resolved_at: resolution.resolved_at,
+    },
+    resolution.resolved_at,
+  );
+}
+
 /** The CommandFinished event of a finished record. */
 export function commandFinishedEvent(record: {
   flow_id: string;

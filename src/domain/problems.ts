@@ -198,3 +198,44 @@ export class ProblemError extends Error {
 export function isProblemError(e: unknown): e is ProblemError {
   return e instanceof ProblemError;
 }
+
+/** One invalid field of a request: where (`field`, as the client wrote it) and what is wrong. */
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+/**
+ * Constructors of the problems that arise in more than one place, so each reads the same
+ * wherever it comes from (the catalogue above fixes type, title and status; these the detail).
+ */
+export const problems = {
+  /** 400: every invalid field at once, each in `errors`; the detail lists them. */
+  validation(errors: readonly FieldError[]): ProblemError {
+    return new ProblemError('validation-error', errors.map((e) => `${e.field}: ${e.message}`).join('; '), {
+      errors: [...errors],
+    });
+  },
+  /** 400 for one field. */
+  field(field: string, message: string): ProblemError {
+    return problems.validation([{ field, message }]);
+  },
+  /** 404 for a vehicle: also for another fleet's (never 403). */
+  vehicleNotFound(vehicleId: string): ProblemError {
+    return new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
+  },
+  /** 412: If-Match no longer matches. */
+  vehicleModified(vehicleId: string): ProblemError {
+    return new ProblemError(
+      'resource-modified',
+      `The vehicle '${vehicleId}' was modified since the given ETag; read it again.`,
+    );
+  },
+  /** 409: single flight per vehicle. */
+  conflictingCommand(vehicleId: string): ProblemError {
+    return new ProblemError(
+      'vehicle/conflicting-command',
+      `Another command is being executed for the vehicle '${vehicleId}'.`,
+    );
+  },
+};

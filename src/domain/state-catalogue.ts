@@ -221,12 +221,27 @@ export function acceptState(
   return { state: filterState(state, capabilities), rejected };
 }
 
-/** Merges `update` into `base`; per property the newer timestamp wins (SPEC §3). */
+/**
+ * The one merge rule (SPEC §3): a reported value replaces the stored one of its property when its
+ * timestamp is newer than or equal to the stored one's. Every store engine and adapter asks this.
+ */
+export function supersedes(
+  update: Pick<StateValue, 'timestamp'>,
+  stored: Pick<StateValue, 'timestamp'> | undefined,
+): boolean {
+  if (stored === undefined || update.timestamp === stored.timestamp) return true;
+  return msOf(update.timestamp) >= msOf(stored.timestamp);
+}
+
+function msOf(timestamp: string): number {
+  return parseTimestamp(timestamp)?.ms ?? Date.parse(timestamp);
+}
+
+/** Merges `update` into `base`, per property by `supersedes`. */
 export function mergeState(base: VehicleState, update: VehicleState): VehicleState {
   const out: VehicleState = { ...base };
   for (const [name, v] of Object.entries(update)) {
-    const cur = out[name];
-    if (!cur || Date.parse(v.timestamp) >= Date.parse(cur.timestamp)) out[name] = v;
+    if (supersedes(v, out[name])) out[name] = v;
   }
   return out;
 }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { AdapterContext, BrokerProvisioner, TelematicsAdapter } from '../telematics/adapter.js';
+import type { AdapterContext, BrokerProvisioner, CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
 import type { CredentialsService } from './credentials-service.js';
 import type { VehicleService } from './vehicle-service.js';
 
@@ -13,6 +13,8 @@ export interface AdapterContextParts {
   broker: BrokerProvisioner;
   vehicles: VehicleService;
   credentials: CredentialsService;
+  /** Settles commands that ended OUTCOME_UNKNOWN when their answer comes late (CommandService.onLateAnswer). */
+  lateAnswers?: (flowId: string, outcome: CommandOutcome) => Promise<void>;
 }
 
 /**
@@ -42,6 +44,10 @@ export function createAdapterContext<S>(
       connection: (unitId, online, at) => vehicles.onConnectionChange(brand, unitId, online, at),
       setupResult: (vehicleId, result, force) => vehicles.setSetupResult(vehicleId, result, force),
       credentialsRevoked: (credentialsId, reason) => vehicles.failCredentialsVehicles(credentialsId, reason),
+      lateAnswer: async (flowId, outcome) => {
+        if (parts.lateAnswers) await parts.lateAnswers(flowId, outcome);
+        else parts.logger.warn({ flow_id: flowId }, 'a late command answer arrived with nothing to settle it');
+      },
     },
     settings,
   };

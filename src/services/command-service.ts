@@ -1,6 +1,6 @@
 import { type Logger, pino } from 'pino';
 import { COMBINED_STEPS, type CommandName, commandToPath } from '../domain/commands.js';
-import { PROBLEMS, ProblemError, type ProblemKey } from '../domain/problems.js';
+import { PROBLEMS, ProblemError, type ProblemKey, problems } from '../domain/problems.js';
 import { acceptState, filterState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Vehicle } from '../domain/vehicle.js';
 import type { CommandCompletion, CommandRecord, CommandStep, Store } from '../store/store.js';
@@ -111,7 +111,7 @@ export class CommandService {
         (opened.begun ?? (await this.store.beginCommand(full))) ||
         // Another command is in flight, perhaps an orphan of a dead instance: expire those, retry once.
         (await this.beginAfterExpiry(full));
-      if (!begun) throw conflictingCommand(vehicle);
+      if (!begun) throw problems.conflictingCommand(vehicle.vehicle_id);
     } catch (e) {
       // Nothing was sent: a retry with the same key must be able to run.
       if (key !== undefined) await this.store.releaseIdempotencyKey(principal.fleetId, key, ctx.flowId).catch(() => {});
@@ -438,18 +438,51 @@ export class CommandService {
     return this.draining;
   }
 
+  /**
+   * A unit's answer that came after its command ended OUTCOME_UNKNOWN (504 with delivery
+   * DELIVERED_OUTCOME_UNKNOWN): the record takes the real outcome, the state the answer carries is
+   * stored, and CommandOutcomeResolved is written with them (Store.resolveCommand). Answers to
+   * records that ended otherwise change nothing.
+   */
+  async onLateAnswer(flowId: string, outcome: CommandOutcome, logger?: Logger): Promise<void> {
+    if (outcome.kind === 'no-answer') return;
+    const record = await this.store.getCommand(flowId);
+    if (record?.status !== 'OUTCOME_UNKNOWN') {
+      logger?.info({ flow_id: flowId, status: record?.status }, 'late command answer for a settled command; ignored');
+      return;
+    }
+    const vehicle = await this.store.getVehicle(record.vehicle_id);
+    if (!vehicle) return;
+    let state: VehicleState = {};
+    let resolution: { status: 'SUCCEEDED' | 'FAILED'; problem_type: string | null; detail: string | null };
+    if (outcome.kind === 'succeeded') {
+      state = acceptState(outcome.state, vehicle.capabilities.vehicle_state).state;
+      resolution = { status: 'SUCCEEDED', problem_type: null, detail: null };
+    } else {
+      const failure = outcomeToFailure(outcome, {
+        vehicleId: vehicle.vehicle_id,
+        step: record.command,
+        timeoutMs: this.options.timeoutMs,
+      });
+      resolution = { status: 'FAILED', problem_type: failure.key, detail: failure.detail };
+    }
+    await this.store.resolveCommand(
+      flowId,
+      { ...resolution, resolved_at: new Date().toISOString() },
+      vehicle.vehicle_id,
+      state,
+    );
+    logger?.info(
+      { flow_id: flowId, vehicle_id: vehicle.vehicle_id, outcome: resolution.status },
+      'late command answer settled a command of unknown outcome',
+    );
+  }
+
   /** Commands of a vehicle, newest first. */
   async list(principal: Principal, vehicleId: string, limit: number, before?: string): Promise<CommandRecord[]> {
     await this.vehicles.get(principal, vehicleId);
     return this.store.listCommands(vehicleId, limit, before);
   }
-}
-
-function conflictingCommand(vehicle: Vehicle): ProblemError {
-  return new ProblemError(
-    'vehicle/conflicting-command',
-    `Another command is being executed for the vehicle '${vehicle.vehicle_id}'.`,
-  );
 }
 
 function problemResult({ key, detail, extensions }: CommandFailure): StoredResult {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ProblemError } from '../domain/problems.js';
+import { type FieldError, ProblemError, problems } from '../domain/problems.js';
 import { decodePageToken, encodePageToken, type Page } from '../lib/pagination.js';
 import type { SecretBox } from '../lib/secrets.js';
 import type { CredentialsRecord, Store } from '../store/store.js';
@@ -26,11 +26,6 @@ const NAME_MAX = 100;
 const FIELD_MAX = 4096;
 const LIMIT_MAX = 100;
 const PAGE_KIND = 'c';
-
-interface FieldError {
-  field: string;
-  message: string;
-}
 
 /**
  * Third-party credentials of a fleet (`/credentials`, scope `vehicles`): created once per fleet
@@ -193,10 +188,7 @@ export class CredentialsService implements CredentialsPort {
   }
 }
 
-function validation(errors: FieldError[]): ProblemError {
-  const detail = errors.map((e) => `${e.field}: ${e.message}`).join('; ');
-  return new ProblemError('validation-error', detail, { errors });
-}
+const validation = problems.validation;
 
 function isStringRecord(value: unknown): value is Record<string, string> {
   return (

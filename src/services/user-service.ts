@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { ProblemError } from '../domain/problems.js';
+import { ProblemError, problems } from '../domain/problems.js';
 import { newUserId } from '../lib/ids.js';
 import { hashSecret, verifySecret } from '../lib/secrets.js';
 import {
@@ -50,9 +50,7 @@ const PASSWORD_MAX = 200;
 const view = ({ password_hash: _hidden, ...user }: ConsoleUser): UserView => user;
 const sessionHash = (sessionId: string): string => createHash('sha256').update(sessionId).digest('hex');
 
-function validationError(errors: Array<{ field: string; message: string }>): ProblemError {
-  return new ProblemError('validation-error', errors.map((e) => `${e.field}: ${e.message}`).join('; '), { errors });
-}
+const validationError = problems.validation;
 
 function checkPassword(password: string, errors: Array<{ field: string; message: string }>): void {
   if (password.length < PASSWORD_MIN || password.length > PASSWORD_MAX) {

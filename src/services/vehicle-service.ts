@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ProblemError } from '../domain/problems.js';
+import { ProblemError, problems } from '../domain/problems.js';
 import { acceptState, filterState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Capabilities, MasterData, OperationStatus, Vehicle } from '../domain/vehicle.js';
 import { newVehicleId } from '../lib/ids.js';
@@ -40,23 +40,6 @@ export interface VehicleView {
   tags: string[];
   created_at: string;
   modified_at: string;
-}
-
-export function etagOf(vehicle: Pick<Vehicle, 'vehicle_id' | 'version'>): string {
-  return `"${vehicle.version}"`;
-}
-
-/** Parses `If-Match: "3"` into a version; undefined when absent, a problem when malformed. */
-export function versionFromIfMatch(header: string | undefined): number | undefined {
-  // RFC 9110 §13.1.1: `*` matches any current representation; the vehicle exists or it is 404.
-  if (header === undefined || header.trim() === '*') return undefined;
-  const m = /^(?:W\/)?"(\d{1,15})"$/.exec(header.trim());
-  if (!m) {
-    throw new ProblemError('validation-error', 'The If-Match header must be an ETag of this resource, e.g. "3".', {
-      errors: [{ field: 'If-Match', message: 'must be a quoted ETag as returned in the ETag header' }],
-    });
-  }
-  return Number(m[1]);
 }
 
 /** The request a change comes from: its flow id tags the events and log lines it causes (SPEC §2). */
@@ -256,7 +239,7 @@ export class VehicleService {
   /** The vehicle read for `vehicleId`, if the principal's fleet owns it; else 404 (never 403). */
   ownVehicle(principal: Principal, vehicleId: string, vehicle: Vehicle | undefined): Vehicle {
     if (!vehicle || vehicle.fleet_id !== principal.fleetId) {
-      throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
+      throw problems.vehicleNotFound(vehicleId);
     }
     return vehicle;
   }
@@ -297,7 +280,7 @@ export class VehicleService {
       flow_id: ctx?.flowId,
     });
     if (result === 'version-mismatch') throw modified(vehicleId);
-    if (!result) throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
+    if (!result) throw problems.vehicleNotFound(vehicleId);
     this.events.emit({
       type: 'vehicle.modified',
       vehicle_id: vehicleId,
@@ -311,7 +294,7 @@ export class VehicleService {
     const vehicle = await this.get(principal, vehicleId);
     const result = await this.store.deleteVehicle(vehicleId, ifMatch, { flow_id: ctx?.flowId });
     if (result === 'version-mismatch') throw modified(vehicleId);
-    if (!result) throw new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
+    if (!result) throw problems.vehicleNotFound(vehicleId);
     this.units.forget(vehicle.telematics_brand, vehicle.telematics_unit_id);
     try {
       await this.adapters.get(vehicle.telematics_brand)?.onVehicleRemoved(vehicle);
@@ -435,16 +418,8 @@ export class VehicleService {
   }
 }
 
-function validation(field: string, message: string): ProblemError {
-  return new ProblemError('validation-error', `${field}: ${message}`, { errors: [{ field, message }] });
-}
-
-function modified(vehicleId: string): ProblemError {
-  return new ProblemError(
-    'resource-modified',
-    `The vehicle '${vehicleId}' was modified since the given ETag; read it again.`,
-  );
-}
+const validation = problems.field;
+const modified = problems.vehicleModified;
 
 function mergeObject(base: object, patch: object): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };

@@ -91,12 +91,16 @@ export interface CommandRecord {
 }
 
 /**
- * The detail of a record that expireCommands ended: it says only what is known. Its instance may
+ * What a command expired by `expireCommands` records: it says only what is known. Its instance may
  * have stopped, or could not write the outcome yet (the database was unreachable); a completion
- * written later replaces it (the precedence rule at Store.completeCommand).
+ * written later replaces it (the precedence rule at Store.completeCommand). Written here once,
+ * passed to each engine's statement.
  */
-export const EXPIRED_COMMAND_DETAIL =
-  'No outcome was recorded for this command by its deadline (the instance executing it stopped, or could not reach the database); the command may have reached the vehicle. Request the vehicle state before retrying.';
+export const EXPIRED_COMMAND = {
+  problem_type: 'vehicle/no-connection',
+  detail:
+    'No outcome was recorded for this command by its deadline (the instance executing it stopped, or could not reach the database); the command may have reached the vehicle. Request the vehicle state before retrying.',
+} as const;
 
 export interface CommandCompletion {
   status: Exclude<CommandStatus, 'IN_FLIGHT'>;
@@ -106,6 +110,14 @@ export interface CommandCompletion {
   steps: CommandStep[] | null;
   completed_at: string;
   duration_ms: number;
+}
+
+/** The real outcome of a command that had ended OUTCOME_UNKNOWN (Store.resolveCommand). */
+export interface CommandResolution {
+  status: 'SUCCEEDED' | 'FAILED';
+  problem_type: string | null;
+  detail: string | null;
+  resolved_at: string;
 }
 
 export interface IdempotencyRecord {
@@ -330,12 +342,19 @@ export interface Store {
     vehicleId: string,
     state: VehicleState,
   ): Promise<VehicleState>;
+  /**
+   * A unit's late answer to a command that ended OUTCOME_UNKNOWN, in one transaction: when the
+   * record is still OUTCOME_UNKNOWN it takes the real outcome (delivery DELIVERED) and a
+   * CommandOutcomeResolved event is written; the answer's state is merged as mergeState does,
+   * with its events under the command's flow id.
+   */
+  resolveCommand(flowId: string, resolution: CommandResolution, vehicleId: string, state: VehicleState): Promise<void>;
   getCommand(flowId: string): Promise<CommandRecord | undefined>;
   /** Newest first; `before` is a flow_id cursor from the previous page. */
   listCommands(vehicleId: string, limit: number, before?: string): Promise<CommandRecord[]>;
   /**
    * Marks IN_FLIGHT records whose deadline passed before `now` as OUTCOME_UNKNOWN with
-   * EXPIRED_COMMAND_DETAIL; never touches a finished record.
+   * EXPIRED_COMMAND.detail; never touches a finished record.
    */
   expireCommands(now: string): Promise<number>;
 

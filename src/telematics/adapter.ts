@@ -101,6 +101,12 @@ export interface AdapterSink {
   setupResult(vehicleId: string, result: SetupResult, force?: boolean): Promise<void>;
   /** The vendor refused credentials for good: every vehicle using them ends setup FAILED with `reason`. */
   credentialsRevoked(credentialsId: string, reason: string): Promise<void>;
+  /**
+   * A unit's final answer to a command whose outcome this adapter had already reported as
+   * `no-answer` (delivered): the service settles the record (CommandOutcomeResolved) and stores
+   * the state the answer carries. `flowId` is the command request's (CommandRequest.flowId).
+   */
+  lateAnswer(flowId: string, outcome: CommandOutcome): Promise<void>;
 }
 
 /**

@@ -1101,6 +1101,50 @@ export function storeContract(name: string, factory: StoreFactory): void {
         });
       });
 
+      it('settles a command of unknown outcome with its late answer: record, state and events in one step', async () => {
+        const v = await added();
+        const c = command(v);
+        await store.beginCommand(c);
+        await store.finishCommand(c.flow_id, {
+          ...succeeded(1_000),
+          status: 'OUTCOME_UNKNOWN',
+          problem_type: 'vehicle/no-connection',
+          delivery: 'DELIVERED_OUTCOME_UNKNOWN',
+        });
+        await store.mergeState(v.vehicle_id, { central_lock: { timestamp: at(T0), value: 'LOCKED' } });
+        const resolution = {
+          status: 'SUCCEEDED' as const,
+          problem_type: null,
+          detail: null,
+          resolved_at: at(T0 + 2_000),
+        };
+        const late = { central_lock: { timestamp: at(T0 + 1_500), value: 'UNLOCKED' } };
+        await store.resolveCommand(c.flow_id, resolution, v.vehicle_id, late);
+        expect(await store.getCommand(c.flow_id)).toMatchObject({
+          status: 'SUCCEEDED',
+          delivery: 'DELIVERED',
+          problem_type: null,
+        });
+        expect(await store.getState(v.vehicle_id)).toEqual(late);
+        // Settled once: a second late answer changes the record no more.
+        await store.resolveCommand(c.flow_id, { ...resolution, status: 'FAILED' }, v.vehicle_id, {});
+        expect((await store.getCommand(c.flow_id))?.status).toBe('SUCCEEDED');
+        const events = (await eventsOf(store, v.fleet_id)).filter((e) => e.metadata.flow_id === c.flow_id);
+        expect(types(events).sort()).toEqual(
+          ['CentralLockStatusChanged', 'CommandFinished', 'CommandOutcomeResolved', 'VehicleStateRecorded'].sort(),
+        );
+        expect(events.find((e) => e.metadata.type === 'CommandOutcomeResolved')).toMatchObject({
+          metadata: { fleet_id: v.fleet_id, vehicle_id: v.vehicle_id },
+          data: {
+            command: c.command,
+            outcome: 'SUCCEEDED',
+            previous_outcome: 'OUTCOME_UNKNOWN',
+            requested_at: c.requested_at,
+            resolved_at: at(T0 + 2_000),
+          },
+        });
+      });
+
       it('reads in commit order with filters, skips past what filters leave out, and never shows another fleet', async () => {
         const v = await added();
         const w = await added({ fleet_id: v.fleet_id });

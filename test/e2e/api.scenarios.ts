@@ -623,6 +623,27 @@ export function apiScenarios(name: string, start: StartHarness): void {
         });
         // aedes drops unauthorized QoS 0 publishes silently, or closes the client.
         await rogue.publishAsync(`fleetgate/v1/units/${b.unitId}/state`, forged, { qos: 0 }).catch(() => {});
+        // Barrier: the QoS 0 publish may still be in flight. A report on the rogue's own topic, sent
+        // after it on the same connection (MQTT keeps one connection's order), is stored only
+        // after the forged one was handled; once it shows, the forged one had its chance.
+        const marker = new Date(Date.now() + 1).toISOString();
+        const own = JSON.stringify({ v: 1, state: { central_lock: { timestamp: marker, value: 'UNLOCKED' } } });
+        const closed = new Promise<false>((resolve) => rogue.once('close', () => resolve(false)));
+        const sent = await Promise.race([
+          rogue.publishAsync(`fleetgate/v1/units/${a.unitId}/state`, own, { qos: 1 }).then(
+            () => true,
+            () => false,
+          ),
+          closed,
+        ]);
+        // A closed connection (aedes refused the forged publish) needs no barrier.
+        if (sent) {
+          await h.waitFor(
+            async () =>
+              (await h.request('GET', `/vehicles/${a.vehicleId}/state`, { token })).body.central_lock?.timestamp ===
+              marker,
+          );
+        }
         await rogue.endAsync(true).catch(() => {});
         const state = await h.request('GET', `/vehicles/${b.vehicleId}/state`, { token });
         expect(state.body.central_lock.value).toBe('LOCKED');

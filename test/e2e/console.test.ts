@@ -89,11 +89,63 @@ describe('console', () => {
       user_email: 'operator@a.example',
     });
     await page.getByRole('row', { name: /Unlock central lock SUCCEEDED operator@a\.example/ }).waitFor();
+    // And so does its CommandFinished event, which the page lists among the vehicle's events.
+    const events = await h.request('GET', `/events?vehicle_id=${vehicleId}&types=CommandFinished`, {
+      token: await h.token('fleet-a', ['events.ro']),
+    });
+    expect(events.body.items.at(-1).data).toMatchObject({
+      command: 'UNLOCK_CENTRAL_LOCK',
+      client_id: 'console',
+      user_email: 'operator@a.example',
+    });
+    await page.getByRole('listitem').filter({ hasText: 'CommandFinished' }).first().waitFor();
 
     // A command that does not open the vehicle needs no confirmation.
     await page.getByRole('button', { name: 'Lock central lock', exact: true }).click();
     await stateRow(page, 'Central lock', 'LOCKED').waitFor();
     expect(await page.getByRole('dialog').count()).toBe(0);
+  });
+
+  it('shows a state change the simulator makes, and its life status, without reloading', async () => {
+    const { vehicleId: liveId, unit } = await h.vehicle(operatorToken);
+    const page = await signedIn('operator@a.example');
+    await page.goto(`${h.url}/console/#/vehicles/${liveId}`);
+    await page.getByRole('status').filter({ hasText: 'Live' }).first().waitFor();
+    await stateRow(page, 'Ignition', 'OFF').waitFor();
+    // Marks this document: a reload would lose it.
+    await page.evaluate('window.notReloaded = true');
+
+    unit.setMoving(true);
+    await stateRow(page, 'Ignition', 'ON').waitFor();
+    await unit.setBehaviour('offline');
+    await page.getByText('OFFLINE', { exact: true }).first().waitFor();
+    expect(await page.evaluate('window.notReloaded')).toBe(true);
+  });
+
+  it('shows a lost event stream, resumes by itself and shows what changed meanwhile', async () => {
+    const { vehicleId: liveId, unit } = await h.vehicle(operatorToken);
+    const page = await signedIn('viewer@a.example');
+    await page.goto(`${h.url}/console/#/vehicles/${liveId}`);
+    await page
+      .getByRole('status')
+      .filter({ hasText: /^Live$/ })
+      .waitFor();
+    await stateRow(page, 'Ignition', 'OFF').waitFor();
+    await page.evaluate('window.notReloaded = true');
+
+    // The server drops every connection, and the browser's attempts to reconnect fail for a while.
+    await page.route('**/events/stream**', (route) => route.abort('connectionrefused'));
+    h.app.api.server.closeAllConnections();
+    await page.getByText('Live updates lost — reconnecting…').waitFor();
+    unit.setMoving(true);
+    await page.unroute('**/events/stream**');
+
+    await page
+      .getByRole('status')
+      .filter({ hasText: /^Live$/ })
+      .waitFor({ timeout: 15_000 });
+    await stateRow(page, 'Ignition', 'ON').waitFor();
+    expect(await page.evaluate('window.notReloaded')).toBe(true);
   });
 
   it('shows the problem of a failed command: its title, detail and delivery', async () => {
@@ -162,7 +214,8 @@ describe('console', () => {
     } finally {
       db.close();
     }
-    await page.getByRole('link', { name: vehicleId }).click();
+    // The next request (a page opened, or a live update's reload) meets the expired session.
+    await page.evaluate(`location.hash = '#/vehicles/${vehicleId}'`);
     await page.getByRole('status').getByText('The console session has expired; sign in again.').waitFor();
     await page.getByRole('button', { name: 'Sign in' }).waitFor();
   });

@@ -101,7 +101,9 @@ describe('webhooks', () => {
     expect(deliveries.body.items[0].latency_ms).toBeGreaterThanOrEqual(0);
   });
 
-  it('retries a receiver that answers 500 until it recovers: every event, per vehicle in order', async () => {
+  it('retries a receiver that answers 500 until it recovers: every event, per vehicle in order', {
+    timeout: 90_000,
+  }, async () => {
     const r = await WebhookReceiver.start();
     cleanups.push(() => r.stop());
     r.status = (n) => (n <= 3 ? 500 : 204);
@@ -144,7 +146,7 @@ describe('webhooks', () => {
     expect(retried.body).toMatchObject({ status: 'succeeded', trigger: 'manual', event_id: failed[0].event_id });
   });
 
-  it('disables a subscription failing for the whole retry period, and says why', async () => {
+  it('disables a subscription failing for the whole retry period, and says why', { timeout: 90_000 }, async () => {
     const short = await Harness.start({ webhooksAllowPrivateUrls: 'true', webhooksRetrySeconds: 1 });
     cleanups.push(() => short.close());
     const r = await WebhookReceiver.start();
@@ -168,7 +170,7 @@ describe('webhooks', () => {
     await r.until(() => r.events.some((e) => e.metadata.type === 'VehicleAdded'));
   });
 
-  it('gets every event after a receiver that was down while the server restarted', async () => {
+  it('gets every event after a receiver that was down while the server restarted', { timeout: 90_000 }, async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-webhooks-'));
     cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
     const first = await Harness.start({ webhooksAllowPrivateUrls: 'true', dataDir });

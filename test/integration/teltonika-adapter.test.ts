@@ -13,6 +13,7 @@ import {
   newImei,
   reload,
   startTeltonikaWorld,
+  TEST_ADAPTER_OPTIONS,
   type TeltonikaWorld,
 } from '../helpers/teltonika-world.js';
 
@@ -267,8 +268,11 @@ describe('hostile network input', () => {
   it('closes a connection announcing an absurd length at once', async () => {
     const { unit } = await connectedCar();
     const gone = once(unit, 'disconnected');
+    const started = performance.now();
     unit.writeRaw(Buffer.from('000000007FFFFFFF', 'hex'));
     await gone;
+    // At once: on the length itself, not after waiting for a frame that never completes.
+    expect(performance.now() - started).toBeLessThan(TEST_ADAPTER_OPTIONS.frameTimeoutMs!);
     await victimStillWorks();
   });
 

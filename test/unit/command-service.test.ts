@@ -14,6 +14,7 @@ import { VehicleService } from '../../src/services/vehicle-service.js';
 import { createStore } from '../../src/store/registry.js';
 import type { Store } from '../../src/store/store.js';
 import type { CommandOutcome, CommandRequest, TelematicsAdapter } from '../../src/telematics/adapter.js';
+import { makeVehicle } from '../contract/adapter.contract.js';
 
 // CommandService on the real SQLite store with a scripted adapter: the rules written once for
 // every adapter (SPEC §1), without HTTP or a broker in between.
@@ -33,7 +34,7 @@ class ScriptedAdapter implements TelematicsAdapter {
   readonly models = [
     {
       id: 'scripted-car',
-      brand: 'Scripted',
+      brand: 'SCRIPTED',
       model: 'Car',
       vehicle_type: 'CAR' as const,
       capabilities: {
@@ -80,31 +81,22 @@ afterEach(() => {
 });
 
 async function addVehicle(overrides: Partial<Vehicle> = {}): Promise<Vehicle> {
-  const now = new Date().toISOString();
-  const vehicle: Vehicle = {
-    vehicle_id: `V${randomUUID()}`,
-    fleet_id: FLEET,
-    telematics_brand: adapter.brand,
-    telematics_unit_id: randomUUID(),
-    vehicle_model_id: 'scripted-car',
-    unit_password_hash: null,
-    credentials_id: null,
-    capabilities: adapter.models[0]!.capabilities,
-    master_data: {},
-    custom_fields: {},
-    tags: [],
-    operation_status: 'OPERATING',
-    setup_status: 'SUCCEEDED',
-    setup_failure_reason: null,
-    life_status: 'ONLINE',
-    life_status_modified_at: now,
-    version: 1,
-    created_at: now,
-    modified_at: now,
-    ...overrides,
-  };
+  const vehicle = makeVehicle(adapter.models[0]!, randomUUID(), { fleet_id: FLEET, ...overrides });
   await store.insertVehicle(vehicle);
   return vehicle;
+}
+
+/** An adapter answer held back until `release()`: the command stays in flight meanwhile. */
+function holdAnswers(): () => void {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  adapter.script = async () => {
+    await held;
+    return { kind: 'succeeded', state: {} };
+  };
+  return release;
 }
 
 function run(vehicleId: string, command: CommandName, idempotencyKey?: string) {
@@ -161,14 +153,7 @@ describe.each([
 
   it('runs one command per vehicle at a time (SPEC §1 single flight)', async () => {
     const v = await addVehicle();
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    adapter.script = async () => {
-      await held;
-      return { kind: 'succeeded', state: {} };
-    };
+    const release = holdAnswers();
     const first = run(v.vehicle_id, 'LOCK_CENTRAL_LOCK', newKey());
     await expect.poll(() => adapter.requests.length).toBe(1);
     const second = await problemOf(run(v.vehicle_id, 'UNLOCK_CENTRAL_LOCK', newKey()));
@@ -260,14 +245,7 @@ describe('CommandService with an Idempotency-Key', () => {
 
   it('releases the key when the command never began, so a retry with it runs', async () => {
     const v = await addVehicle();
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    adapter.script = async () => {
-      await held;
-      return { kind: 'succeeded', state: {} };
-    };
+    const release = holdAnswers();
     const first = run(v.vehicle_id, 'LOCK_CENTRAL_LOCK');
     await expect.poll(() => adapter.requests.length).toBe(1);
     const key = randomUUID();

@@ -16,4 +16,10 @@ describe('reference docs stay true to the code', () => {
     );
     expect(listed.sort()).toEqual(PROBLEM_KEYS.map(problemTypeUri).sort());
   });
+
+  it("docs/events.md lists exactly the catalogue's event types (SPEC §8)", async () => {
+    const { EVENT_TYPES } = await import('../../src/domain/events.js');
+    const listed = [...readFileSync('docs/events.md', 'utf8').matchAll(/^\| `([A-Za-z]+)` \|/gm)].map((m) => m[1]);
+    expect(listed.filter((t) => /^[A-Z]/.test(t!)).sort()).toEqual([...EVENT_TYPES].sort());
+  });
 });

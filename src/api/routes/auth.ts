@@ -82,6 +82,8 @@ export function authRoutes(app: Api, deps: ApiDeps): void {
         response: {
           200: TokenResponse,
           400: oauthError('`invalid_request`, `unsupported_grant_type` or `invalid_scope`.'),
+          413: oauthError('`invalid_request`: the body is larger than 64 KiB.'),
+          415: oauthError('`invalid_request`: the body is neither a form nor JSON.'),
           401: oauthError('`invalid_client`: client credentials missing or wrong.', {
             'WWW-Authenticate': {
               type: 'string',

@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { EVENT_TOPIC_NAMES } from '../../domain/event-topics.js';
-import { Problem } from '../schemas.js';
+import { problemResponses, scopedProblemResponses } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 const Queue = Type.Object({
@@ -14,7 +14,7 @@ const ConsumerView = Type.Object({
   created_at: Type.String({ format: 'date-time' }),
 });
 const ConsumerIdParam = Type.Object({ event_consumer_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
-const errors = { 400: Problem, 401: Problem, 403: Problem, 404: Problem, 503: Problem };
+const errors = scopedProblemResponses(404);
 
 /** AMQP event consumers of the fleet (docs/events.md, "AMQP"). */
 export function eventConsumerRoutes(app: Api, { eventConsumers }: ApiDeps): void {
@@ -45,7 +45,7 @@ export function eventConsumerRoutes(app: Api, { eventConsumers }: ApiDeps): void
             queues: Type.Array(Queue),
           }),
           ...errors,
-          409: Problem,
+          ...problemResponses(409),
         },
       },
     },

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { EVENT_TYPES } from '../../domain/events.js';
 import { MAX_WAIT_SECONDS } from '../../services/event-service.js';
-import { Problem } from '../schemas.js';
+import { scopedProblemResponses } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
 /** A comment line every this often keeps proxies from closing an idle stream. */
@@ -33,7 +33,7 @@ const Filters = {
   vehicle_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
 };
 const Cursor = Type.String({ maxLength: 64, description: 'A `next_cursor` (or an SSE `id`) from an earlier read.' });
-const errors = { 400: Problem, 401: Problem, 403: Problem, 410: Problem };
+const errors = scopedProblemResponses(410);
 
 /** SPEC §8: pull (`GET /events`) and Server-Sent Events (`GET /events/stream`). */
 export function eventRoutes(app: Api, { events }: ApiDeps): void {

@@ -1,5 +1,5 @@
 import type { Static } from 'typebox';
-import { etagOf, versionFromIfMatch } from '../../services/vehicle-service.js';
+import { etagOf, versionFromIfMatch } from '../etag.js';
 import {
   AddVehicleBody,
   ListVehiclesQuery,

@@ -4,11 +4,12 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import {
   commandFinishedEvent,
+  commandOutcomeResolvedEvent,
   vehicleAddedEvent,
   vehicleChangedEvent,
   vehicleRemovedEvent,
 } from '../../domain/events.js';
-import { parseTimestamp, type VehicleState } from '../../domain/state-catalogue.js';
+import { parseTimestamp, supersedes, type VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
 import { LruMap } from '../../lib/lru-map.js';
 import { type ColumnEncoder, commandInsertValues, type Row, rowMappers, vehicleInsertValues } from '../row-mapping.js';
@@ -17,10 +18,11 @@ import {
   type ChangeCause,
   type CommandCompletion,
   type CommandRecord,
+  type CommandResolution,
   type ConsoleSession,
   type ConsoleUser,
   type CredentialsRecord,
-  EXPIRED_COMMAND_DETAIL,
+  EXPIRED_COMMAND,
   type IdempotencyRecord,
   type Migration,
   type SignInFailures,
@@ -636,12 +638,7 @@ export class PostgresStore implements Store {
     for (const [name, v] of Object.entries(state)) {
       const stored = read[name];
       if (stored !== undefined) {
-        if (
-          stored.timestamp === v.timestamp
-            ? isDeepStrictEqual(stored.value, v.value)
-            : // Both in toISOString's form (normalizeState, stateFromRows): ordered as strings.
-              v.timestamp < stored.timestamp
-        )
+        if (!supersedes(v, stored) || (stored.timestamp === v.timestamp && isDeepStrictEqual(stored.value, v.value)))
           continue;
       }
       out[name] = v;
@@ -755,9 +752,7 @@ export class PostgresStore implements Store {
     if (rows === undefined) return {};
     const merged = stateFromRows(rows);
     for (const [name, v] of Object.entries(item.state)) {
-      const stored = merged[name];
-      // Both in toISOString's form (normalizeState, isoFromPostgres): ordered as strings.
-      if (stored === undefined || v.timestamp >= stored.timestamp) merged[name] = v;
+      if (supersedes(v, merged[name])) merged[name] = v;
     }
     return this.remember(item.vehicleId, merged);
   }
@@ -1115,6 +1110,39 @@ export class PostgresStore implements Store {
     });
   }
 
+  async resolveCommand(
+    flowId: string,
+    resolution: CommandResolution,
+    vehicleId: string,
+    state: VehicleState,
+  ): Promise<void> {
+    const normalized = normalizeState(state);
+    // Stands in for the completion's `finished` CTE; its candidates hold no CommandFinished.
+    const event = commandOutcomeResolvedEvent(
+      { flow_id: flowId, fleet_id: '', vehicle_id: vehicleId, command: '', requested_at: '' },
+      resolution,
+    );
+    await this.writeOneState(
+      {
+        vehicleId,
+        state: normalized,
+        unsent: normalized,
+        candidates: stateCandidates(vehicleId, flowId, normalized, resolution.resolved_at),
+      },
+      {
+        ctes: `finished AS (UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = 'DELIVERED'
+            WHERE flow_id = $1 AND status = 'OUTCOME_UNKNOWN' RETURNING *),
+          resolved AS (INSERT INTO events (id, fleet_id, vehicle_id, type, envelope)
+            SELECT $5::jsonb->'metadata'->>'id', f.fleet_id, f.vehicle_id, 'CommandOutcomeResolved',
+              jsonb_build_object('metadata', ($5::jsonb->'metadata') || jsonb_build_object('fleet_id', f.fleet_id),
+                'data', ($5::jsonb->'data') || jsonb_build_object('command', f.command,
+                  'requested_at', to_jsonb(to_char(f.requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))))
+            FROM finished f), `,
+        params: [flowId, resolution.status, resolution.problem_type, resolution.detail, json(event)],
+      },
+    );
+  }
+
   async getCommand(flowId: string): Promise<CommandRecord | undefined> {
     const { rows } = await this.q('SELECT * FROM commands WHERE flow_id = $1', [flowId]);
     return rows[0] && commandFromRow(rows[0]);
@@ -1142,13 +1170,12 @@ export class PostgresStore implements Store {
       const { rows } = await this.q(
         `UPDATE commands
           SET status = 'OUTCOME_UNKNOWN', delivery = 'DELIVERED_OUTCOME_UNKNOWN',
-              problem_type = COALESCE(problem_type, 'vehicle/no-connection'),
-              detail = COALESCE(detail, $2),
+              problem_type = COALESCE(problem_type, $2), detail = COALESCE(detail, $3),
               completed_at = $1,
               -- Capped: a record left in flight for weeks must not overflow the integer column.
               duration_ms = LEAST(2147483647, GREATEST(0, round(extract(epoch FROM ($1::timestamptz - requested_at)) * 1000)))::integer
         WHERE status = 'IN_FLIGHT' AND deadline_at < $1 RETURNING *`,
-        [now, EXPIRED_COMMAND_DETAIL],
+        [now, EXPIRED_COMMAND.problem_type, EXPIRED_COMMAND.detail],
         c,
       );
       await this.events.insert(

@@ -3,6 +3,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import {
   commandFinishedEvent,
+  commandOutcomeResolvedEvent,
   type EventEnvelope,
   stateEvents,
   type TripStart,
@@ -11,7 +12,7 @@ import {
   vehicleChangedEvent,
   vehicleRemovedEvent,
 } from '../../domain/events.js';
-import type { VehicleState } from '../../domain/state-catalogue.js';
+import { supersedes, type VehicleState } from '../../domain/state-catalogue.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
 import { type ColumnEncoder, commandInsertValues, type Row, rowMappers, vehicleInsertValues } from '../row-mapping.js';
 import {
@@ -19,10 +20,11 @@ import {
   type ChangeCause,
   type CommandCompletion,
   type CommandRecord,
+  type CommandResolution,
   type ConsoleSession,
   type ConsoleUser,
   type CredentialsRecord,
-  EXPIRED_COMMAND_DETAIL,
+  EXPIRED_COMMAND,
   type IdempotencyRecord,
   type Migration,
   type SignInFailures,
@@ -753,7 +755,8 @@ export class SqliteStore implements Store {
       const ts = toMs(v.timestamp);
       const value = json(v.value);
       const current = stored.get(property);
-      if (current && (ts < current.ts || (ts === current.ts && value === current.json))) continue;
+      // Nothing to write when the stored value wins (SPEC §3) or the report repeats it.
+      if (current && (!supersedes(v, current) || (ts === current.ts && value === current.json))) continue;
       upsert ??= this.prepare(
         `INSERT INTO vehicle_state (vehicle_id, property, ts, value) VALUES (?, ?, ?, ?)
          ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value`,
@@ -882,6 +885,29 @@ export class SqliteStore implements Store {
     return r ? [commandFinishedEvent(commandFromRow(r))] : [];
   }
 
+  async resolveCommand(
+    flowId: string,
+    resolution: CommandResolution,
+    vehicleId: string,
+    state: VehicleState,
+  ): Promise<void> {
+    try {
+      await this.write(() =>
+        this.run(() => {
+          const r = this.prepare(
+            `UPDATE commands SET status = ?, problem_type = ?, detail = ?, delivery = 'DELIVERED'
+              WHERE flow_id = ? AND status = 'OUTCOME_UNKNOWN' RETURNING *`,
+          ).get(resolution.status, resolution.problem_type, resolution.detail, flowId) as Row | undefined;
+          this.mergeInto(vehicleId, state, flowId);
+          if (r) this.events.insert([commandOutcomeResolvedEvent(commandFromRow(r), resolution)]);
+        }, 'vehicle'),
+      );
+    } catch (err) {
+      // The vehicle was deleted meanwhile: nothing to settle.
+      if (!(err instanceof StoreConflictError)) throw err;
+    }
+  }
+
   async getCommand(flowId: string): Promise<CommandRecord | undefined> {
     const r = this.run(() => this.prepare('SELECT * FROM commands WHERE flow_id = ?').get(flowId)) as Row | undefined;
     return r && commandFromRow(r);
@@ -911,11 +937,10 @@ export class SqliteStore implements Store {
         const expired = this.prepare(
           `UPDATE commands
               SET status = 'OUTCOME_UNKNOWN', delivery = 'DELIVERED_OUTCOME_UNKNOWN',
-                  problem_type = COALESCE(problem_type, 'vehicle/no-connection'),
-                  detail = COALESCE(detail, ?),
+                  problem_type = COALESCE(problem_type, ?), detail = COALESCE(detail, ?),
                   completed_at = ?, duration_ms = MAX(0, ? - requested_at)
             WHERE status = 'IN_FLIGHT' AND deadline_at < ? RETURNING *`,
-        ).all(EXPIRED_COMMAND_DETAIL, ms, ms, ms) as Row[];
+        ).all(EXPIRED_COMMAND.problem_type, EXPIRED_COMMAND.detail, ms, ms, ms) as Row[];
         this.events.insert(expired.map((r) => commandFinishedEvent(commandFromRow(r))));
         return expired;
       }),

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { VehicleState } from '../../domain/state-catalogue.js';
 import type { Vehicle } from '../../domain/vehicle.js';
+import { LruMap } from '../../lib/lru-map.js';
 import type { AdapterContext, CommandOutcome, CommandRequest, TelematicsAdapter } from '../adapter.js';
 import { FLEETGATE_BRAND, FLEETGATE_MODELS } from './models.js';
 import {
@@ -26,8 +27,12 @@ import {
 
 const DROP_LOG_INTERVAL_MS = 60_000;
 
+/** How late an answer may come and still settle its command (CommandOutcomeResolved). */
+const LATE_ANSWER_MS = 10 * 60_000;
+
 interface Pending {
   unitId: string;
+  flowId: string;
   /** The unit answered ACCEPTED: it has the command (SPEC §1, delivered vs. not). */
   delivered: boolean;
   signal: AbortSignal;
@@ -52,6 +57,12 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
   private ctx: AdapterContext | undefined;
   private logger: Logger | undefined;
   private readonly pending = new Map<string, Pending>();
+  /**
+   * Commands that ended without their answer although the unit had them (no-answer, delivered):
+   * a final answer that comes later is handed to the service (sink.lateAnswer), which settles the
+   * record. Bounded; an answer later than LATE_ANSWER_MS is only logged.
+   */
+  private readonly ended = new LruMap<string, { flowId: string; unitId: string; at: number }>(10_000);
   /** Unit id → online, as last seen on its status topic. Absent = unknown = not online. */
   private readonly online = new Map<string, boolean>();
   private handler: MessageHandler | undefined;
@@ -174,6 +185,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
       const signal = request.signal;
       const pending: Pending = {
         unitId,
+        flowId: request.flowId,
         delivered: false,
         signal,
         resolve,
@@ -193,6 +205,9 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     if (this.pending.get(id) !== pending) return;
     this.pending.delete(id);
     pending.signal.removeEventListener('abort', pending.onAbort);
+    if (outcome.kind === 'no-answer' && outcome.delivered) {
+      this.ended.set(id, { flowId: pending.flowId, unitId: pending.unitId, at: Date.now() });
+    }
     pending.resolve(outcome);
   }
 
@@ -221,7 +236,10 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     const response = decoded.value;
     const pending = this.pending.get(response.id);
     // Unknown ids: another instance's command, or one that already ended here.
-    if (!pending) return;
+    if (!pending) {
+      this.onLateResponse(unitId, response);
+      return;
+    }
     if (pending.unitId !== unitId) {
       this.logger?.warn({ unit: unitId, expected: pending.unitId }, 'a unit answered for another unit; dropped');
       return;
@@ -231,6 +249,20 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
       return;
     }
     this.finish(response.id, pending, this.toOutcome(response));
+  }
+
+  /** A final answer to a command that ended here as no-answer (delivered): settled by the service. */
+  private onLateResponse(unitId: string, response: ResponseMessage): void {
+    const ended = this.ended.get(response.id);
+    if (!ended || ended.unitId !== unitId || response.status === 'ACCEPTED') return;
+    this.ended.delete(response.id);
+    if (Date.now() - ended.at > LATE_ANSWER_MS) {
+      this.logger?.warn({ unit: unitId, flow_id: ended.flowId }, 'a unit answered a command too late to settle it');
+      return;
+    }
+    this.ctx?.sink.lateAnswer(ended.flowId, this.toOutcome(response)).catch((err: unknown) => {
+      this.logger?.warn({ err, flow_id: ended.flowId }, 'settling a late command answer failed');
+    });
   }
 
   private toOutcome(response: ResponseMessage): CommandOutcome {

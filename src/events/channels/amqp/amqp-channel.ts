@@ -49,6 +49,11 @@ export class AmqpChannel implements DeliveryChannel {
   /** Event consumers' users, permissions and queues; undefined when AMQP is off. */
   readonly consumers: RabbitmqProvisioner | undefined;
   readonly publisher: AmqpPublisher | undefined;
+  /**
+   * Readiness: rejects, naming why, while RabbitMQ is not connected. Undefined when AMQP is off,
+   * so /health/ready lists no `amqp` check then.
+   */
+  readonly health: (() => Promise<void>) | undefined;
   private readonly feed: EventFeed;
   private readonly logger: Logger;
   private readonly owner: string;
@@ -67,6 +72,10 @@ export class AmqpChannel implements DeliveryChannel {
       logger: this.logger,
       connectionName: `fleetgate ${context.instanceId}`,
     });
+    const publisher = this.publisher;
+    this.health = async () => {
+      if (publisher.problem) throw new Error(publisher.problem);
+    };
     this.consumers = new RabbitmqProvisioner({
       managementUrl: urls.managementUrl,
       vhost: urls.vhost,
@@ -84,12 +93,6 @@ export class AmqpChannel implements DeliveryChannel {
       .ensureTopology()
       .catch((err: unknown) => this.logger.warn({ err }, 'RabbitMQ management API not reachable yet'));
     this.loop = this.run(this.publisher);
-  }
-
-  /** Readiness: rejects, naming why, while RabbitMQ is not connected. */
-  async health(): Promise<void> {
-    const problem = this.publisher?.problem;
-    if (problem) throw new Error(problem);
   }
 
   async stop(): Promise<void> {

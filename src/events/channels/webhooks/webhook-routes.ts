@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Problem } from '../../../api/schemas.js';
+import { scopedProblemResponses } from '../../../api/schemas.js';
 import type { Api } from '../../../api/server.js';
 import { EVENT_TYPES } from '../../../domain/events.js';
 import type { WebhookService } from './webhook-service.js';
@@ -32,7 +32,7 @@ const Delivery = Type.Object({
 });
 const Types = Type.Union([Type.Array(Type.String({ enum: [...EVENT_TYPES] }), { maxItems: 50 }), Type.Null()]);
 const IdParam = Type.Object({ webhook_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
-const errors = { 400: Problem, 401: Problem, 403: Problem, 404: Problem };
+const errors = scopedProblemResponses(404);
 const security = [{ bearer: [] }];
 
 /** `/webhooks` (scope `events`): subscriptions of the caller's fleet, their deliveries and retries. */
