@@ -62,8 +62,11 @@ A vehicle state is a JSON object keyed by property name; each value is
 unit captured the value. Properties age independently; when states merge, the newer timestamp
 wins per property. Property \`foo_bar\` appears only where the vehicle has state capability
 \`FOO_BAR\` (see the vehicle's \`capabilities.vehicle_state\`). Reports with unknown properties,
-values of the wrong type or out of range, or timestamps more than 5 minutes in the future are
-dropped property by property and never stored.
+values of the wrong type or outside the physical range below, or timestamps more than 5 minutes
+in the future or more than 366 days in the past (a reset clock's \`0001-01-01\` or \`1970\`) are
+dropped property by property and never stored. Each dropped value is counted in the metric
+\`fleetgate_state_values_rejected_total{property}\` (\`unknown\` for names not in the catalogue) and
+logged at most once a minute per vehicle, with the number left unlogged in between.
 
 | property | capability | type | unit | meaning |
 |---|---|---|---|---|

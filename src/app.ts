@@ -1,7 +1,7 @@
 import type { MqttClient } from 'mqtt';
 import { type Logger, pino } from 'pino';
 import { Metrics, startMetricsServer } from './api/metrics.js';
-import { type Api, buildServer, type ReadinessCheck } from './api/server.js';
+import { type Api, buildServer, type ReadinessCheck, stopAccepting } from './api/server.js';
 import { type EmbeddedBroker, startEmbeddedBroker } from './broker/embedded-broker.js';
 import { MosquittoDynsecProvisioner } from './broker/mosquitto-dynsec.js';
 import { connectServiceClient } from './broker/mqtt-connection.js';
@@ -16,6 +16,7 @@ import { deriveKey, SecretBox } from './lib/secrets.js';
 import { type AdapterContextParts, createAdapterContext } from './services/adapter-context.js';
 import { AuthService } from './services/auth-service.js';
 import { CommandService } from './services/command-service.js';
+import { CompletionWriter } from './services/completion-writer.js';
 import { CredentialsService } from './services/credentials-service.js';
 import { EventBus } from './services/event-bus.js';
 import { EventConsumerService } from './services/event-consumer-service.js';
@@ -53,6 +54,11 @@ export interface App {
   stop(): Promise<void>;
 }
 
+/** How long a stopping instance keeps trying to record outcomes kept through a database outage. */
+const COMPLETION_FLUSH_MS = 10_000;
+/** How long a stopping instance waits for open HTTP connections to end by themselves. */
+const CONNECTION_LINGER_MS = 1_000;
+
 /** A no-op provisioner: the embedded broker authenticates units against the store itself. */
 const STORE_BACKED_PROVISIONER: BrokerProvisioner = {
   provisionUnit: async () => {},
@@ -84,9 +90,11 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     cleanups.push(async () => feed.close());
     const adapters = createAdapters();
     const vehicles = new VehicleService(store, adapters, events, logger, deriveKey(masterSecret, 'unit-password'));
+    const completions = new CompletionWriter(store, logger);
     const commands = new CommandService(store, vehicles, events, {
       timeoutMs: config.commandTimeoutMs,
       instanceId: config.instanceId,
+      completions,
     });
     const auth = new AuthService(store, deriveKey(masterSecret, 'jwt-hs256'), config.tokenTtlSeconds);
     const credentials = new CredentialsService(store, secrets, adapters);
@@ -162,6 +170,13 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     }
 
     const readiness: ReadinessCheck[] = [
+      {
+        // SPEC §7: from the first stop signal on, so a load balancer stops sending requests here.
+        name: 'instance',
+        check: async () => {
+          if (commands.isDraining) throw new Error('shutting down: draining running commands');
+        },
+      },
       { name: 'database', check: () => store.ping() },
       {
         name: 'broker',
@@ -207,7 +222,10 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       },
       (port) => api.listen({ port, host: config.host }),
     );
-    cleanups.push(() => api.close());
+    cleanups.push(async () => {
+      await stopAccepting(api.server, CONNECTION_LINGER_MS);
+      await api.close();
+    });
     const metricsAt = config.metricsAddress ? parseHostPort(config.metricsAddress) : undefined;
     const metricsServer = metricsAt
       ? await startMetricsServer(metrics, {
@@ -251,6 +269,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       stop: () => {
         stopped ??= (async () => {
           await commands.drain();
+          // Outcomes kept through a database outage are written before the store closes.
+          await completions.flush(COMPLETION_FLUSH_MS);
           await cleanup();
         })();
         return stopped;

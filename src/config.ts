@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { AdapterSetting } from './telematics/adapter.js';
@@ -35,6 +36,12 @@ export interface Config {
   /** Master secret for token signing and encryption at rest; generated into dataDir when unset. */
   secretKey: string | undefined;
   commandTimeoutMs: number;
+  /** A request's headers and body must arrive within this (slow or stalled bodies: 408). */
+  requestBodyTimeoutMs: number;
+  /** Longest a request may take from arrival to answer (503 beyond); exceeds the command budget. */
+  requestTimeoutMs: number;
+  /** Addresses or CIDR ranges of reverse proxies whose forwarding headers are trusted; none when empty. */
+  trustedProxies: string[];
   tokenTtlSeconds: number;
   /** When set, `/metrics` answers only `Authorization: Bearer <metricsToken>`. */
   metricsToken: string | undefined;
@@ -207,6 +214,36 @@ const CORE_SETTINGS: readonly Setting[] = [
     min: 100,
     max: 120000,
     description: 'Time budget of one command, from request to answer.',
+  },
+  {
+    key: 'requestBodyTimeoutMs',
+    env: 'FLEETGATE_REQUEST_BODY_TIMEOUT_MS',
+    flag: '--request-body-timeout-ms',
+    kind: 'int',
+    default: '10000',
+    min: 100,
+    max: 600000,
+    description:
+      "A request's headers and body must have arrived within this time; beyond it the answer is 408 `request-timeout` and the connection is closed (a client that never sends its body cannot hold a connection).",
+  },
+  {
+    key: 'requestTimeoutMs',
+    env: 'FLEETGATE_REQUEST_TIMEOUT_MS',
+    flag: '--request-timeout-ms',
+    kind: 'int',
+    default: '60000',
+    min: 1000,
+    max: 3_600_000,
+    description:
+      'Longest a request may take from its arrival to its answer; beyond it the answer is 503 `service-unavailable` and the connection is closed. Must exceed --command-timeout-ms by at least 5 s, so commands always answer by their own budget; by default 60 s or the command timeout + 15 s, whichever is longer.',
+  },
+  {
+    key: 'trustedProxies',
+    env: 'FLEETGATE_TRUSTED_PROXIES',
+    flag: '--trusted-proxies',
+    kind: 'string',
+    description:
+      'Comma-separated addresses or CIDR ranges (e.g. `10.0.0.5,192.168.0.0/16`) of reverse proxies in front of fleetgate. Only from these are `X-Forwarded-For`, `-Proto` and `-Host` believed (client address for per-address limits and logs). Unset: none, the connecting address is the client.',
   },
   {
     key: 'tokenTtlSeconds',
@@ -467,6 +504,33 @@ export function loadConfig(
   if (typeof out.consoleTileUrl === 'string' && !/\{z\}.*\{x\}.*\{y\}/.test(out.consoleTileUrl)) {
     errors.push('console tile URL: must hold {z}, {x} and {y}');
   }
+  // The default grows with a long command budget rather than refusing it.
+  if (defaulted.includes('requestTimeoutMs') && typeof out.commandTimeoutMs === 'number') {
+    out.requestTimeoutMs = Math.max(60_000, out.commandTimeoutMs + 15_000);
+  }
+  if (
+    typeof out.requestTimeoutMs === 'number' &&
+    typeof out.commandTimeoutMs === 'number' &&
+    out.requestTimeoutMs < out.commandTimeoutMs + 5000
+  ) {
+    errors.push(
+      `request timeout: ${out.requestTimeoutMs} ms must exceed the command timeout (${out.commandTimeoutMs} ms) by at least 5000 ms`,
+    );
+  }
+  const proxies = typeof out.trustedProxies === 'string' ? out.trustedProxies.split(',').map((p) => p.trim()) : [];
+  for (const proxy of proxies.filter(Boolean)) {
+    const [address, bits, extra] = proxy.split('/');
+    const family = isIP(address ?? '');
+    const maxBits = family === 6 ? 128 : 32;
+    if (
+      family === 0 ||
+      extra !== undefined ||
+      (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= maxBits))
+    ) {
+      errors.push(`trusted proxies: '${proxy}' is not an IP address or CIDR range`);
+    }
+  }
+  out.trustedProxies = proxies.filter(Boolean);
   checkAmqp(out, errors);
   if (errors.length > 0) throw new ConfigError(errors);
   const adapters: Record<string, Record<string, unknown>> = {};

@@ -2,6 +2,7 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { PROBLEMS, type ProblemKey } from '../domain/problems.js';
+import { stateProperty } from '../domain/state-catalogue.js';
 import { listenUrl } from '../lib/listen.js';
 import type { EventBus } from '../services/event-bus.js';
 import type { VehicleCount } from '../store/store.js';
@@ -40,6 +41,12 @@ export class Metrics {
   readonly stateReports = new Counter({
     name: 'fleetgate_state_reports_total',
     help: 'State reports merged from units',
+    registers: [this.registry],
+  });
+  readonly rejectedStateValues = new Counter({
+    name: 'fleetgate_state_values_rejected_total',
+    help: 'State values from units refused as unknown, invalid or implausible, by property',
+    labelNames: ['property'],
     registers: [this.registry],
   });
   private readonly tokenGrants = new Counter({
@@ -85,6 +92,9 @@ export class Metrics {
         );
       } else if (e.type === 'vehicle.state') {
         this.stateReports.inc();
+      } else if (e.type === 'state.rejected') {
+        // Only catalogue names as labels: an unknown name a unit made up would grow the series.
+        for (const p of e.properties) this.rejectedStateValues.inc({ property: stateProperty(p) ? p : 'unknown' });
       }
     });
   }

@@ -92,6 +92,10 @@ interface ValidationItem {
 
 const CONTEXT_NAMES: Record<string, string> = { body: '', querystring: '', params: '', headers: '' };
 
+function fieldName(key: string): string {
+  return /^[A-Za-z0-9_.-]{1,64}$/.test(key) ? key : '<a key that is not a field name (not shown)>';
+}
+
 /** Turns Ajv errors into `[{field, message}]`, naming each field as the client wrote it. */
 export function validationErrors(
   items: readonly ValidationItem[],
@@ -103,7 +107,9 @@ export function validationErrors(
       .slice(1)
       .map((seg) => seg.replaceAll('~1', '/').replaceAll('~0', '~'));
     if (item.keyword === 'required') path.push(String(item.params.missingProperty));
-    if (item.keyword === 'additionalProperties') path.push(String(item.params.additionalProperty));
+    // A key the client sent is named only when it looks like a field name: a mislabelled body can
+    // turn a whole JSON text, password included, into one key, which must not be echoed.
+    if (item.keyword === 'additionalProperties') path.push(fieldName(String(item.params.additionalProperty)));
     let field = path.reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '');
     if (!field) field = context && context in CONTEXT_NAMES ? context : 'body';
     let message = item.message ?? 'is invalid';

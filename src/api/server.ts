@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import type http from 'node:http';
+import net from 'node:net';
 import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -9,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ProblemError } from '../domain/problems.js';
 import { isUuid } from '../lib/ids.js';
+import { credentialParameters, redactUrl } from '../lib/redact-url.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
 import type { CommandService } from '../services/command-service.js';
 import type { CredentialsService } from '../services/credentials-service.js';
@@ -26,7 +29,7 @@ import {
 } from './http-conformance.js';
 import type { Metrics } from './metrics.js';
 import { documentRoute, finishDocument, securitySchemes } from './openapi.js';
-import { type PublicBase, problemErrorHandler } from './problem-response.js';
+import { type PublicBase, problemErrorHandler, sendProblem } from './problem-response.js';
 import { publicBase } from './public-base.js';
 import { authRoutes } from './routes/auth.js';
 import { clientRoutes } from './routes/clients.js';
@@ -96,8 +99,21 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   // type_documentation links: the configured public URL, else the address this server listens on.
   const base: PublicBase = publicBase(config, () => app.server);
   const errorHandler = problemErrorHandler(base, { bodyLimit: BODY_LIMIT });
+  // Request log lines carry the URL with credential parameters redacted (Fastify reads a logger's
+  // `serializers` property over its own).
+  const httpLogger = Object.assign(deps.logger.child({}), {
+    serializers: {
+      req: (req: FastifyRequest) => ({
+        method: req.method,
+        url: redactUrl(req.url),
+        host: req.host,
+        remoteAddress: req.ip,
+        remotePort: req.socket?.remotePort,
+      }),
+    },
+  });
   const app = Fastify({
-    loggerInstance: deps.logger,
+    loggerInstance: httpLogger,
     // SPEC §2: every response and log line carries the flow id; a caller's own UUID is kept.
     genReqId: (req) => {
       const given = req.headers['x-flow-id'];
@@ -105,13 +121,22 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     },
     logController: new LogController({ requestIdLogLabel: 'flow_id' }),
     bodyLimit: BODY_LIMIT,
-    trustProxy: true,
+    // Forwarding headers only from configured proxies (off by default): anyone can send
+    // X-Forwarded-For, and per-address limits keyed on it would be no limits.
+    trustProxy: config.trustedProxies.length > 0 ? config.trustedProxies : false,
+    // OWASP API4: headers and body must arrive in time; Node answers through clientErrorHandler
+    // (408 request-timeout) and closes. Checked every second, not Node's default 30 s.
+    requestTimeout: config.requestBodyTimeoutMs,
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     forceCloseConnections: 'idle',
     // Ids longer than any fleetgate issues still answer 404, not Fastify's 414 (see http-conformance.ts).
     routerOptions: { maxParamLength: 1000 },
     // Host is checked in onRequest so its absence is answered as a problem, not by Node itself.
-    http: { requireHostHeader: false },
+    http: {
+      requireHostHeader: false,
+      headersTimeout: config.requestBodyTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.requestBodyTimeoutMs),
+    },
     frameworkErrors: (error, request, reply) => errorHandler(error, request, reply),
     clientErrorHandler: clientErrorProblem(base, deps.logger),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as Api;
@@ -137,7 +162,20 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   app.removeContentTypeParser('text/plain');
   // RFC 6749 §4.4.2: the token request may come as a form.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, done) => {
-    done(null, Object.fromEntries(new URLSearchParams(typeof body === 'string' ? body : body.toString('utf8'))));
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    // JSON sent with the form type would become one field named after the whole text, secrets
+    // included, and be echoed in the validation problem: refuse it without echoing anything.
+    if (/^\s*[{[]/.test(text)) {
+      return done(
+        new ProblemError(
+          'validation-error',
+          'The body looks like JSON but is sent as application/x-www-form-urlencoded; send it with Content-Type: application/json (or as a form).',
+          { errors: [{ field: 'Content-Type', message: 'does not match the body' }], error: 'invalid_request' },
+        ),
+        undefined,
+      );
+    }
+    done(null, Object.fromEntries(new URLSearchParams(text)));
   });
 
   // A POST without a body is validated as `{}`, so a missing field is named, not "body".
@@ -149,8 +187,32 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('X-Flow-ID', request.id);
     requireHost(request);
+    refuseCredentialsInUrl(request);
     const scope = request.routeOptions.config.scope;
     if (scope) request.principal = await authorize(deps, request, scope);
+  });
+
+  // The whole request, arrival to answer, is bounded too (commands end by their own, shorter budget).
+  app.addHook('onRequest', async (request, reply) => {
+    const timer = setTimeout(() => {
+      if (reply.sent || reply.raw.headersSent) return;
+      reply.header('Connection', 'close');
+      sendProblem(
+        request,
+        reply,
+        base,
+        'service-unavailable',
+        `The request did not complete within ${config.requestTimeoutMs / 1000} s; retry later.`,
+      );
+    }, config.requestTimeoutMs);
+    timer.unref();
+    reply.raw.once('close', () => clearTimeout(timer));
+  });
+
+  // Draining: every answer closes its connection, so no client is left holding an idle
+  // keep-alive socket that the stopping server would close under a request in transit.
+  app.addHook('onSend', async (_request, reply) => {
+    if (deps.commands.isDraining) reply.header('Connection', 'close');
   });
 
   await app.register(rateLimit, {
@@ -253,6 +315,42 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
 
   deps.metrics.instrument(app);
   return app;
+}
+
+/** Credentials in a URL end up in proxy and server logs: refuse them, and say where they go. */
+function refuseCredentialsInUrl(request: FastifyRequest): void {
+  const found = credentialParameters(request.url);
+  if (found.length === 0) return;
+  throw new ProblemError(
+    'validation-error',
+    `Credentials must not be sent in the URL (${found.join(', ')}): send client credentials with HTTP Basic in the Authorization header or in the form body, and access tokens as 'Authorization: Bearer'. Treat a secret sent this way as exposed and rotate it.`,
+    {
+      error: 'invalid_request',
+      errors: found.map((name) => ({
+        field: `query.${name}`,
+        message: 'credentials go in the Authorization header or the request body, never in the URL',
+      })),
+    },
+  );
+}
+
+/**
+ * The first step of closing the API: stops accepting connections and lets the open ones end by
+ * themselves (every answer while draining closes its connection), for at most `lingerMs`.
+ * Node's own http close would at once close every connection without a request in progress,
+ * including one whose request is still unread in the kernel's buffer: its client sees a reset,
+ * with no answer. What is left after `lingerMs` is closed by Fastify's close.
+ */
+export async function stopAccepting(server: http.Server, lingerMs: number): Promise<void> {
+  if (!server.listening) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, lingerMs);
+    // net.Server's close: it calls back once every connection has ended.
+    net.Server.prototype.close.call(server, () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 // Verified tokens, so a client's every request does not pay an HS256 check through WebCrypto

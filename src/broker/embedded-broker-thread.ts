@@ -33,9 +33,13 @@ interface UnitAcl {
 const UNIT_PUBLISH_LEAVES = ['state', 'responses', 'status'];
 const UNIT_SUBSCRIBE_LEAF = 'commands';
 const unitTopicPrefix = (username: string) => `fleetgate/v1/units/${username}/`;
-// A unit id gets this many wrong passwords per window; beyond, logins are refused without a
-// password check, so a guessing flood costs no scrypt time.
+// Guessing is throttled per source address, never per unit id alone: a unit id gets this many
+// wrong passwords per window from one address, and one address this many over all unit ids;
+// beyond, logins from that address are refused without a password check (a guessing flood
+// costs no scrypt time). The unit that knows its password, connecting from its own address, is
+// never refused: knowing a unit id is not enough to keep a unit offline.
 const MAX_FAILED_LOGINS = 10;
+const MAX_FAILED_LOGINS_PER_SOURCE = 100;
 const FAILED_LOGIN_WINDOW_MS = 60_000;
 const MAX_TRACKED_FAILURES = 100_000;
 
@@ -92,25 +96,34 @@ const aclFor = (username: string): UnitAcl => {
   };
 };
 
-/** Failed logins per username in the current window: guessing is throttled before scrypt runs. */
+/** Failed logins in the current window, by `source` and by `source|username`. */
 const failures = new Map<string, { count: number; windowEnds: number }>();
-const checkUnit = async (username: string, password: string): Promise<boolean> => {
+const throttled = (key: string, max: number, now: number): boolean => {
+  const failed = failures.get(key);
+  return failed !== undefined && failed.windowEnds > now && failed.count >= max;
+};
+const countFailure = (key: string, now: number): void => {
+  if (failures.size >= MAX_TRACKED_FAILURES) failures.clear();
+  const failed = failures.get(key);
+  const current = failed && failed.windowEnds > now ? failed : { count: 0, windowEnds: now + FAILED_LOGIN_WINDOW_MS };
+  current.count++;
+  failures.set(key, current);
+};
+const checkUnit = async (username: string, password: string, source: string): Promise<boolean> => {
   const now = Date.now();
   const hit = authCache.get(username);
   const d = digest(password);
   if (hit && hit.expires > now && timingSafeEqual(hit.digest, d)) return true;
-  const failed = failures.get(username);
-  if (failed && failed.windowEnds > now && failed.count >= MAX_FAILED_LOGINS) return false;
+  const pair = `${source}|${username}`;
+  if (throttled(pair, MAX_FAILED_LOGINS, now) || throttled(source, MAX_FAILED_LOGINS_PER_SOURCE, now)) return false;
   const ok = await authenticateUnit(username, password);
   if (ok) {
     authCache.set(username, { digest: d, expires: Date.now() + data.authCacheTtlMs });
-    failures.delete(username);
+    failures.delete(pair);
   } else {
-    authCache.delete(username);
-    if (failures.size >= MAX_TRACKED_FAILURES) failures.clear();
-    const current = failed && failed.windowEnds > now ? failed : { count: 0, windowEnds: now + FAILED_LOGIN_WINDOW_MS };
-    current.count++;
-    failures.set(username, current);
+    // Not authCache.delete: a wrong guess must not make the unit's own next login slower.
+    countFailure(pair, now);
+    countFailure(source, now);
   }
   return ok;
 };
@@ -135,7 +148,8 @@ const broker = await Aedes.createBroker({
     if (client.id !== user) return done(authError('client id must equal the username', 2), false);
     // Clean session only: the broker must never hold commands for an offline unit (SPEC §1).
     if (!client.clean) return done(authError('units must connect with a clean session', 5), false);
-    checkUnit(user, pass).then(
+    const source = (client.conn as { remoteAddress?: string } | undefined)?.remoteAddress ?? '';
+    checkUnit(user, pass, source).then(
       (ok) => {
         if (!ok) return done(authError('bad username or password', 4), false);
         acls.set(client, aclFor(user));

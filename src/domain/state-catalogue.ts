@@ -21,7 +21,8 @@ const LOCK = ['LOCKED', 'UNLOCKED'] as const;
 export const STATE_CATALOGUE = [
   {
     name: 'mileage_in_kilometers',
-    type: { kind: 'number', minimum: 0, unit: 'km' },
+    // Plausible for any road vehicle; a unit's overflowing counter (4,294,967.3 km) is not.
+    type: { kind: 'number', minimum: 0, maximum: 2_000_000, unit: 'km' },
     description: 'Odometer reading.',
   },
   {
@@ -31,7 +32,7 @@ export const STATE_CATALOGUE = [
   },
   {
     name: 'remaining_range_in_kilometers',
-    type: { kind: 'number', minimum: 0, unit: 'km' },
+    type: { kind: 'number', minimum: 0, maximum: 5_000, unit: 'km' },
     description: 'Estimated remaining range.',
   },
   {
@@ -156,6 +157,13 @@ export function parseTimestamp(text: string): { ms: number; iso: string } | unde
 }
 
 /**
+ * Capture timestamps fleetgate accepts, around the time a value arrives: up to 5 minutes ahead
+ * (clock skew) and up to 366 days back (a unit that was offline sends its buffered records
+ * late). Outside it, the value is refused (docs/vehicle-state.md).
+ */
+export const STATE_TIMESTAMP_WINDOW = { pastMs: 366 * 24 * 3600_000, futureMs: 5 * 60_000 } as const;
+
+/**
  * Validates untrusted state input (device payloads, vendor JSON after translation) against the
  * catalogue. Returns only the valid, known properties normalised to millisecond ISO timestamps,
  * and the names of what was dropped, so a malformed report never corrupts stored state.
@@ -166,8 +174,10 @@ export function sanitizeState(input: unknown, now: Date = new Date()): { state: 
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     return { state, rejected: ['<state is not an object>'] };
   }
-  // Units with a wrong clock must not pin a property forever with a far-future timestamp.
-  const latest = now.getTime() + 5 * 60_000;
+  // Units with a wrong clock must not pin a property forever with a far-future timestamp, nor
+  // store a reset clock's 0001-01-01 or 1970 (STATE_TIMESTAMP_WINDOW).
+  const latest = now.getTime() + STATE_TIMESTAMP_WINDOW.futureMs;
+  const earliest = now.getTime() - STATE_TIMESTAMP_WINDOW.pastMs;
   for (const [name, entry] of Object.entries(input)) {
     const def = BY_NAME.get(name);
     const e = entry as Partial<StateValue> | null;
@@ -176,7 +186,7 @@ export function sanitizeState(input: unknown, now: Date = new Date()): { state: 
       continue;
     }
     const parsed = parseTimestamp(e.timestamp);
-    if (parsed === undefined || parsed.ms > latest || !isValidStateValue(def, e.value)) {
+    if (parsed === undefined || parsed.ms > latest || parsed.ms < earliest || !isValidStateValue(def, e.value)) {
       rejected.push(name);
       continue;
     }

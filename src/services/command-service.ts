@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { COMBINED_STEPS, type CommandName, commandToPath } from '../domain/commands.js';
 import { PROBLEMS, ProblemError, type ProblemKey, problems } from '../domain/problems.js';
 import { acceptState, filterState, type VehicleState } from '../domain/state-catalogue.js';
@@ -6,6 +6,7 @@ import type { Vehicle } from '../domain/vehicle.js';
 import type { CommandCompletion, CommandRecord, CommandStep, Store } from '../store/store.js';
 import type { CommandOutcome, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
+import { CompletionWriter } from './completion-writer.js';
 import type { EventBus } from './event-bus.js';
 import { type CommandFailure, commandStatus, outcomeToFailure } from './outcome-problem.js';
 import type { VehicleService } from './vehicle-service.js';
@@ -13,6 +14,11 @@ import type { VehicleService } from './vehicle-service.js';
 export interface CommandServiceOptions {
   timeoutMs: number;
   instanceId: string;
+  /**
+   * Writes each command's last records, keeping them while the database is unreachable
+   * (default: one of its own that does not log).
+   */
+  completions?: CompletionWriter;
 }
 
 /** What a command answered: the state on success, else a problem. Stored for idempotent replays. */
@@ -47,7 +53,11 @@ export class CommandService {
     private readonly vehicles: VehicleService,
     private readonly events: EventBus,
     private readonly options: CommandServiceOptions,
-  ) {}
+  ) {
+    this.completions = options.completions ?? new CompletionWriter(store, pino({ enabled: false }));
+  }
+
+  private readonly completions: CompletionWriter;
 
   async execute(
     principal: Principal,
@@ -250,7 +260,12 @@ export class CommandService {
           state = { ...state, ...outcome.state };
           continue;
         }
-        failure = outcomeToFailure(outcome, { vehicleId: vehicle.vehicle_id, step, timeoutMs: this.options.timeoutMs });
+        failure = outcomeToFailure(outcome, {
+          vehicleId: vehicle.vehicle_id,
+          step,
+          timeoutMs: this.options.timeoutMs,
+          stopped: this.stopped,
+        });
         steps[i] = { command: step, outcome: 'FAILED', problem_type: failure.key, detail: failure.detail };
         break;
       }
@@ -292,9 +307,11 @@ export class CommandService {
       }
       if (ctx.idempotencyKey !== undefined) {
         const code = failure === undefined ? 200 : PROBLEMS[failure.key].status;
-        await this.store
-          .completeIdempotencyKey(vehicle.fleet_id, ctx.idempotencyKey, code, result)
-          .catch((e: unknown) => ctx.logger.error({ err: e }, 'storing the idempotent result failed'));
+        await this.completions.storeResult(
+          ctx.flowId,
+          { fleetId: vehicle.fleet_id, key: ctx.idempotencyKey, statusCode: code, response: result },
+          ctx.logger,
+        );
       }
       this.events.emit({
         type: 'command.finished',
@@ -379,9 +396,9 @@ export class CommandService {
 
   /**
    * Finishes the record and merges what the unit reported (validated against the catalogue and
-   * the vehicle's capabilities); returns the full merged state. When the store fails, the vehicle
-   * still acted: the answer is given from what it reported, and the record ends OUTCOME_UNKNOWN
-   * by expiry.
+   * the vehicle's capabilities); returns the full merged state. When the database is unreachable,
+   * the vehicle still acted: the answer is given from what it reported, and the completion
+   * writer records it once the database is back (completion-writer.ts), so record and answer agree.
    */
   private async complete(
     vehicle: Vehicle,
@@ -391,9 +408,9 @@ export class CommandService {
     logger: Logger,
   ): Promise<VehicleState> {
     const { state: allowed, rejected } = acceptState(reported, vehicle.capabilities.vehicle_state);
-    if (rejected.length > 0) logger.warn({ rejected }, 'dropped invalid state properties from command answer');
+    this.vehicles.rejectedState.report(vehicle.vehicle_id, rejected, 'a command answer', logger);
     try {
-      return await this.store.completeCommand(flowId, completion, vehicle.vehicle_id, allowed);
+      return await this.completions.complete(flowId, completion, vehicle.vehicle_id, allowed, logger);
     } catch (e) {
       logger.error({ err: e }, 'recording the command outcome failed; answering with the reported state');
       return allowed;
@@ -414,6 +431,11 @@ export class CommandService {
 
   get running(): number {
     return this.inFlight.size;
+  }
+
+  /** True from the first stop signal on (readiness answers 503: SPEC §7). */
+  get isDraining(): boolean {
+    return this.draining;
   }
 
   /**

@@ -10,6 +10,8 @@ export type DomainEvent =
       flow_id?: string;
     }
   | { type: 'vehicle.state'; vehicle_id: string; fleet_id: string }
+  /** State values a unit reported that the catalogue refused (counted in metrics). */
+  | { type: 'state.rejected'; vehicle_id: string; properties: string[] }
   | { type: 'vehicle.setup'; vehicle_id: string }
   | { type: 'vehicle.life'; vehicle_id: string; online: boolean }
   | {

@@ -16,6 +16,8 @@ export interface FailureContext {
   vehicleId: string;
   step: CommandName;
   timeoutMs: number;
+  /** The instance was stopped (a second SIGTERM) and ended the command before its budget. */
+  stopped?: boolean;
 }
 
 /**
@@ -25,7 +27,7 @@ export interface FailureContext {
  */
 export function outcomeToFailure(
   outcome: Exclude<CommandOutcome, { kind: 'succeeded' }>,
-  { vehicleId: id, step, timeoutMs }: FailureContext,
+  { vehicleId: id, step, timeoutMs, stopped }: FailureContext,
 ): CommandFailure {
   const path = commandToPath(step);
   switch (outcome.kind) {
@@ -44,6 +46,7 @@ export function outcomeToFailure(
         extensions: { delivery: 'NOT_DELIVERED' },
       };
     case 'no-answer':
+      if (stopped) return stoppedFailure(id, outcome.delivered);
       return outcome.delivered
         ? {
             key: 'vehicle/no-connection',
@@ -96,4 +99,20 @@ export function outcomeToFailure(
 export function commandStatus(failure: CommandFailure | undefined): 'SUCCEEDED' | 'FAILED' | 'OUTCOME_UNKNOWN' {
   if (failure === undefined) return 'SUCCEEDED';
   return failure.delivery === 'DELIVERED_OUTCOME_UNKNOWN' ? 'OUTCOME_UNKNOWN' : 'FAILED';
+}
+
+/**
+ * A command ended by a forced stop (a second SIGTERM): it says so, and how far it got, rather
+ * than blaming the vehicle for a budget it never used up (docs/deploy.md).
+ */
+function stoppedFailure(id: string, delivered: boolean): CommandFailure {
+  const delivery: Delivery = delivered ? 'DELIVERED_OUTCOME_UNKNOWN' : 'NOT_DELIVERED';
+  return {
+    key: 'vehicle/no-connection',
+    delivery,
+    detail: delivered
+      ? `The fleetgate instance executing the command was stopped before the vehicle '${id}' reported its outcome. Request the vehicle state before retrying.`
+      : `The fleetgate instance executing the command was stopped before the command reached the vehicle '${id}'; it will not be delivered later.`,
+    extensions: { delivery },
+  };
 }

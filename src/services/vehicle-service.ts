@@ -9,6 +9,7 @@ import { type Store, StoreConflictError, type VehiclePatch } from '../store/stor
 import type { AdapterVehicleModel, SetupResult, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
 import type { EventBus } from './event-bus.js';
+import { RejectedStateLog } from './rejected-state.js';
 import { UnitDirectory } from './unit-directory.js';
 
 export interface AddVehicleInput {
@@ -72,8 +73,12 @@ export class VehicleService {
     /** Key of the unit password hashes (lib/secrets keyedHash), derived from the master secret. */
     private readonly unitPasswordKey: Buffer,
   ) {
+    this.rejectedState = new RejectedStateLog(events, logger);
     this.units = new UnitDirectory(store);
   }
+
+  /** Refused state values, counted and logged at a bounded rate (also for command answers). */
+  readonly rejectedState: RejectedStateLog;
 
   /** The adapter and model of a vehicle; a model missing from the catalogue is a bug. */
   modelOf(vehicle: Pick<Vehicle, 'telematics_brand' | 'vehicle_model_id'>): {
@@ -326,12 +331,7 @@ export class VehicleService {
     const vehicle = await this.store.findVehicleByUnit(brand, unitId);
     if (!vehicle) return undefined;
     const { state: allowed, rejected } = acceptState(raw, vehicle.capabilities.vehicle_state);
-    if (rejected.length > 0) {
-      this.logger.warn(
-        { vehicle_id: vehicle.vehicle_id, rejected },
-        'dropped invalid state properties from unit report',
-      );
-    }
+    this.rejectedState.report(vehicle.vehicle_id, rejected, 'a unit report');
     if (Object.keys(allowed).length === 0) return undefined;
     const merged = await this.store.mergeState(vehicle.vehicle_id, allowed);
     this.events.emit({ type: 'vehicle.state', vehicle_id: vehicle.vehicle_id, fleet_id: vehicle.fleet_id });

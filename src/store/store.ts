@@ -91,12 +91,15 @@ export interface CommandRecord {
 }
 
 /**
- * What a command expired by `expireCommands` records (its owner died before it finished; the
- * outcome is unknown, SPEC §1): written here once, passed to each engine's statement.
+ * What a command expired by `expireCommands` records: it says only what is known. Its instance may
+ * have stopped, or could not write the outcome yet (the database was unreachable); a completion
+ * written later replaces it (the precedence rule at Store.completeCommand). Written here once,
+ * passed to each engine's statement.
  */
 export const EXPIRED_COMMAND = {
   problem_type: 'vehicle/no-connection',
-  detail: 'The instance handling the command stopped before it finished.',
+  detail:
+    'No outcome was recorded for this command by its deadline (the instance executing it stopped, or could not reach the database); the command may have reached the vehicle. Request the vehicle state before retrying.',
 } as const;
 
 export interface CommandCompletion {
@@ -320,11 +323,18 @@ export interface Store {
    * condition failed or another command is in flight.
    */
   startCommand(record: Omit<CommandRecord, 'adapter'>): Promise<{ vehicle: Vehicle | undefined; begun: boolean }>;
+  /**
+   * Finishes a record. Precedence: a completion writes a record that is IN_FLIGHT or that
+   * expireCommands ended as OUTCOME_UNKNOWN meanwhile (the real outcome, written late because
+   * the database was unreachable, wins over the expiry); a record already finished by a
+   * completion is never changed again.
+   */
   finishCommand(flowId: string, completion: CommandCompletion): Promise<void>;
   /**
-   * Finishes the record and merges the state the unit answered with, in one step (one commit;
-   * on PostgreSQL one round trip), then returns the vehicle's full merged state. The command
-   * path's last write: fewer round trips per command (docs/performance.md).
+   * Finishes the record (with finishCommand's precedence) and merges the state the unit answered
+   * with, in one step (one commit; on PostgreSQL one round trip), then returns the vehicle's full
+   * merged state. The command path's last write: fewer round trips per command
+   * (docs/performance.md).
    */
   completeCommand(
     flowId: string,
@@ -342,7 +352,10 @@ export interface Store {
   getCommand(flowId: string): Promise<CommandRecord | undefined>;
   /** Newest first; `before` is a flow_id cursor from the previous page. */
   listCommands(vehicleId: string, limit: number, before?: string): Promise<CommandRecord[]>;
-  /** Marks IN_FLIGHT records whose deadline passed before `now` as OUTCOME_UNKNOWN. */
+  /**
+   * Marks IN_FLIGHT records whose deadline passed before `now` as OUTCOME_UNKNOWN with
+   * EXPIRED_COMMAND.detail; never touches a finished record.
+   */
   expireCommands(now: string): Promise<number>;
 
   /** Claims the key; when it exists already, returns the existing record instead. */

@@ -867,6 +867,32 @@ export function storeContract(name: string, factory: StoreFactory): void {
         // The vehicle is free again.
         expect(await s.beginCommand(command(v))).toBe(true);
       });
+
+      it('lets a late completion win over a deadline expiry, never over another completion', async () => {
+        // Its own era, as above: expireCommands is database-wide.
+        const s = store;
+        const E = Date.UTC(1992, 0, 1);
+        const v = vehicle();
+        await s.insertVehicle(v);
+        const late = command(v, { requested_at: at(E), deadline_at: at(E + 15_000) });
+        await s.beginCommand(late);
+        // At least this one (the test above leaves an earlier era's record in flight).
+        expect(await s.expireCommands(at(E + 20_000))).toBeGreaterThanOrEqual(1);
+        const expired = await s.getCommand(late.flow_id);
+        // The expiry says only what is known: no claim that an instance stopped.
+        expect(expired?.detail).not.toMatch(/stopped before it finished/);
+        expect(expired?.detail).toMatch(/could not reach the database/);
+        // The outcome written once the database was back replaces the expiry's guess.
+        const real = { ...succeeded(300), completed_at: at(E + 900), duration_ms: 900 };
+        await s.completeCommand(late.flow_id, real, v.vehicle_id, {
+          central_lock: { timestamp: at(E + 800), value: 'UNLOCKED' },
+        });
+        expect(await s.getCommand(late.flow_id)).toEqual({ ...late, ...real });
+        // A completion never overwrites another one, nor does an expiry.
+        await s.finishCommand(late.flow_id, { ...real, status: 'FAILED', problem_type: 'telematics-unit/error' });
+        expect(await s.expireCommands(at(E + 60_000))).toBe(0);
+        expect(await s.getCommand(late.flow_id)).toEqual({ ...late, ...real });
+      });
     });
 
     // SPEC §8: every change writes its events in the same transaction (the outbox).

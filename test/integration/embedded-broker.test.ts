@@ -98,6 +98,32 @@ describe('embedded MQTT broker (SPEC §5: devices authenticate too)', () => {
     await expect(unit('unit-guessed')).rejects.toThrow(/Bad username or password/i);
   });
 
+  // Issue 21 item 3: throttling must not let anyone who knows a unit id keep the unit offline.
+  it('throttles guessing per source address: the unit connecting from its own address still gets in', async () => {
+    const fromSource = (localAddress: string, password: string) =>
+      new Promise<MqttClient>((resolve, reject) => {
+        const client = new mqtt.MqttClient(() => net.connect({ host: '127.0.0.1', port: broker.port, localAddress }), {
+          clientId: 'unit-b',
+          username: 'unit-b',
+          password,
+          clean: true,
+          reconnectPeriod: 0,
+          protocolVersion: 4,
+        });
+        clients.push(client);
+        client.once('connect', () => resolve(client));
+        client.once('error', reject);
+      });
+    // An attacker at 127.0.0.3 guesses unit-b's password until it is throttled...
+    for (let i = 0; i < 15; i++) {
+      await expect(fromSource('127.0.0.3', `guess-${i}`)).rejects.toThrow(/Bad username or password/i);
+    }
+    await expect(fromSource('127.0.0.3', 'secret-b')).rejects.toThrow(/Bad username or password/i);
+    // ...while the unit itself, from its own address, logs in at once.
+    const b = await fromSource('127.0.0.4', 'secret-b');
+    expect(b.connected).toBe(true);
+  });
+
   it('refuses a unit whose client id is not its username', async () => {
     await expect(
       connect({ clientId: 'unit-b', username: 'unit-a', password: 'secret-a', clean: true }),

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { ProblemError } from '../../domain/problems.js';
 import { SCOPE_DESCRIPTIONS, SCOPES } from '../../services/auth-service.js';
+import { LoginThrottle } from '../../services/login-throttle.js';
 import { PROBLEM_CONTENT_TYPE } from '../problem-response.js';
 import { publicBase } from '../public-base.js';
 import { Problem, problemResponses, TokenResponse } from '../schemas.js';
@@ -64,6 +65,7 @@ const AuthorizationServerMetadata = Type.Object(
 /** SPEC §5: OAuth2 client credentials (RFC 6749 §4.4); HTTP Basic or the form body. */
 export function authRoutes(app: Api, deps: ApiDeps): void {
   const base = publicBase(deps.config, () => app.server);
+  const throttle = new LoginThrottle();
   app.post(
     TOKEN_PATH,
     {
@@ -125,7 +127,25 @@ export function authRoutes(app: Api, deps: ApiDeps): void {
         );
       }
       reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
-      return deps.auth.issueToken(clientId, secret, body.scope);
+      // Guessing is throttled per client id (per address, and over all addresses) as well as by
+      // the per-address rate limit above.
+      const wait = throttle.retryAfterSeconds(clientId, request.ip);
+      if (wait > 0) {
+        throw new ProblemError(
+          'too-many-requests',
+          `Too many failed attempts for this client; retry in ${wait} s.`,
+          { error: 'temporarily_unavailable' },
+          { 'Retry-After': String(wait) },
+        );
+      }
+      try {
+        const token = await deps.auth.issueToken(clientId, secret, body.scope);
+        throttle.succeeded(clientId, request.ip);
+        return token;
+      } catch (e) {
+        if (e instanceof ProblemError && e.key === 'invalid-credentials') throttle.failed(clientId, request.ip);
+        throw e;
+      }
     },
   );
 

@@ -111,6 +111,12 @@ type Queryable = Pick<pg.PoolClient, 'query'>;
 const ENCODE: ColumnEncoder = { time: (iso) => iso, json };
 
 /**
+ * The records a completion may still write (Store.completeCommand): one in flight, or one a
+ * deadline expiry ended as OUTCOME_UNKNOWN meanwhile — the real outcome wins over the expiry.
+ */
+const FINISHABLE_STATUSES = "('IN_FLIGHT', 'OUTCOME_UNKNOWN')";
+
+/**
  * Upserts state rows from `source` (columns vehicle_id, property, ts, value) of the vehicles
  * `vehicleIds` (a text[] expression): newer-or-equal timestamps win (SPEC §3). The ids let the
  * planner read only those vehicles' rows through the primary key: it estimates 100 rows for any
@@ -195,7 +201,8 @@ export const COMPLETE_COMMANDS_SQL = `WITH done AS (
    finished AS (
      UPDATE commands c SET status = d.status, problem_type = d.problem_type, detail = d.detail,
        delivery = d.delivery, steps = d.steps, completed_at = d.completed_at, duration_ms = d.duration_ms
-     FROM done d WHERE c.flow_id = d.flow_id AND c.flow_id = ANY($3::text[]) RETURNING c.*),
+     FROM done d WHERE c.flow_id = d.flow_id AND c.flow_id = ANY($3::text[])
+       AND c.status IN ${FINISHABLE_STATUSES} RETURNING c.*),
    merged AS (
    ${upsertState('jsonb_to_recordset($2::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)', '$4::text[]')}),
    ${eventCtes('$5', '$4::text[]', true)}
@@ -310,6 +317,12 @@ export class PostgresStore implements Store {
       throw isConnectionError(err) ? new StoreUnavailableError(err) : err;
     }
     let broken = false;
+    // A checked-out connection that the server ends (PostgreSQL stopping: 57P01) emits 'error';
+    // unheard, it would crash the process. The statement in progress fails on its own.
+    const onError = (): void => {
+      broken = true;
+    };
+    client.on('error', onError);
     try {
       await this.q('BEGIN', [], client);
       const out = await fn(client);
@@ -320,6 +333,7 @@ export class PostgresStore implements Store {
       if (!broken) await client.query('ROLLBACK').catch(() => (broken = true));
       throw err;
     } finally {
+      client.off('error', onError);
       // `true` destroys the connection instead of returning a dead one to the pool.
       client.release(broken);
     }
@@ -1158,7 +1172,8 @@ export class PostgresStore implements Store {
           SET status = 'OUTCOME_UNKNOWN', delivery = 'DELIVERED_OUTCOME_UNKNOWN',
               problem_type = COALESCE(problem_type, $2), detail = COALESCE(detail, $3),
               completed_at = $1,
-              duration_ms = GREATEST(0, round(extract(epoch FROM ($1::timestamptz - requested_at)) * 1000))::integer
+              -- Capped: a record left in flight for weeks must not overflow the integer column.
+              duration_ms = LEAST(2147483647, GREATEST(0, round(extract(epoch FROM ($1::timestamptz - requested_at)) * 1000)))::integer
         WHERE status = 'IN_FLIGHT' AND deadline_at < $1 RETURNING *`,
         [now, EXPIRED_COMMAND.problem_type, EXPIRED_COMMAND.detail],
         c,
@@ -1227,7 +1242,7 @@ function stateFromRows(rows: Row[]): VehicleState {
 
 /** Finishes one command's record: parameters from finishCommandValues. */
 const FINISH_COMMAND_SQL = `UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = $5,
-  steps = $6::jsonb, completed_at = $7, duration_ms = $8 WHERE flow_id = $1`;
+  steps = $6::jsonb, completed_at = $7, duration_ms = $8 WHERE flow_id = $1 AND status IN ${FINISHABLE_STATUSES}`;
 
 function finishCommandValues(flowId: string, c: CommandCompletion): unknown[] {
   return [

@@ -871,7 +871,7 @@ export class SqliteStore implements Store {
   private updateCommand(flowId: string, c: CommandCompletion): EventEnvelope[] {
     const r = this.prepare(
       `UPDATE commands SET status = ?, problem_type = ?, detail = ?, delivery = ?, steps = ?, completed_at = ?,
-             duration_ms = ? WHERE flow_id = ? RETURNING *`,
+             duration_ms = ? WHERE flow_id = ? AND status IN ('IN_FLIGHT', 'OUTCOME_UNKNOWN') RETURNING *`,
     ).get(
       c.status,
       c.problem_type,

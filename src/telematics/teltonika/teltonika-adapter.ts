@@ -28,6 +28,8 @@ export interface TeltonikaAdapterOptions {
   frameTimeoutMs?: number;
   maxConnections?: number;
   maxUnauthenticated?: number;
+  /** Handshakes in progress from one source address (docs/teltonika.md). */
+  maxUnauthenticatedPerSource?: number;
   /** How long to wait for the instance holding a unit to accept a routed command. */
   routeAcceptTimeoutMs?: number;
   staleAnswerWindowMs?: number;
@@ -42,6 +44,9 @@ const DEFAULTS = {
   // STACK.md: each process may open 20,000 files; leave room for the database, broker and HTTP.
   maxConnections: 15_000,
   maxUnauthenticated: 512,
+  // A login takes one round trip; 32 at once from one address leaves room for units behind a
+  // shared NAT logging in together after an outage, and 480 handshake slots for everyone else.
+  maxUnauthenticatedPerSource: 32,
   routeAcceptTimeoutMs: 2_000,
 };
 
@@ -133,6 +138,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
       port: Number(ctx.settings.port ?? 0),
       maxConnections: o.maxConnections,
       maxUnauthenticated: o.maxUnauthenticated,
+      maxUnauthenticatedPerSource: o.maxUnauthenticatedPerSource,
       logger: this.logger,
       session: {
         handshakeTimeoutMs: o.handshakeTimeoutMs,

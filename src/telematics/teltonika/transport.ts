@@ -17,6 +17,11 @@ export interface TransportOptions {
   maxConnections: number;
   /** Connections still in the handshake; beyond it new connections are closed at once. */
   maxUnauthenticated: number;
+  /**
+   * Connections in the handshake from one source address: one source (600 idle sockets) cannot
+   * take the whole handshake budget and keep every other unit from logging in.
+   */
+  maxUnauthenticatedPerSource: number;
   session: SessionOptions;
   logger?: Logger;
   /** Called for every new session before it starts reading. */
@@ -33,10 +38,21 @@ export interface TeltonikaTransport {
 export async function startTeltonikaTransport(options: TransportOptions): Promise<TeltonikaTransport> {
   const sessions = new Set<TeltonikaSession>();
   let unauthenticated = 0;
+  const pendingBySource = new Map<string, number>();
 
   const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, (socket) => {
     if (unauthenticated >= options.maxUnauthenticated) {
       options.logger?.warn({ remote: socket.remoteAddress }, 'teltonika: too many connections in handshake; refused');
+      socket.destroy();
+      return;
+    }
+    const source = socket.remoteAddress ?? '';
+    const pending = pendingBySource.get(source) ?? 0;
+    if (pending >= options.maxUnauthenticatedPerSource) {
+      options.logger?.warn(
+        { remote: source },
+        'teltonika: too many connections in handshake from this address; refused',
+      );
       socket.destroy();
       return;
     }
@@ -45,9 +61,15 @@ export async function startTeltonikaTransport(options: TransportOptions): Promis
     const session = new TeltonikaSession(socket, options.session);
     sessions.add(session);
     unauthenticated++;
+    pendingBySource.set(source, pending + 1);
     let counted = true;
     const uncount = (): void => {
-      if (counted) unauthenticated--;
+      if (counted) {
+        unauthenticated--;
+        const left = (pendingBySource.get(source) ?? 1) - 1;
+        if (left > 0) pendingBySource.set(source, left);
+        else pendingBySource.delete(source);
+      }
       counted = false;
     };
     session.once('online', uncount);
