@@ -682,7 +682,7 @@ export function apiScenarios(name: string, start: StartHarness): void {
         expect((await h.request('GET', '/health/live')).status).toBe(200);
         const ready = await h.request('GET', '/health/ready');
         expect(ready.status).toBe(200);
-        expect(ready.body.checks).toEqual({ database: 'ok', broker: 'ok' });
+        expect(ready.body.checks).toEqual({ instance: 'ok', database: 'ok', broker: 'ok' });
         const metrics = await h.request('GET', '/metrics');
         expect(metrics.text).toContain('fleetgate_http_request_duration_seconds');
         expect(metrics.text).toContain('fleetgate_command_duration_seconds');
