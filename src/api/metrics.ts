@@ -21,7 +21,7 @@ const COUNT_TTL_MS = 10_000;
 const DEPENDENCY_CHECK_TIMEOUT_MS = 2_000;
 const TOKEN_ROUTE = '/auth/oauth/token';
 
-/** Prometheus metrics of one instance (SPEC §7 /metrics). */
+/** Prometheus metrics of one instance. */
 export class Metrics {
   readonly registry = new Registry();
   private readonly httpDuration = new Histogram({

@@ -13,7 +13,7 @@ export type PublicBase = string | (() => string);
 
 const resolveBase = (base: PublicBase): string => (typeof base === 'function' ? base() : base);
 
-/** The problem document (SPEC §2, RFC 9457): extension members first, fixed members win. */
+/** The problem document (RFC 9457): extension members first, fixed members win. */
 export function problemBody(
   base: PublicBase,
   key: ProblemKey,
@@ -47,7 +47,7 @@ export function retryAfterHeader(key: ProblemKey, extensions: Record<string, unk
   return undefined;
 }
 
-/** Renders one problem (SPEC §2): the fixed members, then extension members. */
+/** Renders one problem: the fixed members, then extension members. */
 export function sendProblem(
   request: FastifyRequest,
   reply: FastifyReply,

@@ -18,7 +18,7 @@ export const VehicleIdParam = Type.Object({
 
 export const CommandParams = Type.Object({
   vehicle_id: VehicleIdParam.properties.vehicle_id,
-  // An unknown name fails this and answers 404 (SPEC §1): path parameters name resources.
+  // An unknown name fails this and answers 404: path parameters name resources.
   command: Type.Enum(COMMANDS.map(commandToPath), { description: 'The command in kebab-case.' }),
 });
 

@@ -79,7 +79,7 @@ declare module 'fastify' {
     principal?: Principal;
   }
   interface FastifyContextConfig {
-    /** The scope a route needs (SPEC §5); routes without it are public. */
+    /** The scope a route needs; routes without it are public. */
     scope?: Scope;
   }
 }
@@ -114,7 +114,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
   });
   const app = Fastify({
     loggerInstance: httpLogger,
-    // SPEC §2: every response and log line carries the flow id; a caller's own UUID is kept.
+    // Every response and log line carries the flow id; a caller's own UUID is kept.
     genReqId: (req) => {
       const given = req.headers['x-flow-id'];
       return isUuid(given) ? given : randomUUID();

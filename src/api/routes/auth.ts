@@ -62,7 +62,7 @@ const AuthorizationServerMetadata = Type.Object(
   { additionalProperties: true, description: 'RFC 8414 authorization server metadata.' },
 );
 
-/** SPEC §5: OAuth2 client credentials (RFC 6749 §4.4); HTTP Basic or the form body. */
+/** OAuth2 client credentials (RFC 6749 §4.4); HTTP Basic or the form body. */
 export function authRoutes(app: Api, deps: ApiDeps): void {
   const base = publicBase(deps.config, () => app.server);
   const throttle = new LoginThrottle();

@@ -7,7 +7,7 @@ const ClientIdParam = Type.Object({ client_id: Type.String({ pattern: '^[A-Za-z0
 const errors = scopedProblemResponses(404);
 const security: Array<Record<string, string[]>> = [{ bearer: [] }, { consoleSession: [] }];
 
-/** SPEC §5: the fleet's API clients; scope `admin`. A secret is shown once, when created. */
+/** The fleet's API clients; scope `admin`. A secret is shown once, when created. */
 export function clientRoutes(app: Api, { auth }: ApiDeps): void {
   app.get(
     '/clients',

@@ -23,7 +23,7 @@ const IdempotencyHeaders = Type.Object({
 
 const CommandBody = Type.Object({}, { additionalProperties: false, description: 'Empty, or `{}`.' });
 
-/** SPEC §1: the Vehicle Commands API. */
+/** The Vehicle Commands API. */
 export function commandRoutes(app: Api, { commands, config }: ApiDeps): void {
   app.post(
     '/vehicles/:vehicle_id/commands/:command',

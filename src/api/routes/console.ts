@@ -10,7 +10,7 @@ interface Built extends ConsoleBundle {
 const escapeJsonForHtml = (value: unknown): string => JSON.stringify(value).replace(/</g, '\\u003c');
 
 /**
- * SPEC §9: the console at /console, served by fleetgate itself. It is a client of the public API
+ * The console at /console, served by fleetgate itself. It is a client of the public API
  * (same routes, problems and event stream as any integrator); this only serves its page and assets.
  */
 export function consoleRoutes(app: Api, { config }: ApiDeps): void {

@@ -35,7 +35,7 @@ const Filters = {
 const Cursor = Type.String({ maxLength: 64, description: 'A `next_cursor` (or an SSE `id`) from an earlier read.' });
 const errors = scopedProblemResponses(410);
 
-/** SPEC §8: pull (`GET /events`) and Server-Sent Events (`GET /events/stream`). */
+/** Pull (`GET /events`) and Server-Sent Events (`GET /events/stream`). */
 export function eventRoutes(app: Api, { events }: ApiDeps): void {
   // Open streams and long polls end when the server closes (graceful stop).
   const shutdown = new AbortController();

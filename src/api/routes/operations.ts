@@ -6,7 +6,7 @@ import type { Api, ApiDeps } from '../server.js';
 
 const Health = Type.Object({ status: Type.String(), checks: Type.Optional(Type.Record(Type.String(), Type.String())) });
 
-/** SPEC §7: liveness, readiness (database and broker reachable) and Prometheus metrics. */
+/** Liveness, readiness (database and broker reachable) and Prometheus metrics. */
 export function operationsRoutes(app: Api, { readiness, metrics, config }: ApiDeps): void {
   app.get(
     '/health/live',

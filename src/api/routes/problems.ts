@@ -13,7 +13,7 @@ function page(title: string, body: string): string {
 }
 
 /**
- * SPEC §2: `type_documentation` points at a page fleetgate serves itself. The pages are made from
+ * `type_documentation` points at a page fleetgate serves itself. The pages are made from
  * the problem catalogue, so every type has one and none is stale.
  */
 export function problemRoutes(app: Api, _deps: ApiDeps): void {

@@ -15,7 +15,7 @@ const SessionView = Type.Object({
   scopes: Type.Array(Type.String()),
 });
 
-/** SPEC §9: people sign in to the console with email and password; the session lives in a cookie. */
+/** People sign in to the console with email and password; the session lives in a cookie. */
 export function sessionRoutes(app: Api, { users }: ApiDeps): void {
   app.post(
     '/auth/session',

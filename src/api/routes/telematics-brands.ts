@@ -11,7 +11,7 @@ const Brand = Type.Object({
   vehicle_model_count: Type.Integer(),
 });
 
-/** SPEC §4: the brands fleetgate speaks and the models each supports, with capabilities. */
+/** The brands fleetgate speaks and the models each supports, with capabilities. */
 export function telematicsBrandRoutes(app: Api, { adapters }: ApiDeps): void {
   app.get(
     '/telematics-brands',

@@ -6,7 +6,7 @@ const UserIdParam = Type.Object({ user_id: Type.String({ pattern: '^[A-Za-z0-9_-
 const errors = scopedProblemResponses(404);
 const security: Array<Record<string, string[]>> = [{ bearer: [] }, { consoleSession: [] }];
 
-/** SPEC §9: the fleet's console users; scope `admin` (the console's admin role). */
+/** The fleet's console users; scope `admin` (the console's admin role). */
 export function userRoutes(app: Api, { users }: ApiDeps): void {
   app.get(
     '/users',

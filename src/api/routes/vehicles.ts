@@ -12,7 +12,7 @@ import {
 } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
-/** SPEC §4: vehicle lifecycle and management, and SPEC §3: the latest known state. */
+/** Vehicle lifecycle and management, and the latest known state. */
 export function vehicleRoutes(app: Api, { vehicles }: ApiDeps): void {
   app.post(
     '/vehicles',
