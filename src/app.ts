@@ -140,6 +140,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
             port,
             logger,
             authenticateUnit: (username, password) => vehicles.authenticateUnit('FLEETGATE', username, password),
+            closedToUnits: true,
           }),
       );
       const started = broker;
@@ -168,6 +169,8 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       cleanups.push(() => adapter.stop());
       await vehicles.resumeSetups(adapter);
     }
+    // Units in only now: a unit's first report after a restart must find its adapter subscribed.
+    broker?.openToUnits();
 
     const readiness: ReadinessCheck[] = [
       {

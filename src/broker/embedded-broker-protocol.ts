@@ -18,7 +18,11 @@ export interface BrokerThreadData {
 
 /** API thread → broker thread. */
 export type ToBrokerThread =
-  | { type: 'authenticated'; id: number; ok: boolean; failed?: string }
+  /**
+   * A unit's login checked. `unavailable`: fleetgate is not ready for units yet (its adapters have
+   * not subscribed): CONNACK "server unavailable", and the unit tries again.
+   */
+  | { type: 'authenticated'; id: number; ok: boolean; failed?: string; unavailable?: true }
   | { type: 'provision-unit' | 'remove-unit'; id: number; username: string }
   | { type: 'close'; id: number };
 

@@ -69,10 +69,17 @@ const log = Object.fromEntries(
 let nextId = 1;
 const awaiting = new Map<number, (message: ToBrokerThread & { type: 'authenticated' }) => void>();
 
+/** Thrown while fleetgate is not ready for units: CONNACK "server unavailable", not an error. */
+class NotReadyForUnits extends Error {}
+
 function authenticateUnit(username: string, password: string): Promise<boolean> {
   const id = nextId++;
   return new Promise((resolve, reject) => {
-    awaiting.set(id, (answer) => (answer.failed ? reject(new Error(answer.failed)) : resolve(answer.ok)));
+    awaiting.set(id, (answer) => {
+      if (answer.unavailable) reject(new NotReadyForUnits('not ready for units yet'));
+      else if (answer.failed) reject(new Error(answer.failed));
+      else resolve(answer.ok);
+    });
     send({ type: 'authenticate', id, username, password });
   });
 }
@@ -156,7 +163,8 @@ const broker = await Aedes.createBroker({
         done(null, true);
       },
       (err: unknown) => {
-        log.error({ err: String(err), unit: user }, 'unit authentication failed with an error');
+        if (!(err instanceof NotReadyForUnits))
+          log.error({ err: String(err), unit: user }, 'unit authentication failed with an error');
         done(authError('server unavailable', 3), false);
       },
     );

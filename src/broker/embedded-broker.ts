@@ -19,6 +19,12 @@ export interface EmbeddedBroker {
   /** fleetgate's own account: full access. Random per start, never stored. */
   serviceCredentials: { username: string; password: string };
   provisioner: BrokerProvisioner;
+  /**
+   * Lets units log in. Until then every unit's CONNECT is answered "server unavailable" (units
+   * retry): a unit let in before the adapters subscribed would publish its first state report to
+   * no one, and QoS 0 reports without a subscriber are dropped (the reconnect storm lost them).
+   */
+  openToUnits(): void;
   close(): Promise<void>;
 }
 
@@ -30,6 +36,8 @@ export interface EmbeddedBrokerOptions {
   authenticateUnit: (username: string, password: string) => Promise<boolean>;
   /** How long a successful unit login is remembered, so reconnect storms skip scrypt. */
   authCacheTtlMs?: number;
+  /** Refuse units until openToUnits() (the server's start: adapters subscribe first). */
+  closedToUnits?: boolean;
 }
 
 const DEFAULT_AUTH_CACHE_TTL_MS = 5 * 60_000;
@@ -56,11 +64,15 @@ export class BrokerThreadHost {
   /** Once a thread listened, one that dies is started again (a failed first start is not). */
   private listened = false;
   private restarts: number[] = [];
+  /** Whether units may log in (EmbeddedBroker.openToUnits). */
+  unitsWelcome: boolean;
 
   constructor(
     private readonly data: BrokerThreadData,
     private readonly options: EmbeddedBrokerOptions,
-  ) {}
+  ) {
+    this.unitsWelcome = options.closedToUnits !== true;
+  }
 
   /** Starts the thread; resolves with the port it listens on. */
   start(): Promise<number> {
@@ -108,6 +120,15 @@ export class BrokerThreadHost {
   private onMessage(worker: Worker, message: Exclude<FromBrokerThread, { type: 'listening' | 'listen-failed' }>) {
     switch (message.type) {
       case 'authenticate':
+        if (!this.unitsWelcome) {
+          worker.postMessage({
+            type: 'authenticated',
+            id: message.id,
+            ok: false,
+            unavailable: true,
+          } satisfies ToBrokerThread);
+          return;
+        }
         this.options.authenticateUnit(message.username, message.password).then(
           (ok) => worker.postMessage({ type: 'authenticated', id: message.id, ok } satisfies ToBrokerThread),
           (err: unknown) =>
@@ -200,6 +221,9 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       provisionUnit: (username) => host.order({ type: 'provision-unit', username }),
       // Disconnects the unit; its last will is not published (the adapter clears its status).
       removeUnit: (username) => host.order({ type: 'remove-unit', username }),
+    },
+    openToUnits() {
+      host.unitsWelcome = true;
     },
     close() {
       closed ??= host.close();
