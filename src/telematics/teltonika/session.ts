@@ -80,8 +80,8 @@ export class TeltonikaSession extends EventEmitter<{
   private readonly timers = new Map<'handshake' | 'idle' | 'frame', NodeJS.Timeout>();
   private commandChain: Promise<unknown> = Promise.resolve();
   private pending: PendingAnswer | undefined;
-  /** Expiry times of commands that got no answer in time, oldest first. */
-  private staleAnswers: number[] = [];
+  /** Commands that got no answer in time, oldest first: until when a late answer is theirs. */
+  private staleAnswers: Array<{ until: number; onLate?: (text: string) => void }> = [];
 
   constructor(
     private readonly stream: Duplex,
@@ -173,9 +173,10 @@ export class TeltonikaSession extends EventEmitter<{
 
   private answer(text: string): void {
     const now = Date.now();
-    this.staleAnswers = this.staleAnswers.filter((until) => until > now);
-    if (this.staleAnswers.length > 0) {
-      this.staleAnswers.shift();
+    this.staleAnswers = this.staleAnswers.filter((stale) => stale.until > now);
+    const stale = this.staleAnswers.shift();
+    if (stale) {
+      stale.onLate?.(text);
       return;
     }
     const p = this.pending;
@@ -188,13 +189,14 @@ export class TeltonikaSession extends EventEmitter<{
    * time budget, owned by the command service). Commands queue behind each other (one in flight
    * per connection); a command whose budget runs out while queued is not sent.
    */
-  sendCommand(text: string, opts: { signal: AbortSignal }): Promise<CommandAnswer> {
-    const run = this.commandChain.then(() => this.exchange(text, opts.signal));
+  sendCommand(text: string, opts: { signal: AbortSignal; onLate?: (text: string) => void }): Promise<CommandAnswer> {
+    const run = this.commandChain.then(() => this.exchange(text, opts.signal, opts.onLate));
     this.commandChain = run.catch(() => undefined);
     return run;
   }
 
-  private exchange(text: string, signal: AbortSignal): Promise<CommandAnswer> {
+  /** `onLate`: the answer of a command that got none in time, if it comes within the stale window. */
+  private exchange(text: string, signal: AbortSignal, onLate?: (text: string) => void): Promise<CommandAnswer> {
     if (this.state !== 'online') return Promise.resolve({ kind: 'closed', delivered: false });
     if (signal.aborted) return Promise.resolve({ kind: 'no-answer', delivered: false });
     return new Promise<CommandAnswer>((resolve) => {
@@ -205,7 +207,8 @@ export class TeltonikaSession extends EventEmitter<{
         resolve(answer);
       };
       const onAbort = (): void => {
-        this.staleAnswers.push(Date.now() + (this.options.staleAnswerWindowMs ?? DEFAULT_STALE_ANSWER_WINDOW_MS));
+        const until = Date.now() + (this.options.staleAnswerWindowMs ?? DEFAULT_STALE_ANSWER_WINDOW_MS);
+        this.staleAnswers.push({ until, onLate });
         finish({ kind: 'no-answer', delivered: true });
       };
       const onClosed = (): void => finish({ kind: 'closed', delivered: true });

@@ -6,7 +6,14 @@ import type { Vehicle } from '../../domain/vehicle.js';
 import type { AdapterContext, CommandOutcome, CommandRequest, TelematicsAdapter } from '../adapter.js';
 import type { AvlRecord } from './codec.js';
 import type { FramingLimits } from './framing.js';
-import { judgeAnswer, recordsToState, TELTONIKA_MODELS, type TeltonikaModel, teltonikaModel } from './models.js';
+import {
+  judgeAnswer,
+  recordsToState,
+  TELTONIKA_MODELS,
+  type TeltonikaCommandSpec,
+  type TeltonikaModel,
+  teltonikaModel,
+} from './models.js';
 import type { TeltonikaSession } from './session.js';
 import { startTeltonikaTransport, type TeltonikaTransport } from './transport.js';
 
@@ -186,7 +193,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     const session = this.sessions.get(imei);
     let outcome: CommandOutcome;
     if (session) {
-      outcome = await this.executeLocal(session, model, command, request.signal);
+      outcome = await this.executeLocal(session, model, command, request.signal, request.flowId);
     } else if (vehicle.life_status === 'ONLINE') {
       outcome = await this.executeRemote(imei, request);
     } else {
@@ -272,23 +279,37 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     model: TeltonikaModel,
     command: CommandName,
     signal: AbortSignal,
+    flowId: string,
   ): Promise<CommandOutcome> {
     const spec = model.commands[command];
     if (!spec) return { kind: 'not-supported', reason: `${model.id} has no ${command}` };
     const imei = session.imei as string;
     // getrecord: the fresh record may arrive before the text answer, so listen first.
     const fresh = spec.awaitRecord ? session.nextRecords({ signal }) : undefined;
-    const answer = await session.sendCommand(spec.text, { signal });
+    // An answer after the budget settles the command through the service (CommandOutcomeResolved).
+    const onLate = (text: string): void => {
+      this.ctx?.sink.lateAnswer(flowId, this.judge(spec, imei, text)).catch((err: unknown) => {
+        this.ctx?.logger.warn({ err, flow_id: flowId }, 'settling a late command answer failed');
+      });
+    };
+    const answer = await session.sendCommand(spec.text, { signal, onLate });
     if (answer.kind === 'closed') {
       return answer.delivered
         ? { kind: 'no-answer', delivered: true }
         : { kind: 'not-connected', reason: 'The unit disconnected.' };
     }
     if (answer.kind === 'no-answer') return answer;
-    const verdict = judgeAnswer(spec, answer.text);
-    if (verdict === 'refused') return { kind: 'refused', reason: answer.text };
-    if (verdict === 'failed') return { kind: 'failed', reason: answer.text || 'empty answer' };
-    if (fresh && (await fresh) === undefined) return { kind: 'no-answer', delivered: true };
+    const outcome = this.judge(spec, imei, answer.text);
+    if (outcome.kind === 'succeeded' && fresh && (await fresh) === undefined)
+      return { kind: 'no-answer', delivered: true };
+    return outcome;
+  }
+
+  /** A unit's text answer as an outcome; a success carries the state it implies. */
+  private judge(spec: TeltonikaCommandSpec, imei: string, text: string): CommandOutcome {
+    const verdict = judgeAnswer(spec, text);
+    if (verdict === 'refused') return { kind: 'refused', reason: text };
+    if (verdict === 'failed') return { kind: 'failed', reason: text || 'empty answer' };
     let state = this.lastState.get(imei) ?? {};
     if (spec.resultingState) {
       const timestamp = new Date().toISOString();
@@ -383,7 +404,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
     await reply({ correlation_id: msg.correlation_id, stage: 'accepted' });
     // The routing instance's budget, carried as its deadline: this instance's one signal for it.
     const signal = AbortSignal.timeout(Math.max(0, deadline - Date.now()));
-    const outcome = await this.executeLocal(session, model, msg.command, signal);
+    const outcome = await this.executeLocal(session, model, msg.command, signal, msg.flow_id);
     await reply({ correlation_id: msg.correlation_id, stage: 'outcome', outcome });
   }
 
