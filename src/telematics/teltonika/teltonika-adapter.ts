@@ -299,10 +299,10 @@ export class TeltonikaAdapter implements TelematicsAdapter {
         : { kind: 'not-connected', reason: 'The unit disconnected.' };
     }
     if (answer.kind === 'no-answer') return answer;
-    const outcome = this.judge(spec, imei, answer.text);
-    if (outcome.kind === 'succeeded' && fresh && (await fresh) === undefined)
+    // getrecord's state is the fresh record's: judged once that is in.
+    if (judgeAnswer(spec, answer.text) === 'succeeded' && fresh && (await fresh) === undefined)
       return { kind: 'no-answer', delivered: true };
-    return outcome;
+    return this.judge(spec, imei, answer.text);
   }
 
   /** A unit's text answer as an outcome; a success carries the state it implies. */
