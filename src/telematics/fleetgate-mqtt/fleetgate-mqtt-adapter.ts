@@ -29,6 +29,10 @@ const DROP_LOG_INTERVAL_MS = 60_000;
 
 /** How late an answer may come and still settle its command (CommandOutcomeResolved). */
 const LATE_ANSWER_MS = 10 * 60_000;
+/** How long a unit has to answer a state request sent after a broker reconnect. */
+const STATE_REQUEST_MS = 15_000;
+/** Clocks of units and fleetgate differ: a status this much older than the gap still counts. */
+const STATUS_CLOCK_SKEW_MS = 5_000;
 
 interface Pending {
   unitId: string;
@@ -70,6 +74,16 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
   private readonly lastDropLog = new Map<string, number>();
   /** Units whose retained status is being read again (readStatusAgain). */
   private readonly statusReads = new Map<string, Promise<void>>();
+  /**
+   * While this instance's broker connection was away, units that connected in the meantime sent
+   * their first state report to no one (QoS 0, no subscriber). Set when the connection is lost;
+   * after it is back, each unit whose retained `online` is newer is asked for its state.
+   */
+  private disconnectedAt: number | undefined;
+  private catchUpSince: { from: number; until: number } | undefined;
+  /** State requests sent after a reconnect: command id → unit id. */
+  private readonly stateRequests = new LruMap<string, { unitId: string; until: number }>(100_000);
+  private connectionListeners: Array<[string, () => void]> = [];
 
   async start(ctx: AdapterContext): Promise<void> {
     this.ctx = ctx;
@@ -85,6 +99,20 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     };
     this.handler = handler;
     ctx.mqtt.on('message', handler);
+    const lost = (): void => {
+      this.disconnectedAt ??= Date.now();
+    };
+    const back = (): void => {
+      if (this.disconnectedAt === undefined) return;
+      // The retained statuses come right after mqtt.js subscribes again.
+      this.catchUpSince = { from: this.disconnectedAt - STATUS_CLOCK_SKEW_MS, until: Date.now() + STATE_REQUEST_MS };
+      this.disconnectedAt = undefined;
+    };
+    this.connectionListeners = [
+      ['close', lost],
+      ['connect', back],
+    ];
+    for (const [event, listener] of this.connectionListeners) ctx.mqtt.on(event as 'close', listener);
     // Retained status messages of every unit arrive right after this (docs/mqtt-protocol.md §7).
     // QoS 0 on this leg: the session is clean, so QoS 1 would not survive a reconnect either, and
     // on a live TCP connection nothing is lost; it saves one PUBACK per message (~10k/s path).
@@ -98,6 +126,8 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     if (!ctx) return;
     if (this.handler) ctx.mqtt.off('message', this.handler);
     this.handler = undefined;
+    for (const [event, listener] of this.connectionListeners) ctx.mqtt.off(event as 'close', listener);
+    this.connectionListeners = [];
     for (const [id, p] of this.pending) this.finish(id, p, { kind: 'no-answer', delivered: p.delivered });
     if (ctx.mqtt.connected) {
       await ctx.mqtt.unsubscribeAsync(this.subscriptions).catch(() => undefined);
@@ -237,6 +267,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     const pending = this.pending.get(response.id);
     // Unknown ids: another instance's command, or one that already ended here.
     if (!pending) {
+      if (this.onStateRequestAnswer(unitId, response)) return;
       this.onLateResponse(unitId, response);
       return;
     }
@@ -304,6 +335,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
       return;
     }
     const isOnline = decoded.value.status === 'online';
+    if (retained && isOnline) this.catchUp(unitId, decoded.value.timestamp);
     const known = this.online.get(unitId);
     this.online.set(unitId, isOnline);
     if (!isOnline) this.abandonCommandsOf(unitId);
@@ -317,6 +349,43 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     this.ctx?.sink.connection(unitId, isOnline, at).catch((err: unknown) => {
       this.logger?.error({ err, unit: unitId }, 'recording a connection change failed');
     });
+  }
+
+  /**
+   * A retained `online` replayed after this instance's broker connection came back: a unit that
+   * connected while the connection was away may have sent its state to no one, so it is asked
+   * for its state (REQUEST_VEHICLE_STATE; not a command record, nothing the unit acts on).
+   */
+  private catchUp(unitId: string, timestamp: string | undefined): void {
+    const since = this.catchUpSince;
+    const ctx = this.ctx;
+    if (!since || !ctx || !timestamp) return;
+    const now = Date.now();
+    if (now > since.until) {
+      this.catchUpSince = undefined;
+      return;
+    }
+    if (Date.parse(timestamp) < since.from) return;
+    const id = randomUUID();
+    const until = now + STATE_REQUEST_MS;
+    this.stateRequests.set(id, { unitId, until });
+    const payload = encodeCommand(id, 'REQUEST_VEHICLE_STATE', new Date(now), new Date(until));
+    ctx.mqtt.publish(unitTopic(unitId, TOPIC_COMMANDS), payload, { qos: QOS_COMMANDS }, (err) => {
+      if (err) this.stateRequests.delete(id);
+    });
+  }
+
+  /** The answer to a catch-up state request: its state is stored as a report. */
+  private onStateRequestAnswer(unitId: string, response: ResponseMessage): boolean {
+    const request = this.stateRequests.get(response.id);
+    if (!request || request.unitId !== unitId) return false;
+    if (response.status === 'ACCEPTED') return true;
+    this.stateRequests.delete(response.id);
+    if (response.status !== 'SUCCEEDED' || !response.state || Date.now() > request.until) return true;
+    this.ctx?.sink.state(unitId, response.state as VehicleState).catch((err: unknown) => {
+      this.logger?.error({ err, unit: unitId }, 'storing a state report failed');
+    });
+    return true;
   }
 
   /** A unit that went offline answers nothing more: its commands end now (SPEC §1). */
