@@ -20,9 +20,9 @@ export interface EmbeddedBroker {
   serviceCredentials: { username: string; password: string };
   provisioner: BrokerProvisioner;
   /**
-   * Lets units log in. Until then every unit's CONNECT is answered "server unavailable" (units
-   * retry): a unit let in before the adapters subscribed would publish its first state report to
-   * no one, and QoS 0 reports without a subscriber are dropped (the reconnect storm lost them).
+   * Lets units log in. Until then a unit's CONNECT waits for its CONNACK (closedToUnits): a unit
+   * let in before the adapters subscribed would publish its first state report to no one, and
+   * QoS 0 reports without a subscriber are dropped (the reconnect storm lost them).
    */
   openToUnits(): void;
   close(): Promise<void>;
@@ -36,11 +36,16 @@ export interface EmbeddedBrokerOptions {
   authenticateUnit: (username: string, password: string) => Promise<boolean>;
   /** How long a successful unit login is remembered, so reconnect storms skip scrypt. */
   authCacheTtlMs?: number;
-  /** Refuse units until openToUnits() (the server's start: adapters subscribe first). */
+  /**
+   * Hold units' logins until openToUnits() (the server's start: adapters subscribe first). Held
+   * logins beyond MAX_HELD_LOGINS are answered "server unavailable" (units retry).
+   */
   closedToUnits?: boolean;
 }
 
 const DEFAULT_AUTH_CACHE_TTL_MS = 5 * 60_000;
+/** Unit logins held while closed to units; more are refused (CONNACK 3) and retry. */
+const MAX_HELD_LOGINS = 50_000;
 /** A thread that dies is started again, at most this often per minute; then it stays down. */
 const MAX_RESTARTS_PER_MINUTE = 5;
 const THREAD_MODULE = siblingModule(import.meta.url, 'embedded-broker-thread');
@@ -64,8 +69,9 @@ export class BrokerThreadHost {
   /** Once a thread listened, one that dies is started again (a failed first start is not). */
   private listened = false;
   private restarts: number[] = [];
-  /** Whether units may log in (EmbeddedBroker.openToUnits). */
-  unitsWelcome: boolean;
+  /** Whether units may log in (EmbeddedBroker.openToUnits); until then their logins are held. */
+  private unitsWelcome: boolean;
+  private held: Array<() => void> = [];
 
   constructor(
     private readonly data: BrokerThreadData,
@@ -98,6 +104,12 @@ export class BrokerThreadHost {
     });
   }
 
+  /** Lets units log in, the held ones first (a dead thread's held logins went with it). */
+  openToUnits(): void {
+    this.unitsWelcome = true;
+    for (const login of this.held.splice(0)) login();
+  }
+
   /** Sends an order to the thread; settles when the thread has carried it out. */
   order(order: Order): Promise<void> {
     const worker = this.worker;
@@ -121,6 +133,10 @@ export class BrokerThreadHost {
     switch (message.type) {
       case 'authenticate':
         if (!this.unitsWelcome) {
+          if (this.held.length < MAX_HELD_LOGINS) {
+            this.held.push(() => this.onMessage(worker, message));
+            return;
+          }
           worker.postMessage({
             type: 'authenticated',
             id: message.id,
@@ -222,9 +238,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       // Disconnects the unit; its last will is not published (the adapter clears its status).
       removeUnit: (username) => host.order({ type: 'remove-unit', username }),
     },
-    openToUnits() {
-      host.unitsWelcome = true;
-    },
+    openToUnits: () => host.openToUnits(),
     close() {
       closed ??= host.close();
       return closed;

@@ -5,7 +5,7 @@ import { type EmbeddedBroker, startEmbeddedBroker } from '../../src/broker/embed
 
 // A reconnect storm after a restart: units that logged in before the adapters subscribed published
 // their first state report to no one (QoS 0 without a subscriber is dropped). The server's broker
-// starts closed to units and opens once its adapters are subscribed.
+// holds units' logins until its adapters are subscribed.
 describe('embedded MQTT broker at start', () => {
   let broker: EmbeddedBroker;
   const asked: string[] = [];
@@ -31,24 +31,33 @@ describe('embedded MQTT broker at start', () => {
       false,
     );
 
-  it('answers units "server unavailable" until it is opened, without asking the store', async () => {
-    await expect(login()).rejects.toThrow(/Server unavailable/i);
-    expect(asked).toEqual([]);
-    // fleetgate's own account is let in meanwhile: the adapters subscribe through it.
+  it("holds a unit's login until it is opened, without asking the store, then lets it in", async () => {
+    let settled = false;
+    const held = login().finally(() => {
+      settled = true;
+    });
+    // fleetgate's own account is let in meanwhile (the adapters subscribe through it); its CONNACK
+    // comes after the broker has read the unit's CONNECT, sent first.
     const service = await mqtt.connectAsync(
       broker.url,
       { ...broker.serviceCredentials, reconnectPeriod: 0, protocolVersion: 4 },
       false,
     );
     await service.endAsync();
+    expect([settled, asked]).toEqual([false, []]);
+    broker.openToUnits();
+    const unit = await held;
+    expect(unit.connected).toBe(true);
+    expect(asked).toEqual(['unit-1']);
+    await unit.endAsync();
   });
 
-  it('lets units in once opened, and still refuses a wrong password', async () => {
-    broker.openToUnits();
+  it('once opened, checks every login at once and still refuses a wrong password', async () => {
     const unit = await login();
     expect(unit.connected).toBe(true);
     await unit.endAsync();
     await expect(login('wrong')).rejects.toThrow(/Bad username or password/i);
+    // The right password again comes from the broker's login cache; the wrong one is checked.
     expect(asked).toEqual(['unit-1', 'unit-1']);
   });
 });
