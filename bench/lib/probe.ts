@@ -82,10 +82,11 @@ async function load(path: string): Promise<Record<string, unknown> | undefined> 
 const protoOf = (mod: Record<string, unknown> | undefined, name: string) =>
   (mod?.[name] as { prototype?: Record<string, unknown> } | undefined)?.prototype;
 
-const [auth, sqlite, postgres, groupCommit, adapter, vehicles, mqtt] = await Promise.all([
+const [auth, sqlite, postgres, postgresConnection, groupCommit, adapter, vehicles, mqtt] = await Promise.all([
   load('../../src/services/auth-service.ts'),
   load('../../src/store/sqlite/sqlite-store.ts'),
   load('../../src/store/postgres/postgres-store.ts'),
+  load('../../src/store/postgres/connection.ts'),
   load('../../src/store/sqlite/group-commit.ts'),
   load('../../src/telematics/fleetgate-mqtt/fleetgate-mqtt-adapter.ts'),
   load('../../src/services/vehicle-service.ts'),
@@ -125,7 +126,7 @@ if (process.env.BENCH_EXPERIMENT === 'unit-cache') {
     };
   }
 }
-timed(protoOf(postgres, 'PostgresStore'), 'q', 'store.statement');
+timed(protoOf(postgresConnection, 'PostgresConnection'), 'q', 'store.statement');
 timed(protoOf(groupCommit, 'GroupCommit'), 'flush', 'store.commit');
 timed(protoOf(adapter, 'FleetgateMqttAdapter'), 'execute', 'adapter');
 

@@ -1,4 +1,4 @@
-import { ProblemError } from '../domain/problems.js';
+import { problems } from '../domain/problems.js';
 
 /** The ETag of a versioned resource (RFC 9110 §8.8.3): its version, quoted. */
 export function etagOf(resource: { version: number }): string {
@@ -11,9 +11,7 @@ export function versionFromIfMatch(header: string | undefined): number | undefin
   if (header === undefined || header.trim() === '*') return undefined;
   const m = /^(?:W\/)?"(\d{1,15})"$/.exec(header.trim());
   if (!m) {
-    throw new ProblemError('validation-error', 'The If-Match header must be an ETag of this resource, e.g. "3".', {
-      errors: [{ field: 'If-Match', message: 'must be a quoted ETag as returned in the ETag header' }],
-    });
+    throw problems.invalidIfMatch();
   }
   return Number(m[1]);
 }

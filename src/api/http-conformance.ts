@@ -3,7 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { PROBLEMS, ProblemError, type ProblemKey } from '../domain/problems.js';
+import { PROBLEMS, type ProblemKey, problems } from '../domain/problems.js';
 import { isUuid } from '../lib/ids.js';
 import {
   PROBLEM_CONTENT_TYPE,
@@ -194,6 +194,6 @@ export function notFoundOrMethodNotAllowed(base: PublicBase, table: MethodTable)
 /** RFC 9112 §3.2: an HTTP/1.1 request without `Host` is answered 400. */
 export function requireHost(request: FastifyRequest): void {
   if (request.raw.httpVersion === '1.1' && !request.headers.host) {
-    throw new ProblemError('malformed-request', 'An HTTP/1.1 request must carry a Host header (RFC 9112 §3.2).');
+    throw problems.missingHost();
   }
 }

@@ -9,7 +9,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { ProblemError } from '../domain/problems.js';
+import { ProblemError, problems } from '../domain/problems.js';
 import { isUuid } from '../lib/ids.js';
 import { credentialParameters, redactUrl } from '../lib/redact-url.js';
 import { type AuthService, hasScope, type Principal, type Scope } from '../services/auth-service.js';
@@ -155,7 +155,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     if (text.trim() === '') return done(null, undefined);
     defaultJson(req, text, (err, value) => {
       if (!err) return done(null, value);
-      done(new ProblemError('invalid-json', `The request body is not valid JSON: ${err.message}.`), undefined);
+      done(problems.invalidJson(err.message), undefined);
     });
   });
   // Only JSON and forms are read; any other body is 415 (RFC 9110 §15.5.16), not a text string.
@@ -166,14 +166,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
     // JSON sent with the form type would become one field named after the whole text, secrets
     // included, and be echoed in the validation problem: refuse it without echoing anything.
     if (/^\s*[{[]/.test(text)) {
-      return done(
-        new ProblemError(
-          'validation-error',
-          'The body looks like JSON but is sent as application/x-www-form-urlencoded; send it with Content-Type: application/json (or as a form).',
-          { errors: [{ field: 'Content-Type', message: 'does not match the body' }], error: 'invalid_request' },
-        ),
-        undefined,
-      );
+      return done(problems.jsonSentAsForm(), undefined);
     }
     done(null, Object.fromEntries(new URLSearchParams(text)));
   });
@@ -225,15 +218,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
       return p?.user ? `user:${p.user.userId}` : (p?.clientId ?? `ip:${request.ip}`);
     },
     allowList: (request: FastifyRequest) => request.url.startsWith('/health') || request.url.startsWith('/metrics'),
-    errorResponseBuilder: (_request, context) =>
-      new ProblemError(
-        'too-many-requests',
-        `Rate limit of ${context.max} requests per minute exceeded; retry in ${Math.ceil(context.ttl / 1000)} s.`,
-        {},
-        {
-          'Retry-After': String(Math.ceil(context.ttl / 1000)),
-        },
-      ),
+    errorResponseBuilder: (_request, context) => problems.rateLimited(context.max, Math.ceil(context.ttl / 1000)),
   });
 
   app.addSchema({ ...Problem, $id: PROBLEM_SCHEMA_ID });
@@ -321,17 +306,7 @@ export async function buildServer(deps: ApiDeps): Promise<Api> {
 function refuseCredentialsInUrl(request: FastifyRequest): void {
   const found = credentialParameters(request.url);
   if (found.length === 0) return;
-  throw new ProblemError(
-    'validation-error',
-    `Credentials must not be sent in the URL (${found.join(', ')}): send client credentials with HTTP Basic in the Authorization header or in the form body, and access tokens as 'Authorization: Bearer'. Treat a secret sent this way as exposed and rotate it.`,
-    {
-      error: 'invalid_request',
-      errors: found.map((name) => ({
-        field: `query.${name}`,
-        message: 'credentials go in the Authorization header or the request body, never in the URL',
-      })),
-    },
-  );
+  throw problems.credentialsInUrl(found);
 }
 
 /**
@@ -414,18 +389,11 @@ async function authorize(deps: ApiDeps, request: FastifyRequest, scope: Scope): 
   }
   if (!hasScope(principal, scope)) {
     if (principal.user) {
-      throw new ProblemError(
-        'forbidden-resource',
-        `The console role '${principal.user.role}' lacks the scope '${scope}' this endpoint needs.`,
-        { required_scope: scope },
-      );
+      throw problems.roleLacksScope(principal.user.role, scope);
     }
-    throw new ProblemError(
-      'forbidden-resource',
-      `The access token lacks the scope '${scope}' this endpoint needs.`,
-      { required_scope: scope },
-      { 'WWW-Authenticate': bearerChallenge({ error: 'insufficient_scope', scope }) },
-    );
+    throw problems.tokenLacksScope(scope, {
+      'WWW-Authenticate': bearerChallenge({ error: 'insufficient_scope', scope }),
+    });
   }
   return principal;
 }
@@ -434,18 +402,11 @@ async function authorize(deps: ApiDeps, request: FastifyRequest, scope: Scope): 
 async function bearerPrincipal(auth: AuthService, header: string | undefined): Promise<Principal> {
   const m = header ? /^Bearer +(\S*)$/i.exec(header) : null;
   if (!m) {
-    throw new ProblemError(
-      'invalid-credentials',
-      header
-        ? 'The Authorization header is not a bearer token; send `Authorization: Bearer <access_token>`.'
-        : 'The Authorization header is missing; send `Authorization: Bearer <access_token>`.',
-      {},
-      { 'WWW-Authenticate': bearerChallenge() },
-    );
+    throw problems.bearerTokenMissing(Boolean(header), { 'WWW-Authenticate': bearerChallenge() });
   }
   try {
     if (!/^[A-Za-z0-9._~+/-]+=*$/.test(m[1]!)) {
-      throw new ProblemError('invalid-credentials', 'The access token is malformed.');
+      throw problems.accessTokenMalformed();
     }
     return await verifyCached(auth, m[1]!);
   } catch (e) {
@@ -469,13 +430,10 @@ export const CONSOLE_HEADER = 'x-fleetgate-console';
  */
 export function assertSameOrigin(request: FastifyRequest): void {
   if (request.headers[CONSOLE_HEADER] === undefined) {
-    throw new ProblemError(
-      'forbidden-resource',
-      `A request with the console's session cookie must carry the header ${CONSOLE_HEADER}.`,
-    );
+    throw problems.consoleHeaderMissing(CONSOLE_HEADER);
   }
   const origin = request.headers.origin;
   if (origin !== undefined && origin !== `${request.protocol}://${request.host}`) {
-    throw new ProblemError('forbidden-resource', `Requests from the origin '${origin}' are refused.`);
+    throw problems.originRefused(origin);
   }
 }

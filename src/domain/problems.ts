@@ -205,37 +205,370 @@ export interface FieldError {
   message: string;
 }
 
+type HeaderMap = Record<string, string>;
+
+/** 400 validation-error for one field, with a detail of its own. */
+function invalidField(detail: string, field: string, message: string, extensions: Record<string, unknown> = {}) {
+  return new ProblemError('validation-error', detail, { ...extensions, errors: [{ field, message }] });
+}
+
 /**
- * Constructors of the problems that arise in more than one place, so each reads the same
- * wherever it comes from (the catalogue above fixes type, title and status; these the detail).
+ * One constructor per problem fleetgate answers with, grouped by type in the catalogue's order:
+ * each problem's detail is written here once, and reads the same wherever it comes from (the
+ * catalogue above fixes type, title and status). `headers` parameters take what only the HTTP
+ * layer knows, such as an RFC 6750 `WWW-Authenticate` challenge.
  */
 export const problems = {
-  /** 400: every invalid field at once, each in `errors`; the detail lists them. */
+  // 400 validation-error
+
+  /** Every invalid field at once, each in `errors`; the detail lists them. */
   validation(errors: readonly FieldError[]): ProblemError {
     return new ProblemError('validation-error', errors.map((e) => `${e.field}: ${e.message}`).join('; '), {
       errors: [...errors],
     });
   },
-  /** 400 for one field. */
+  /** One invalid field. */
   field(field: string, message: string): ProblemError {
     return problems.validation([{ field, message }]);
   },
-  /** 404 for a vehicle: also for another fleet's (never 403). */
+  /** A request that cannot be valid, said in a sentence (e.g. a rule of a nested value). */
+  invalidRequest(message: string): ProblemError {
+    return new ProblemError('validation-error', `${message}.`);
+  },
+  idempotencyKeyReused(): ProblemError {
+    return invalidField(
+      'Idempotency-Key: this key was already used for a different command or vehicle.',
+      'Idempotency-Key',
+      'already used for another request; use a new key per command',
+    );
+  },
+  unknownEventTypes(unknown: readonly string[], known: readonly string[]): ProblemError {
+    return invalidField(
+      `types: unknown event type(s) ${unknown.join(', ')}.`,
+      'types',
+      `unknown: ${unknown.join(', ')}; known: ${known.join(', ')}`,
+    );
+  },
+  unknownTopics(unknown: readonly string[], known: readonly string[]): ProblemError {
+    return invalidField(
+      `Unknown topic(s): ${unknown.join(', ')}.`,
+      'topics',
+      `unknown: ${unknown.join(', ')}; known: ${known.join(', ')}`,
+    );
+  },
+  notAnEventCursor(field: string, cursor: string): ProblemError {
+    return invalidField(
+      `${field}: '${cursor}' is not an event cursor.`,
+      field,
+      'not a cursor this feed handed out (next_cursor, or an SSE id)',
+    );
+  },
+  invalidPageToken(): ProblemError {
+    return invalidField(
+      'page_token: not a page token of this list',
+      'page_token',
+      'must be a next_page_token returned by this list',
+    );
+  },
+  invalidIfMatch(): ProblemError {
+    return invalidField(
+      'The If-Match header must be an ETag of this resource, e.g. "3".',
+      'If-Match',
+      'must be a quoted ETag as returned in the ETag header',
+    );
+  },
+  /** A form body that is JSON: the client sent JSON without its Content-Type. */
+  jsonSentAsForm(): ProblemError {
+    return new ProblemError(
+      'validation-error',
+      'The body looks like JSON but is sent as application/x-www-form-urlencoded; send it with Content-Type: application/json (or as a form).',
+      { errors: [{ field: 'Content-Type', message: 'does not match the body' }], error: 'invalid_request' },
+    );
+  },
+  /** Secrets in the query string (`found`: the parameter names). */
+  credentialsInUrl(found: readonly string[]): ProblemError {
+    return new ProblemError(
+      'validation-error',
+      `Credentials must not be sent in the URL (${found.join(', ')}): send client credentials with HTTP Basic in the Authorization header or in the form body, and access tokens as 'Authorization: Bearer'. Treat a secret sent this way as exposed and rotate it.`,
+      {
+        error: 'invalid_request',
+        errors: found.map((name) => ({
+          field: `query.${name}`,
+          message: 'credentials go in the Authorization header or the request body, never in the URL',
+        })),
+      },
+    );
+  },
+  grantTypeMissing(): ProblemError {
+    return invalidField('grant_type is missing; send grant_type=client_credentials.', 'grant_type', 'is required', {
+      error: 'invalid_request',
+    });
+  },
+  grantTypeUnsupported(grant: string): ProblemError {
+    return invalidField(
+      `grant_type '${grant}' is not supported; fleetgate issues tokens for client_credentials only.`,
+      'grant_type',
+      'must be client_credentials',
+      { error: 'unsupported_grant_type' },
+    );
+  },
+  scopeNotGranted(denied: readonly string[]): ProblemError {
+    return invalidField(
+      `The client may not request scope(s) ${denied.join(', ')}.`,
+      'scope',
+      `not granted to this client: ${denied.join(', ')}`,
+      { error: 'invalid_scope' },
+    );
+  },
+
+  // 400 invalid-json, malformed-request
+
+  /** `reason`: where the parser stopped. */
+  invalidJson(reason: string): ProblemError {
+    return new ProblemError('invalid-json', `The request body is not valid JSON: ${reason}.`);
+  },
+  missingHost(): ProblemError {
+    return new ProblemError('malformed-request', 'An HTTP/1.1 request must carry a Host header (RFC 9112 §3.2).');
+  },
+
+  // 401 invalid-credentials
+
+  clientCredentialsMissing(): ProblemError {
+    return new ProblemError(
+      'invalid-credentials',
+      'Client credentials are missing; use HTTP Basic client_id:client_secret.',
+      { error: 'invalid_client' },
+    );
+  },
+  wrongClientSecret(): ProblemError {
+    return new ProblemError('invalid-credentials', 'The client id or client secret is wrong.', {
+      error: 'invalid_client',
+    });
+  },
+  /** `header`: whether an Authorization header was sent at all. */
+  bearerTokenMissing(header: boolean, headers: HeaderMap): ProblemError {
+    return new ProblemError(
+      'invalid-credentials',
+      header
+        ? 'The Authorization header is not a bearer token; send `Authorization: Bearer <access_token>`.'
+        : 'The Authorization header is missing; send `Authorization: Bearer <access_token>`.',
+      {},
+      headers,
+    );
+  },
+  accessTokenMalformed(): ProblemError {
+    return new ProblemError('invalid-credentials', 'The access token is malformed.');
+  },
+  accessTokenInvalid(): ProblemError {
+    return new ProblemError('invalid-credentials', 'The access token is invalid.');
+  },
+  accessTokenExpired(): ProblemError {
+    return new ProblemError('invalid-credentials', 'The access token has expired; request a new one.');
+  },
+  accessTokenWithoutFleetOrScope(): ProblemError {
+    return new ProblemError('invalid-credentials', 'The access token lacks its fleet or scope.');
+  },
+  accessTokenClientGone(): ProblemError {
+    return new ProblemError('invalid-credentials', 'The API client of this access token no longer exists.');
+  },
+  metricsTokenRequired(headers: HeaderMap): ProblemError {
+    return new ProblemError(
+      'invalid-credentials',
+      '/metrics needs `Authorization: Bearer <metrics token>` (the --metrics-token setting).',
+      {},
+      headers,
+    );
+  },
+  notSignedIn(): ProblemError {
+    return new ProblemError('invalid-credentials', 'Not signed in to the console.');
+  },
+  wrongEmailOrPassword(): ProblemError {
+    return new ProblemError('invalid-credentials', 'The email or password is wrong.');
+  },
+  consoleSessionUnknown(): ProblemError {
+    return new ProblemError('invalid-credentials', 'The console session is unknown or ended; sign in again.');
+  },
+  consoleSessionExpired(): ProblemError {
+    return new ProblemError('invalid-credentials', 'The console session has expired; sign in again.');
+  },
+
+  // 403 forbidden-resource
+
+  tokenLacksScope(scope: string, headers: HeaderMap): ProblemError {
+    return new ProblemError(
+      'forbidden-resource',
+      `The access token lacks the scope '${scope}' this endpoint needs.`,
+      { required_scope: scope },
+      headers,
+    );
+  },
+  roleLacksScope(role: string, scope: string): ProblemError {
+    return new ProblemError(
+      'forbidden-resource',
+      `The console role '${role}' lacks the scope '${scope}' this endpoint needs.`,
+      { required_scope: scope },
+    );
+  },
+  consoleHeaderMissing(header: string): ProblemError {
+    return new ProblemError(
+      'forbidden-resource',
+      `A request with the console's session cookie must carry the header ${header}.`,
+    );
+  },
+  originRefused(origin: string): ProblemError {
+    return new ProblemError('forbidden-resource', `Requests from the origin '${origin}' are refused.`);
+  },
+
+  // 404 resource-not-found
+
+  /** A vehicle: also another fleet's (never 403). */
   vehicleNotFound(vehicleId: string): ProblemError {
     return new ProblemError('resource-not-found', `The vehicle with ID '${vehicleId}' cannot be found.`);
   },
-  /** 412: If-Match no longer matches. */
+  /** A command path segment that names no command. */
+  commandNotFound(command: string): ProblemError {
+    return new ProblemError('resource-not-found', `The command '${command}' does not exist.`);
+  },
+  telematicsBrandNotFound(brand: string): ProblemError {
+    return new ProblemError('resource-not-found', `The telematics brand '${brand}' cannot be found.`);
+  },
+  credentialsNotFound(credentialsId: string): ProblemError {
+    return new ProblemError('resource-not-found', `The credentials '${credentialsId}' cannot be found.`);
+  },
+  apiClientNotFound(clientId: string): ProblemError {
+    return new ProblemError('resource-not-found', `The API client '${clientId}' does not exist.`);
+  },
+  userNotFound(userId: string): ProblemError {
+    return new ProblemError('resource-not-found', `The user '${userId}' does not exist.`);
+  },
+  webhookNotFound(id: string): ProblemError {
+    return new ProblemError('resource-not-found', `The webhook with ID '${id}' cannot be found.`);
+  },
+  webhookDeliveryNotFound(id: string, deliveryId: string): ProblemError {
+    return new ProblemError('resource-not-found', `The delivery '${deliveryId}' of webhook '${id}' cannot be found.`);
+  },
+  eventConsumerNotFound(id: string): ProblemError {
+    return new ProblemError('resource-not-found', `No event consumer '${id}' exists in this fleet.`);
+  },
+
+  // 410 events/cursor-expired
+
+  /** `field`: the parameter that carried the cursor. */
+  cursorExpired(field: string, cursor: string): ProblemError {
+    return new ProblemError(
+      'events/cursor-expired',
+      `The events after cursor '${cursor}' are no longer retained; read from the oldest retained event (without ${field}).`,
+      { cursor },
+    );
+  },
+
+  // 409 vehicle/...
+
+  /** `command`: as it appears in the path. */
+  commandNotSupported(command: string, vehicleId: string): ProblemError {
+    return new ProblemError(
+      'vehicle/command-not-supported',
+      `The command '${command}' is not supported by the vehicle '${vehicleId}'.`,
+    );
+  },
+  /** Single flight per vehicle. */
+  conflictingCommand(vehicleId: string): ProblemError {
+    return new ProblemError(
+      'vehicle/conflicting-command',
+      `Another command is being executed for the vehicle '${vehicleId}'.`,
+    );
+  },
+  /** The first request with the same Idempotency-Key (flow `flowId`) has not finished. */
+  idempotentRequestInFlight(flowId: string): ProblemError {
+    return new ProblemError(
+      'vehicle/conflicting-command',
+      `A request with this Idempotency-Key is still being executed (flow ${flowId}).`,
+      { original_flow_id: flowId },
+    );
+  },
+  setupNotSucceeded(vehicle: {
+    vehicle_id: string;
+    setup_status: string;
+    setup_failure_reason: string | null;
+  }): ProblemError {
+    const reason = vehicle.setup_failure_reason ? ` (${vehicle.setup_failure_reason})` : '';
+    return new ProblemError(
+      'vehicle/conflicting-setup-status',
+      `The setup of vehicle '${vehicle.vehicle_id}' is ${vehicle.setup_status}${reason}; it cannot take commands yet.`,
+      { setup_status: vehicle.setup_status },
+    );
+  },
+
+  // 409 conflicting-resource
+
+  credentialsInUse(credentialsId: string): ProblemError {
+    return new ProblemError(
+      'conflicting-resource',
+      `The credentials '${credentialsId}' are still used by vehicles; delete those vehicles first.`,
+    );
+  },
+  userEmailTaken(email: string): ProblemError {
+    return new ProblemError('conflicting-resource', `A user with the email '${email}' exists already.`);
+  },
+  tooManyEventConsumers(count: number): ProblemError {
+    return new ProblemError(
+      'conflicting-resource',
+      `The fleet has ${count} event consumers, the most it may have; delete one first.`,
+    );
+  },
+
+  // 412 resource-modified
+
+  /** If-Match no longer matches. */
   vehicleModified(vehicleId: string): ProblemError {
     return new ProblemError(
       'resource-modified',
       `The vehicle '${vehicleId}' was modified since the given ETag; read it again.`,
     );
   },
-  /** 409: single flight per vehicle. */
-  conflictingCommand(vehicleId: string): ProblemError {
+
+  // 429 too-many-requests (each with its Retry-After)
+
+  rateLimited(maxPerMinute: number, retryAfterS: number): ProblemError {
     return new ProblemError(
-      'vehicle/conflicting-command',
-      `Another command is being executed for the vehicle '${vehicleId}'.`,
+      'too-many-requests',
+      `Rate limit of ${maxPerMinute} requests per minute exceeded; retry in ${retryAfterS} s.`,
+      {},
+      { 'Retry-After': String(retryAfterS) },
     );
+  },
+  tokenRequestsThrottled(retryAfterS: number): ProblemError {
+    return new ProblemError(
+      'too-many-requests',
+      `Too many failed attempts for this client; retry in ${retryAfterS} s.`,
+      { error: 'temporarily_unavailable' },
+      { 'Retry-After': String(retryAfterS) },
+    );
+  },
+  signInThrottled(retryAfterS: number): ProblemError {
+    return new ProblemError(
+      'too-many-requests',
+      `Too many failed sign-ins for this account; try again in ${retryAfterS} s.`,
+      {},
+      { 'Retry-After': String(retryAfterS) },
+    );
+  },
+
+  // 503 service-unavailable
+
+  shuttingDown(): ProblemError {
+    return new ProblemError('service-unavailable', 'This fleetgate instance is shutting down; retry on another.');
+  },
+  brokerUnreachable(): ProblemError {
+    return new ProblemError('service-unavailable', 'The message broker (RabbitMQ) cannot be reached; retry later.');
+  },
+  amqpNotConfigured(): ProblemError {
+    return new ProblemError(
+      'service-unavailable',
+      'This fleetgate publishes no events over AMQP: its operator has not set --amqp-url (FLEETGATE_AMQP_URL).',
+    );
+  },
+  webhookBusy(): ProblemError {
+    return new ProblemError('service-unavailable', 'The webhook is being changed by others; retry.');
   },
 };

@@ -1,4 +1,4 @@
-import { ProblemError } from '../domain/problems.js';
+import { problems } from '../domain/problems.js';
 
 /** A page of a cursor-paginated list (SPEC §4). */
 export interface Page<T> {
@@ -17,9 +17,7 @@ export function encodePageToken(kind: string, cursor: string): string {
 export function decodePageToken(token: string, kind: string): string {
   const raw = /^[A-Za-z0-9_-]{1,400}$/.test(token) ? Buffer.from(token, 'base64url').toString('utf8') : '';
   if (!raw.startsWith(`${kind}:`) || raw.length === kind.length + 1) {
-    throw new ProblemError('validation-error', 'page_token: not a page token of this list', {
-      errors: [{ field: 'page_token', message: 'must be a next_page_token returned by this list' }],
-    });
+    throw problems.invalidPageToken();
   }
   return raw.slice(kind.length + 1);
 }

@@ -1,5 +1,5 @@
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
-import { ProblemError } from '../domain/problems.js';
+import { ProblemError, problems } from '../domain/problems.js';
 import { newClientId } from '../lib/ids.js';
 import { generateSecret, hashSecret, verifySecret } from '../lib/secrets.js';
 import type { ApiClient, Store } from '../store/store.js';
@@ -118,7 +118,7 @@ export class AuthService {
     name?: string,
   ): Promise<Omit<ApiClient, 'secret_hash'> & { client_secret: string }> {
     const created = await createApiClient(this.store, { fleetId, scopes, name }).catch((e: unknown) => {
-      throw e instanceof Error ? new ProblemError('validation-error', `${e.message}.`) : e;
+      throw e instanceof Error ? problems.invalidRequest(e.message) : e;
     });
     const { secret_hash: _hidden, ...stored } = (await this.store.getClient(created.client_id))!;
     return { ...stored, client_secret: created.client_secret };
@@ -128,7 +128,7 @@ export class AuthService {
   async deleteClient(fleetId: string, clientId: string): Promise<void> {
     const client = await this.store.getClient(clientId);
     if (!client || client.fleet_id !== fleetId) {
-      throw new ProblemError('resource-not-found', `The API client '${clientId}' does not exist.`);
+      throw problems.apiClientNotFound(clientId);
     }
     await this.store.deleteClient(clientId);
   }
@@ -139,9 +139,7 @@ export class AuthService {
     // Hash even for unknown clients so timing does not reveal which client ids exist.
     const ok = await verifySecret(clientSecret, client?.secret_hash ?? DUMMY_HASH);
     if (!client || !ok) {
-      throw new ProblemError('invalid-credentials', 'The client id or client secret is wrong.', {
-        error: 'invalid_client',
-      });
+      throw problems.wrongClientSecret();
     }
     let scopes = client.scopes;
     if (requestedScope !== undefined && requestedScope.trim() !== '') {
@@ -149,10 +147,7 @@ export class AuthService {
       const granted: Principal = { fleetId: client.fleet_id, clientId: client.client_id, scopes: client.scopes };
       const denied = wanted.filter((s) => !isScope(s) || !hasScope(granted, s));
       if (denied.length > 0) {
-        throw new ProblemError('validation-error', `The client may not request scope(s) ${denied.join(', ')}.`, {
-          error: 'invalid_scope',
-          errors: [{ field: 'scope', message: `not granted to this client: ${denied.join(', ')}` }],
-        });
+        throw problems.scopeNotGranted(denied);
       }
       scopes = wanted;
     }
@@ -184,21 +179,17 @@ export class AuthService {
       const fleetId = payload.fleet_id;
       const scope = payload.scope;
       if (typeof fleetId !== 'string' || typeof scope !== 'string' || typeof payload.sub !== 'string') {
-        throw new ProblemError('invalid-credentials', 'The access token lacks its fleet or scope.');
+        throw problems.accessTokenWithoutFleetOrScope();
       }
       // A deleted client's tokens die with it (the API caches a verified token for ≤ 1 min).
       const client = await this.store.getClient(payload.sub);
       if (!client || client.fleet_id !== fleetId) {
-        throw new ProblemError('invalid-credentials', 'The API client of this access token no longer exists.');
+        throw problems.accessTokenClientGone();
       }
       return { fleetId, clientId: payload.sub, scopes: scope.split(' ').filter(Boolean) };
     } catch (e) {
       if (e instanceof ProblemError) throw e;
-      const expired = e instanceof joseErrors.JWTExpired;
-      throw new ProblemError(
-        'invalid-credentials',
-        expired ? 'The access token has expired; request a new one.' : 'The access token is invalid.',
-      );
+      throw e instanceof joseErrors.JWTExpired ? problems.accessTokenExpired() : problems.accessTokenInvalid();
     }
   }
 }

@@ -66,7 +66,7 @@ export class CommandService {
     ctx: { flowId: string; idempotencyKey?: string; logger: Logger },
   ): Promise<StoredResult> {
     if (this.draining) {
-      throw new ProblemError('service-unavailable', 'This fleetgate instance is shutting down; retry on another.');
+      throw problems.shuttingDown();
     }
     return this.track(this.run(principal, vehicleId, command, ctx));
   }
@@ -132,17 +132,10 @@ export class CommandService {
 
   private checkCommandable(vehicle: Vehicle, command: CommandName): void {
     if (!vehicle.capabilities.commands.includes(command)) {
-      throw new ProblemError(
-        'vehicle/command-not-supported',
-        `The command '${commandToPath(command)}' is not supported by the vehicle '${vehicle.vehicle_id}'.`,
-      );
+      throw problems.commandNotSupported(commandToPath(command), vehicle.vehicle_id);
     }
     if (vehicle.setup_status !== 'SUCCEEDED') {
-      throw new ProblemError(
-        'vehicle/conflicting-setup-status',
-        `The setup of vehicle '${vehicle.vehicle_id}' is ${vehicle.setup_status}${vehicle.setup_failure_reason ? ` (${vehicle.setup_failure_reason})` : ''}; it cannot take commands yet.`,
-        { setup_status: vehicle.setup_status },
-      );
+      throw problems.setupNotSucceeded(vehicle);
     }
   }
 
@@ -194,15 +187,7 @@ export class CommandService {
     if (claim.claimed) return undefined;
     const existing = claim.existing;
     if (existing.vehicle_id !== vehicle.vehicle_id || existing.command !== command) {
-      throw new ProblemError(
-        'validation-error',
-        'Idempotency-Key: this key was already used for a different command or vehicle.',
-        {
-          errors: [
-            { field: 'Idempotency-Key', message: 'already used for another request; use a new key per command' },
-          ],
-        },
-      );
+      throw problems.idempotencyKeyReused();
     }
     if (existing.status_code !== null) return existing.response as StoredResult;
     const record = await this.store.getCommand(existing.flow_id);
@@ -212,11 +197,7 @@ export class CommandService {
       return this.claimKey(principal, vehicle, command, flowId, key);
     }
     if (!record || record.status === 'IN_FLIGHT') {
-      throw new ProblemError(
-        'vehicle/conflicting-command',
-        `A request with this Idempotency-Key is still being executed (flow ${existing.flow_id}).`,
-        { original_flow_id: existing.flow_id },
-      );
+      throw problems.idempotentRequestInFlight(existing.flow_id);
     }
     // The first request's instance died after the command started; its record was expired.
     const result = problemResult({

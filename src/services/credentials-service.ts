@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type FieldError, ProblemError, problems } from '../domain/problems.js';
+import { type FieldError, problems } from '../domain/problems.js';
 import { decodePageToken, encodePageToken, type Page } from '../lib/pagination.js';
 import type { SecretBox } from '../lib/secrets.js';
 import type { CredentialsRecord, Store } from '../store/store.js';
@@ -81,10 +81,7 @@ export class CredentialsService implements CredentialsPort {
     await this.owned(fleetId, credentialsId);
     const result = await this.store.deleteCredentials(credentialsId);
     if (result === 'in-use') {
-      throw new ProblemError(
-        'conflicting-resource',
-        `The credentials '${credentialsId}' are still used by vehicles; delete those vehicles first.`,
-      );
+      throw problems.credentialsInUse(credentialsId);
     }
     if (result === 'not-found') throw notFound(credentialsId);
   }
@@ -199,6 +196,4 @@ function isStringRecord(value: unknown): value is Record<string, string> {
   );
 }
 
-function notFound(credentialsId: string): ProblemError {
-  return new ProblemError('resource-not-found', `The credentials '${credentialsId}' cannot be found.`);
-}
+const notFound = problems.credentialsNotFound;

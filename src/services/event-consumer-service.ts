@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { EVENT_TOPIC_NAMES, EVENT_TOPICS, type EventTopic, isEventTopic } from '../domain/event-topics.js';
-import { ProblemError } from '../domain/problems.js';
+import { ProblemError, problems } from '../domain/problems.js';
 import { opaqueId } from '../lib/ids.js';
 import type { EventLog } from '../store/store.js';
 
@@ -78,19 +78,12 @@ export class EventConsumerService {
   ): Promise<ProvisionedConsumer & { event_consumer_id: string }> {
     const unknown = topics.filter((t) => !isEventTopic(t));
     if (unknown.length > 0) {
-      throw new ProblemError('validation-error', `Unknown topic(s): ${unknown.join(', ')}.`, {
-        errors: [
-          { field: 'topics', message: `unknown: ${unknown.join(', ')}; known: ${EVENT_TOPIC_NAMES.join(', ')}` },
-        ],
-      });
+      throw problems.unknownTopics(unknown, EVENT_TOPIC_NAMES);
     }
     const provisioner = this.available();
     const existing = await this.records.listRecords(KIND, fleetId, EVENT_CONSUMERS_PER_FLEET);
     if (existing.length >= EVENT_CONSUMERS_PER_FLEET) {
-      throw new ProblemError(
-        'conflicting-resource',
-        `The fleet has ${existing.length} event consumers, the most it may have; delete one first.`,
-      );
+      throw problems.tooManyEventConsumers(existing.length);
     }
     const wanted = [...new Set(topics)] as EventTopic[];
     const id = newEventConsumerId();
@@ -132,7 +125,7 @@ export class EventConsumerService {
   private async owned(fleetId: string, id: string): Promise<EventConsumerDoc> {
     const record = await this.records.getRecord(KIND, id);
     if (!record || record.fleet_id !== fleetId) {
-      throw new ProblemError('resource-not-found', `No event consumer '${id}' exists in this fleet.`);
+      throw problems.eventConsumerNotFound(id);
     }
     return record.doc as EventConsumerDoc;
   }
@@ -143,16 +136,13 @@ export class EventConsumerService {
     } catch (err) {
       if (err instanceof ProblemError) throw err;
       this.logger.error({ err }, 'event consumer provisioning failed');
-      throw new ProblemError('service-unavailable', 'The message broker (RabbitMQ) cannot be reached; retry later.');
+      throw problems.brokerUnreachable();
     }
   }
 
   private available(): EventConsumerProvisioner {
     if (!this.provisioner) {
-      throw new ProblemError(
-        'service-unavailable',
-        'This fleetgate publishes no events over AMQP: its operator has not set --amqp-url (FLEETGATE_AMQP_URL).',
-      );
+      throw problems.amqpNotConfigured();
     }
     return this.provisioner;
   }

@@ -1,5 +1,5 @@
 import { EVENT_TYPES, type EventEnvelope, isEventType, type StoredEvent } from '../domain/events.js';
-import { ProblemError } from '../domain/problems.js';
+import { problems } from '../domain/problems.js';
 import type { EventFeed } from '../events/feed.js';
 import { CursorExpiredError, type EventPage, InvalidCursorError } from '../store/store.js';
 import type { Principal } from './auth-service.js';
@@ -74,9 +74,7 @@ function checkTypes(types: readonly string[] | undefined): string[] | undefined 
     .filter((t) => t !== '');
   const unknown = list.filter((t) => !isEventType(t));
   if (unknown.length > 0) {
-    throw new ProblemError('validation-error', `types: unknown event type(s) ${unknown.join(', ')}.`, {
-      errors: [{ field: 'types', message: `unknown: ${unknown.join(', ')}; known: ${EVENT_TYPES.join(', ')}` }],
-    });
+    throw problems.unknownEventTypes(unknown, EVENT_TYPES);
   }
   return list.length > 0 ? list : undefined;
 }
@@ -86,16 +84,10 @@ async function translate<T extends { items: StoredEvent[] }>(read: Promise<T>, f
     return await read;
   } catch (e) {
     if (e instanceof CursorExpiredError) {
-      throw new ProblemError(
-        'events/cursor-expired',
-        `The events after cursor '${e.cursor}' are no longer retained; read from the oldest retained event (without ${field}).`,
-        { cursor: e.cursor },
-      );
+      throw problems.cursorExpired(field, e.cursor);
     }
     if (e instanceof InvalidCursorError) {
-      throw new ProblemError('validation-error', `${field}: '${e.cursor}' is not an event cursor.`, {
-        errors: [{ field, message: 'not a cursor this feed handed out (next_cursor, or an SSE id)' }],
-      });
+      throw problems.notAnEventCursor(field, e.cursor);
     }
     throw e;
   }

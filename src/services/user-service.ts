@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { ProblemError, problems } from '../domain/problems.js';
+import { problems } from '../domain/problems.js';
 import { newUserId } from '../lib/ids.js';
 import { hashSecret, verifySecret } from '../lib/secrets.js';
 import {
@@ -101,7 +101,7 @@ export class UserService {
       await this.store.createUser(user);
     } catch (e) {
       if (e instanceof StoreConflictError) {
-        throw new ProblemError('conflicting-resource', `A user with the email '${email}' exists already.`);
+        throw problems.userEmailTaken(email);
       }
       throw e;
     }
@@ -120,7 +120,7 @@ export class UserService {
   private async own(fleetId: string, userId: string): Promise<ConsoleUser> {
     const user = await this.store.getUser(userId);
     if (!user || user.fleet_id !== fleetId) {
-      throw new ProblemError('resource-not-found', `The user '${userId}' does not exist.`);
+      throw problems.userNotFound(userId);
     }
     return user;
   }
@@ -140,7 +140,7 @@ export class UserService {
       },
       new Date().toISOString(),
     );
-    if (!updated) throw new ProblemError('resource-not-found', `The user '${userId}' does not exist.`);
+    if (!updated) throw problems.userNotFound(userId);
     if (patch.password !== undefined) await this.store.deleteUserSessions(userId);
     return view(updated);
   }
@@ -167,18 +167,13 @@ export class UserService {
     const wait = this.waitMs(await this.store.getSignInFailures(keys), now);
     if (wait > 0) {
       const seconds = Math.ceil(wait / 1000);
-      throw new ProblemError(
-        'too-many-requests',
-        `Too many failed sign-ins for this account; try again in ${seconds} s.`,
-        {},
-        { 'Retry-After': String(seconds) },
-      );
+      throw problems.signInThrottled(seconds);
     }
     const user = await this.store.getUserByEmail(email);
     const ok = await verifySecret(password, user?.password_hash ?? DUMMY_HASH);
     if (!user || !ok) {
       await this.store.noteSignInFailure(keys, new Date(now).toISOString());
-      throw new ProblemError('invalid-credentials', 'The email or password is wrong.');
+      throw problems.wrongEmailOrPassword();
     }
     await this.store.clearSignInFailures(keys, new Date(now - THROTTLE.retentionMs).toISOString());
     const sessionId = randomBytes(32).toString('base64url');
@@ -206,11 +201,10 @@ export class UserService {
   /** The principal of a session cookie: the user's fleet and its role's scopes; 401 when expired or unknown. */
   async authenticate(sessionId: string): Promise<Principal> {
     const found = await this.store.getSession(sessionHash(sessionId));
-    if (!found)
-      throw new ProblemError('invalid-credentials', 'The console session is unknown or ended; sign in again.');
+    if (!found) throw problems.consoleSessionUnknown();
     // Left for purge(), so that every request of an expired session hears why.
     if (Date.parse(found.session.expires_at) <= this.now()) {
-      throw new ProblemError('invalid-credentials', 'The console session has expired; sign in again.');
+      throw problems.consoleSessionExpired();
     }
     const { user } = found;
     return {

@@ -3,7 +3,8 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { VehicleState } from '../../src/domain/state-catalogue.js';
 import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
-import { isoFromPostgres, PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import { isoFromPostgres } from '../../src/store/postgres/rows.js';
 import { createStore } from '../../src/store/registry.js';
 import { StoreUnavailableError } from '../../src/store/store.js';
 import { eventually } from '../helpers/eventually.js';
@@ -166,7 +167,7 @@ describe('PostgreSQL engine', () => {
     await a.insertVehicle(v);
     const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
     const sent: string[] = [];
-    const pool = (a as unknown as { pool: pg.Pool }).pool;
+    const pool = (a as unknown as { db: { pool: pg.Pool } }).db.pool;
     const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
     (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
       const config = args[0] as { values?: unknown[] };

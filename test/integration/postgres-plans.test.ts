@@ -2,10 +2,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   COMPLETE_COMMANDS_SQL,
-  PostgresStore,
   START_COMMAND_SQL,
   START_COMMANDS_SQL,
-} from '../../src/store/postgres/postgres-store.js';
+} from '../../src/store/postgres/command-path-sql.js';
+import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { vehicle } from '../contract/store.contract.js';
 import { createTestDatabase } from '../helpers/postgres.js';
 

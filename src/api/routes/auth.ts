@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { ProblemError } from '../../domain/problems.js';
+import { ProblemError, problems } from '../../domain/problems.js';
 import { SCOPE_DESCRIPTIONS, SCOPES } from '../../services/auth-service.js';
 import { LoginThrottle } from '../../services/login-throttle.js';
 import { PROBLEM_CONTENT_TYPE } from '../problem-response.js';
@@ -106,37 +106,21 @@ export function authRoutes(app: Api, deps: ApiDeps): void {
       const clientId = basic?.id ?? body.client_id;
       const secret = basic?.secret ?? body.client_secret;
       if (!clientId || !secret) {
-        throw new ProblemError(
-          'invalid-credentials',
-          'Client credentials are missing; use HTTP Basic client_id:client_secret.',
-          { error: 'invalid_client' },
-        );
+        throw problems.clientCredentialsMissing();
       }
       const grant = body.grant_type ?? request.query.grant_type;
       if (grant === undefined || grant === '') {
-        throw new ProblemError('validation-error', 'grant_type is missing; send grant_type=client_credentials.', {
-          error: 'invalid_request',
-          errors: [{ field: 'grant_type', message: 'is required' }],
-        });
+        throw problems.grantTypeMissing();
       }
       if (grant !== 'client_credentials') {
-        throw new ProblemError(
-          'validation-error',
-          `grant_type '${grant}' is not supported; fleetgate issues tokens for client_credentials only.`,
-          { error: 'unsupported_grant_type', errors: [{ field: 'grant_type', message: 'must be client_credentials' }] },
-        );
+        throw problems.grantTypeUnsupported(grant);
       }
       reply.header('Cache-Control', 'no-store').header('Pragma', 'no-cache');
       // Guessing is throttled per client id (per address, and over all addresses) as well as by
       // the per-address rate limit above.
       const wait = throttle.retryAfterSeconds(clientId, request.ip);
       if (wait > 0) {
-        throw new ProblemError(
-          'too-many-requests',
-          `Too many failed attempts for this client; retry in ${wait} s.`,
-          { error: 'temporarily_unavailable' },
-          { 'Retry-After': String(wait) },
-        );
+        throw problems.tokenRequestsThrottled(wait);
       }
       try {
         const token = await deps.auth.issueToken(clientId, secret, body.scope);

@@ -1,6 +1,6 @@
 import { type Static, Type } from 'typebox';
 import { COMMANDS, commandFromPath, commandToPath } from '../../domain/commands.js';
-import { ProblemError } from '../../domain/problems.js';
+import { ProblemError, problems } from '../../domain/problems.js';
 import { decodePageToken, encodePageToken } from '../../lib/pagination.js';
 import {
   CommandPage,
@@ -43,7 +43,7 @@ export function commandRoutes(app: Api, { commands, config }: ApiDeps): void {
     async (request, reply) => {
       const command = commandFromPath(request.params.command);
       if (!command) {
-        throw new ProblemError('resource-not-found', `The command '${request.params.command}' does not exist.`);
+        throw problems.commandNotFound(request.params.command);
       }
       const result = await commands.execute(request.principal!, request.params.vehicle_id, command, {
         flowId: request.id,

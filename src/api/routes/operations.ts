@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { ProblemError } from '../../domain/problems.js';
+import { problems } from '../../domain/problems.js';
 import { metricsAuthorized } from '../metrics.js';
 import { problemResponses } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
@@ -73,12 +73,7 @@ export function operationsRoutes(app: Api, { readiness, metrics, config }: ApiDe
     },
     async (request, reply) => {
       if (!metricsAuthorized(request.headers.authorization, config.metricsToken)) {
-        throw new ProblemError(
-          'invalid-credentials',
-          '/metrics needs `Authorization: Bearer <metrics token>` (the --metrics-token setting).',
-          {},
-          { 'WWW-Authenticate': 'Bearer realm="metrics"' },
-        );
+        throw problems.metricsTokenRequired({ 'WWW-Authenticate': 'Bearer realm="metrics"' });
       }
       return reply.type(metrics.contentType).send(await metrics.render());
     },

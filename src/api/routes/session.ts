@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { ProblemError } from '../../domain/problems.js';
+import { problems } from '../../domain/problems.js';
 import { problemResponses, User } from '../schemas.js';
 import { type Api, type ApiDeps, assertSameOrigin } from '../server.js';
 
@@ -60,7 +60,7 @@ export function sessionRoutes(app: Api, { users }: ApiDeps): void {
     },
     async (request, reply) => {
       const id = request.cookies[SESSION_COOKIE];
-      if (!id) throw new ProblemError('invalid-credentials', 'Not signed in to the console.');
+      if (!id) throw problems.notSignedIn();
       const principal = await users.authenticate(id);
       reply.header('Cache-Control', 'no-store');
       const u = principal.user!;

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { ProblemError } from '../../domain/problems.js';
+import { problems } from '../../domain/problems.js';
 import { scopedProblemResponses, VehicleModelSchema } from '../schemas.js';
 import type { Api, ApiDeps } from '../server.js';
 
@@ -52,8 +52,7 @@ export function telematicsBrandRoutes(app: Api, { adapters }: ApiDeps): void {
     },
     async (request) => {
       const adapter = adapters.get(request.params.brand);
-      if (!adapter)
-        throw new ProblemError('resource-not-found', `The telematics brand '${request.params.brand}' cannot be found.`);
+      if (!adapter) throw problems.telematicsBrandNotFound(request.params.brand);
       return {
         items: adapter.models.map((m) => ({
           id: m.id,

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { type FakeEngine, type FakeSmartcar, startFakeSmartcar } from './fake-smartcar.js';
+import { type FakeSmartcar, startFakeSmartcar } from './fake-smartcar.js';
+import type { FakeEngine } from './vehicle-endpoints.js';
 
 /** What `fleetgate simulate` prints so an operator can try SMARTCAR vehicles without an account. */
 export interface SmartcarSimulation {

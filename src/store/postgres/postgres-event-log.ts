@@ -58,6 +58,13 @@ export class PostgresEventLog implements EventLog {
     this.emitter.emit('commit');
   }
 
+  /** A transaction that writes events (insert): wakes this instance's event readers once it committed. */
+  async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const out = await this.tx(fn);
+    this.committed();
+    return out;
+  }
+
   onCommit(listener: () => void): () => void {
     this.emitter.on('commit', listener);
     return () => this.emitter.off('commit', listener);

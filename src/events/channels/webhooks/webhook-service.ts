@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EVENT_TYPES, type EventEnvelope, isEventType } from '../../../domain/events.js';
-import { ProblemError } from '../../../domain/problems.js';
+import { problems } from '../../../domain/problems.js';
 import { opaqueId } from '../../../lib/ids.js';
 import { decodePageToken, encodePageToken } from '../../../lib/pagination.js';
 import type { ChannelRecord } from '../../../store/store.js';
@@ -145,7 +145,7 @@ export class WebhookService {
       const version = await this.log.putRecord(WEBHOOK, { id, fleet_id: fleetId, doc }, current.version);
       if (version !== undefined) return view({ ...current, doc, version });
     }
-    throw new ProblemError('service-unavailable', 'The webhook is being changed by others; retry.');
+    throw problems.webhookBusy();
   }
 
   async remove(fleetId: string, id: string): Promise<void> {
@@ -182,7 +182,7 @@ export class WebhookService {
       ? ((await this.log.getLog(WEBHOOK, id, Number(deliveryId))) as DeliveryEntry | undefined)
       : undefined;
     if (!entry) {
-      throw new ProblemError('resource-not-found', `The delivery '${deliveryId}' of webhook '${id}' cannot be found.`);
+      throw problems.webhookDeliveryNotFound(id, deliveryId);
     }
     const { logId, entry: sent } = await this.deliver(record, entry.event, entry.attempt + 1, 'manual');
     return deliveryView(logId, sent);
@@ -222,7 +222,7 @@ export class WebhookService {
   private async own(fleetId: string, id: string): Promise<ChannelRecord> {
     const record = await this.log.getRecord(WEBHOOK, id);
     if (!record || record.fleet_id !== fleetId) {
-      throw new ProblemError('resource-not-found', `The webhook with ID '${id}' cannot be found.`);
+      throw problems.webhookNotFound(id);
     }
     return record;
   }
@@ -254,6 +254,4 @@ function checkTypes(types: string[] | null | undefined): string[] | null {
   return [...new Set(types)];
 }
 
-function validation(field: string, message: string): ProblemError {
-  return new ProblemError('validation-error', `${field}: ${message}`, { errors: [{ field, message }] });
-}
+const validation = problems.field;
