@@ -321,6 +321,30 @@ export const problems = {
     );
   },
 
+  // 400 referenced-resource-not-found
+
+  referencedCredentialsNotFound(credentialsId: string, brand: string): ProblemError {
+    return new ProblemError(
+      'referenced-resource-not-found',
+      `The credentials '${credentialsId}' for telematics brand ${brand} cannot be found.`,
+      { errors: [{ field: 'credentials_id', message: 'no such credentials of this brand in the fleet' }] },
+    );
+  },
+  vehicleModelNotFound(modelId: string, brand: string): ProblemError {
+    return new ProblemError(
+      'referenced-resource-not-found',
+      `The vehicle model '${modelId}' of telematics brand ${brand} cannot be found.`,
+      {
+        errors: [
+          {
+            field: 'vehicle_model_id',
+            message: `unknown model; see GET /telematics-brands/${brand}/available-vehicle-models`,
+          },
+        ],
+      },
+    );
+  },
+
   // 400 invalid-json, malformed-request
 
   /** `reason`: where the parser stopped. */
@@ -501,6 +525,13 @@ export const problems = {
 
   // 409 conflicting-resource
 
+  unitAlreadyUsed(unitId: string, brand: string): ProblemError {
+    return new ProblemError(
+      'conflicting-resource',
+      `The telematics unit '${unitId}' of brand ${brand} is already part of a vehicle.`,
+    );
+  },
+
   credentialsInUse(credentialsId: string): ProblemError {
     return new ProblemError(
       'conflicting-resource',
@@ -555,6 +586,13 @@ export const problems = {
   },
 
   // 503 service-unavailable
+
+  unitNotProvisioned(): ProblemError {
+    return new ProblemError(
+      'service-unavailable',
+      'The unit could not be provisioned in the message broker; nothing was added. Retry later.',
+    );
+  },
 
   shuttingDown(): ProblemError {
     return new ProblemError('service-unavailable', 'This fleetgate instance is shutting down; retry on another.');

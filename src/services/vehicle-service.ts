@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ProblemError, problems } from '../domain/problems.js';
+import { problems } from '../domain/problems.js';
 import { acceptState, filterState, type VehicleState } from '../domain/state-catalogue.js';
 import type { Capabilities, MasterData, OperationStatus, Vehicle } from '../domain/vehicle.js';
 import { newVehicleId } from '../lib/ids.js';
@@ -140,11 +140,7 @@ export class VehicleService {
     if (input.credentials_id !== undefined) {
       const creds = await this.store.getCredentials(input.credentials_id);
       if (!creds || creds.fleet_id !== principal.fleetId || creds.telematics_brand !== adapter.brand) {
-        throw new ProblemError(
-          'referenced-resource-not-found',
-          `The credentials '${input.credentials_id}' for telematics brand ${adapter.brand} cannot be found.`,
-          { errors: [{ field: 'credentials_id', message: 'no such credentials of this brand in the fleet' }] },
-        );
+        throw problems.referencedCredentialsNotFound(input.credentials_id, adapter.brand);
       }
     } else if (adapter.requiresCredentials) {
       throw validation('credentials_id', `telematics brand ${adapter.brand} needs credentials_id`);
@@ -175,10 +171,7 @@ export class VehicleService {
       await this.store.insertVehicle(vehicle, { flow_id: ctx?.flowId });
     } catch (e) {
       if (e instanceof StoreConflictError) {
-        throw new ProblemError(
-          'conflicting-resource',
-          `The telematics unit '${input.telematics_unit_id}' of brand ${adapter.brand} is already part of a vehicle.`,
-        );
+        throw problems.unitAlreadyUsed(input.telematics_unit_id, adapter.brand);
       }
       throw e;
     }
@@ -190,10 +183,7 @@ export class VehicleService {
       // Nothing half-done: a vehicle whose unit cannot be provisioned is not kept.
       await this.store.deleteVehicle(vehicle.vehicle_id, undefined, { flow_id: ctx?.flowId });
       log.error({ err: e, vehicle_id: vehicle.vehicle_id }, 'provisioning the unit failed');
-      throw new ProblemError(
-        'service-unavailable',
-        'The unit could not be provisioned in the message broker; nothing was added. Retry later.',
-      );
+      throw problems.unitNotProvisioned();
     }
     this.events.emit({
       type: 'vehicle.added',
@@ -215,18 +205,7 @@ export class VehicleService {
     }
     const model = adapter.models.find((m) => m.id === modelId);
     if (!model) {
-      throw new ProblemError(
-        'referenced-resource-not-found',
-        `The vehicle model '${modelId}' of telematics brand ${adapter.brand} cannot be found.`,
-        {
-          errors: [
-            {
-              field: 'vehicle_model_id',
-              message: `unknown model; see GET /telematics-brands/${adapter.brand}/available-vehicle-models`,
-            },
-          ],
-        },
-      );
+      throw problems.vehicleModelNotFound(modelId, adapter.brand);
     }
     return model;
   }
