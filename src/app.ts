@@ -79,7 +79,12 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
   };
 
   try {
-    const store = await createStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+    const store = await createStore({
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+      sqliteWalLimitMb: config.sqliteWalLimitMb,
+      logger,
+    });
     cleanups.push(() => store.close());
     await store.migrate();
 

@@ -21,6 +21,8 @@ export interface Config {
   dataDir: string;
   /** postgres://… selects the PostgreSQL engine; unset means SQLite in dataDir. */
   databaseUrl: string | undefined;
+  /** SQLite's write-ahead log file is kept near this size under load and emptied when idle (MB). */
+  sqliteWalLimitMb: number;
   /** mqtt://… selects an external broker; unset starts the embedded one on mqttPort. */
   mqttUrl: string | undefined;
   mqttPort: number;
@@ -147,6 +149,17 @@ const CORE_SETTINGS: readonly Setting[] = [
     kind: 'url',
     protocols: ['postgres:', 'postgresql:'],
     description: 'PostgreSQL connection URL; unset = embedded SQLite in the data dir.',
+  },
+  {
+    key: 'sqliteWalLimitMb',
+    env: 'FLEETGATE_SQLITE_WAL_LIMIT_MB',
+    flag: '--sqlite-wal-limit-mb',
+    kind: 'int',
+    default: '64',
+    min: 1,
+    max: 65_536,
+    description:
+      'SQLite only: the size its write-ahead log file (`fleetgate.db-wal`) is kept near. Past it, the log is copied into the database and started over, and the file cut back to this size; once writes pause for a second or two, the file is emptied. Under heavy write load the file can outgrow the limit by what is written in a fraction of a second (by at most the limit again plus that); each start-over holds writes back for a few to tens of milliseconds.',
   },
   {
     key: 'mqttUrl',

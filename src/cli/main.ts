@@ -35,7 +35,11 @@ function settingsFrom(opts: Record<string, unknown>): Flags {
 /** Runs `fn` on the configured store, migrated, and closes it afterwards. */
 async function withStore(opts: Record<string, unknown>, fn: (store: Store) => Promise<void>): Promise<void> {
   const config = loadOrExit(settingsFrom(opts));
-  const store = await createStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const store = await createStore({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    sqliteWalLimitMb: config.sqliteWalLimitMb,
+  });
   try {
     await store.migrate();
     await fn(store);

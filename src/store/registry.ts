@@ -11,6 +11,8 @@ export interface StoreOptions {
   logger?: Logger;
   /** PostgreSQL connections per instance (default 10); ignored by SQLite. */
   poolSize?: number;
+  /** SQLite's write-ahead log is kept near this size (MB, default 64); ignored by PostgreSQL. */
+  sqliteWalLimitMb?: number;
 }
 
 interface Engine {
@@ -35,7 +37,11 @@ async function createPostgres(o: StoreOptions): Promise<Store> {
 async function createSqlite(o: StoreOptions): Promise<Store> {
   const { SqliteStore } = await import('./sqlite/sqlite-store.js');
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
-  return new SqliteStore({ file: path.join(o.dataDir, 'fleetgate.db'), logger: o.logger });
+  return new SqliteStore({
+    file: path.join(o.dataDir, 'fleetgate.db'),
+    logger: o.logger,
+    walLimitMb: o.sqliteWalLimitMb,
+  });
 }
 
 /** Opens the store the options select. Does not migrate: the caller runs `store.migrate()`. */

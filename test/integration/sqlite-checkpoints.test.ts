@@ -35,7 +35,7 @@ describe('SQLite checkpoints on a thread of their own (src/store/sqlite/checkpoi
   };
 
   it("stops the API connection's own checkpoints and copies the whole log into the database on the thread", async () => {
-    checkpointer = new Checkpointer(db, file, undefined, 60_000);
+    checkpointer = new Checkpointer(db, file, undefined, { intervalMs: 60_000 });
     checkpointer.start();
     expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
     write(20_000); // ~1,000 pages: SQLite's own threshold would have checkpointed on this thread
@@ -56,7 +56,7 @@ describe('SQLite checkpoints on a thread of their own (src/store/sqlite/checkpoi
   });
 
   it('does not count as another writer for the read caches (PRAGMA data_version)', async () => {
-    checkpointer = new Checkpointer(db, file, undefined, 60_000);
+    checkpointer = new Checkpointer(db, file, undefined, { intervalMs: 60_000 });
     checkpointer.start();
     write(100);
     const version = db.pragma('data_version', { simple: true });
@@ -65,7 +65,7 @@ describe('SQLite checkpoints on a thread of their own (src/store/sqlite/checkpoi
   });
 
   it('lets the log start over once checkpointed, so it does not grow without bound', async () => {
-    checkpointer = new Checkpointer(db, file, undefined, 60_000);
+    checkpointer = new Checkpointer(db, file, undefined, { intervalMs: 60_000 });
     checkpointer.start();
     write(20_000);
     await checkpointer.checkpointNow();
@@ -79,10 +79,47 @@ describe('SQLite checkpoints on a thread of their own (src/store/sqlite/checkpoi
     expect(frames).toBeLessThan(10);
   });
 
+  it('waits a bounded time, warns once and backs off while a reader of another connection keeps the log from starting over', async () => {
+    const warnings: string[] = [];
+    const logger = { warn: (...args: unknown[]) => warnings.push(String(args.at(-1))) };
+    // The thread's timer never runs here; its size looks try once, then leave the log for intervalMs.
+    checkpointer = new Checkpointer(db, file, logger as never, { intervalMs: 60_000, walLimitBytes: 2 ** 20 });
+    checkpointer.start();
+    const reader = new Database(file, { readonly: true });
+    try {
+      reader.prepare('BEGIN').run();
+      reader.prepare('SELECT count(*) FROM t').get(); // holds its snapshot: the log cannot start over
+      write(20_000); // ~4.5 MB, past twice the limit
+      const slowest = { ms: 0 };
+      const started = performance.now();
+      while (warnings.length === 0 && performance.now() - started < 5000) {
+        write(1);
+        const t = performance.now();
+        checkpointer.afterCommit();
+        slowest.ms = Math.max(slowest.ms, performance.now() - t);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(warnings).toEqual(['sqlite: could not start the write-ahead log over: another connection is reading it']);
+      // Its RESTART waited for the reader for RESET_WAIT_MS (100 ms), not for the API's 5 s busy_timeout.
+      expect(slowest.ms).toBeLessThan(1000);
+      // Backed off: the commits after it do not wait for the reader again, nor warn again.
+      const after = performance.now();
+      for (let i = 0; i < 100; i++) {
+        write(1);
+        checkpointer.afterCommit();
+      }
+      expect(performance.now() - after).toBeLessThan(500);
+      expect(warnings).toHaveLength(1);
+    } finally {
+      reader.prepare('COMMIT').run();
+      reader.close();
+    }
+  });
+
   it('hands checkpoints back to the API connection when the thread cannot run, and says so', async () => {
     const warnings: string[] = [];
     const logger = { warn: (...args: unknown[]) => warnings.push(String(args.at(-1))) };
-    checkpointer = new Checkpointer(db, path.join(dir, 'missing.sqlite'), logger as never, 60_000);
+    checkpointer = new Checkpointer(db, path.join(dir, 'missing.sqlite'), logger as never, { intervalMs: 60_000 });
     checkpointer.start();
     await checkpointer.ended;
     expect(checkpointer.running).toBe(false);

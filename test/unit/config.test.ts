@@ -11,6 +11,7 @@ describe('config (validated once, all errors together, then frozen)', () => {
       tokenTtlSeconds: 900,
       databaseUrl: undefined,
       mqttUrl: undefined,
+      sqliteWalLimitMb: 64,
     });
     expect(c.dataDir).toMatch(/data$/);
     expect(c.defaulted).toContain('port');
@@ -18,9 +19,13 @@ describe('config (validated once, all errors together, then frozen)', () => {
   });
 
   it('flags win over the environment, which wins over defaults', () => {
-    const c = loadConfig({ port: 4000 }, { FLEETGATE_PORT: '5000', FLEETGATE_MQTT_PORT: '2883' });
+    const c = loadConfig(
+      { port: 4000 },
+      { FLEETGATE_PORT: '5000', FLEETGATE_MQTT_PORT: '2883', FLEETGATE_SQLITE_WAL_LIMIT_MB: '256' },
+    );
     expect(c.port).toBe(4000);
     expect(c.mqttPort).toBe(2883);
+    expect(c.sqliteWalLimitMb).toBe(256);
     expect(c.defaulted).not.toContain('port');
     expect(c.defaulted).not.toContain('mqttPort');
   });

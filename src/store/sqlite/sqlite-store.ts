@@ -35,7 +35,7 @@ import {
   type VehicleFilter,
   type VehiclePatch,
 } from '../store.js';
-import { Checkpointer } from './checkpointer.js';
+import { Checkpointer, DEFAULT_WAL_LIMIT_MB } from './checkpointer.js';
 import { GroupCommit } from './group-commit.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { deepFreeze, ReadCache, type StoredProperty, type StoredState, storedProperty } from './read-cache.js';
@@ -49,6 +49,8 @@ export interface SqliteStoreOptions {
   logger?: Logger;
   /** Overrides the migration list (tests). */
   migrations?: readonly Migration[];
+  /** The write-ahead log's file is kept near this size under load, and emptied when idle (MB). */
+  walLimitMb?: number;
 }
 
 /** How far the tag-selectivity probe counts; beyond it, tags count as equally common. */
@@ -138,7 +140,9 @@ export class SqliteStore implements Store {
     // NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the
     // last transactions, which fsync on every commit would cost far more than it saves here.
     this.db.pragma('synchronous = NORMAL');
-    this.checkpoints = new Checkpointer(this.db, options.file, this.logger);
+    this.checkpoints = new Checkpointer(this.db, options.file, this.logger, {
+      walLimitBytes: Math.trunc((options.walLimitMb ?? DEFAULT_WAL_LIMIT_MB) * 2 ** 20),
+    });
     const dataVersion = this.db.prepare('PRAGMA data_version').pluck();
     this.vehicleCache = new ReadCache(() => dataVersion.get() as number);
     this.stateCache = new ReadCache(() => dataVersion.get() as number);
@@ -170,6 +174,7 @@ export class SqliteStore implements Store {
     this.checkpoints.start();
     return this.writes.submit(work).then((value) => {
       this.events.committed();
+      this.checkpoints.afterCommit();
       return value;
     });
   }
@@ -178,6 +183,7 @@ export class SqliteStore implements Store {
   private transact<T>(work: () => T): T {
     const value = this.db.transaction(work).immediate();
     this.events.committed();
+    this.checkpoints.afterCommit();
     return value;
   }
 
