@@ -59,6 +59,11 @@ export interface Config {
   webhooksRetrySeconds: number;
   /** How long a webhook receiver may take to answer one delivery. */
   webhooksTimeoutMs: number;
+  /**
+   * How long the instance delivering a webhook subscription holds it without renewing: after a
+   * crash, another instance continues the subscription once this has passed.
+   */
+  webhooksLeaseMs: number;
   /** Allow webhook URLs on private, loopback or link-local addresses (SSRF guard off). */
   webhooksAllowPrivateUrls: boolean;
   logLevel: string;
@@ -336,6 +341,17 @@ const CORE_SETTINGS: readonly Setting[] = [
     description: 'How long a webhook receiver may take to answer a delivery before it counts as failed.',
   },
   {
+    key: 'webhooksLeaseMs',
+    env: 'FLEETGATE_WEBHOOKS_LEASE_MS',
+    flag: '--webhooks-lease-ms',
+    kind: 'int',
+    default: '15000',
+    min: 1100,
+    max: 3_600_000,
+    description:
+      'With several instances: each webhook subscription is delivered by one instance at a time, which holds its lease this long and renews it before every delivery. When that instance dies, another continues the subscription within this time (+ 1 s) after its last renewal. Must exceed --webhooks-timeout-ms by at least 1000 ms; by default 15 s or the timeout + 5 s, whichever is longer.',
+  },
+  {
     key: 'webhooksAllowPrivateUrls',
     env: 'FLEETGATE_WEBHOOKS_ALLOW_PRIVATE_URLS',
     flag: '--webhooks-allow-private-urls',
@@ -517,19 +533,7 @@ export function loadConfig(
   if (typeof out.consoleTileUrl === 'string' && !/\{z\}.*\{x\}.*\{y\}/.test(out.consoleTileUrl)) {
     errors.push('console tile URL: must hold {z}, {x} and {y}');
   }
-  // The default grows with a long command budget rather than refusing it.
-  if (defaulted.includes('requestTimeoutMs') && typeof out.commandTimeoutMs === 'number') {
-    out.requestTimeoutMs = Math.max(60_000, out.commandTimeoutMs + 15_000);
-  }
-  if (
-    typeof out.requestTimeoutMs === 'number' &&
-    typeof out.commandTimeoutMs === 'number' &&
-    out.requestTimeoutMs < out.commandTimeoutMs + 5000
-  ) {
-    errors.push(
-      `request timeout: ${out.requestTimeoutMs} ms must exceed the command timeout (${out.commandTimeoutMs} ms) by at least 5000 ms`,
-    );
-  }
+  for (const rule of OUTLASTING) outlast(out, defaulted, errors, rule);
   const proxies = typeof out.trustedProxies === 'string' ? out.trustedProxies.split(',').map((p) => p.trim()) : [];
   for (const proxy of proxies.filter(Boolean)) {
     const [address, bits, extra] = proxy.split('/');
@@ -560,6 +564,59 @@ export function loadConfig(
   out.instanceId ??= `fg-${randomUUID().slice(0, 8)}`;
   out.defaulted = Object.freeze(defaulted);
   return Object.freeze(out as unknown as Config);
+}
+
+interface OutlastRule {
+  longer: [key: string, label: string];
+  shorter: [key: string, label: string];
+  floor: number;
+  defaultMargin: number;
+  minMargin: number;
+}
+
+/**
+ * Durations that must outlast others; each default grows with the budget it must outlast rather
+ * than refusing it. The request timeout outlasts a command; the webhook lease outlasts a whole
+ * delivery, so that no other instance sends while one is in flight.
+ */
+const OUTLASTING: readonly OutlastRule[] = [
+  {
+    longer: ['requestTimeoutMs', 'request timeout'],
+    shorter: ['commandTimeoutMs', 'command timeout'],
+    floor: 60_000,
+    defaultMargin: 15_000,
+    minMargin: 5000,
+  },
+  {
+    longer: ['webhooksLeaseMs', 'webhooks lease'],
+    shorter: ['webhooksTimeoutMs', 'webhooks timeout'],
+    floor: 15_000,
+    defaultMargin: 5000,
+    minMargin: 1000,
+  },
+];
+
+/**
+ * A duration that must exceed another by `minMargin` ms: when defaulted it becomes the larger of
+ * `floor` and the other + `defaultMargin`; when set too short it is an error.
+ */
+function outlast(
+  out: Record<string, unknown>,
+  defaulted: readonly string[],
+  errors: string[],
+  rule: OutlastRule,
+): void {
+  const [longKey, longLabel] = rule.longer;
+  const [shortKey, shortLabel] = rule.shorter;
+  const short = out[shortKey];
+  if (typeof short !== 'number') return;
+  if (defaulted.includes(longKey)) out[longKey] = Math.max(rule.floor, short + rule.defaultMargin);
+  const long = out[longKey];
+  if (typeof long === 'number' && long < short + rule.minMargin) {
+    errors.push(
+      `${longLabel}: ${long} ms must exceed the ${shortLabel} (${short} ms) by at least ${rule.minMargin} ms`,
+    );
+  }
 }
 
 /** `host:port` (IPv6 hosts in brackets) into its parts; undefined when malformed. */

@@ -1223,6 +1223,12 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await store.events.acquireCursor(name, 'a', 60_000, null)).toEqual({ position: '7' });
         expect(await store.events.advanceCursor(name, 'b', '9')).toBe(false);
         expect(await store.events.getCursor(name)).toEqual({ position: '7' });
+        // Advancing with a renewal extends the lease: b still cannot take it after a's 1 ms one ran out.
+        expect(await store.events.acquireCursor(name, 'a', 1, null)).toEqual({ position: '7' });
+        expect(await store.events.advanceCursor(name, 'a', '8', 60_000)).toBe(true);
+        await new Promise((r) => setTimeout(r, 20));
+        expect(await store.events.acquireCursor(name, 'b', 60_000, null)).toBeUndefined();
+        expect(await store.events.acquireCursor(name, 'a', 60_000, null)).toEqual({ position: '8' });
         await store.events.deleteCursor(name);
         expect(await store.events.getCursor(name)).toBeUndefined();
         const shared = uid('cursor');

@@ -16,7 +16,7 @@ export interface SharedParts {
   /** Settings every fleetgate process of the test gets (flags without dashes). */
   settings: Record<string, string | number>;
   /** Creates an API client of `fleetId` in the shared database and gets a token from `via`. */
-  token(fleetId: string, via: FleetgateProcess): Promise<string>;
+  token(fleetId: string, via: FleetgateProcess, scopes?: string[]): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -42,10 +42,10 @@ export async function startSharedParts(options: { commandTimeoutMs: number }): P
       'data-dir': dataDir,
       'log-level': 'warn',
     },
-    async token(fleetId, via) {
+    async token(fleetId, via, scopes = ['vehicles', 'vehicle-commands']) {
       const store = await createStore({ databaseUrl: database.url, dataDir });
       try {
-        const client = await createApiClient(store, { fleetId, scopes: ['vehicles', 'vehicle-commands'] });
+        const client = await createApiClient(store, { fleetId, scopes });
         const basic = Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64');
         const res = await fetch(`${via.url}/auth/oauth/token?grant_type=client_credentials`, {
           method: 'POST',

@@ -15,6 +15,11 @@ export class WebhookReceiver {
   requests = 0;
   /** The status to answer the n-th request (1-based) with; 204 by default. */
   status: (n: number, event: EventEnvelope | undefined) => number = () => 204;
+  /** Awaited before the n-th request is answered: acts while that delivery is in flight. */
+  beforeAnswer: ((n: number, event: EventEnvelope | undefined, req: http.IncomingMessage) => Promise<void>) | undefined;
+  /** The most requests that were in flight (arrived, neither answered nor closed) at once. */
+  maxInFlight = 0;
+  private inFlight = 0;
   secret: string | undefined;
   private server: http.Server | undefined;
   private readonly waiters = new Set<() => void>();
@@ -35,9 +40,16 @@ export class WebhookReceiver {
 
   async listen(port: number): Promise<void> {
     this.server = http.createServer((req, res) => {
+      let open = true;
+      const ended = () => {
+        if (open) this.inFlight--;
+        open = false;
+      };
+      this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
+      req.socket.once('close', ended);
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
+      req.on('end', async () => {
         const body = Buffer.concat(chunks).toString('utf8');
         const n = ++this.requests;
         let event: EventEnvelope | undefined;
@@ -46,8 +58,10 @@ export class WebhookReceiver {
         } catch (e) {
           this.rejected.push(String(e));
         }
+        await this.beforeAnswer?.(n, event, req);
         const status = this.status(n, event);
         if (event && status >= 200 && status < 300) this.events.push(event);
+        ended();
         res.writeHead(status).end();
         for (const wake of this.waiters) wake();
       });

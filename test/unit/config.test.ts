@@ -90,4 +90,15 @@ describe('config (validated once, all errors together, then frozen)', () => {
     );
     expect(() => loadConfig({}, { FLEETGATE_AMQP_PUBLIC_URL: 'amqp://x:5672' })).toThrow(/need --amqp-url/);
   });
+
+  // Issue 16 §4: a webhook lease shorter than a whole delivery would let a second instance send
+  // the same subscription's event while the first still waits for its answer.
+  it('keeps the webhook lease longer than a delivery can take', () => {
+    expect(loadConfig({}, {}).webhooksLeaseMs).toBe(15_000);
+    expect(loadConfig({ webhooksTimeoutMs: 30_000 }, {}).webhooksLeaseMs).toBe(35_000);
+    expect(loadConfig({ webhooksLeaseMs: 2500, webhooksTimeoutMs: 1500 }, {}).webhooksLeaseMs).toBe(2500);
+    expect(() => loadConfig({ webhooksTimeoutMs: 30_000 }, { FLEETGATE_WEBHOOKS_LEASE_MS: '20000' })).toThrow(
+      /webhooks lease: 20000 ms must exceed the webhooks timeout \(30000 ms\) by at least 1000 ms/,
+    );
+  });
 });

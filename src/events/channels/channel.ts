@@ -15,8 +15,9 @@ import type { EventFeed } from '../feed.js';
  *    instance delivers for it now; try again later. Renew (acquire again) well within leaseMs.
  * 2. `feed.read({ after: lease.position, fleet_id, types, limit })`: the next events in order.
  * 3. Deliver them (e.g. publish a batch and wait for publisher confirms), then
- *    `feed.log.advanceCursor(name, instanceId, page.next_cursor)`: false means the lease was
- *    lost and the other holder continues (so delivery is at least once, never skipped).
+ *    `feed.log.advanceCursor(name, instanceId, page.next_cursor)` (given a lease length, it renews
+ *    the lease in the same write): false means the lease was lost and the other holder continues
+ *    (so delivery is at least once, never skipped).
  * 4. When nothing was read, `feed.wait(ms)` until this instance commits more or ms pass.
  * 5. On stop, `feed.log.releaseCursor(name, instanceId)` so another instance takes over at once.
  */

@@ -162,12 +162,13 @@ export class PostgresEventLog implements EventLog {
     return rows[0] && { position: (rows[0].position as string | null) ?? null };
   }
 
-  async advanceCursor(name: string, owner: string, position: string): Promise<boolean> {
-    const { rowCount } = await this.q('UPDATE event_cursors SET position = $3 WHERE name = $1 AND owner = $2', [
-      name,
-      owner,
-      position,
-    ]);
+  async advanceCursor(name: string, owner: string, position: string, renewMs?: number): Promise<boolean> {
+    const { rowCount } = await this.q(
+      `UPDATE event_cursors SET position = $3,
+         lease_until = CASE WHEN $4::bigint IS NULL THEN lease_until ELSE clock_timestamp() + $4 * interval '1 millisecond' END
+       WHERE name = $1 AND owner = $2`,
+      [name, owner, position, renewMs ?? null],
+    );
     return (rowCount ?? 0) > 0;
   }
 

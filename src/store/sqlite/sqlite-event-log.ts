@@ -151,10 +151,12 @@ export class SqliteEventLog implements EventLog {
     return acquire.immediate();
   }
 
-  async advanceCursor(name: string, owner: string, position: string): Promise<boolean> {
+  async advanceCursor(name: string, owner: string, position: string, renewMs?: number): Promise<boolean> {
+    const leaseUntil = renewMs === undefined ? null : Date.now() + renewMs;
     return (
-      this.prepare('UPDATE event_cursors SET position = ? WHERE name = ? AND owner = ?').run(position, name, owner)
-        .changes > 0
+      this.prepare(
+        'UPDATE event_cursors SET position = ?, lease_until = coalesce(?, lease_until) WHERE name = ? AND owner = ?',
+      ).run(position, leaseUntil, name, owner).changes > 0
     );
   }
 

@@ -12,10 +12,16 @@ import {
   WebhookService,
 } from './webhook-service.js';
 
-/** A delivering instance holds a subscription this long without renewing; a dead one's passes on after it. */
-export const LEASE_MS = 15_000;
-/** How often the channel looks for subscriptions no instance is delivering. */
-const SCAN_MS = 1_000;
+/**
+ * How often the channel looks for subscriptions no instance is delivering: a dead instance's
+ * subscriptions continue at most this long after their lease (--webhooks-lease-ms) ran out.
+ */
+export const SCAN_MS = 1_000;
+/**
+ * A delivery starts only while at least the receiver's timeout and this much of the lease are
+ * left: slack for timers firing late, so a request never outlives its instance's lease.
+ */
+const LEASE_SLACK_MS = 250;
 const PAGE = 50;
 /** Backoff: 1 s, doubling, at most an hour, each with jitter (50–100 %). */
 const BACKOFF_BASE_MS = 1_000;
@@ -33,6 +39,14 @@ export function backoffMs(attempts: number, random = Math.random()): number {
  * with backoff (its successors wait behind it) until it succeeds or `--webhooks-retry-seconds`
  * pass, when the subscription is disabled with the reason. Workers never run in the command
  * path, and a slow receiver only holds up its own subscription.
+ *
+ * Several instances: every instance runs a worker for every subscription, but only the lease
+ * holder delivers; the others try to take the lease on each scan. The holder renews the lease
+ * before each delivery and sends only while the rest of the lease covers the whole request
+ * (the sender's deadline), so two instances never send for one subscription at once. Each
+ * acknowledged event's position is stored with the next renewal, before anything else is sent:
+ * an instance that dies loses nothing, and its successor (within a scan after the lease ran out)
+ * sends again at most the one event that was in flight.
  */
 export class WebhookChannel implements DeliveryChannel {
   readonly name = 'webhooks';
@@ -94,45 +108,72 @@ export class WebhookChannel implements DeliveryChannel {
 
   /** Delivers one subscription while this instance holds its lease. */
   private async work(id: string): Promise<void> {
-    const { feed, instanceId } = this.context;
+    const { feed, instanceId, config } = this.context;
     const log = feed.log;
     const signal = this.stopping.signal;
     const name = cursorName(id);
+    const leaseMs = config.webhooksLeaseMs;
     try {
       while (!signal.aborted) {
         const record = await log.getRecord(WEBHOOK, id);
         const doc = record?.doc as WebhookDoc | undefined;
         if (!record || !doc?.enabled) return;
-        const lease = await log.acquireCursor(name, instanceId, LEASE_MS, doc.start_cursor);
+        const lease = await log.acquireCursor(name, instanceId, leaseMs, doc.start_cursor);
         // Another instance delivers this subscription: the next scan tries again.
         if (!lease) return;
-        const retry = (await log.getRecord(WEBHOOK_STATE, id))?.doc as RetryState | undefined;
+        let retry = (await log.getRecord(WEBHOOK_STATE, id))?.doc as RetryState | undefined;
         if (retry && Date.parse(retry.next_attempt_at) > Date.now()) {
-          await sleep(Math.min(Date.parse(retry.next_attempt_at) - Date.now(), LEASE_MS / 3), signal);
+          await sleep(Math.min(Date.parse(retry.next_attempt_at) - Date.now(), leaseMs / 3), signal);
           continue;
         }
         const page = await this.read(record, doc, lease.position);
         if (page.items.length === 0) {
           if (page.next_cursor !== lease.position) await log.advanceCursor(name, instanceId, page.next_cursor);
-          await feed.wait(LEASE_MS / 3, signal);
+          await feed.wait(leaseMs / 3, signal);
           continue;
         }
-        let delivered = true;
+        // The last event acknowledged and not stored yet: the next renewal stores it (one write).
+        let acked: string | undefined;
+        let delivered = 0;
         for (const item of page.items) {
-          if (signal.aborted) return;
+          if (signal.aborted) break;
           // Renew the lease before each delivery; stop if another instance took over.
-          const renewed = await log.acquireCursor(name, instanceId, LEASE_MS, doc.start_cursor);
-          if (!renewed) return;
-          if (!(await this.deliverOne(record, item.event))) {
-            delivered = false;
-            break;
-          }
-          if (!(await log.advanceCursor(name, instanceId, item.cursor))) return;
+          if (!(await this.renew(name, doc.start_cursor, acked))) return;
+          acked = undefined;
+          if (!(await this.deliverOne(record, item.event, retry))) break;
+          retry = undefined;
+          acked = item.cursor;
+          delivered++;
         }
-        if (delivered && page.items.length < PAGE) await log.advanceCursor(name, instanceId, page.next_cursor);
+        // A whole short page read up to the feed's head: continue from there, past filtered events.
+        const end = delivered === page.items.length && delivered < PAGE ? page.next_cursor : acked;
+        if (end !== undefined && !(await log.advanceCursor(name, instanceId, end))) return;
       }
     } finally {
       await log.releaseCursor(name, instanceId).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Renews the lease, storing `acked` as the cursor's position in the same write, until what is
+   * left of the lease covers a whole delivery (the database answered slowly otherwise): false
+   * when another instance holds it or the channel stops. The lease runs from the database's clock
+   * when it renewed, which is after the local start taken here.
+   */
+  private async renew(name: string, initial: string | null, acked: string | undefined): Promise<boolean> {
+    const { feed, instanceId, config } = this.context;
+    const leaseMs = config.webhooksLeaseMs;
+    let position = acked;
+    for (;;) {
+      const started = performance.now();
+      const held =
+        position === undefined
+          ? (await feed.log.acquireCursor(name, instanceId, leaseMs, initial)) !== undefined
+          : await feed.log.advanceCursor(name, instanceId, position, leaseMs);
+      if (!held) return false;
+      position = undefined;
+      if (started + leaseMs - performance.now() >= config.webhooksTimeoutMs + LEASE_SLACK_MS) return true;
+      if (this.stopping.signal.aborted) return false;
     }
   }
 
@@ -153,16 +194,21 @@ export class WebhookChannel implements DeliveryChannel {
     }
   }
 
-  /** One attempt at the head event; on failure records the retry state (or disables). */
-  private async deliverOne(record: ChannelRecord, event: EventEnvelope): Promise<boolean> {
+  /**
+   * One attempt at the head event, whose retry state (if it failed before) is `state`; on
+   * failure records the retry state (or disables).
+   */
+  private async deliverOne(
+    record: ChannelRecord,
+    event: EventEnvelope,
+    state: RetryState | undefined,
+  ): Promise<boolean> {
     const log = this.context.feed.log;
-    const stateRecord = await log.getRecord(WEBHOOK_STATE, record.id);
-    const state = stateRecord?.doc as RetryState | undefined;
     const same = state?.event_id === event.metadata.id;
     const attempts = same ? state.attempts + 1 : 1;
     const { result } = await this.service.deliver(record, event, attempts, 'automatic');
     if (result.ok) {
-      if (stateRecord) await log.deleteRecord(WEBHOOK_STATE, record.id);
+      if (state) await log.deleteRecord(WEBHOOK_STATE, record.id);
       return true;
     }
     const now = Date.now();

@@ -19,7 +19,8 @@ const MAX_RESPONSE_BYTES = 64 * 1024;
  * One delivery: the event as the body, signed per Standard Webhooks (`webhook-id` = the event's
  * id, the same on every retry, `webhook-timestamp`, `webhook-signature`) with the
  * `standardwebhooks` library. A 2xx answer is success; anything else, redirects included (they
- * are never followed), is a failure to retry.
+ * are never followed), is a failure to retry. `timeoutMs` bounds the whole request, connecting
+ * and a slowly trickled answer included: the channel relies on it to end within its lease.
  */
 export async function sendWebhook(
   url: string,
@@ -61,7 +62,6 @@ export async function sendWebhook(
           'webhook-signature': signature,
         },
         lookup: guardedLookup(options.allowPrivate) as never,
-        timeout: options.timeoutMs,
         agent: false,
       },
       (res) => {
@@ -85,7 +85,11 @@ export async function sendWebhook(
         res.on('error', finish);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)));
+    const deadline = setTimeout(
+      () => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)),
+      options.timeoutMs,
+    );
+    req.on('close', () => clearTimeout(deadline));
     req.on('error', (err) => resolve(done({ ok: false, http_status: null, error: err.message })));
     req.end(body);
   });
