@@ -26,7 +26,8 @@ export async function sendWebhook(
   url: string,
   secret: string,
   event: EventEnvelope,
-  options: { timeoutMs: number; allowPrivate: boolean },
+  /** `agent`: a keep-alive agent to reuse connections (each new one is still checked by lookup). */
+  options: { timeoutMs: number; allowPrivate: boolean; agent?: http.Agent },
 ): Promise<SendResult> {
   const started = performance.now();
   const body = JSON.stringify(event);
@@ -62,7 +63,7 @@ export async function sendWebhook(
           'webhook-signature': signature,
         },
         lookup: guardedLookup(options.allowPrivate) as never,
-        agent: false,
+        agent: options.agent ?? false,
       },
       (res) => {
         let read = 0;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type http from 'node:http';
 import { EVENT_TYPES, type EventEnvelope, isEventType } from '../../../domain/events.js';
 import { problems } from '../../../domain/problems.js';
 import { opaqueId } from '../../../lib/ids.js';
@@ -194,6 +195,7 @@ export class WebhookService {
     event: EventEnvelope,
     attempt: number,
     trigger: DeliveryEntry['trigger'],
+    agent?: http.Agent,
   ): Promise<{ result: SendResult; logId: number; entry: DeliveryEntry }> {
     const doc = record.doc as WebhookDoc;
     const secret = this.context.secrets.open(doc.sealed_secret, cursorName(record.id));
@@ -201,6 +203,7 @@ export class WebhookService {
     const result = await sendWebhook(doc.url, secret, event, {
       timeoutMs: this.context.config.webhooksTimeoutMs,
       allowPrivate: this.context.config.webhooksAllowPrivateUrls,
+      agent,
     });
     const entry: DeliveryEntry = {
       event_id: event.metadata.id,
