@@ -128,4 +128,35 @@ describe('credentials in URLs and bodies', () => {
     });
     expect(await odd.text()).not.toContain(secret);
   });
+
+  it("never echoes a unit's password sent as a form to POST /vehicles or PATCH /vehicles/{id}", async () => {
+    const c = await createApiClient(plain.app.store, { fleetId: 'fleet-echo', scopes: ['vehicles'] });
+    const granted = (await (await tokenRequest(plain.app, c.client_id, c.client_secret)).json()) as {
+      access_token: string;
+    };
+    const token = granted.access_token;
+    const secret = 'UnitPassword-5c1e93aa';
+    const send = (method: string, url: string, body: string) =>
+      fetch(`${plain.app.url}${url}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body,
+      });
+    const json = JSON.stringify({
+      telematics_brand: 'FLEETGATE',
+      telematics_unit_id: 'echo-unit-1',
+      vehicle_model_id: 'fleetgate-car-v1',
+      password: secret,
+    });
+    const added = await send('POST', '/vehicles', json);
+    expect(added.status).toBeGreaterThanOrEqual(400);
+    expect(await added.text()).not.toContain(secret);
+    const oddKey = await send('POST', '/vehicles', `telematics_brand=FLEETGATE&password%20${secret}=1`);
+    expect(oddKey.status).toBeGreaterThanOrEqual(400);
+    expect(await oddKey.text()).not.toContain(secret);
+    const patched = await send('PATCH', '/vehicles/V00000000000000000001', json);
+    expect(patched.status).toBeGreaterThanOrEqual(400);
+    expect(await patched.text()).not.toContain(secret);
+    expect(logLines.join('')).not.toContain(secret);
+  });
 });
