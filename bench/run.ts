@@ -313,7 +313,7 @@ for (const topology of topologies) {
     rates ??= f.latency.map((l) => l.offered!);
   }
   if (wanted('fleetgateWebhook')) await runScenario('fleetgateWebhook', topology, rates);
-  // Full runs; quick ones with --interleave (it adds about a minute per topology).
+  // Full runs; quick ones with --interleave (it adds about two minutes per topology).
   if (!only && !ingestOnly && (!quick || args.interleave)) {
     interleaved[topology] = await interleave(topology);
     interleavedWebhook[topology] = await inTurn(topology, 'fleetgate', 'fleetgateWebhook');
