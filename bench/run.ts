@@ -8,6 +8,10 @@
  *   (closed loop) and latency at fixed offered loads (open loop at fractions of floor C's
  *   maximum); at 10 % of floor C, where the time of floor D's and fleetgate's commands goes
  *   (bench/lib/probe.ts);
+ * - events: fleetgate + webhook, fleetgate's scenario with one webhook subscription to every event
+ *   type, delivered to a receiver of its own (bench/webhook-receiver.ts) that verifies the
+ *   signatures: its maximum and p99 against fleetgate's, events received against committed, the
+ *   latency from commit to receiver at each load and at ~1,000 events/s (bench/webhook-report.ts);
  * - state-report ingestion (bench/ingest.ts): E broker → a counting subscriber, F floor E plus the
  *   store write, and fleetgate's own path; the maximum reports/s with none lost, report→stored
  *   latency, and the command p99 at 100/s with and without ingestion at 50 % of its maximum.
@@ -22,6 +26,13 @@ import { exitWithUsage, oneOf, parseCommandLine, wholeNumber, wholeNumbers } fro
 import { machineLoad, ROOT } from './lib/processes.js';
 import { TOPOLOGIES, type Topology } from './lib/topology.js';
 import { type Measured, type RunSettings, SCENARIO_LABELS, SCENARIOS, type ScenarioName, setUp } from './scenarios.js';
+import {
+  EVENTS_STEP_PER_S,
+  eventsStepRate,
+  type MaximaInTurn,
+  webhookComparison,
+  webhookLines,
+} from './webhook-report.js';
 
 const argv = process.argv.slice(2);
 if (argv.includes('--scale')) {
@@ -34,7 +45,7 @@ if (argv.includes('--amqp')) {
 }
 
 const USAGE =
-  'npm run bench -- [--quick] [--interleave] [--topology embedded|production] [--units N] [--concurrency 32,128] [--only fleetgate,floorC] [--rates 400,2000] [--skip-ingest | --ingest-only [--ingest-scenarios floorF,fleetgate]] [--log-level warn] [--fleetgate-node-args "…"] | --scale …';
+  'npm run bench -- [--quick] [--interleave] [--topology embedded|production] [--units N] [--concurrency 32,128] [--only fleetgate,fleetgateWebhook,floorC] [--rates 400,2000] [--skip-ingest | --ingest-only [--ingest-scenarios floorF,fleetgate]] [--log-level warn] [--fleetgate-node-args "…"] | --scale …';
 const { values: args } = parseCommandLine(
   USAGE,
   {
@@ -74,6 +85,7 @@ const settings: RunSettings = {
   logLevel: args['log-level'] ?? 'warn',
   // e.g. --fleetgate-node-args "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile fleetgate.
   nodeArgs: args['fleetgate-node-args']?.split(' ').filter(Boolean),
+  eventsDrainLimitS: quick ? 60 : 300,
 };
 const only = args.only?.split(',').map((s) => oneOf(USAGE, 'only', s, SCENARIOS));
 if (args['skip-ingest'] && args['ingest-only']) exitWithUsage(USAGE, '--skip-ingest or --ingest-only, not both');
@@ -119,6 +131,8 @@ interface ScenarioResult {
   maxRuns: Measured[];
   /** Open-loop runs at FRACTIONS of floor C's maximum in this topology. */
   latency: Array<Measured & { fraction: number }>;
+  /** fleetgate + webhook: an open-loop step at the command rate that commits ~1,000 events/s. */
+  eventsStep?: Measured;
 }
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -152,7 +166,23 @@ async function runScenario(scenario: ScenarioName, topology: Topology, rates: nu
       );
       latency.push({ ...m, fraction: FRACTIONS[i]! });
     }
-    const r: ScenarioResult = { scenario, label: SCENARIO_LABELS[scenario], topology, max, maxRuns, latency };
+    let eventsStep: Measured | undefined;
+    if (setup.events) {
+      const rate = eventsStepRate(latency);
+      eventsStep = await setupMeasure(setup, { mode: 'rate', durationS: plan.rateS, warmupS: plan.warmupS, rate });
+      log(
+        `  ${rate}/s (~${EVENTS_STEP_PER_S} events/s)${eventsStep.saturated ? ' SATURATED' : ''}: p99 ${eventsStep.latencyMs.p99} ms, cpu ${fmtCpu(eventsStep)}`,
+      );
+    }
+    const r: ScenarioResult = {
+      scenario,
+      label: SCENARIO_LABELS[scenario],
+      topology,
+      max,
+      maxRuns,
+      latency,
+      ...(eventsStep ? { eventsStep } : {}),
+    };
     results.push(r);
     return r;
   } finally {
@@ -175,16 +205,21 @@ const STAGE_ROWS: Array<[string, string]> = [
 ];
 
 function fmtCpu(m: Measured): string {
-  return Object.entries(m.cpuPercent)
+  const cpu = Object.entries(m.cpuPercent)
     .map(([k, v]) => `${k} ${v}% (${m.cpuMsPerRequest[k]} ms/req)`)
     .join(', ');
+  const e = m.events;
+  return e
+    ? `${cpu}; events ${e.events} (${e.eventsPerCommand}/command), delivered ${e.deliveredPerS}/s, p50 ${e.latencyMs.p50} p99 ${e.latencyMs.p99} max ${e.latencyMs.max} ms; ${e.received}/${e.committed} received${e.backlog ? `, ${e.backlog} not yet after ${e.drainS} s: subscription replaced` : ` after ${e.drainS} s`}${e.drainedPerS ? ` (${e.drainedPerS}/s)` : ''}`
+    : cpu;
 }
 
 /**
- * Floor C's and fleetgate's maxima once more, in turn (C, F, C, F, C, F, C, after a warm-up run
- * of each) with both set up at once, each at the concurrency of its best run: the machine's speed drifts by tens of per cent
- * within minutes (docs/performance.md), and in the scenarios above the two maxima are measured
- * minutes apart. Each fleetgate run is set against the mean of the floor C runs on either side.
+ * Two scenarios' maxima once more, in turn (A, B, A, B, A, B, A, after a warm-up run of each) with
+ * both set up at once, each at the concurrency of its best run: the machine's speed drifts by tens
+ * of per cent within minutes (docs/performance.md), and in the scenarios above the two maxima are
+ * measured minutes apart. Each B run is set against the mean of the A runs on either side. Pairs:
+ * floor C and fleetgate; fleetgate and fleetgate + webhook.
  */
 interface Interleaved {
   floor_c_rps: number[];
@@ -195,15 +230,18 @@ interface Interleaved {
 }
 const INTERLEAVED_ROUNDS = 3;
 const interleaved: Partial<Record<Topology, Interleaved>> = {};
+const interleavedWebhook: Partial<Record<Topology, MaximaInTurn>> = {};
 
-async function interleave(topology: Topology): Promise<Interleaved> {
+async function inTurn(topology: Topology, a: ScenarioName, b: ScenarioName): Promise<MaximaInTurn> {
   const best = (s: ScenarioName) => results.find((r) => r.scenario === s && r.topology === topology)!.max;
-  log(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${topology}: floor C and fleetgate in turn — setting up`);
-  const floorC = await setUp('floorC', topology, settings);
+  log(
+    `[${((Date.now() - started) / 1000).toFixed(0)} s] ${topology}: ${SCENARIO_LABELS[a]} and ${SCENARIO_LABELS[b]} in turn — setting up`,
+  );
+  const setupA = await setUp(a, topology, settings);
   try {
-    const fleetgate = await setUp('fleetgate', topology, settings);
+    const setupB = await setUp(b, topology, settings);
     try {
-      const run = async (setup: typeof floorC, s: ScenarioName, warmUp = false) => {
+      const run = async (setup: typeof setupA, s: ScenarioName, warmUp = false) => {
         const m = await setupMeasure(setup, {
           mode: 'max',
           durationS: plan.maxS,
@@ -217,28 +255,38 @@ async function interleave(topology: Topology): Promise<Interleaved> {
       };
       // A freshly started fleetgate is still compiling its hot paths: in quick runs without this
       // round its three maxima rose by about a third from the first to the third (21:25 UTC).
-      await run(floorC, 'floorC', true);
-      await run(fleetgate, 'fleetgate', true);
-      const c: Measured[] = [await run(floorC, 'floorC')];
-      const f: Measured[] = [];
+      await run(setupA, a, true);
+      await run(setupB, b, true);
+      const ra: Measured[] = [await run(setupA, a)];
+      const rb: Measured[] = [];
       for (let i = 0; i < INTERLEAVED_ROUNDS; i++) {
-        f.push(await run(fleetgate, 'fleetgate'));
-        c.push(await run(floorC, 'floorC'));
+        rb.push(await run(setupB, b));
+        ra.push(await run(setupA, a));
       }
-      const pairs = f.map((m, i) => round2(m.rps / ((c[i]!.rps + c[i + 1]!.rps) / 2)));
+      const ratios = rb.map((m, i) => round2(m.rps / ((ra[i]!.rps + ra[i + 1]!.rps) / 2)));
       return {
-        floor_c_rps: c.map((m) => m.rps),
-        fleetgate_rps: f.map((m) => m.rps),
-        errors: [...c, ...f].reduce((sum, m) => sum + m.errors, 0),
-        max_vs_floor_c: pairs,
-        median_max_vs_floor_c: [...pairs].sort((a, b) => a - b)[Math.floor(pairs.length / 2)]!,
+        rps: { [a]: ra.map((m) => m.rps), [b]: rb.map((m) => m.rps) },
+        errors: [...ra, ...rb].reduce((sum, m) => sum + m.errors, 0),
+        ratios,
+        median: [...ratios].sort((x, y) => x - y)[Math.floor(ratios.length / 2)]!,
       };
     } finally {
-      await fleetgate.close();
+      await setupB.close();
     }
   } finally {
-    await floorC.close();
+    await setupA.close();
   }
+}
+
+async function interleave(topology: Topology): Promise<Interleaved> {
+  const r = await inTurn(topology, 'floorC', 'fleetgate');
+  return {
+    floor_c_rps: r.rps.floorC!,
+    fleetgate_rps: r.rps.fleetgate!,
+    errors: r.errors,
+    max_vs_floor_c: r.ratios,
+    median_max_vs_floor_c: r.median,
+  };
 }
 
 let floorA: ScenarioResult | undefined;
@@ -259,9 +307,17 @@ for (const topology of topologies) {
   }
   // Floor D (floor C + the store's calls) splits fleetgate's cost into persistence and the rest.
   if (wanted('floorD')) await runScenario('floorD', topology, rates);
-  if (wanted('fleetgate')) await runScenario('fleetgate', topology, rates);
-  // Full runs; quick ones with --interleave (it adds about a minute per topology).
-  if (!only && !ingestOnly && (!quick || args.interleave)) interleaved[topology] = await interleave(topology);
+  if (wanted('fleetgate')) {
+    const f = await runScenario('fleetgate', topology, rates);
+    // Without floor C (a partial run): fleetgate + webhook at fleetgate's loads, to compare.
+    rates ??= f.latency.map((l) => l.offered!);
+  }
+  if (wanted('fleetgateWebhook')) await runScenario('fleetgateWebhook', topology, rates);
+  // Full runs; quick ones with --interleave (it adds about two minutes per topology).
+  if (!only && !ingestOnly && (!quick || args.interleave)) {
+    interleaved[topology] = await interleave(topology);
+    interleavedWebhook[topology] = await inTurn(topology, 'fleetgate', 'fleetgateWebhook');
+  }
   if (ingest) {
     for (const scenario of ingestScenarios) {
       log(`[${((Date.now() - started) / 1000).toFixed(0)} s] ${topology}: ingestion, ${scenario}`);
@@ -269,8 +325,21 @@ for (const topology of topologies) {
     }
   }
 }
+const findOptional = (s: ScenarioName, t: Topology) => results.find((r) => r.scenario === s && r.topology === t);
+const find = (s: ScenarioName, t: Topology) => findOptional(s, t)!;
+const pad = (s: string | number, n: number) => String(s).padStart(n);
+const webhookVsFleetgate = (t: Topology) => {
+  const f = findOptional('fleetgate', t);
+  const w = findOptional('fleetgateWebhook', t);
+  return f && w ? webhookComparison(f, w, interleavedWebhook[t]) : undefined;
+};
 if (only) {
-  // A partial run (profiling, one scenario): no ratios, no latest.json.
+  // A partial run (profiling, one scenario): its table on stderr, JSON on stdout; no latest.json.
+  for (const t of topologies) {
+    log(['', `${t}:`, ...tableLines(t)].join('\n'));
+    const q = webhookVsFleetgate(t);
+    if (q) log(webhookLines(q, settings.eventsDrainLimitS!).join('\n'));
+  }
   process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
   process.exit(0);
 }
@@ -278,8 +347,6 @@ if (only) {
 // ---------------------------------------------------------------------------------------------
 // Ratios, targets, table, JSON
 
-const findOptional = (s: ScenarioName, t: Topology) => results.find((r) => r.scenario === s && r.topology === t);
-const find = (s: ScenarioName, t: Topology) => findOptional(s, t)!;
 const commandTopologies = ingestOnly ? [] : topologies;
 const ratios = Object.fromEntries(
   commandTopologies.map((t) => {
@@ -307,6 +374,7 @@ const ratios = Object.fromEntries(
         p50_at_50pct_vs_floor_c: round2(fg.latency[1]!.latencyMs.p50 / c.latency[1]!.latencyMs.p50),
         ...vsD,
         ...(interleaved[t] ? { interleaved: interleaved[t] } : {}),
+        ...(webhookVsFleetgate(t) ? { webhook: webhookVsFleetgate(t) } : {}),
         targets: {
           max_at_least_half_of_floor_c: maxVsC >= 0.5,
           ...(interleaved[t]
@@ -323,27 +391,34 @@ function round2(n: number): number {
   return Math.round(n * 100) / 100;
 }
 
-const lines: string[] = [];
-const pad = (s: string | number, n: number) => String(s).padStart(n);
-for (const t of commandTopologies) {
-  lines.push('');
-  lines.push(
-    `${t === 'embedded' ? 'EMBEDDED (SQLite + in-process aedes)' : 'PRODUCTION (PostgreSQL + Mosquitto)'} — ${settings.units} units`,
-  );
-  const rates = find('floorC', t).latency.map((l) => `${Math.round(l.fraction * 100)}% = ${l.offered}/s`);
-  lines.push(
-    `${'scenario'.padEnd(24)}${pad('max/s', 8)}${pad('err', 5)}  latency p50 / p90 / p99 / max in ms at ${rates.join(', ')}`,
-  );
-  for (const s of ['floorA', 'floorB', 'floorC', 'floorD', 'fleetgate'] as ScenarioName[]) {
-    const r = findOptional(s, t);
-    if (!r) continue;
+/** The commands table of one topology: each scenario's maximum and latency at the offered loads. */
+function tableLines(t: Topology): string[] {
+  const present = SCENARIOS.flatMap((s) => findOptional(s, t) ?? []);
+  if (present.length === 0) return [];
+  // The loads: fractions of floor C's maximum, or (partial runs) of the first scenario's.
+  const basis = findOptional('floorC', t) ?? present[0]!;
+  const rates = basis.latency.map((l) => `${Math.round(l.fraction * 100)}% = ${l.offered}/s`);
+  const out = [
+    `${'scenario'.padEnd(24)}${pad('max/s', 8)}${pad('err', 5)}  latency p50 / p90 / p99 / max in ms at ${rates.join(', ')}${basis.scenario === 'floorC' ? '' : ` (of ${basis.label}'s max)`}`,
+  ];
+  for (const r of present) {
     const cells = r.latency.map((l) =>
       l.saturated
         ? `saturated: ${l.rps}/s answered`
         : `${l.latencyMs.p50}/${l.latencyMs.p90}/${l.latencyMs.p99}/${Math.round(l.latencyMs.max)}${l.errors ? ` (${l.errors} err)` : ''}`,
     );
-    lines.push(`${r.label.padEnd(24)}${pad(r.max.rps, 8)}${pad(r.max.errors, 5)}  ${cells.join('  |  ')}`);
+    out.push(`${r.label.padEnd(24)}${pad(r.max.rps, 8)}${pad(r.max.errors, 5)}  ${cells.join('  |  ')}`);
   }
+  return out;
+}
+
+const lines: string[] = [];
+for (const t of commandTopologies) {
+  lines.push('');
+  lines.push(
+    `${t === 'embedded' ? 'EMBEDDED (SQLite + in-process aedes)' : 'PRODUCTION (PostgreSQL + Mosquitto)'} — ${settings.units} units`,
+  );
+  lines.push(...tableLines(t));
   const q = ratios[t]!;
   lines.push(
     `fleetgate ÷ floor C: max ${q.max_vs_floor_c} (target ≥ 0.5 ${q.targets.max_at_least_half_of_floor_c ? 'met' : 'MISSED'}), p99 at 50% ${q.p99_at_50pct_vs_floor_c} (target ≤ 2 ${q.targets.p99_at_50pct_at_most_twice_floor_c ? 'met' : 'MISSED'}); ÷ floor B: max ${q.max_vs_floor_b}, p99 at 50% ${q.p99_at_50pct_vs_floor_b}`,
@@ -359,6 +434,7 @@ for (const t of commandTopologies) {
       `maxima in turn: ${il.floor_c_rps.map((c, i) => (i < il.fleetgate_rps.length ? `C ${c}, F ${il.fleetgate_rps[i]}` : `C ${c}`)).join(', ')}${il.errors ? ` (${il.errors} errors)` : ''}; fleetgate ÷ floor C ${il.max_vs_floor_c.join(', ')}, median ${il.median_max_vs_floor_c} (target ≥ 0.5 ${q.targets.interleaved_max_at_least_half_of_floor_c ? 'met' : 'MISSED'})`,
     );
   }
+  if (q.webhook) lines.push(...webhookLines(q.webhook, settings.eventsDrainLimitS!));
   const fg = find('fleetgate', t);
   lines.push(`CPU at fleetgate's max (% of one core): ${fmtCpu(fg.max)}`);
   lines.push(...stageLines(t));

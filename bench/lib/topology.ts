@@ -163,7 +163,7 @@ export function benchVehicle(
  */
 export async function seedFleet(
   where: StoreLocation,
-  options: { count: number; fleetId: string; unitPrefix: string; history?: number },
+  options: { count: number; fleetId: string; unitPrefix: string; history?: number; scopes?: string[] },
 ): Promise<{ clientId: string; clientSecret: string }> {
   const store: Store = await createStore({ dataDir: where.dataDir, databaseUrl: where.databaseUrl });
   try {
@@ -178,7 +178,10 @@ export async function seedFleet(
       }
       await Promise.all(batch);
     }
-    const c = await createApiClient(store, { fleetId: options.fleetId, scopes: ['vehicles', 'vehicle-commands'] });
+    const c = await createApiClient(store, {
+      fleetId: options.fleetId,
+      scopes: options.scopes ?? ['vehicles', 'vehicle-commands'],
+    });
     if (options.history) await seedHistory(where, options.history);
     return { clientId: c.client_id, clientSecret: c.client_secret };
   } finally {
@@ -244,6 +247,35 @@ export async function analyzeDatabase(where: StoreLocation): Promise<void> {
   } finally {
     db.close();
   }
+}
+
+/**
+ * Counts the events in the outbox (every fleet's), straight from the database: what the bench's
+ * webhook receiver must have received. In PostgreSQL `seq` is not commit order, so `after` is a
+ * `seq` read while nothing was being written.
+ */
+export async function openEventCounter(
+  where: StoreLocation,
+): Promise<{ lastSeq(): Promise<number>; countAfter(seq: number): Promise<number>; close(): Promise<void> }> {
+  if (where.databaseUrl) {
+    const c = new pg.Client({ connectionString: where.databaseUrl });
+    await c.connect();
+    const one = async (sql: string, params: unknown[] = []) => Number((await c.query(sql, params)).rows[0].n);
+    return {
+      lastSeq: () => one('SELECT coalesce(max(seq), 0) AS n FROM events'),
+      countAfter: (seq) => one('SELECT count(*) AS n FROM events WHERE seq > $1', [seq]),
+      close: () => c.end(),
+    };
+  }
+  const db = new Database(path.join(where.dataDir, 'fleetgate.db'), { readonly: true });
+  const one = (sql: string, ...params: unknown[]) => Number((db.prepare(sql).get(...params) as { n: number }).n);
+  return {
+    lastSeq: async () => one('SELECT coalesce(max(seq), 0) AS n FROM events'),
+    countAfter: async (seq) => one('SELECT count(*) AS n FROM events WHERE seq > ?', seq),
+    close: async () => {
+      db.close();
+    },
+  };
 }
 
 export interface FleetgateInstance {
