@@ -146,7 +146,11 @@ export class WebhookChannel implements DeliveryChannel {
           continue;
         }
         const keeper = new LeaseKeeper(
-          () => this.renew(name, doc.start_cursor, undefined),
+          // A subscription deleted or disabled meanwhile ends the page (and never gets its
+          // cursor row back through the renewal).
+          async () =>
+            ((await log.getRecord(WEBHOOK, id))?.doc as WebhookDoc | undefined)?.enabled === true &&
+            this.renew(name, doc.start_cursor, undefined),
           leaseMs,
           config.webhooksTimeoutMs + LEASE_SLACK_MS,
         );
