@@ -474,6 +474,8 @@ export interface EventLog {
 
   /** Appends an entry to a record's log (delivery attempts); entries get increasing ids. */
   appendLog(kind: string, recordId: string, entry: unknown): Promise<number>;
+  /** Appends entries in order in one write (a page of deliveries); their ids, in that order. */
+  appendLogs(kind: string, recordId: string, entries: readonly unknown[]): Promise<number[]>;
   /** Newest first; `before` an entry id from the previous page. */
   listLog(
     kind: string,

@@ -1265,6 +1265,15 @@ export function storeContract(name: string, factory: StoreFactory): void {
         ]);
         expect(await store.events.listLog('webhook', id, 10, l2)).toEqual([{ id: l1, entry: { n: 1 } }]);
         expect(await store.events.getLog('webhook', id, l1)).toEqual({ n: 1 });
+        const [l3, l4, l5] = await store.events.appendLogs('webhook', id, [{ n: 3 }, { n: 4 }, { n: 5 }]);
+        expect([l3! > l2, l4! > l3!, l5! > l4!]).toEqual([true, true, true]);
+        expect((await store.events.listLog('webhook', id, 3)).map((l) => l.entry)).toEqual([
+          { n: 5 },
+          { n: 4 },
+          { n: 3 },
+        ]);
+        expect(await store.events.appendLogs('webhook', id, [])).toEqual([]);
+        expect(await store.events.getLog('webhook', id, l4!)).toEqual({ n: 4 });
         expect(await store.events.deleteRecord('webhook', id)).toBe(true);
         expect(await store.events.deleteRecord('webhook', id)).toBe(false);
         expect(await store.events.listLog('webhook', id, 10)).toEqual([]);

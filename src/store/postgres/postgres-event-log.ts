@@ -253,6 +253,18 @@ export class PostgresEventLog implements EventLog {
     return Number(rows[0]!.id);
   }
 
+  async appendLogs(kind: string, recordId: string, entries: readonly unknown[]): Promise<number[]> {
+    if (entries.length === 0) return [];
+    const { rows } = await this.q(
+      `INSERT INTO channel_logs (kind, record_id, entry)
+         SELECT $1, $2, e.entry FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS e(entry, n) ORDER BY e.n
+       RETURNING id`,
+      [kind, recordId, JSON.stringify(entries)],
+    );
+    // Ids come from the sequence in insertion order; RETURNING's order is not promised.
+    return rows.map((r) => Number(r.id)).sort((a, b) => a - b);
+  }
+
   async listLog(
     kind: string,
     recordId: string,

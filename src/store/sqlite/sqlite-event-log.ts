@@ -242,6 +242,14 @@ export class SqliteEventLog implements EventLog {
     return Number(info.lastInsertRowid);
   }
 
+  async appendLogs(kind: string, recordId: string, entries: readonly unknown[]): Promise<number[]> {
+    const insert = this.prepare('INSERT INTO channel_logs (kind, record_id, entry, created_at) VALUES (?, ?, ?, ?)');
+    const now = Date.now();
+    return this.db.transaction(() =>
+      entries.map((entry) => Number(insert.run(kind, recordId, JSON.stringify(entry), now).lastInsertRowid)),
+    )();
+  }
+
   async listLog(
     kind: string,
     recordId: string,

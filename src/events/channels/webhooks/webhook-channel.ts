@@ -7,6 +7,7 @@ import type { ChannelContext, ChannelDefinition, DeliveryChannel } from '../chan
 import { webhookRoutes } from './webhook-routes.js';
 import {
   cursorName,
+  type DeliveryEntry,
   type RetryState,
   WEBHOOK,
   WEBHOOK_STATE,
@@ -157,6 +158,8 @@ export class WebhookChannel implements DeliveryChannel {
         if (!(await keeper.ensure())) return;
         // While retrying, one request at a time, the failed event first (its vehicle's lane).
         const outcome = await this.deliverPage(record, page.items, ahead, retry, keeper, agent);
+        // The page's attempts, logged in one write before the cursor moves past them.
+        await log.appendLogs(WEBHOOK, record.id, outcome.attempts);
         if (keeper.lost) return;
         // The position after the last event of the unbroken run delivered from the page's start;
         // a whole short page read up to the feed's head continues from there, past filtered events.
@@ -195,9 +198,15 @@ export class WebhookChannel implements DeliveryChannel {
     retry: RetryState | undefined,
     lease: LeaseKeeper,
     agents: KeepAliveAgents,
-  ): Promise<{ delivered: Set<string>; failed: EventEnvelope | undefined; failedError: string | null }> {
+  ): Promise<{
+    delivered: Set<string>;
+    failed: EventEnvelope | undefined;
+    failedError: string | null;
+    attempts: DeliveryEntry[];
+  }> {
     const lanes = retry ? 1 : LANES;
     const delivered = new Set<string>();
+    const attempts: DeliveryEntry[] = [];
     const byVehicle = new Map<string, EventEnvelope[]>();
     for (const { event } of items) {
       if (ahead.has(event.metadata.id)) {
@@ -218,7 +227,14 @@ export class WebhookChannel implements DeliveryChannel {
         for (const event of queue) {
           if (this.stopping.signal.aborted || !(await lease.ensure())) return;
           const attempt = retry?.event_id === event.metadata.id ? retry.attempts + 1 : 1;
-          const { result } = await this.service.deliver(record, event, attempt, 'automatic', agents.agentFor(record));
+          const { result, entry } = await this.service.send(
+            record,
+            event,
+            attempt,
+            'automatic',
+            agents.agentFor(record),
+          );
+          attempts.push(entry);
           if (!result.ok) {
             failures.push(event);
             failedError = result.error;
@@ -232,7 +248,7 @@ export class WebhookChannel implements DeliveryChannel {
     };
     await Promise.all(Array.from({ length: Math.min(lanes, queues.length) }, runLane));
     failures.sort((a, b) => order.get(a.metadata.id)! - order.get(b.metadata.id)!);
-    return { delivered, failed: failures[0], failedError };
+    return { delivered, failed: failures[0], failedError, attempts };
   }
 
   /**

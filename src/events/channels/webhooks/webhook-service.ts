@@ -195,8 +195,20 @@ export class WebhookService {
     event: EventEnvelope,
     attempt: number,
     trigger: DeliveryEntry['trigger'],
-    agent?: http.Agent,
   ): Promise<{ result: SendResult; logId: number; entry: DeliveryEntry }> {
+    const { result, entry } = await this.send(record, event, attempt, trigger);
+    const logId = await this.log.appendLog(WEBHOOK, record.id, entry);
+    return { result, logId, entry };
+  }
+
+  /** Sends one event to the subscription; the caller logs the attempt (`entry`). */
+  async send(
+    record: ChannelRecord,
+    event: EventEnvelope,
+    attempt: number,
+    trigger: DeliveryEntry['trigger'],
+    agent?: http.Agent,
+  ): Promise<{ result: SendResult; entry: DeliveryEntry }> {
     const doc = record.doc as WebhookDoc;
     const secret = this.context.secrets.open(doc.sealed_secret, cursorName(record.id));
     const attemptedAt = new Date().toISOString();
@@ -218,8 +230,7 @@ export class WebhookService {
       attempted_at: attemptedAt,
       event,
     };
-    const logId = await this.log.appendLog(WEBHOOK, record.id, entry);
-    return { result, logId, entry };
+    return { result, entry };
   }
 
   private async own(fleetId: string, id: string): Promise<ChannelRecord> {
