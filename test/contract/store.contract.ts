@@ -620,6 +620,29 @@ export function storeContract(name: string, factory: StoreFactory): void {
         });
       });
 
+      it("answers each of many vehicles' concurrent reports with its own state, a missing vehicle's with {}", async () => {
+        const vehicles = await Promise.all(Array.from({ length: 6 }, () => added()));
+        const missing = uid('V');
+        const answers = await Promise.all([
+          ...vehicles.map((v, i) =>
+            store.mergeState(v.vehicle_id, { mileage_in_kilometers: { timestamp: at(T0 + i), value: i } }),
+          ),
+          store.mergeState(missing, { mileage_in_kilometers: { timestamp: at(T0), value: 99 } }),
+          ...vehicles.map((v, i) =>
+            store.mergeState(v.vehicle_id, { ignition: { timestamp: at(T0 + 50 + i), value: 'ON' } }),
+          ),
+        ]);
+        expect(answers[vehicles.length]).toEqual({});
+        for (const [i, v] of vehicles.entries()) {
+          expect(answers[i]?.mileage_in_kilometers).toEqual({ timestamp: at(T0 + i), value: i });
+          expect(await store.getState(v.vehicle_id)).toEqual({
+            mileage_in_kilometers: { timestamp: at(T0 + i), value: i },
+            ignition: { timestamp: at(T0 + 50 + i), value: 'ON' },
+          });
+        }
+        expect(await store.getState(missing)).toEqual({});
+      });
+
       it('keeps nothing for a vehicle that does not exist', async () => {
         const id = uid('V');
         expect(await store.mergeState(id, { ignition: { timestamp: at(T0), value: 'ON' } })).toEqual({});

@@ -2,6 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   COMPLETE_COMMANDS_SQL,
+  MERGE_STATES_SQL,
   START_COMMAND_SQL,
   START_COMMANDS_SQL,
 } from '../../src/store/postgres/command-path-sql.js';
@@ -117,6 +118,19 @@ describe('PostgreSQL command path: every table read by key (docs/performance.md)
       JSON.stringify([{ kind: 'recorded', vehicle_id: 'V17', env: { metadata: {}, data: {} } }]),
     ]);
     // The outbox's CTEs too read vehicles, state and trips by key.
+    expect(sequentialScans(plan)).toEqual([]);
+  });
+
+  it('a batch of state reports merges state and writes its events by key', async () => {
+    const ts = new Date().toISOString();
+    const plan = await planOf('merge_states', MERGE_STATES_SQL, [
+      JSON.stringify([
+        { vehicle_id: 'V17', property: 'ignition', ts, value: 'OFF' },
+        { vehicle_id: 'V18', property: 'ignition', ts, value: 'ON' },
+      ]),
+      ['V17', 'V18'],
+      JSON.stringify([{ kind: 'recorded', vehicle_id: 'V17', env: { metadata: {}, data: {} } }]),
+    ]);
     expect(sequentialScans(plan)).toEqual([]);
   });
 });

@@ -106,6 +106,13 @@ export const COMPLETE_COMMANDS_SQL = `WITH done AS (
    none AS (SELECT 1)
    ${snapshotState('$4::text[]')}`;
 
+/** State reports of several vehicles (each at most once) in one statement, with their events. */
+export const MERGE_STATES_SQL = `WITH merged AS (
+   ${upsertState('jsonb_to_recordset($1::jsonb) AS s(vehicle_id text, property text, ts timestamptz, value jsonb)', '$2::text[]')}),
+   ${eventCtes('$3', '$2::text[]', false)}
+   none AS (SELECT 1)
+   ${snapshotState('$2::text[]')}`;
+
 /** Finishes one command's record: parameters from finishCommandValues. */
 export const FINISH_COMMAND_SQL = `UPDATE commands SET status = $2, problem_type = $3, detail = $4, delivery = $5,
   steps = $6::jsonb, completed_at = $7, duration_ms = $8 WHERE flow_id = $1 AND status IN ${FINISHABLE_STATUSES}`;
