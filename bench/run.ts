@@ -313,10 +313,13 @@ for (const topology of topologies) {
     rates ??= f.latency.map((l) => l.offered!);
   }
   if (wanted('fleetgateWebhook')) await runScenario('fleetgateWebhook', topology, rates);
-  // Full runs; quick ones with --interleave (it adds about two minutes per topology).
-  if (!only && !ingestOnly && (!quick || args.interleave)) {
-    interleaved[topology] = await interleave(topology);
-    interleavedWebhook[topology] = await inTurn(topology, 'fleetgate', 'fleetgateWebhook');
+  // Full runs; quick ones with --interleave (it adds about two minutes per topology). With --only,
+  // the pair of maxima in turn whose two scenarios were run.
+  if (!ingestOnly && (!quick || args.interleave)) {
+    if (!only) interleaved[topology] = await interleave(topology);
+    if (!only || (only.includes('fleetgate') && only.includes('fleetgateWebhook'))) {
+      interleavedWebhook[topology] = await inTurn(topology, 'fleetgate', 'fleetgateWebhook');
+    }
   }
   if (ingest) {
     for (const scenario of ingestScenarios) {

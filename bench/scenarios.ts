@@ -165,7 +165,10 @@ async function setUpFleetgate(
   webhook: boolean,
 ): Promise<Setup> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-bench-'));
-  const databaseUrl = topology === 'production' ? await freshDatabase('fleetgate_bench') : undefined;
+  // A database per scenario: the in-turn runs (bench/run.ts) keep fleetgate and fleetgate +
+  // webhook running side by side, and a fresh database of the same name would drop the other's.
+  const databaseUrl =
+    topology === 'production' ? await freshDatabase(webhook ? 'fleetgate_bench_webhook' : 'fleetgate_bench') : undefined;
   const where = { dataDir, databaseUrl };
   const prefix = 'fg-';
   const client = await seedFleet(where, {
@@ -384,7 +387,7 @@ async function setUpFloorD(
   brokerProcs: BenchProcess[],
 ): Promise<Setup> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fleetgate-bench-'));
-  const databaseUrl = topology === 'production' ? await freshDatabase('fleetgate_bench') : undefined;
+  const databaseUrl = topology === 'production' ? await freshDatabase('fleetgate_bench_floor_d') : undefined;
   const where = { dataDir, databaseUrl };
   const prefix = 'fg-';
   await seedFleet(where, { count: s.units, fleetId: 'bench', unitPrefix: prefix, history: 20 });
