@@ -168,7 +168,9 @@ async function setUpFleetgate(
   // A database per scenario: the in-turn runs (bench/run.ts) keep fleetgate and fleetgate +
   // webhook running side by side, and a fresh database of the same name would drop the other's.
   const databaseUrl =
-    topology === 'production' ? await freshDatabase(webhook ? 'fleetgate_bench_webhook' : 'fleetgate_bench') : undefined;
+    topology === 'production'
+      ? await freshDatabase(webhook ? 'fleetgate_bench_webhook' : 'fleetgate_bench')
+      : undefined;
   const where = { dataDir, databaseUrl };
   const prefix = 'fg-';
   const client = await seedFleet(where, {
