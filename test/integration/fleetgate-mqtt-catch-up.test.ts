@@ -109,4 +109,40 @@ describe('FLEETGATE adapter after its broker connection comes back', () => {
     // A unit online since long before the gap is not asked (its retained status is older).
     expect(present.requests).toEqual([]);
   });
+
+  it('reads the status again of a unit that reports while its last `online` was lost', async () => {
+    const id = 'unit-lost-online';
+    const client = await unit(id);
+    await client.publishAsync(unitTopic(id, 'status'), encodeStatus('offline', new Date()), { qos: 1, retain: true });
+    await recorder.waitForConnection(id, false);
+
+    // The broker drops the `online` on its way to fleetgate (as Mosquitto does to a subscriber that
+    // lags in a storm): fleetgate's message listeners are swapped for one that drops it.
+    const listeners = service.listeners('message') as Array<(...args: unknown[]) => void>;
+    service.removeAllListeners('message');
+    const dropped = new Promise<void>((resolve) => {
+      const filter = (topic: string, payload: Buffer, packet: unknown) => {
+        if (topic === unitTopic(id, 'status') && payload.toString().includes('"online"')) {
+          service.off('message', filter);
+          for (const listener of listeners) service.on('message', listener);
+          resolve();
+          return;
+        }
+        for (const listener of listeners) listener(topic, payload, packet);
+      };
+      service.on('message', filter);
+    });
+    await client.publishAsync(unitTopic(id, 'status'), encodeStatus('online', new Date()), { qos: 1, retain: true });
+    await dropped;
+    expect(recorder.connectionChanges.filter((c) => c.unitId === id).map((c) => c.online)).toEqual([false]);
+
+    // Its next report: fleetgate reads the retained status again and the unit is online.
+    await client.publishAsync(
+      unitTopic(id, 'state'),
+      encodeState({ central_lock: { timestamp: new Date().toISOString(), value: 'LOCKED' } }),
+      { qos: 1 },
+    );
+    await recorder.waitForConnection(id, true);
+    expect(started.adapter.isOnline(id)).toBe(true);
+  });
 });

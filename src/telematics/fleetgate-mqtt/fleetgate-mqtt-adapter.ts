@@ -318,7 +318,13 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
       this.warnDropped(unitId, decoded.error, 'dropped a malformed state report');
       return;
     }
-    this.ctx?.sink.state(unitId, decoded.value.state).catch((err: unknown) => {
+    const ctx = this.ctx;
+    if (!ctx) return;
+    // A unit that reports is connected. Not online here means its last `online` was lost (a broker
+    // drops messages to a subscriber that lags, as in a reconnect storm): its retained status,
+    // read again, says so (the 15,000-unit Mosquitto restart left a fifth of the units OFFLINE).
+    if (this.online.get(unitId) !== true) void this.readStatusAgain(ctx, unitId);
+    ctx.sink.state(unitId, decoded.value.state).catch((err: unknown) => {
       this.logger?.error({ err, unit: unitId }, 'storing a state report failed');
     });
   }
