@@ -64,6 +64,8 @@ export interface ListVehiclesQuery {
 export class VehicleService {
   /** The vehicle behind a unit for adapters (AdapterContext.vehicles); dropped here on every change. */
   readonly units: UnitDirectory;
+  /** Per unit (brand/unit id), the last connection change being written (onConnectionChange). */
+  private readonly connectionWrites = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: Store,
@@ -321,7 +323,25 @@ export class VehicleService {
     return merged;
   }
 
-  async onConnectionChange(brand: string, unitId: string, online: boolean, at: Date): Promise<void> {
+  /**
+   * A unit's connection change, written after the ones it reported before: an `offline` and the
+   * `online` right after it would otherwise race for the vehicle's row, and the older could land
+   * last (the 15,000-unit Mosquitto restart left units OFFLINE that were connected).
+   */
+  onConnectionChange(brand: string, unitId: string, online: boolean, at: Date): Promise<void> {
+    const key = `${brand}/${unitId}`;
+    const write = (this.connectionWrites.get(key) ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => this.writeConnectionChange(brand, unitId, online, at));
+    this.connectionWrites.set(key, write);
+    const forget = () => {
+      if (this.connectionWrites.get(key) === write) this.connectionWrites.delete(key);
+    };
+    write.then(forget, forget);
+    return write;
+  }
+
+  private async writeConnectionChange(brand: string, unitId: string, online: boolean, at: Date): Promise<void> {
     // Setup is ended by a compare-and-set on IN_PROGRESS, so a remembered vehicle is safe here.
     const vehicle = await this.units.find(brand, unitId);
     if (!vehicle) return;

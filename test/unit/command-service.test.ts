@@ -274,3 +274,43 @@ describe('CommandService with an Idempotency-Key', () => {
     });
   });
 });
+
+describe('VehicleService connection changes', () => {
+  it("writes a unit's connection changes in the order it reported them, even when the first is slow", async () => {
+    const vehicle = makeVehicle(adapter.models[0]!, randomUUID(), { fleet_id: FLEET });
+    await store.insertVehicle(vehicle);
+    const vehicles = new VehicleService(
+      store,
+      new Map([[adapter.brand, adapter]]),
+      new EventBus(),
+      logger,
+      Buffer.alloc(32),
+    );
+    // The OFFLINE write waits until the ONLINE reported after it was handed over: without the
+    // per-unit order, ONLINE would land first and the older OFFLINE would overwrite it.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const original = store.setLifeStatus.bind(store);
+    const slowStore = Object.create(store) as Store;
+    slowStore.setLifeStatus = async (id, status, at, cause) => {
+      if (status === 'OFFLINE') await held;
+      return original(id, status, at, cause);
+    };
+    const service = new VehicleService(
+      slowStore,
+      new Map([[adapter.brand, adapter]]),
+      new EventBus(),
+      logger,
+      Buffer.alloc(32),
+    );
+    const unit = vehicle.telematics_unit_id;
+    const offline = service.onConnectionChange(adapter.brand, unit, false, new Date());
+    const online = service.onConnectionChange(adapter.brand, unit, true, new Date());
+    // Give the ONLINE write every chance to overtake (it must not), then let OFFLINE through.
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    await Promise.all([offline, online]);
+    expect((await vehicles.units.find(adapter.brand, unit))?.vehicle_id).toBe(vehicle.vehicle_id);
+    expect((await store.getVehicle(vehicle.vehicle_id))?.life_status).toBe('ONLINE');
+  });
+});
