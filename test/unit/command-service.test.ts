@@ -279,13 +279,6 @@ describe('VehicleService connection changes', () => {
   it("writes a unit's connection changes in the order it reported them, even when the first is slow", async () => {
     const vehicle = makeVehicle(adapter.models[0]!, randomUUID(), { fleet_id: FLEET });
     await store.insertVehicle(vehicle);
-    const vehicles = new VehicleService(
-      store,
-      new Map([[adapter.brand, adapter]]),
-      new EventBus(),
-      logger,
-      Buffer.alloc(32),
-    );
     // The OFFLINE write waits until the ONLINE reported after it was handed over: without the
     // per-unit order, ONLINE would land first and the older OFFLINE would overwrite it.
     let release: () => void = () => undefined;
@@ -310,7 +303,7 @@ describe('VehicleService connection changes', () => {
     await new Promise((resolve) => setImmediate(resolve));
     release();
     await Promise.all([offline, online]);
-    expect((await vehicles.units.find(adapter.brand, unit))?.vehicle_id).toBe(vehicle.vehicle_id);
+    expect((await service.units.find(adapter.brand, unit))?.vehicle_id).toBe(vehicle.vehicle_id);
     expect((await store.getVehicle(vehicle.vehicle_id))?.life_status).toBe('ONLINE');
   });
 });
