@@ -19,6 +19,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import mqtt from 'mqtt';
 import pg from 'pg';
 import { encodePageToken } from '../src/lib/pagination.js';
 import { oneOf, parseCommandLine, wholeNumber } from './lib/args.js';
@@ -269,10 +270,70 @@ async function scalar(where: StoreLocation, sqlite: string, postgres: string, pa
   }
 }
 
+/** Telematics unit ids of vehicles that are not ONLINE in the database (at most `limit`). */
+async function notOnlineUnits(where: StoreLocation, limit: number): Promise<string[]> {
+  const sql = "SELECT telematics_unit_id FROM vehicles WHERE life_status <> 'ONLINE' ORDER BY telematics_unit_id LIMIT";
+  if (where.databaseUrl) {
+    const c = new pg.Client({ connectionString: where.databaseUrl });
+    await c.connect();
+    try {
+      return (await c.query(`${sql} $1`, [limit])).rows.map((r) => String(r.telematics_unit_id));
+    } finally {
+      await c.end();
+    }
+  }
+  const db = new Database(path.join(where.dataDir, 'fleetgate.db'), { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare(`${sql} ?`).all(limit) as { telematics_unit_id: string }[]).map((r) => r.telematics_unit_id);
+  } finally {
+    db.close();
+  }
+}
+
+/** The retained status each unit's topic holds on the broker ('none' when it holds none). */
+async function retainedStatuses(brokerUrl: string, unitIds: string[]): Promise<Record<string, number>> {
+  const client = await mqtt.connectAsync(brokerUrl, { clientId: `bench-diag-${process.pid}`, clean: true });
+  const seen = new Map<string, string>();
+  client.on('message', (topic, payload) => {
+    const id = topic.split('/')[3]!;
+    seen.set(id, payload.length === 0 ? 'empty' : (JSON.parse(payload.toString()) as { status: string }).status);
+  });
+  try {
+    // The broker sends a topic's retained message before it acknowledges the subscription.
+    for (const id of unitIds) await client.subscribeAsync(`fleetgate/v1/units/${id}/status`, { qos: 0 });
+  } finally {
+    await client.endAsync();
+  }
+  const counts: Record<string, number> = {};
+  for (const id of unitIds) counts[seen.get(id) ?? 'none'] = (counts[seen.get(id) ?? 'none'] ?? 0) + 1;
+  return counts;
+}
+
+/**
+ * Why vehicles are still not ONLINE: how many of their units are connected (per the simulators)
+ * and what retained status the broker holds for them (production only: the bench's Mosquitto
+ * takes anonymous clients, the embedded broker does not).
+ */
+async function diagnoseNotOnline(
+  where: StoreLocation,
+  units: BenchProcess[],
+  brokerUrl: string | undefined,
+): Promise<string> {
+  const ids = await notOnlineUnits(where, 2_000);
+  const stats = await unitStats(units);
+  const down = new Set(stats.notConnected);
+  const connected = ids.filter((id) => !down.has(id)).length;
+  const retained = brokerUrl ? JSON.stringify(await retainedStatuses(brokerUrl, ids)) : 'not read';
+  return `${ids.length} not ONLINE (first 2,000): units connected ${connected} (simulators: ${stats.connected} connected, first not connected ${stats.notConnected.slice(0, 5).join(', ') || 'none'}); their retained status ${retained}`;
+}
+
 async function unitStats(units: BenchProcess[]) {
   const all = await Promise.all(
     units.map((u) => {
-      const m = u.message<{ connects: number; reports: number; connected: number }>('stats', 30_000);
+      const m = u.message<{ connects: number; reports: number; connected: number; notConnected: string[] }>(
+        'stats',
+        30_000,
+      );
       u.send({ type: 'stats' });
       return m;
     }),
@@ -281,6 +342,7 @@ async function unitStats(units: BenchProcess[]) {
     connects: a.connects + b.connects,
     reports: a.reports + b.reports,
     connected: a.connected + b.connected,
+    notConnected: [...a.notConnected, ...b.notConnected],
   }));
 }
 
@@ -322,7 +384,10 @@ async function reconnectStorm(
         [],
       );
       if (n >= UNITS) return (Date.now() - t0) / 1000;
-      if (Date.now() > until) throw new Error(`${n} of ${UNITS} vehicles ONLINE after 300 s`);
+      if (Date.now() > until) {
+        const why = await diagnoseNotOnline(where, units, mosquitto?.url).catch((e: unknown) => String(e));
+        throw new Error(`${n} of ${UNITS} vehicles ONLINE after 300 s; ${why}`);
+      }
       await new Promise((r) => setTimeout(r, 250));
     }
   })();

@@ -78,9 +78,12 @@ process.stdin.on('data', (chunk) => {
       const answered = units.reduce((n, u) => n + u.stats.succeeded, 0);
       const connects = units.reduce((n, u) => n + u.stats.connects, 0);
       const reports = units.reduce((n, u) => n + u.stats.stateReports, 0);
-      const connected = units.filter((u) => u.connected).length;
+      const down = units.filter((u) => !u.connected);
+      const connected = units.length - down.length;
+      // Which units are not connected (the first 50): a storm that leaves vehicles OFFLINE says why.
+      const notConnected = down.slice(0, 50).map((u) => u.unitId);
       process.stdout.write(
-        `${JSON.stringify({ type: 'stats', answered, connects, reports, connected, rss: process.memoryUsage().rss })}\n`,
+        `${JSON.stringify({ type: 'stats', answered, connects, reports, connected, notConnected, rss: process.memoryUsage().rss })}\n`,
       );
     }
   }
