@@ -318,13 +318,30 @@ async function diagnoseNotOnline(
   where: StoreLocation,
   units: BenchProcess[],
   brokerUrl: string | undefined,
+  fleetgate: BenchProcess,
 ): Promise<string> {
   const ids = await notOnlineUnits(where, 2_000);
   const stats = await unitStats(units);
   const down = new Set(stats.notConnected);
   const connected = ids.filter((id) => !down.has(id)).length;
   const retained = brokerUrl ? JSON.stringify(await retainedStatuses(brokerUrl, ids)) : 'not read';
-  return `${ids.length} not ONLINE (first 2,000): units connected ${connected} (simulators: ${stats.connected} connected, first not connected ${stats.notConnected.slice(0, 5).join(', ') || 'none'}); their retained status ${retained}`;
+  return `${ids.length} not ONLINE (first 2,000): units connected ${connected} (simulators: ${stats.connected} connected, first not connected ${stats.notConnected.slice(0, 5).join(', ') || 'none'}); their retained status ${retained}; fleetgate's last log records ${logTally(fleetgate.output())}`;
+}
+
+/** How often each message appears among the pino log records in a process's output. */
+function logTally(output: string): string {
+  const counts: Record<string, number> = {};
+  for (const line of output.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const r = JSON.parse(line) as { msg?: string; err?: { message?: string } };
+      const key = `${r.msg ?? '?'}${r.err?.message ? `: ${r.err.message.slice(0, 80)}` : ''}`;
+      counts[key] = (counts[key] ?? 0) + 1;
+    } catch {
+      // a line cut short by the output's size limit
+    }
+  }
+  return JSON.stringify(counts);
 }
 
 async function unitStats(units: BenchProcess[]) {
@@ -385,7 +402,7 @@ async function reconnectStorm(
       );
       if (n >= UNITS) return (Date.now() - t0) / 1000;
       if (Date.now() > until) {
-        const why = await diagnoseNotOnline(where, units, mosquitto?.url).catch((e: unknown) => String(e));
+        const why = await diagnoseNotOnline(where, units, mosquitto?.url, fg.proc).catch((e: unknown) => String(e));
         throw new Error(`${n} of ${UNITS} vehicles ONLINE after 300 s; ${why}`);
       }
       await new Promise((r) => setTimeout(r, 250));

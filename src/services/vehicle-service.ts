@@ -1,3 +1,4 @@
+import pRetry from 'p-retry';
 import type { Logger } from 'pino';
 import { problems } from '../domain/problems.js';
 import { acceptState, filterState, type VehicleState } from '../domain/state-catalogue.js';
@@ -5,7 +6,7 @@ import type { Capabilities, MasterData, OperationStatus, Vehicle } from '../doma
 import { newVehicleId } from '../lib/ids.js';
 import { decodePageToken, encodePageToken, type Page } from '../lib/pagination.js';
 import { keyedHash, verifyKeyedHash, verifySecret } from '../lib/secrets.js';
-import { type Store, StoreConflictError, type VehiclePatch } from '../store/store.js';
+import { type Store, StoreConflictError, StoreUnavailableError, type VehiclePatch } from '../store/store.js';
 import type { AdapterVehicleModel, SetupResult, TelematicsAdapter } from '../telematics/adapter.js';
 import type { Principal } from './auth-service.js';
 import type { EventBus } from './event-bus.js';
@@ -23,6 +24,16 @@ export interface AddVehicleInput {
   tags?: string[];
   operation_status?: OperationStatus;
 }
+
+/** Retries of a connection change the database could not take: every 0.2–5 s for up to 10 minutes. */
+const CONNECTION_WRITE_RETRY = {
+  retries: 1_000,
+  minTimeout: 200,
+  maxTimeout: 5_000,
+  randomize: true,
+  maxRetryTime: 10 * 60_000,
+  unref: true,
+} as const;
 
 /** The public representation of a vehicle (SPEC §4); secrets never appear here. */
 export interface VehicleView {
@@ -326,13 +337,29 @@ export class VehicleService {
   /**
    * A unit's connection change, written after the ones it reported before: an `offline` and the
    * `online` right after it would otherwise race for the vehicle's row, and the older could land
-   * last (the 15,000-unit Mosquitto restart left units OFFLINE that were connected).
+   * last. A write the database could not take (a reconnect storm queues thousands of them behind
+   * the pool) is tried again until it lands: adapters report a change once, so a lost write would
+   * leave the vehicle OFFLINE while its unit is connected (the 15,000-unit Mosquitto restart left
+   * 3,298 so, each with its retained status `online`).
    */
   onConnectionChange(brand: string, unitId: string, online: boolean, at: Date): Promise<void> {
     const key = `${brand}/${unitId}`;
     const write = (this.connectionWrites.get(key) ?? Promise.resolve())
       .catch(() => undefined)
-      .then(() => this.writeConnectionChange(brand, unitId, online, at));
+      .then(() =>
+        pRetry(() => this.writeConnectionChange(brand, unitId, online, at), {
+          ...CONNECTION_WRITE_RETRY,
+          shouldRetry: ({ error }) => error instanceof StoreUnavailableError,
+          onFailedAttempt: ({ error, attemptNumber }) => {
+            if (attemptNumber === 1 || attemptNumber % 20 === 0) {
+              this.logger.warn(
+                { err: error, unit: unitId, attempt: attemptNumber },
+                'writing a connection change failed; trying again',
+              );
+            }
+          },
+        }),
+      );
     this.connectionWrites.set(key, write);
     const forget = () => {
       if (this.connectionWrites.get(key) === write) this.connectionWrites.delete(key);

@@ -217,7 +217,6 @@ export class FleetgateUnit extends EventEmitter {
   // Connection
 
   private connect(): Promise<void> {
-    const connectedAt = new Date();
     const client = mqtt.connect(this.options.mqttUrl, {
       clientId: this.unitId,
       username: this.unitId,
@@ -231,12 +230,18 @@ export class FleetgateUnit extends EventEmitter {
       resubscribe: false,
       will: {
         topic: this.topics.status,
-        payload: Buffer.from(encodeStatus('offline', connectedAt)),
+        payload: Buffer.from(encodeStatus('offline', new Date())),
         qos: QOS_STATUS,
         retain: true,
       },
     });
     this.client = client;
+    // docs/mqtt-protocol.md §2: the will carries the time of the connection it belongs to, so a
+    // will published late (the broker notices a dead link after the unit is back) reads as older
+    // than the unit's `online`. mqtt.js sends its options' will with every reconnect.
+    client.on('reconnect', () => {
+      if (client.options.will) client.options.will.payload = Buffer.from(encodeStatus('offline', new Date()));
+    });
     client.on('message', (_topic, payload) => this.onCommand(payload));
     client.on('connect', () => {
       enableNoDelay(client);

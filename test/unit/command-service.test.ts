@@ -12,7 +12,7 @@ import { CommandService } from '../../src/services/command-service.js';
 import { EventBus } from '../../src/services/event-bus.js';
 import { VehicleService } from '../../src/services/vehicle-service.js';
 import { createStore } from '../../src/store/registry.js';
-import type { Store } from '../../src/store/store.js';
+import { type Store, StoreUnavailableError } from '../../src/store/store.js';
 import type { CommandOutcome, CommandRequest, TelematicsAdapter } from '../../src/telematics/adapter.js';
 import { makeVehicle } from '../contract/adapter.contract.js';
 
@@ -304,6 +304,29 @@ describe('VehicleService connection changes', () => {
     release();
     await Promise.all([offline, online]);
     expect((await service.units.find(adapter.brand, unit))?.vehicle_id).toBe(vehicle.vehicle_id);
+    expect((await store.getVehicle(vehicle.vehicle_id))?.life_status).toBe('ONLINE');
+  });
+
+  it('writes a connection change the database could not take once it can (adapters report a change once)', async () => {
+    const vehicle = makeVehicle(adapter.models[0]!, randomUUID(), { fleet_id: FLEET, life_status: 'OFFLINE' });
+    await store.insertVehicle(vehicle);
+    // A pool with no free connection for seconds, as in a reconnect storm: the first two writes fail.
+    let refusals = 2;
+    const original = store.setLifeStatus.bind(store);
+    const busyStore = Object.create(store) as Store;
+    busyStore.setLifeStatus = async (id, status, at, cause) => {
+      if (refusals-- > 0) throw new StoreUnavailableError(new Error('timeout exceeded when trying to connect'));
+      return original(id, status, at, cause);
+    };
+    const service = new VehicleService(
+      busyStore,
+      new Map([[adapter.brand, adapter]]),
+      new EventBus(),
+      logger,
+      Buffer.alloc(32),
+    );
+    await service.onConnectionChange(adapter.brand, vehicle.telematics_unit_id, true, new Date());
+    expect(refusals).toBe(-1);
     expect((await store.getVehicle(vehicle.vehicle_id))?.life_status).toBe('ONLINE');
   });
 });
