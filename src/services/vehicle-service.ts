@@ -25,15 +25,19 @@ export interface AddVehicleInput {
   operation_status?: OperationStatus;
 }
 
-/** Retries of a connection change the database could not take: every 0.2–5 s for up to 10 minutes. */
-const CONNECTION_WRITE_RETRY = {
+/**
+ * Retries of a unit's report the database could not take (a reconnect storm queues thousands of
+ * writes behind the pool): every 0.2–5 s, for up to 10 minutes (a connection change) or 2 (state).
+ */
+const REPORT_WRITE_RETRY = {
   retries: 1_000,
   minTimeout: 200,
   maxTimeout: 5_000,
   randomize: true,
-  maxRetryTime: 10 * 60_000,
   unref: true,
 } as const;
+const CONNECTION_WRITE_RETRY_MS = 10 * 60_000;
+const STATE_WRITE_RETRY_MS = 2 * 60_000;
 
 /** The public representation of a vehicle (SPEC §4); secrets never appear here. */
 export interface VehicleView {
@@ -329,9 +333,31 @@ export class VehicleService {
     const { state: allowed, rejected } = acceptState(raw, vehicle.capabilities.vehicle_state);
     this.rejectedState.report(vehicle.vehicle_id, rejected, 'a unit report');
     if (Object.keys(allowed).length === 0) return undefined;
-    const merged = await this.store.mergeState(vehicle.vehicle_id, allowed);
+    const merged = await this.untilStored('a state report', unitId, STATE_WRITE_RETRY_MS, () =>
+      this.store.mergeState(vehicle.vehicle_id, allowed),
+    );
     this.events.emit({ type: 'vehicle.state', vehicle_id: vehicle.vehicle_id, fleet_id: vehicle.fleet_id });
     return merged;
+  }
+
+  /**
+   * A unit's report written again while the database cannot take it (StoreUnavailableError), so a
+   * burst of reports does not lose the ones that waited too long for a connection. Merging keeps
+   * the newer timestamp, so a report written late never overwrites a newer one.
+   */
+  private untilStored<T>(what: string, unitId: string, maxRetryTime: number, write: () => Promise<T>): Promise<T> {
+    return pRetry(write, {
+      ...REPORT_WRITE_RETRY,
+      maxRetryTime,
+      shouldRetry: ({ error }) => error instanceof StoreUnavailableError,
+      onFailedAttempt: ({ error, attemptNumber }) => {
+        const level = attemptNumber % 20 === 0 ? 'warn' : 'debug';
+        this.logger[level](
+          { err: error, unit: unitId, attempt: attemptNumber },
+          `writing ${what} failed; trying again`,
+        );
+      },
+    });
   }
 
   /**
@@ -347,18 +373,9 @@ export class VehicleService {
     const write = (this.connectionWrites.get(key) ?? Promise.resolve())
       .catch(() => undefined)
       .then(() =>
-        pRetry(() => this.writeConnectionChange(brand, unitId, online, at), {
-          ...CONNECTION_WRITE_RETRY,
-          shouldRetry: ({ error }) => error instanceof StoreUnavailableError,
-          onFailedAttempt: ({ error, attemptNumber }) => {
-            if (attemptNumber === 1 || attemptNumber % 20 === 0) {
-              this.logger.warn(
-                { err: error, unit: unitId, attempt: attemptNumber },
-                'writing a connection change failed; trying again',
-              );
-            }
-          },
-        }),
+        this.untilStored('a connection change', unitId, CONNECTION_WRITE_RETRY_MS, () =>
+          this.writeConnectionChange(brand, unitId, online, at),
+        ),
       );
     this.connectionWrites.set(key, write);
     const forget = () => {

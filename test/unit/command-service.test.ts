@@ -307,6 +307,31 @@ describe('VehicleService connection changes', () => {
     expect((await store.getVehicle(vehicle.vehicle_id))?.life_status).toBe('ONLINE');
   });
 
+  it('stores a state report the database could not take once it can', async () => {
+    const vehicle = makeVehicle(adapter.models[0]!, randomUUID(), { fleet_id: FLEET });
+    await store.insertVehicle(vehicle);
+    let refusals = 2;
+    const original = store.mergeState.bind(store);
+    const busyStore = Object.create(store) as Store;
+    busyStore.mergeState = async (id, state, cause) => {
+      if (refusals-- > 0) throw new StoreUnavailableError(new Error('timeout exceeded when trying to connect'));
+      return original(id, state, cause);
+    };
+    const service = new VehicleService(
+      busyStore,
+      new Map([[adapter.brand, adapter]]),
+      new EventBus(),
+      logger,
+      Buffer.alloc(32),
+    );
+    const at = new Date().toISOString();
+    await service.onStateReport(adapter.brand, vehicle.telematics_unit_id, {
+      central_lock: { timestamp: at, value: 'UNLOCKED' },
+    });
+    expect(refusals).toBe(-1);
+    expect((await store.getState(vehicle.vehicle_id)).central_lock).toEqual({ timestamp: at, value: 'UNLOCKED' });
+  });
+
   it('writes a connection change the database could not take once it can (adapters report a change once)', async () => {
     const vehicle = makeVehicle(adapter.models[0]!, randomUUID(), { fleet_id: FLEET, life_status: 'OFFLINE' });
     await store.insertVehicle(vehicle);
