@@ -467,9 +467,11 @@ async function reconnectStorm(
     vehicles_with_a_report_stored: fresh,
     // Every unit that reconnected reports its state: a vehicle without it stored lost that report.
     reports_lost: reconnects > 0 ? Math.max(0, Math.min(reconnects, UNITS) - fresh) : 0,
+    // What fleetgate logged at warn and above meanwhile (the last 50–100 KB of its output).
+    fleetgate_log: logTally(fg.proc.output()),
   };
   log(
-    `    back after ${r.back_seconds} s (all ONLINE ${r.all_online_seconds} s, commands ${r.commands_back_seconds} s${restarted ? `, fleetgate ready after ${r.fleetgate_restart_seconds} s` : ''}); ${reconnects} reconnects; fleetgate ${r.fleetgate_cpu_seconds} s CPU = ${r.fleetgate_cpu_ms_per_unit} ms/unit${brokerCpu === undefined ? '' : `, mosquitto ${r.broker_cpu_seconds} s`}; reports sent ${reportsSent}, vehicles with a fresh state ${fresh}, lost ${r.reports_lost}; ${refused} commands refused before back`,
+    `    back after ${r.back_seconds} s (all ONLINE ${r.all_online_seconds} s, commands ${r.commands_back_seconds} s${restarted ? `, fleetgate ready after ${r.fleetgate_restart_seconds} s` : ''}); ${reconnects} reconnects; fleetgate ${r.fleetgate_cpu_seconds} s CPU = ${r.fleetgate_cpu_ms_per_unit} ms/unit${brokerCpu === undefined ? '' : `, mosquitto ${r.broker_cpu_seconds} s`}; reports sent ${reportsSent}, vehicles with a fresh state ${fresh}, lost ${r.reports_lost}; ${refused} commands refused before back; fleetgate logged ${r.fleetgate_log}`,
   );
   return r;
 }

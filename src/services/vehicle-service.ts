@@ -328,7 +328,11 @@ export class VehicleService {
     // The unit directory, not the store: one database round trip fewer per report (the bench's
     // ingestion measured it). A report for a vehicle deleted on another instance within the
     // directory's memory finds no row to merge into, and is dropped by the store.
-    const vehicle = await this.units.find(brand, unitId);
+    // The lookup is retried as the write is: after a reconnect storm every unit's entry has
+    // expired, and thousands of lookups at once wait for the pool as long as the writes.
+    const vehicle = await this.untilStored('a state report', unitId, STATE_WRITE_RETRY_MS, () =>
+      this.units.find(brand, unitId),
+    );
     if (!vehicle) return undefined;
     const { state: allowed, rejected } = acceptState(raw, vehicle.capabilities.vehicle_state);
     this.rejectedState.report(vehicle.vehicle_id, rejected, 'a unit report');
