@@ -443,12 +443,22 @@ async function reconnectStorm(
   const reconnects = stats1.connects - stats0.connects;
   const reportsSent = stats1.reports - stats0.reports;
   const since = new Date(t0);
-  const fresh = await scalar(
-    where,
-    "SELECT count(DISTINCT vehicle_id) FROM vehicle_state WHERE property = 'mileage_in_kilometers' AND ts >= ?",
-    "SELECT count(DISTINCT vehicle_id) FROM vehicle_state WHERE property = 'mileage_in_kilometers' AND ts >= $1",
-    [where.databaseUrl ? since.toISOString() : since.getTime()],
-  );
+  const countFresh = () =>
+    scalar(
+      where,
+      "SELECT count(DISTINCT vehicle_id) FROM vehicle_state WHERE property = 'mileage_in_kilometers' AND ts >= ?",
+      "SELECT count(DISTINCT vehicle_id) FROM vehicle_state WHERE property = 'mileage_in_kilometers' AND ts >= $1",
+      [where.databaseUrl ? since.toISOString() : since.getTime()],
+    );
+  // Reports still on their way (queued, or waiting to be written again) are not lost: count until
+  // every reconnected unit's report is stored, or the count stood still for 10 s (at most 120 s).
+  let fresh = await countFresh();
+  for (let still = 0, waited = 0; fresh < Math.min(reconnects, UNITS) && still < 10 && waited < 120; waited++) {
+    await new Promise((r) => setTimeout(r, 1_000));
+    const n = await countFresh();
+    still = n === fresh ? still + 1 : 0;
+    fresh = n;
+  }
   const r = {
     what,
     fleetgate_restart_seconds: restarted ? Math.round(restartedS * 10) / 10 : undefined,

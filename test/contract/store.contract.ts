@@ -307,6 +307,17 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(await store.findVehicleByUnit('other-brand', v.telematics_unit_id)).toBeUndefined();
       });
 
+      it('finds each unit of many looked up at once (a reconnect storm), unknown ones as undefined', async () => {
+        const vs = await Promise.all(Array.from({ length: 5 }, () => added()));
+        const lookups = [
+          ...vs.map((v) => [v.telematics_brand, v.telematics_unit_id] as const),
+          [vs[0]!.telematics_brand, uid('unit')] as const,
+          ['other-brand', vs[1]!.telematics_unit_id] as const,
+        ];
+        const found = await Promise.all(lookups.map(([brand, unit]) => store.findVehicleByUnit(brand, unit)));
+        expect(found).toEqual([...vs, undefined, undefined]);
+      });
+
       it('refuses a brand/unit pair that exists, even in another fleet', async () => {
         const v = await added();
         const dup = vehicle({ telematics_unit_id: v.telematics_unit_id });

@@ -8,6 +8,7 @@ import {
   type VehicleFilter,
   type VehiclePatch,
 } from '../store.js';
+import { Batcher } from './batcher.js';
 import { constraintOf, errorCode, type PostgresConnection, type Queryable } from './connection.js';
 import type { PostgresEventLog } from './postgres-event-log.js';
 import { ENCODE, flowOf, json, vehicleFromRow } from './rows.js';
@@ -59,13 +60,36 @@ export class Vehicles {
     }
   }
 
-  async findVehicleByUnit(brand: string, unitId: string): Promise<Vehicle | undefined> {
-    const { rows } = await this.db.q('SELECT * FROM vehicles WHERE telematics_brand = $1 AND telematics_unit_id = $2', [
-      brand,
-      unitId,
-    ]);
-    return rows[0] && vehicleFromRow(rows[0]);
+  findVehicleByUnit(brand: string, unitId: string): Promise<Vehicle | undefined> {
+    return this.unitLookups.submit({ brand, unitId });
   }
+
+  /**
+   * Unit lookups, coalesced (batcher.ts): after a broker restart every unit's status and first
+   * report look its vehicle up at once, and one statement each queued thousands of them behind
+   * the pool past its timeout (the 15,000-unit storm of docs/performance.md).
+   */
+  private readonly unitLookups = new Batcher<{ brand: string; unitId: string }, Vehicle | undefined>(
+    async (units) => {
+      const { rows } = await this.db.q(
+        `SELECT v.* FROM vehicles v
+          JOIN unnest($1::text[], $2::text[]) AS u(brand, unit_id)
+            ON v.telematics_brand = u.brand AND v.telematics_unit_id = u.unit_id`,
+        [units.map((u) => u.brand), units.map((u) => u.unitId)],
+      );
+      const byUnit = new Map(
+        rows.map((r) => [`${r.telematics_brand}\u0000${r.telematics_unit_id}`, vehicleFromRow(r)]),
+      );
+      return units.map((u) => byUnit.get(`${u.brand}\u0000${u.unitId}`));
+    },
+    async ({ brand, unitId }) => {
+      const { rows } = await this.db.q(
+        'SELECT * FROM vehicles WHERE telematics_brand = $1 AND telematics_unit_id = $2',
+        [brand, unitId],
+      );
+      return rows[0] && vehicleFromRow(rows[0]);
+    },
+  );
 
   async listVehicles(filter: VehicleFilter): Promise<Vehicle[]> {
     const params: unknown[] = [];
