@@ -349,7 +349,19 @@ export class VehicleService {
    * burst of reports does not lose the ones that waited too long for a connection. Merging keeps
    * the newer timestamp, so a report written late never overwrites a newer one.
    */
-  private untilStored<T>(what: string, unitId: string, maxRetryTime: number, write: () => Promise<T>): Promise<T> {
+  private async untilStored<T>(
+    what: string,
+    unitId: string,
+    maxRetryTime: number,
+    write: () => Promise<T>,
+  ): Promise<T> {
+    // The first try outside p-retry: this is every report's path, and nearly every write lands.
+    try {
+      return await write();
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      this.logger.debug({ err, unit: unitId }, `writing ${what} failed; trying again`);
+    }
     return pRetry(write, {
       ...REPORT_WRITE_RETRY,
       maxRetryTime,
