@@ -174,6 +174,15 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       cleanups.push(() => adapter.stop());
       await vehicles.resumeSetups(adapter);
     }
+    if (broker) {
+      // The embedded broker starts empty, and with it the units' connections: whatever the
+      // database remembers as ONLINE from before this start is OFFLINE until the unit logs in.
+      const offline = await vehicles.recordAllOffline('FLEETGATE', new Date());
+      if (offline.units > 0) {
+        logger.info({ units: offline.units }, 'units online before this start recorded offline until they log in');
+      }
+      offline.written.catch((err: unknown) => logger.error({ err }, 'recording units offline failed'));
+    }
     // Units in only now: a unit's first report after a restart must find its adapter subscribed.
     broker?.openToUnits();
 

@@ -345,6 +345,25 @@ export class VehicleService {
   }
 
   /**
+   * Records every unit of `brand` that the database holds ONLINE as OFFLINE at `at`: for units
+   * whose connections ended with the process that held them (the embedded broker starts empty),
+   * before they may log in again. Resolves once every change is queued, each behind nothing
+   * (onConnectionChange orders a unit's changes, so its `online` after logging in lands last);
+   * `written` resolves once all are in the database.
+   */
+  async recordAllOffline(brand: string, at: Date): Promise<{ units: number; written: Promise<void> }> {
+    const writes: Promise<void>[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.store.listOnlineUnits(brand, 1_000, after);
+      for (const unitId of page) writes.push(this.onConnectionChange(brand, unitId, false, at));
+      if (page.length < 1_000) break;
+      after = page[page.length - 1];
+    }
+    return { units: writes.length, written: Promise.all(writes).then(() => undefined) };
+  }
+
+  /**
    * A unit's report written again while the database cannot take it (StoreUnavailableError), so a
    * burst of reports does not lose the ones that waited too long for a connection. Merging keeps
    * the newer timestamp, so a report written late never overwrites a newer one.

@@ -284,6 +284,8 @@ export interface Store {
   countVehicles(): Promise<VehicleCount[]>;
   /** Vehicles still IN_PROGRESS that were created before `createdBefore`. */
   listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]>;
+  /** Unit ids of a brand's vehicles recorded ONLINE, ascending, keyset cursor `after`. */
+  listOnlineUnits(brand: string, limit: number, after?: string): Promise<string[]>;
 
   createCredentials(record: CredentialsRecord): Promise<void>;
   getCredentials(credentialsId: string): Promise<CredentialsRecord | undefined>;

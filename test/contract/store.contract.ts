@@ -318,6 +318,21 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(found).toEqual([...vs, undefined, undefined]);
       });
 
+      it("lists a brand's ONLINE units in unit id order, page by page", async () => {
+        const brand = uid('BRAND');
+        const vs = await Promise.all(
+          ['u3', 'u1', 'u4', 'u2'].map((unit) =>
+            added({ telematics_brand: brand, telematics_unit_id: unit, life_status: 'ONLINE' }),
+          ),
+        );
+        await added({ telematics_brand: brand, telematics_unit_id: 'u0', life_status: 'OFFLINE' });
+        await added({ telematics_unit_id: uid('unit'), life_status: 'ONLINE' }); // another brand
+        await store.setLifeStatus(vs[2]!.vehicle_id, 'OFFLINE', new Date().toISOString()); // u4
+        expect(await store.listOnlineUnits(brand, 2)).toEqual(['u1', 'u2']);
+        expect(await store.listOnlineUnits(brand, 2, 'u2')).toEqual(['u3']);
+        expect(await store.listOnlineUnits(brand, 2, 'u3')).toEqual([]);
+      });
+
       it('refuses a brand/unit pair that exists, even in another fleet', async () => {
         const v = await added();
         const dup = vehicle({ telematics_unit_id: v.telematics_unit_id });

@@ -163,6 +163,10 @@ export class PostgresStore implements Store {
     return this.vehicles.listStaleSetups(...args);
   }
 
+  listOnlineUnits(...args: Parameters<Store['listOnlineUnits']>) {
+    return this.vehicles.listOnlineUnits(...args);
+  }
+
   // Credentials (credentials.ts).
 
   createCredentials(...args: Parameters<Store['createCredentials']>) {

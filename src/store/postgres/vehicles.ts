@@ -251,6 +251,15 @@ export class Vehicles {
     return rows as unknown as VehicleCount[];
   }
 
+  async listOnlineUnits(brand: string, limit: number, after?: string): Promise<string[]> {
+    const { rows } = await this.db.q(
+      `SELECT telematics_unit_id FROM vehicles WHERE telematics_brand = $1 AND life_status = 'ONLINE'
+        AND telematics_unit_id > $2 ORDER BY telematics_unit_id LIMIT $3`,
+      [brand, after ?? '', limit],
+    );
+    return rows.map((r) => String(r.telematics_unit_id));
+  }
+
   async listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]> {
     const { rows } = await this.db.q(
       `SELECT * FROM vehicles WHERE setup_status = 'IN_PROGRESS' AND created_at < $1

@@ -647,6 +647,16 @@ export class SqliteStore implements Store {
     return rows.map(vehicleFromRow);
   }
 
+  async listOnlineUnits(brand: string, limit: number, after?: string): Promise<string[]> {
+    const rows = this.run(() =>
+      this.prepare(
+        `SELECT telematics_unit_id FROM vehicles WHERE telematics_brand = ? AND life_status = 'ONLINE'
+          AND telematics_unit_id > ? ORDER BY telematics_unit_id LIMIT ?`,
+      ).all(brand, after ?? '', limit),
+    ) as Array<{ telematics_unit_id: string }>;
+    return rows.map((r) => r.telematics_unit_id);
+  }
+
   async createCredentials(c: CredentialsRecord): Promise<void> {
     this.run(() => {
       try {
