@@ -24,6 +24,9 @@ import {
   unitTopic,
 } from '../telematics/fleetgate-mqtt/protocol.js';
 
+/** MQTT 3.1.1 §3.2.2.3: the broker cannot take the login now; try again later. */
+const CONNACK_SERVER_UNAVAILABLE = 3;
+
 /**
  * How a simulated unit behaves, settable at runtime:
  * - `online`: connected, answers every command;
@@ -225,6 +228,11 @@ export class FleetgateUnit extends EventEmitter {
       protocolVersion: 4,
       keepalive: 30,
       reconnectPeriod: 1_000 + Math.floor(Math.random() * 1_000),
+      // A login refused with "server unavailable" (CONNACK 3: a broker busy with a storm, or not
+      // ready yet) is tried again like a lost link; mqtt.js would give up for good. Refused
+      // credentials end the client (a real unit backs off for long, docs/mqtt-protocol.md §2).
+      // The first connect fails at once either way (start() rejects and ends the client).
+      reconnectOnConnackError: true,
       connectTimeout: 10_000,
       // announce() subscribes after every connect, as docs/mqtt-protocol.md §2 asks of firmware.
       resubscribe: false,
@@ -250,7 +258,11 @@ export class FleetgateUnit extends EventEmitter {
         this.options.logger?.warn({ err, unit: this.unitId }, 'announce failed'),
       );
     });
-    client.on('error', (err) => this.options.logger?.debug({ err, unit: this.unitId }, 'unit MQTT error'));
+    client.on('error', (err) => {
+      this.options.logger?.debug({ err, unit: this.unitId }, 'unit MQTT error');
+      const refusal = (err as Error & { code?: unknown }).code;
+      if (typeof refusal === 'number' && refusal !== CONNACK_SERVER_UNAVAILABLE) client.end(true);
+    });
 
     return new Promise<void>((resolve, reject) => {
       const onOnline = () => {
