@@ -18,6 +18,7 @@ import {
   SERVICE_USERNAME_PREFIX,
   type ToBrokerThread,
 } from './embedded-broker-protocol.js';
+import { memoryPersistenceWithRetainedIndex } from './retained-index.js';
 
 /** What a unit may do (docs/mqtt-protocol.md §8): computed once at login, checked per packet. */
 interface UnitAcl {
@@ -136,6 +137,7 @@ const checkUnit = async (username: string, password: string, source: string): Pr
 };
 
 const broker = await Aedes.createBroker({
+  persistence: memoryPersistenceWithRetainedIndex(),
   // A socket that sends no CONNECT within this time is closed.
   connectTimeout: 10_000,
   authenticate(client, username, password, done) {
