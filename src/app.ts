@@ -169,19 +169,26 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       credentials,
       lateAnswers: (flowId, outcome) => commands.onLateAnswer(flowId, outcome, logger),
     };
+    if (!contextParts.sharedBroker) {
+      // Alone, this process held every connection of such brands (the embedded broker starts
+      // empty): what the database remembers as ONLINE from before is OFFLINE until the unit is
+      // back. Before the adapters listen, so that a unit's `online` is recorded after this.
+      for (const adapter of adapters.values()) {
+        if (!adapter.unitsConnectToThisProcess) continue;
+        const offline = await vehicles.recordAllOffline(adapter.brand, new Date());
+        if (offline.units > 0) {
+          logger.info(
+            { brand: adapter.brand, units: offline.units },
+            'units online before this start recorded offline until they are back',
+          );
+        }
+        offline.written.catch((err: unknown) => logger.error({ err }, 'recording units offline failed'));
+      }
+    }
     for (const adapter of adapters.values()) {
       await adapter.start(createAdapterContext(adapter, config.adapters[adapter.brand] ?? {}, contextParts));
       cleanups.push(() => adapter.stop());
       await vehicles.resumeSetups(adapter);
-    }
-    if (broker) {
-      // The embedded broker starts empty, and with it the units' connections: whatever the
-      // database remembers as ONLINE from before this start is OFFLINE until the unit logs in.
-      const offline = await vehicles.recordAllOffline('FLEETGATE', new Date());
-      if (offline.units > 0) {
-        logger.info({ units: offline.units }, 'units online before this start recorded offline until they log in');
-      }
-      offline.written.catch((err: unknown) => logger.error({ err }, 'recording units offline failed'));
     }
     // Units in only now: a unit's first report after a restart must find its adapter subscribed.
     broker?.openToUnits();

@@ -209,6 +209,12 @@ export interface TelematicsAdapter {
 
   /** Where units connect when the adapter listens itself (e.g. `tcp://0.0.0.0:5027`); shown at start. */
   readonly endpoint?: string;
+  /**
+   * Whether, when fleetgate runs alone (no shared broker), every unit connection of this brand
+   * ends in this process (the embedded broker, or the adapter's own listener): then a start
+   * records the brand's vehicles OFFLINE until their units are back, whatever the database says.
+   */
+  readonly unitsConnectToThisProcess?: boolean;
 
   start(ctx: AdapterContext): Promise<void>;
   stop(): Promise<void>;

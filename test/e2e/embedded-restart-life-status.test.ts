@@ -5,11 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FleetgateProcess, startFleetgateProcess } from '../../scripts/lib/fleetgate-process.js';
 import { createApiClient } from '../../src/services/auth-service.js';
 import { FleetgateUnit } from '../../src/sim/fleetgate-unit.js';
+import { TeltonikaUnit } from '../../src/sim/teltonika/teltonika-unit.js';
 import { createStore } from '../../src/store/registry.js';
 import { eventually } from '../helpers/eventually.js';
 
-// SPEC §4 life status, "nothing contradicted across crashes": the embedded broker lives in
-// fleetgate's process, so a crash takes every unit's connection with it. After the restart the
+// SPEC §4 life status, "nothing contradicted across crashes": the embedded broker and the
+// Teltonika listener live in fleetgate's process, so a crash takes every unit's connection with it. After the restart the
 // database must not go on saying ONLINE for a unit that is not connected; the unit's next login
 // makes it ONLINE again. Real `fleetgate serve` processes (SQLite, embedded broker), SIGKILLed.
 const KEY = 'embedded-restart-test-secret-key-long-enough-0123';
@@ -17,7 +18,7 @@ const KEY = 'embedded-restart-test-secret-key-long-enough-0123';
 let dir: string;
 let client: { client_id: string; client_secret: string };
 const procs: FleetgateProcess[] = [];
-const units: FleetgateUnit[] = [];
+const units: Array<FleetgateUnit | TeltonikaUnit> = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'fleetgate-embedded-restart-'));
@@ -68,40 +69,64 @@ async function lifeStatus(api: (method: string, urlPath: string) => Promise<Resp
     .value;
 }
 
-describe('embedded broker: a crash of fleetgate', () => {
-  it('leaves no vehicle ONLINE whose unit is not connected after the restart; its next login makes it ONLINE', async () => {
+const teltonikaOf = (p: FleetgateProcess) => {
+  const { hostname, port } = new URL(p.endpoints.TELTONIKA!);
+  return { host: hostname, port: Number(port) };
+};
+
+describe('a lone fleetgate (embedded broker) crashes', () => {
+  it('leaves no vehicle ONLINE whose unit is not connected after the restart; units back make them ONLINE', async () => {
     const first = await start();
     const unitId = 'restart-unit-1';
     const password = 'restart-unit-password-0123456789';
-    const added = await first.api('POST', '/vehicles', {
+    const imei = '356307042449001';
+    const fg = await first.api('POST', '/vehicles', {
       telematics_brand: 'FLEETGATE',
       telematics_unit_id: unitId,
       vehicle_model_id: 'fleetgate-car-v1',
       password,
     });
-    const vehicleId = ((await added.json()) as { vehicle_id: string }).vehicle_id;
+    const tt = await first.api('POST', '/vehicles', {
+      telematics_brand: 'TELTONIKA',
+      telematics_unit_id: imei,
+      vehicle_model_id: 'teltonika-fmc-can-car',
+    });
+    const vehicleIds = [
+      ((await fg.json()) as { vehicle_id: string }).vehicle_id,
+      ((await tt.json()) as { vehicle_id: string }).vehicle_id,
+    ];
     const unitOptions = { unitId, password, model: 'fleetgate-car-v1', reportIntervalMs: 600_000, drive: false };
+    const teltonikaOptions = { imei, model: 'teltonika-fmc-can-car', reportIntervalMs: 0, answerDelayMs: 0 };
     const unit = new FleetgateUnit({ ...unitOptions, mqttUrl: mqttUrlOf(first.proc) });
-    units.push(unit);
+    const device = new TeltonikaUnit({ ...teltonikaOptions, ...teltonikaOf(first.proc) });
+    units.push(unit, device);
     await unit.start();
-    await eventually(async () => (await lifeStatus(first.api, vehicleId)) === 'ONLINE', 10_000, 'ONLINE');
+    expect(await device.connect()).toBe(true);
+    const statuses = async (api: typeof first.api) => Promise.all(vehicleIds.map((id) => lifeStatus(api, id)));
+    await eventually(async () => (await statuses(first.api)).every((s) => s === 'ONLINE'), 10_000, 'ONLINE');
 
-    // A crash: no shutdown, no last will reaches anyone. The unit cannot follow (the new broker
-    // listens on another port), as a unit whose vehicle is parked out of coverage.
+    // A crash: no shutdown, no last will reaches anyone. The units cannot follow (the new
+    // process listens on other ports), as units of vehicles parked out of coverage.
     first.proc.child.kill('SIGKILL');
     await first.proc.exited;
-    await unit.stop();
+    await Promise.all([unit.stop(), device.stop()]);
 
     const second = await start();
-    await eventually(async () => (await lifeStatus(second.api, vehicleId)) === 'OFFLINE', 5_000, 'OFFLINE');
-    const changes = (await (await second.api('GET', `/vehicles/${vehicleId}`)).json()) as {
-      life_status: { modified_at: string };
-    };
-    expect(Date.parse(changes.life_status.modified_at)).toBeGreaterThan(Date.now() - 60_000);
+    await eventually(
+      async () => (await statuses(second.api)).every((s) => s === 'OFFLINE'),
+      5_000,
+      'OFFLINE after the restart',
+    );
+    for (const id of vehicleIds) {
+      const v = (await (await second.api('GET', `/vehicles/${id}`)).json()) as { life_status: { modified_at: string } };
+      expect(Date.parse(v.life_status.modified_at)).toBeGreaterThan(Date.now() - 60_000);
+    }
 
     const back = new FleetgateUnit({ ...unitOptions, mqttUrl: mqttUrlOf(second.proc) });
-    units.push(back);
+    const deviceBack = new TeltonikaUnit({ ...teltonikaOptions, ...teltonikaOf(second.proc) });
+    units.push(back, deviceBack);
     await back.start();
-    await eventually(async () => (await lifeStatus(second.api, vehicleId)) === 'ONLINE', 10_000, 'ONLINE again');
+    expect(await deviceBack.connect()).toBe(true);
+    await eventually(async () => (await statuses(second.api)).every((s) => s === 'ONLINE'), 10_000, 'ONLINE again');
   }, 60_000);
 });

@@ -57,6 +57,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
   readonly displayName = 'fleetgate MQTT (fleetgate/v1)';
   readonly models = FLEETGATE_MODELS;
   readonly requiresUnitPassword = true;
+  readonly unitsConnectToThisProcess = true;
 
   private ctx: AdapterContext | undefined;
   private logger: Logger | undefined;

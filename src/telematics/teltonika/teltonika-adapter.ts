@@ -91,6 +91,7 @@ export class TeltonikaAdapter implements TelematicsAdapter {
   readonly displayName = 'Teltonika (direct TCP, Codec 8 / 8E / 12)';
   readonly models = TELTONIKA_MODELS;
   readonly requiresUnitPassword = false;
+  readonly unitsConnectToThisProcess = true;
 
   private ctx: AdapterContext | undefined;
   private logger: Logger | undefined;
