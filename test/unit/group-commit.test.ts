@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GroupCommit, MAX_BACKGROUND_PER_GROUP } from '../../src/store/sqlite/group-commit.js';
+import { GroupCommit } from '../../src/store/sqlite/group-commit.js';
 
 describe('SQLite group commit (src/store/sqlite/group-commit.ts)', () => {
   let dir: string;
@@ -48,25 +48,6 @@ describe('SQLite group commit (src/store/sqlite/group-commit.ts)', () => {
     expect(await all).toEqual([1, 1, 1]);
     expect(seen).toEqual([true, true, true]);
     expect(ids()).toEqual(['a', 'b', 'c']); // committed: another connection sees them
-  });
-
-  it('runs foreground writes first and background ones at most MAX_BACKGROUND_PER_GROUP a group', async () => {
-    const group = new GroupCommit(db, undefined, counting);
-    const ran: string[] = [];
-    const write = (id: string) => () => {
-      ran.push(id);
-      return insert(id)();
-    };
-    const reports = Array.from({ length: 150 }, (_, i) =>
-      group.submit(write(`r${String(i).padStart(3, '0')}`), 'background'),
-    );
-    const command = group.submit(write('cmd'));
-    await command;
-    // The command's write went first, in the first group, with no more than one group's reports.
-    expect(ran[0]).toBe('cmd');
-    expect(ran.length).toBe(1 + MAX_BACKGROUND_PER_GROUP);
-    await Promise.all(reports);
-    expect(ids()).toHaveLength(151);
   });
 
   it('a failing write rolls back only its own statements; the others of its group are kept', async () => {

@@ -15,17 +15,9 @@ interface Pending {
  * savepoint of its own, so one that fails (a vehicle deleted meanwhile) leaves the others alone.
  * A write is committed before its promise settles: durability is unchanged, a lone write runs in
  * a transaction of its own as before, and it waits at most for the writes queued with it.
- *
- * Background writes (units' state reports) queue in a lane of their own: a group takes every
- * foreground write (the command path) first and at most MAX_BACKGROUND_PER_GROUP background
- * ones, and the rest wait for the next turn. A burst of thousands of reports then blocks the
- * event loop for one short group at a time, and a command's write never queues behind it.
  */
-export const MAX_BACKGROUND_PER_GROUP = 64;
-
 export class GroupCommit {
   private queue: Pending[] = [];
-  private background: Pending[] = [];
   private scheduled = false;
   private readonly inSavepoint: Database.Transaction<(work: () => unknown) => unknown>;
   private readonly group: Database.Transaction<(batch: Pending[], outcomes: Outcome[]) => void>;
@@ -55,36 +47,27 @@ export class GroupCommit {
     });
   }
 
-  /** Runs `work` (synchronous statements) in the next group transaction (background: a later one). */
-  submit<T>(work: () => T, lane: 'foreground' | 'background' = 'foreground'): Promise<T> {
+  /** Runs `work` (synchronous statements) in the next group transaction. */
+  submit<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      (lane === 'background' ? this.background : this.queue).push({
-        work,
-        resolve: resolve as (value: unknown) => void,
-        reject,
-      });
-      this.schedule();
+      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
     });
   }
 
-  /** Commits everything queued now (before the database closes). */
+  /** Commits what is queued now (before the database closes). */
   flushNow(): void {
-    while (this.queue.length > 0 || this.background.length > 0) this.flush();
-  }
-
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => this.flush());
+    if (this.queue.length > 0) this.flush();
   }
 
   private flush(): void {
     this.scheduled = false;
-    if (this.queue.length === 0 && this.background.length === 0) return;
+    if (this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
-    batch.push(...this.background.splice(0, MAX_BACKGROUND_PER_GROUP));
-    if (this.background.length > 0) this.schedule();
     const outcomes: Outcome[] = [];
     try {
       this.group.immediate(batch, outcomes);

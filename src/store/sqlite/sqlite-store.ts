@@ -170,9 +170,9 @@ export class SqliteStore implements Store {
   }
 
   /** A command-path write, in the next group commit; the first one starts the checkpoint thread. */
-  private write<T>(work: () => T, lane: 'foreground' | 'background' = 'foreground'): Promise<T> {
+  private write<T>(work: () => T): Promise<T> {
     this.checkpoints.start();
-    return this.writes.submit(work, lane).then((value) => {
+    return this.writes.submit(work).then((value) => {
       this.events.committed();
       this.checkpoints.afterCommit();
       return value;
@@ -726,11 +726,7 @@ export class SqliteStore implements Store {
 
   async mergeState(vehicleId: string, state: VehicleState, cause?: ChangeCause): Promise<VehicleState> {
     try {
-      // A unit's report (no cause) waits behind the command path's writes (GroupCommit).
-      return await this.write(
-        () => this.run(() => this.mergeInto(vehicleId, state, flowOf(cause)), 'vehicle'),
-        cause ? 'foreground' : 'background',
-      );
+      return await this.write(() => this.run(() => this.mergeInto(vehicleId, state, flowOf(cause)), 'vehicle'));
     } catch (err) {
       // A report for a vehicle deleted meanwhile: nothing to keep.
       if (err instanceof StoreConflictError) return {};
