@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { redact } from '../config.js';
+import { reconnectWithBackoff } from '../lib/mqtt-backoff.js';
 
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 10_000;
@@ -54,25 +55,14 @@ export async function connectServiceClient(
     ...(options.packetLog ? {} : { log: () => {} }),
   });
 
-  let attempt = 0;
   let connectedOnce = false;
   client.on('connect', () => {
     enableNoDelay(client);
     if (connectedOnce) logger?.info({ url: redact(url) }, 'MQTT connection restored');
     connectedOnce = true;
-    attempt = 0;
-    client.options.reconnectPeriod = BACKOFF_MIN_MS;
   });
   client.on('offline', () => logger?.warn({ url: redact(url) }, 'MQTT connection lost; reconnecting'));
-  // mqtt.js retries at a fixed period; before each retry, the next period doubles (with jitter).
-  // Its timer is an interval, so it is cleared here and re-armed with the new period on failure.
-  client.on('reconnect', () => {
-    attempt++;
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
-    client.options.reconnectPeriod = Math.round(base / 2 + Math.random() * (base / 2));
-    const internals = client as unknown as { _clearReconnect?: () => void };
-    internals._clearReconnect?.();
-  });
+  reconnectWithBackoff(client, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
 
   try {
     await new Promise<void>((resolve, reject) => {

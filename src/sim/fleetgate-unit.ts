@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { enableNoDelay } from '../broker/mqtt-connection.js';
 import type { CommandName } from '../domain/commands.js';
 import type { VehicleState } from '../domain/state-catalogue.js';
+import { reconnectWithBackoff } from '../lib/mqtt-backoff.js';
 import type { AdapterVehicleModel } from '../telematics/adapter.js';
 import { fleetgateModel } from '../telematics/fleetgate-mqtt/models.js';
 import {
@@ -26,6 +27,9 @@ import {
 
 /** MQTT 3.1.1 §3.2.2.3: the broker cannot take the login now; try again later. */
 const CONNACK_SERVER_UNAVAILABLE = 3;
+/** Reconnect periods: drawn from 1–2 s at first, growing to 30–60 s (docs/mqtt-protocol.md §2). */
+const RECONNECT_MIN_MS = 2_000;
+const RECONNECT_MAX_MS = 60_000;
 
 /**
  * How a simulated unit behaves, settable at runtime:
@@ -227,7 +231,9 @@ export class FleetgateUnit extends EventEmitter {
       clean: true,
       protocolVersion: 4,
       keepalive: 30,
-      reconnectPeriod: 1_000 + Math.floor(Math.random() * 1_000),
+      // Replaced at once by reconnectWithBackoff: 1–2 s, doubling up to 30–60 s while the broker
+      // keeps refusing or timing out (docs/mqtt-protocol.md §2), so a storm thins out.
+      reconnectPeriod: 2_000,
       // A login refused with "server unavailable" (CONNACK 3: a broker busy with a storm, or not
       // ready yet) is tried again like a lost link; mqtt.js would give up for good. Refused
       // credentials end the client (a real unit backs off for long, docs/mqtt-protocol.md §2).
@@ -244,6 +250,7 @@ export class FleetgateUnit extends EventEmitter {
       },
     });
     this.client = client;
+    reconnectWithBackoff(client, RECONNECT_MIN_MS, RECONNECT_MAX_MS);
     // docs/mqtt-protocol.md §2: the will carries the time of the connection it belongs to, so a
     // will published late (the broker notices a dead link after the unit is back) reads as older
     // than the unit's `online`. mqtt.js sends its options' will with every reconnect.
