@@ -276,6 +276,25 @@ describe('CommandService with an Idempotency-Key', () => {
 });
 
 describe('VehicleService connection changes', () => {
+  /** A VehicleService of this file's adapter over `over` (the store with some calls replaced). */
+  const serviceOver = (over: Store) =>
+    new VehicleService(over, new Map([[adapter.brand, adapter]]), new EventBus(), logger, Buffer.alloc(32));
+
+  /**
+   * The store, but its `method` fails its first two calls as a pool with no free connection does
+   * in a reconnect storm. `refusals()` counts down per call: -1 after two refusals and one success.
+   */
+  function refusingTwice<K extends 'mergeState' | 'setLifeStatus'>(method: K) {
+    let refusals = 2;
+    const original = (store[method] as (...args: unknown[]) => Promise<unknown>).bind(store);
+    const busyStore = Object.create(store) as Store;
+    busyStore[method] = (async (...args: unknown[]) => {
+      if (refusals-- > 0) throw new StoreUnavailableError(new Error('timeout exceeded when trying to connect'));
+      return original(...args);
+    }) as Store[K];
+    return { store: busyStore, refusals: () => refusals };
+  }
+
   it("writes a unit's connection changes in the order it reported them, even when the first is slow", async () => {
     const vehicle = makeVehicle(adapter.models[0]!, randomUUID(), { fleet_id: FLEET });
     await store.insertVehicle(vehicle);
@@ -289,13 +308,7 @@ describe('VehicleService connection changes', () => {
       if (status === 'OFFLINE') await held;
       return original(id, status, at, cause);
     };
-    const service = new VehicleService(
-      slowStore,
-      new Map([[adapter.brand, adapter]]),
-      new EventBus(),
-      logger,
-      Buffer.alloc(32),
-    );
+    const service = serviceOver(slowStore);
     const unit = vehicle.telematics_unit_id;
     const offline = service.onConnectionChange(adapter.brand, unit, false, new Date());
     const online = service.onConnectionChange(adapter.brand, unit, true, new Date());
@@ -310,48 +323,23 @@ describe('VehicleService connection changes', () => {
   it('stores a state report the database could not take once it can', async () => {
     const vehicle = makeVehicle(adapter.models[0]!, randomUUID(), { fleet_id: FLEET });
     await store.insertVehicle(vehicle);
-    let refusals = 2;
-    const original = store.mergeState.bind(store);
-    const busyStore = Object.create(store) as Store;
-    busyStore.mergeState = async (id, state, cause) => {
-      if (refusals-- > 0) throw new StoreUnavailableError(new Error('timeout exceeded when trying to connect'));
-      return original(id, state, cause);
-    };
-    const service = new VehicleService(
-      busyStore,
-      new Map([[adapter.brand, adapter]]),
-      new EventBus(),
-      logger,
-      Buffer.alloc(32),
-    );
+    const busy = refusingTwice('mergeState');
+    const service = serviceOver(busy.store);
     const at = new Date().toISOString();
     await service.onStateReport(adapter.brand, vehicle.telematics_unit_id, {
       central_lock: { timestamp: at, value: 'UNLOCKED' },
     });
-    expect(refusals).toBe(-1);
+    expect(busy.refusals()).toBe(-1);
     expect((await store.getState(vehicle.vehicle_id)).central_lock).toEqual({ timestamp: at, value: 'UNLOCKED' });
   });
 
   it('writes a connection change the database could not take once it can (adapters report a change once)', async () => {
     const vehicle = makeVehicle(adapter.models[0]!, randomUUID(), { fleet_id: FLEET, life_status: 'OFFLINE' });
     await store.insertVehicle(vehicle);
-    // A pool with no free connection for seconds, as in a reconnect storm: the first two writes fail.
-    let refusals = 2;
-    const original = store.setLifeStatus.bind(store);
-    const busyStore = Object.create(store) as Store;
-    busyStore.setLifeStatus = async (id, status, at, cause) => {
-      if (refusals-- > 0) throw new StoreUnavailableError(new Error('timeout exceeded when trying to connect'));
-      return original(id, status, at, cause);
-    };
-    const service = new VehicleService(
-      busyStore,
-      new Map([[adapter.brand, adapter]]),
-      new EventBus(),
-      logger,
-      Buffer.alloc(32),
-    );
+    const busy = refusingTwice('setLifeStatus');
+    const service = serviceOver(busy.store);
     await service.onConnectionChange(adapter.brand, vehicle.telematics_unit_id, true, new Date());
-    expect(refusals).toBe(-1);
+    expect(busy.refusals()).toBe(-1);
     expect((await store.getVehicle(vehicle.vehicle_id))?.life_status).toBe('ONLINE');
   });
 });
