@@ -251,43 +251,41 @@ async function connectedUnits(topology: Topology) {
 // ---------------------------------------------------------------------------------------------
 // Reconnect storm
 
-/** One number from the database (SQLite: a read-only connection beside fleetgate's). */
-async function scalar(where: StoreLocation, sqlite: string, postgres: string, params: unknown[]): Promise<number> {
+/** Rows of one query on fleetgate's database (SQLite: a read-only connection beside fleetgate's). */
+async function queryRows(
+  where: StoreLocation,
+  sqlite: string,
+  postgres: string,
+  params: unknown[],
+): Promise<Record<string, unknown>[]> {
   if (where.databaseUrl) {
     const c = new pg.Client({ connectionString: where.databaseUrl });
     await c.connect();
     try {
-      return Number(Object.values((await c.query(postgres, params)).rows[0] ?? {})[0] ?? 0);
+      return (await c.query(postgres, params)).rows;
     } finally {
       await c.end();
     }
   }
   const db = new Database(path.join(where.dataDir, 'fleetgate.db'), { readonly: true, fileMustExist: true });
   try {
-    return Number(Object.values((db.prepare(sqlite).get(...params) as Record<string, unknown>) ?? {})[0] ?? 0);
+    return db.prepare(sqlite).all(...params) as Record<string, unknown>[];
   } finally {
     db.close();
   }
 }
 
+/** One number from the database: the first column of the first row. */
+async function scalar(where: StoreLocation, sqlite: string, postgres: string, params: unknown[]): Promise<number> {
+  const [row] = await queryRows(where, sqlite, postgres, params);
+  return Number(Object.values(row ?? {})[0] ?? 0);
+}
+
 /** Telematics unit ids of vehicles that are not ONLINE in the database (at most `limit`). */
 async function notOnlineUnits(where: StoreLocation, limit: number): Promise<string[]> {
   const sql = "SELECT telematics_unit_id FROM vehicles WHERE life_status <> 'ONLINE' ORDER BY telematics_unit_id LIMIT";
-  if (where.databaseUrl) {
-    const c = new pg.Client({ connectionString: where.databaseUrl });
-    await c.connect();
-    try {
-      return (await c.query(`${sql} $1`, [limit])).rows.map((r) => String(r.telematics_unit_id));
-    } finally {
-      await c.end();
-    }
-  }
-  const db = new Database(path.join(where.dataDir, 'fleetgate.db'), { readonly: true, fileMustExist: true });
-  try {
-    return (db.prepare(`${sql} ?`).all(limit) as { telematics_unit_id: string }[]).map((r) => r.telematics_unit_id);
-  } finally {
-    db.close();
-  }
+  const rows = await queryRows(where, `${sql} ?`, `${sql} $1`, [limit]);
+  return rows.map((r) => String(r.telematics_unit_id));
 }
 
 /** The retained status each unit's topic holds on the broker ('none' when it holds none). */
