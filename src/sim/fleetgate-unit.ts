@@ -213,9 +213,15 @@ export class FleetgateUnit extends EventEmitter {
     this.client = undefined;
     if (!client) return;
     if (client.connected) {
-      await client
-        .publishAsync(this.topics.status, encodeStatus('offline'), { qos: QOS_STATUS, retain: true })
-        .catch(() => undefined);
+      // Until the broker acknowledges, or the link turns out to be gone already (a broker that
+      // just died: mqtt.js keeps an unacknowledged QoS 1 message for a reconnect that will not
+      // come, and its promise would never settle).
+      await Promise.race([
+        client
+          .publishAsync(this.topics.status, encodeStatus('offline'), { qos: QOS_STATUS, retain: true })
+          .catch(() => undefined),
+        new Promise<void>((resolve) => client.once('close', () => resolve())),
+      ]);
     }
     await new Promise<void>((resolve) => client.end(!client.connected, {}, () => resolve()));
   }
