@@ -1,25 +1,47 @@
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
-/** A TCP port free on 127.0.0.1 right now (for servers that cannot report the port they bound). */
-export async function freePort(): Promise<number> {
+/**
+ * The kernel hands out ports from its ephemeral range (Linux: 32768–60999) to every `listen(0)`
+ * and every outgoing connection. A test server that is stopped and started again on the same
+ * port (a broker or database restart) must not sit in that range: while it is down, any other
+ * test's `listen(0)` may get its port, and the restarted server then fails to bind while clients
+ * reach a stranger (an HTTP server answering an AMQP client, say). So servers that cannot bind
+ * port 0 themselves get a port below the range, picked at random and checked free.
+ */
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 2048 ? low : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+function bindable(port: number): Promise<boolean> {
   const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+}
+
+/** A TCP port free on 127.0.0.1 right now, outside the ephemeral range (see above). */
+export async function freePort(): Promise<number> {
+  const high = ephemeralLow() - 1;
+  const low = Math.max(1024, high - 12_000);
+  for (;;) {
+    const port = low + Math.floor(Math.random() * (high - low + 1));
+    if (await bindable(port)) return port;
+  }
 }
 
 const ATTEMPTS = 5;
 
 /**
  * Starts a server that cannot bind port 0 and report it (Mosquitto, PostgreSQL) on a free port.
- * Between picking the port and the server binding it, another process may take it (an outgoing
- * connection's ephemeral port, say): then `start` fails with an error `taken` recognises, and
+ * Between picking the port and the server binding it, another process may take it (another test
+ * picking the same port, say): then `start` fails with an error `taken` recognises, and
  * it is tried again on another port, a few times.
  */
 export async function startOnFreePort<T>(

@@ -27,14 +27,22 @@ export interface RabbitmqServer {
   close(): Promise<void>;
 }
 
-function portOpen(port: number): Promise<boolean> {
+/** AMQP 0-9-1 protocol header; a broker answers it with a connection.start method frame (type 1). */
+const AMQP_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1]);
+
+/** Whether an AMQP broker answers on the port (not merely something listening there). */
+function amqpAnswers(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
+    const done = (answer: boolean) => {
       socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
+      resolve(answer);
+    };
+    socket.setTimeout(5_000, () => done(false));
+    socket.once('connect', () => socket.write(AMQP_HEADER));
+    socket.once('data', (d: Buffer) => done(d[0] === 1));
+    socket.once('error', () => done(false));
+    socket.once('close', () => done(false));
   });
 }
 
@@ -81,7 +89,7 @@ export async function startRabbitmqServer(): Promise<RabbitmqServer> {
       gone = true;
     });
     const until = Date.now() + BOOT_TIMEOUT_MS;
-    while (!(await portOpen(port))) {
+    while (!(await amqpAnswers(port))) {
       if (gone || Date.now() > until) {
         c.kill('SIGKILL');
         await exited;

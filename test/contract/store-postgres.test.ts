@@ -1,6 +1,7 @@
 import net from 'node:net';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../scripts/lib/free-port.js';
 import type { VehicleState } from '../../src/domain/state-catalogue.js';
 import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
@@ -49,14 +50,6 @@ async function startRelay(port = 0): Promise<{ port: number; stop: () => Promise
         server.close(() => resolve());
       }),
   };
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 function viaPort(url: string, port: number): string {

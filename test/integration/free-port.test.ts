@@ -1,6 +1,7 @@
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startOnFreePort } from '../../scripts/lib/free-port.js';
+import { freePort, startOnFreePort } from '../../scripts/lib/free-port.js';
 import { mosquittoPortTaken, startMosquittoServer } from '../../scripts/lib/mosquitto-server.js';
 
 // Servers that cannot bind port 0 and tell (Mosquitto, PostgreSQL) get a port picked for them;
@@ -22,6 +23,21 @@ function listen(port: number): Promise<net.Server> {
 }
 
 const inUse = (e: unknown) => (e as NodeJS.ErrnoException).code === 'EADDRINUSE';
+
+describe('freePort', () => {
+  it("picks ports below the kernel's ephemeral range, which listen(0) never hands out", async () => {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
+    const picked = await Promise.all(Array.from({ length: 20 }, () => freePort()));
+    for (const port of picked) {
+      expect(port).toBeLessThan(low);
+      expect(port).toBeGreaterThanOrEqual(1024);
+    }
+    // Random, not one fixed port for every server.
+    expect(new Set(picked).size).toBeGreaterThan(1);
+    const ephemeral = await listen(0);
+    expect((ephemeral.address() as net.AddressInfo).port).toBeGreaterThanOrEqual(low);
+  });
+});
 
 describe('startOnFreePort', () => {
   it('starts again on another port when the picked one was taken in between', async () => {

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../scripts/lib/free-port.js';
 import type { CommandName } from '../../src/domain/commands.js';
 import type { Vehicle } from '../../src/domain/vehicle.js';
 import { SecretBox } from '../../src/lib/secrets.js';
@@ -543,14 +543,3 @@ describe('tokens', () => {
     expect(() => secrets.open(rec!.sealed_secret, 'another-credentials-id')).toThrow();
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
