@@ -1014,6 +1014,43 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(new Set(events.map((e) => e.metadata.id)).size).toBe(5);
       });
 
+      it('writes each of many life-status changes arriving at once (a reconnect storm) with its event', async () => {
+        const fleet = uid('fleet');
+        const vs = await Promise.all(Array.from({ length: 8 }, () => added({ fleet_id: fleet })));
+        await store.setLifeStatus(vs[7]!.vehicle_id, 'ONLINE', at(T0 + 1));
+        const changes = [
+          ...vs.map((v, i) => [v.vehicle_id, at(T0 + 10 + i)] as const),
+          [uid('V'), at(T0 + 20)] as const, // deleted meanwhile, say
+        ];
+        const results = await Promise.all(changes.map(([id, t]) => store.setLifeStatus(id, 'ONLINE', t)));
+        expect(results).toEqual([true, true, true, true, true, true, true, false, false]);
+        for (const [i, v] of vs.entries()) {
+          expect(await store.getVehicle(v.vehicle_id)).toEqual({
+            ...v,
+            life_status: 'ONLINE',
+            life_status_modified_at: at(T0 + (i === 7 ? 1 : 10 + i)),
+          });
+        }
+        const life = (await eventsOf(store, fleet, 100)).filter((e) => e.metadata.type === 'VehicleChanged');
+        expect(life).toHaveLength(8);
+        const byVehicle = new Map(life.map((e) => [e.metadata.vehicle_id, e]));
+        for (const [i, v] of vs.slice(0, 7).entries()) {
+          const e = byVehicle.get(v.vehicle_id)!;
+          expect(e.metadata.occurred_at).toBe(at(T0 + 10 + i));
+          expect(e.data.reasons).toEqual(['LIFE_STATUS_CHANGED']);
+          expect(e.data.vehicle).toMatchObject({ life_status: { value: 'ONLINE', modified_at: at(T0 + 10 + i) } });
+        }
+        // And back, all at once: each vehicle OFFLINE, one more event each.
+        const back = await Promise.all(vs.map((v) => store.setLifeStatus(v.vehicle_id, 'OFFLINE', at(T0 + 30))));
+        expect(back.every(Boolean)).toBe(true);
+        expect((await store.listVehicles({ fleet_id: fleet, limit: 100 })).map((v) => v.life_status)).toEqual(
+          Array(8).fill('OFFLINE'),
+        );
+        expect((await eventsOf(store, fleet, 100)).filter((e) => e.metadata.type === 'VehicleChanged')).toHaveLength(
+          16,
+        );
+      });
+
       it('writes state events only when the write stores something, …Changed only when the value changed', async () => {
         const v = await added({
           capabilities: {
