@@ -175,14 +175,13 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       // back. Before the adapters listen, so that a unit's `online` is recorded after this.
       for (const adapter of adapters.values()) {
         if (!adapter.unitsConnectToThisProcess) continue;
-        const offline = await vehicles.recordAllOffline(adapter.brand, new Date());
-        if (offline.units > 0) {
+        const units = await vehicles.recordAllOffline(adapter.brand, new Date());
+        if (units > 0) {
           logger.info(
-            { brand: adapter.brand, units: offline.units },
+            { brand: adapter.brand, units },
             'units online before this start recorded offline until they are back',
           );
         }
-        offline.written.catch((err: unknown) => logger.error({ err }, 'recording units offline failed'));
       }
     }
     for (const adapter of adapters.values()) {

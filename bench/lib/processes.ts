@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
@@ -41,7 +42,11 @@ export function startProcess(
     options.env ?? Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETGATE_')));
   const child = spawn(command, argv, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
+  // BENCH_LOG_DIR=<dir>: every process's whole output also goes to <dir>/<name>.log (diagnosis).
+  const logFile = process.env.BENCH_LOG_DIR ? path.join(process.env.BENCH_LOG_DIR, `${name}.log`) : undefined;
+  if (logFile) mkdirSync(path.dirname(logFile), { recursive: true });
   const keep = (s: string) => {
+    if (logFile) appendFileSync(logFile, s);
     output += s;
     if (output.length > 100_000) output = output.slice(-50_000);
   };

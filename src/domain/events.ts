@@ -5,8 +5,8 @@
  * in the same transaction as the change it describes (the stores' outbox), so none is lost and
  * none is invented; delivery is at least once, consumers deduplicate by `metadata.id`.
  */
-import { randomBytes } from 'node:crypto';
 import type { CommandName } from './commands.js';
+import { randomBase32 } from './random-id.js';
 import type { VehicleState } from './state-catalogue.js';
 import type { Vehicle } from './vehicle.js';
 
@@ -318,10 +318,7 @@ export function newEventId(now: number = Date.now()): string {
     time = CROCKFORD[t % 32] + time;
     t = Math.floor(t / 32);
   }
-  const bytes = randomBytes(16);
-  let random = '';
-  for (let i = 0; i < 16; i++) random += CROCKFORD[bytes[i]! & 31];
-  return time + random;
+  return time + randomBase32(16);
 }
 
 /** A new event in its envelope. */

@@ -1,15 +1,7 @@
-import { randomBytes } from 'node:crypto';
-
-// Crockford base32 without I, L, O, U: unambiguous when read out over the phone.
-const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+import { randomBase32 } from '../domain/random-id.js';
 
 /** A random opaque id of `length` base32 characters (5 bits each). */
-export function opaqueId(length: number): string {
-  const bytes = randomBytes(length);
-  let out = '';
-  for (const b of bytes) out += ALPHABET[b & 31];
-  return out;
-}
+export const opaqueId = (length: number): string => randomBase32(length);
 
 /** Vehicle ids: 12 characters, 60 random bits. */
 export const newVehicleId = (): string => opaqueId(12);

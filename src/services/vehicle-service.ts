@@ -37,6 +37,8 @@ const REPORT_WRITE_RETRY = {
   unref: true,
 } as const;
 const CONNECTION_WRITE_RETRY_MS = 10 * 60_000;
+/** Vehicles recorded OFFLINE per transaction at an embedded start (recordAllOffline). */
+const OFFLINE_PAGE = 1_000;
 const STATE_WRITE_RETRY_MS = 2 * 60_000;
 
 /** The public representation of a vehicle (SPEC §4); secrets never appear here. */
@@ -347,20 +349,22 @@ export class VehicleService {
   /**
    * Records every unit of `brand` that the database holds ONLINE as OFFLINE at `at`: for units
    * whose connections ended with the process that held them (the embedded broker starts empty),
-   * before they may log in again. Resolves once every change is queued, each behind nothing
-   * (onConnectionChange orders a unit's changes, so its `online` after logging in lands last);
-   * `written` resolves once all are in the database.
+   * before they may log in again (so a unit's `online` after logging in lands last). A thousand
+   * vehicles per transaction, each with its event: one per unit would make a large fleet's start
+   * (and the reconnect storm right after it) wait on 15,000 transactions (docs/performance.md).
    */
-  async recordAllOffline(brand: string, at: Date): Promise<{ units: number; written: Promise<void> }> {
-    const writes: Promise<void>[] = [];
+  async recordAllOffline(brand: string, at: Date): Promise<number> {
+    let units = 0;
     let after: string | undefined;
     for (;;) {
-      const page = await this.store.listOnlineUnits(brand, 1_000, after);
-      for (const unitId of page) writes.push(this.onConnectionChange(brand, unitId, false, at));
-      if (page.length < 1_000) break;
-      after = page[page.length - 1];
+      const page = await this.untilStored('units offline', brand, CONNECTION_WRITE_RETRY_MS, () =>
+        this.store.setBrandOffline(brand, at.toISOString(), OFFLINE_PAGE, after),
+      );
+      for (const v of page) this.events.emit({ type: 'vehicle.life', vehicle_id: v.vehicle_id, online: false });
+      units += page.length;
+      if (page.length < OFFLINE_PAGE) return units;
+      after = page[page.length - 1]!.telematics_unit_id;
     }
-    return { units: writes.length, written: Promise.all(writes).then(() => undefined) };
   }
 
   /**

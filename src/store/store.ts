@@ -192,6 +192,12 @@ export class StoreUnavailableError extends Error {
  * fleetgate instances sharing one database: the single-flight and idempotency guarantees rest on
  * the database's unique constraints, never on process memory.
  */
+/** A vehicle that setBrandOffline recorded OFFLINE. */
+export interface UnitOffline {
+  vehicle_id: string;
+  telematics_unit_id: string;
+}
+
 export interface Store {
   readonly engine: string;
   /**
@@ -284,8 +290,13 @@ export interface Store {
   countVehicles(): Promise<VehicleCount[]>;
   /** Vehicles still IN_PROGRESS that were created before `createdBefore`. */
   listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]>;
-  /** Unit ids of a brand's vehicles recorded ONLINE, ascending, keyset cursor `after`. */
-  listOnlineUnits(brand: string, limit: number, after?: string): Promise<string[]>;
+  /**
+   * Records up to `limit` of a brand's ONLINE vehicles OFFLINE at `at`, each with its
+   * VehicleChanged event, in one transaction, in unit id order after `afterUnit`: for units whose
+   * connections ended with the process that held them. Returns those changed (fewer than `limit`:
+   * none are left).
+   */
+  setBrandOffline(brand: string, at: string, limit: number, afterUnit?: string): Promise<UnitOffline[]>;
 
   createCredentials(record: CredentialsRecord): Promise<void>;
   getCredentials(credentialsId: string): Promise<CredentialsRecord | undefined>;

@@ -318,19 +318,49 @@ export function storeContract(name: string, factory: StoreFactory): void {
         expect(found).toEqual([...vs, undefined, undefined]);
       });
 
-      it("lists a brand's ONLINE units in unit id order, page by page", async () => {
+      it("records a brand's ONLINE vehicles OFFLINE page by page, in unit id order, each with its event", async () => {
         const brand = uid('BRAND');
+        const fleet = uid('fleet');
         const vs = await Promise.all(
           ['u3', 'u1', 'u4', 'u2'].map((unit) =>
-            added({ telematics_brand: brand, telematics_unit_id: unit, life_status: 'ONLINE' }),
+            added({ fleet_id: fleet, telematics_brand: brand, telematics_unit_id: unit, life_status: 'ONLINE' }),
           ),
         );
-        await added({ telematics_brand: brand, telematics_unit_id: 'u0', life_status: 'OFFLINE' });
-        await added({ telematics_unit_id: uid('unit'), life_status: 'ONLINE' }); // another brand
-        await store.setLifeStatus(vs[2]!.vehicle_id, 'OFFLINE', new Date().toISOString()); // u4
-        expect(await store.listOnlineUnits(brand, 2)).toEqual(['u1', 'u2']);
-        expect(await store.listOnlineUnits(brand, 2, 'u2')).toEqual(['u3']);
-        expect(await store.listOnlineUnits(brand, 2, 'u3')).toEqual([]);
+        const offline = await added({ telematics_brand: brand, telematics_unit_id: 'u0', life_status: 'OFFLINE' });
+        const other = await added({ telematics_unit_id: uid('unit'), life_status: 'ONLINE' }); // another brand
+        await store.setLifeStatus(vs[2]!.vehicle_id, 'OFFLINE', at(T0 + 1)); // u4
+        const t = at(T0 + 60_000);
+        const first = await store.setBrandOffline(brand, t, 2);
+        expect(first).toEqual([
+          { vehicle_id: vs[1]!.vehicle_id, telematics_unit_id: 'u1' },
+          { vehicle_id: vs[3]!.vehicle_id, telematics_unit_id: 'u2' },
+        ]);
+        expect(await store.setBrandOffline(brand, t, 2, 'u2')).toEqual([
+          { vehicle_id: vs[0]!.vehicle_id, telematics_unit_id: 'u3' },
+        ]);
+        expect(await store.setBrandOffline(brand, t, 2)).toEqual([]);
+        for (const v of [vs[0]!, vs[1]!, vs[3]!]) {
+          expect(await store.getVehicle(v.vehicle_id)).toEqual({
+            ...v,
+            life_status: 'OFFLINE',
+            life_status_modified_at: t,
+          });
+        }
+        expect((await store.getVehicle(vs[2]!.vehicle_id))?.life_status_modified_at).toBe(at(T0 + 1));
+        expect(await store.getVehicle(offline.vehicle_id)).toEqual(offline);
+        expect(await store.getVehicle(other.vehicle_id)).toEqual(other);
+        const changed = (await store.events.read({ fleet_id: fleet, limit: 100 })).items
+          .map((i) => i.event)
+          .filter((e) => e.metadata.type === 'VehicleChanged' && e.metadata.occurred_at === t);
+        expect(changed.map((e) => e.metadata.vehicle_id).sort()).toEqual(
+          [vs[0]!, vs[1]!, vs[3]!].map((v) => v.vehicle_id).sort(),
+        );
+        for (const e of changed) {
+          expect(e.data).toMatchObject({
+            reasons: ['LIFE_STATUS_CHANGED'],
+            vehicle: { life_status: { value: 'OFFLINE' } },
+          });
+        }
       });
 
       it('refuses a brand/unit pair that exists, even in another fleet', async () => {

@@ -163,8 +163,8 @@ export class PostgresStore implements Store {
     return this.vehicles.listStaleSetups(...args);
   }
 
-  listOnlineUnits(...args: Parameters<Store['listOnlineUnits']>) {
-    return this.vehicles.listOnlineUnits(...args);
+  setBrandOffline(...args: Parameters<Store['setBrandOffline']>) {
+    return this.vehicles.setBrandOffline(...args);
   }
 
   // Credentials (credentials.ts).

@@ -5,6 +5,7 @@ import { vehicleInsertValues } from '../row-mapping.js';
 import {
   type ChangeCause,
   StoreConflictError,
+  type UnitOffline,
   type VehicleCount,
   type VehicleFilter,
   type VehiclePatch,
@@ -307,13 +308,36 @@ export class Vehicles {
     return rows as unknown as VehicleCount[];
   }
 
-  async listOnlineUnits(brand: string, limit: number, after?: string): Promise<string[]> {
-    const { rows } = await this.db.q(
-      `SELECT telematics_unit_id FROM vehicles WHERE telematics_brand = $1 AND life_status = 'ONLINE'
-        AND telematics_unit_id > $2 ORDER BY telematics_unit_id LIMIT $3`,
-      [brand, after ?? '', limit],
-    );
-    return rows.map((r) => String(r.telematics_unit_id));
+  async setBrandOffline(brand: string, at: string, limit: number, afterUnit = ''): Promise<UnitOffline[]> {
+    const modifiedAt = new Date(at).toISOString();
+    return this.events.transaction(async (c) => {
+      const { rows } = await this.db.q(
+        `SELECT * FROM vehicles WHERE telematics_brand = $1 AND telematics_unit_id > $2 AND life_status = 'ONLINE'
+          ORDER BY telematics_unit_id LIMIT $3 FOR UPDATE`,
+        [brand, afterUnit, limit],
+        c,
+      );
+      if (rows.length === 0) return [];
+      const before = rows.map(vehicleFromRow);
+      await this.db.q(
+        `UPDATE vehicles SET life_status = 'OFFLINE', life_status_modified_at = $2
+          WHERE vehicle_id = ANY($1::text[]) AND life_status = 'ONLINE'`,
+        [before.map((v) => v.vehicle_id), modifiedAt],
+        c,
+      );
+      await this.events.insert(
+        c,
+        before.flatMap((v) =>
+          vehicleChangedEvent(
+            v,
+            { ...v, life_status: 'OFFLINE', life_status_modified_at: modifiedAt },
+            flowOf(undefined),
+            modifiedAt,
+          ),
+        ),
+      );
+      return before.map((v) => ({ vehicle_id: v.vehicle_id, telematics_unit_id: v.telematics_unit_id }));
+    });
   }
 
   async listStaleSetups(createdBefore: string, limit: number): Promise<Vehicle[]> {

@@ -31,6 +31,7 @@ import {
   type Store,
   StoreConflictError,
   StoreUnavailableError,
+  type UnitOffline,
   type VehicleCount,
   type VehicleFilter,
   type VehiclePatch,
@@ -647,14 +648,30 @@ export class SqliteStore implements Store {
     return rows.map(vehicleFromRow);
   }
 
-  async listOnlineUnits(brand: string, limit: number, after?: string): Promise<string[]> {
-    const rows = this.run(() =>
-      this.prepare(
-        `SELECT telematics_unit_id FROM vehicles WHERE telematics_brand = ? AND life_status = 'ONLINE'
-          AND telematics_unit_id > ? ORDER BY telematics_unit_id LIMIT ?`,
-      ).all(brand, after ?? '', limit),
-    ) as Array<{ telematics_unit_id: string }>;
-    return rows.map((r) => r.telematics_unit_id);
+  async setBrandOffline(brand: string, at: string, limit: number, afterUnit = ''): Promise<UnitOffline[]> {
+    const modifiedAt = new Date(at).toISOString();
+    return this.run(() =>
+      this.transact((): UnitOffline[] => {
+        const rows = this.prepare(
+          `SELECT * FROM vehicles WHERE telematics_brand = ? AND telematics_unit_id > ? AND life_status = 'ONLINE'
+            ORDER BY telematics_unit_id LIMIT ?`,
+        ).all(brand, afterUnit, limit) as Row[];
+        const update = this.prepare(
+          "UPDATE vehicles SET life_status = 'OFFLINE', life_status_modified_at = ? WHERE vehicle_id = ?",
+        );
+        const events: EventEnvelope[] = [];
+        const changed = rows.map((r) => {
+          const before = vehicleFromRow(r);
+          this.forgetVehicle(before.vehicle_id);
+          update.run(toMs(modifiedAt), before.vehicle_id);
+          const after: Vehicle = { ...before, life_status: 'OFFLINE', life_status_modified_at: modifiedAt };
+          events.push(...vehicleChangedEvent(before, after, flowOf(undefined), modifiedAt));
+          return { vehicle_id: before.vehicle_id, telematics_unit_id: before.telematics_unit_id };
+        });
+        this.events.insert(events);
+        return changed;
+      }),
+    );
   }
 
   async createCredentials(c: CredentialsRecord): Promise<void> {
