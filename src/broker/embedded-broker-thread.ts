@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { AEDES_MESSAGE_QUEUE } from './aedes-settings.js';
 import {
   type BrokerThreadData,
   type FromBrokerThread,
@@ -137,6 +138,7 @@ const checkUnit = async (username: string, password: string, source: string): Pr
 };
 
 const broker = await Aedes.createBroker({
+  ...AEDES_MESSAGE_QUEUE,
   persistence: memoryPersistenceWithRetainedIndex(),
   // A socket that sends no CONNECT within this time is closed.
   connectTimeout: 10_000,
