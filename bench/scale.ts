@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- --scale [--units 15000] [--fleet 1000000] [--topology embedded|production]
- * [--skip-units] [--skip-fleet] [--fleetgate-node-args "…"]`: the scale runs of docs/performance.md.
+ * [--skip-units] [--skip-fleet] [--log-level warn] [--fleetgate-node-args "…"]`: the scale runs of docs/performance.md.
  *
  * - Connected units: `--units` simulated units (1,000 per process) on one fleetgate; memory of
  *   fleetgate, the broker and the simulators per connected unit, CPU while idle (keepalives), and
@@ -42,7 +42,7 @@ import { measure, type Setup } from './scenarios.js';
 
 const argv = process.argv.slice(2);
 const USAGE =
-  'npm run bench -- --scale [--topology embedded|production] [--units 15000] [--fleet 1000000] [--skip-units] [--skip-fleet] [--fleetgate-node-args "…"]';
+  'npm run bench -- --scale [--topology embedded|production] [--units 15000] [--fleet 1000000] [--skip-units] [--skip-fleet] [--log-level warn] [--fleetgate-node-args "…"]';
 const { values: args } = parseCommandLine(
   USAGE,
   {
@@ -54,6 +54,7 @@ const { values: args } = parseCommandLine(
       'skip-units': { type: 'boolean' },
       'skip-fleet': { type: 'boolean' },
       'fleetgate-node-args': { type: 'string' },
+      'log-level': { type: 'string' },
     },
   },
   argv,
@@ -66,6 +67,8 @@ const UNITS = wholeNumber(USAGE, 'units', args.units, 15_000);
 const FLEET = wholeNumber(USAGE, 'fleet', args.fleet, 1_000_000);
 // e.g. --fleetgate-node-args "--trace-gc" or "--cpu-prof --cpu-prof-dir=/tmp/prof", as in run.ts.
 const NODE_ARGS = args['fleetgate-node-args']?.split(' ').filter(Boolean);
+/** fleetgate's log level (with BENCH_LOG_DIR, to read what it did in a storm). */
+const LOG_LEVEL = args['log-level'];
 /**
  * Simulated units per process, as in the full run (RunSettings.unitsPerProcess). With 5,000 each, a
  * stall of one simulator process (a major GC of its ~95 MB heap took 36-41 ms in a traced run)
@@ -142,7 +145,7 @@ async function connectedUnits(topology: Topology) {
   const mosquitto = topology === 'production' ? await startMosquitto() : undefined;
   const where = await location(topology, 'fleetgate_scale_units');
   const client = await seedFleet(where, { count: UNITS, fleetId: 'bench', unitPrefix: PREFIX, history: 20 });
-  let fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client, nodeArgs: NODE_ARGS });
+  let fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client, nodeArgs: NODE_ARGS, logLevel: LOG_LEVEL });
   const db = where.databaseUrl ? postgresServer() : undefined;
   const broker = mosquitto?.proc ?? fg.proc;
   const fgBefore = fg.proc.rssBytes();
@@ -230,6 +233,7 @@ async function connectedUnits(topology: Topology) {
             mqttUrl: mosquitto?.url,
             client,
             nodeArgs: NODE_ARGS,
+            logLevel: LOG_LEVEL,
             extra: mosquitto ? {} : { 'mqtt-port': port },
             readyTimeoutMs: 300_000,
           });
@@ -570,7 +574,7 @@ async function fleetSize(topology: Topology, fleet: number) {
     history: 20,
   });
   if (fleet > 1_000) await growFleet(where, 1_000, fleet);
-  const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client, nodeArgs: NODE_ARGS });
+  const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client, nodeArgs: NODE_ARGS, logLevel: LOG_LEVEL });
   let units: BenchProcess[] = [];
   try {
     units = await startUnits(fg.mqttUrl, 1_000);
