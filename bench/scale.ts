@@ -226,7 +226,9 @@ async function connectedUnits(topology: Topology) {
         async () => {
           // Its CPU up to the stop: a process that is gone has none to read.
           const oldCpuSeconds = fg.proc.cpuSeconds();
+          const stopping = Date.now();
           await fg.proc.stop();
+          log(`    the old fleetgate stopped in ${((Date.now() - stopping) / 1000).toFixed(1)} s`);
           // The embedded broker listens where the units reconnect to: the same port again.
           const port = new URL(fg.mqttUrl).port;
           fg = await startFleetgate(where, {

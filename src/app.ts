@@ -71,10 +71,14 @@ const STORE_BACKED_PROVISIONER: BrokerProvisioner = {
  */
 export async function createApp(config: Readonly<Config>, options: { logger?: Logger } = {}): Promise<App> {
   const logger = options.logger ?? pino({ level: config.logLevel, base: { instance: config.instanceId } });
-  const cleanups: Array<() => Promise<void>> = [];
+  /** What stop() ends, each part named for the log (how long each took). */
+  const cleanups: Array<{ part: string; fn: () => Promise<void> }> = [];
+  const onStop = (part: string, fn: () => Promise<void>) => cleanups.push({ part, fn });
   const cleanup = async () => {
-    for (const fn of cleanups.reverse()) {
-      await fn().catch((err: unknown) => logger.error({ err }, 'error while stopping'));
+    for (const { part, fn } of cleanups.reverse()) {
+      const since = performance.now();
+      await fn().catch((err: unknown) => logger.error({ err, part }, 'error while stopping'));
+      logger.info({ part, ms: Math.round(performance.now() - since) }, 'stopped a part');
     }
   };
 
@@ -85,14 +89,14 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       sqliteWalLimitMb: config.sqliteWalLimitMb,
       logger,
     });
-    cleanups.push(() => store.close());
+    onStop('store', () => store.close());
     await store.migrate();
 
     const masterSecret = config.secretKey ?? loadOrCreateKeyFile(config.dataDir);
     const secrets = new SecretBox(deriveKey(masterSecret, 'secret-box'));
     const events = new EventBus();
     const feed = new EventFeed(store.events);
-    cleanups.push(async () => feed.close());
+    onStop('event feed', async () => feed.close());
     const adapters = createAdapters();
     const vehicles = new VehicleService(store, adapters, events, logger, deriveKey(masterSecret, 'unit-password'));
     const completions = new CompletionWriter(store, logger);
@@ -120,7 +124,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
           await client.endAsync(true).catch(() => undefined);
           throw e;
         });
-        cleanups.push(async () => dynsec.close());
+        onStop('broker accounts', async () => dynsec.close());
         provisioner = dynsec;
       } else {
         // `none`: the operator's broker authenticates units itself (docs/deploy.md, EMQX).
@@ -149,14 +153,14 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
           }),
       );
       const started = broker;
-      cleanups.push(() => started.close());
+      onStop('embedded broker', () => started.close());
       mqttUrl = broker.url;
       provisioner = broker.provisioner;
       mqtt = await connectServiceClient(broker.url, broker.serviceCredentials, logger, {
         packetLog: config.mqttPacketLog,
       });
     }
-    cleanups.push(() => new Promise<void>((resolve) => mqtt.end(false, {}, () => resolve())));
+    onStop('MQTT client', () => new Promise<void>((resolve) => mqtt.end(false, {}, () => resolve())));
 
     const contextParts: AdapterContextParts = {
       logger,
@@ -186,7 +190,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
     }
     for (const adapter of adapters.values()) {
       await adapter.start(createAdapterContext(adapter, config.adapters[adapter.brand] ?? {}, contextParts));
-      cleanups.push(() => adapter.stop());
+      onStop(`adapter ${adapter.brand}`, () => adapter.stop());
       await vehicles.resumeSetups(adapter);
     }
     // Units in only now: a unit's first report after a restart must find its adapter subscribed.
@@ -245,7 +249,7 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
       },
       (port) => api.listen({ port, host: config.host }),
     );
-    cleanups.push(async () => {
+    onStop('HTTP API', async () => {
       await stopAccepting(api.server, CONNECTION_LINGER_MS);
       await api.close();
     });
@@ -257,18 +261,18 @@ export async function createApp(config: Readonly<Config>, options: { logger?: Lo
           base: config.publicUrl ?? listenUrl('http', config.host, portOf(api)),
         })
       : undefined;
-    if (metricsServer) cleanups.push(() => metricsServer.close());
+    if (metricsServer) onStop('metrics', () => metricsServer.close());
 
     const maintenance = new MaintenanceService(store, vehicles, users, logger, {
       setupTimeoutSeconds: config.setupTimeoutSeconds,
       eventRetentionHours: config.eventRetentionHours,
     });
     maintenance.start();
-    cleanups.push(async () => maintenance.stop());
+    onStop('maintenance', async () => maintenance.stop());
 
     for (const channel of channels) {
       await channel.start();
-      cleanups.push(() => channel.stop());
+      onStop(`channel ${channel.name}`, () => channel.stop());
     }
 
     const port = portOf(api);

@@ -108,7 +108,9 @@ withSettings(
     }
     stopping = true;
     app.logger.info({ signal }, 'stopping: draining running commands (a second signal ends them now)');
+    const since = performance.now();
     await app.stop();
+    app.logger.info({ ms: Math.round(performance.now() - since) }, 'stopped');
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));

@@ -375,15 +375,25 @@ describe('embedded broker thread', () => {
     }
   });
 
-  it('closes once, however often close() is called, and then refuses connections', async () => {
+  it('closes once, however often close() is called, ending every connection, and then refuses connections', async () => {
     const broker = await startEmbeddedBroker({
       host: '127.0.0.1',
       port: 0,
       logger,
       authenticateUnit: async () => true,
     });
+    // Connected units, and a socket that never sent CONNECT: closing ends every connection.
+    const units = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        mqtt.connectAsync(broker.url, { clientId: `u${i}`, username: `u${i}`, password: 'p', reconnectPeriod: 0 }),
+      ),
+    );
+    const silent = net.connect(broker.port, '127.0.0.1');
+    await once(silent, 'connect');
+    const ended = Promise.all([...units.map((u) => next(u, 'close')), once(silent, 'close')]);
     await Promise.all([broker.close(), broker.close()]);
     await broker.close();
+    await ended;
     const socket = net.connect(broker.port, '127.0.0.1');
     await expect(once(socket, 'connect')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
