@@ -1,5 +1,9 @@
-import type { EventEnvelope } from '../../domain/events.js';
-import { vehicleAddedEvent, vehicleChangedEvent, vehicleRemovedEvent } from '../../domain/events.js';
+import {
+  type EventEnvelope,
+  vehicleAddedEvent,
+  vehicleChangedEvent,
+  vehicleRemovedEvent,
+} from '../../domain/events.js';
 import type { Capabilities, LifeStatus, SetupStatus, Vehicle } from '../../domain/vehicle.js';
 import { vehicleInsertValues } from '../row-mapping.js';
 import {
@@ -15,10 +19,7 @@ import { constraintOf, errorCode, type PostgresConnection, type Queryable } from
 import type { PostgresEventLog } from './postgres-event-log.js';
 import { ENCODE, flowOf, json, vehicleFromRow } from './rows.js';
 
-/**
- * The vehicles' rows and tags, outside the command path (command-path.ts reads a vehicle for a
- * command): each change and its event in one transaction.
- */
+/** A life-status change waiting for its batch (Vehicles.setLifeStatus). */
 interface LifeChange {
   vehicleId: string;
   status: LifeStatus;
@@ -26,6 +27,10 @@ interface LifeChange {
   cause?: ChangeCause;
 }
 
+/**
+ * The vehicles' rows and tags, outside the command path (command-path.ts reads a vehicle for a
+ * command): each change and its event in one transaction.
+ */
 export class Vehicles {
   constructor(
     private readonly db: PostgresConnection,
@@ -240,8 +245,8 @@ export class Vehicles {
   }
 
   /**
-   * Life-status changes, coalesced (batcher.ts) into one transaction of four statements however
-   * many there are: a broker restart brings every unit's `offline` and then its `online` at once
+   * Life-status changes, coalesced (batcher.ts) into one transaction (lock the rows, one UPDATE,
+   * one events INSERT) however many there are: a broker restart brings every unit's `offline` and then its `online` at once
    * (30,000 changes for 15,000 units), and one transaction each (five round trips) was most of
    * fleetgate's CPU in that storm (docs/performance.md). Not an operator edit: the version (ETag)
    * stays as it is.
