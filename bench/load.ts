@@ -126,7 +126,7 @@ async function openLoop(sendOn: (target: string) => Promise<number>, seconds: nu
   const statuses: Record<string, number> = {};
   const free = [...spec.targets];
   const waitingForTarget: Array<() => void> = [];
-  const outstanding = new Map<number, number>();
+  const outstanding = new Map<number, { t0: number; target: string }>();
   let nextId = 0;
   const interval = 1000 / rate;
   const start = performance.now();
@@ -140,10 +140,14 @@ async function openLoop(sendOn: (target: string) => Promise<number>, seconds: nu
     // including any wait for a free target or socket (that is queueing behind the server).
     const t0 = performance.now();
     const id = nextId++;
-    outstanding.set(id, t0);
+    outstanding.set(id, { t0, target: '(waiting for a target)' });
     while (free.length === 0) await new Promise<void>((r) => waitingForTarget.push(r));
     const target = free.shift()!;
-    const status = await sendOn(target).catch(() => 0);
+    outstanding.set(id, { t0, target });
+    const status = await sendOn(target).catch((err: Error) => {
+      process.stderr.write(`request failed: ${target}: ${err.message}\n`);
+      return 0;
+    });
     free.push(target);
     waitingForTarget.shift()?.();
     if (cut) return;
@@ -178,9 +182,10 @@ async function openLoop(sendOn: (target: string) => Promise<number>, seconds: nu
   await Promise.race([allDone, new Promise((r) => setTimeout(r, GRACE_MS))]);
   cut = true;
   const now = performance.now();
-  for (const t0 of outstanding.values()) {
+  for (const { t0, target } of outstanding.values()) {
     samples[n++] = now - t0;
     errors++;
+    process.stderr.write(`unanswered after ${Math.round(now - t0)} ms: ${target}\n`);
   }
   if (outstanding.size > 0) statuses.unanswered = outstanding.size;
   const elapsed = (now - start) / 1000;
@@ -265,7 +270,11 @@ async function main(): Promise<LoadResult> {
     const waiting: Array<() => void> = [];
     const send = async (target: string) => {
       while (idle.length === 0) await new Promise<void>((r) => waiting.push(r));
-      const s = idle.pop()!;
+      // In turn (oldest idle first): a socket left unused for fleetgate's header timeout (10 s)
+      // is closed by it with a 408, as one that sends nothing should be; taken last-in-first-out,
+      // the sockets below the few in use sat idle that long at 100/s, and a request sent on one
+      // of them later was never answered (the embedded scale runs' one "unanswered" command).
+      const s = idle.shift()!;
       try {
         return await s(target);
       } finally {

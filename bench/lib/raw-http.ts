@@ -10,6 +10,8 @@ export class RawHttpConnection {
   private buffer: Buffer = Buffer.alloc(0);
   private waiting: ((status: number) => void) | undefined;
   private failWaiting: ((err: Error) => void) | undefined;
+  /** Why the socket ended (the server closed it, say): a request on it then fails at once. */
+  private ended: Error | undefined;
   readonly ready: Promise<void>;
 
   constructor(
@@ -23,13 +25,20 @@ export class RawHttpConnection {
       this.socket.once('error', reject);
     });
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.socket.on('error', (err) => this.failWaiting?.(err));
-    this.socket.on('close', () => this.failWaiting?.(new Error('connection closed')));
+    this.socket.on('error', (err) => {
+      this.ended ??= err;
+      this.failWaiting?.(err);
+    });
+    this.socket.on('close', () => {
+      this.ended ??= new Error('connection closed');
+      this.failWaiting?.(this.ended);
+    });
   }
 
   /** Sends `POST path` with an empty body; resolves with the status code. */
   post(path: string): Promise<number> {
     return new Promise<number>((resolve, reject) => {
+      if (this.ended) return reject(this.ended);
       this.waiting = resolve;
       this.failWaiting = reject;
       this.socket.write(`POST ${path} HTTP/1.1\r\n${this.headers}content-length: 0\r\n\r\n`);
