@@ -246,63 +246,55 @@ export class Vehicles {
 
   /**
    * Life-status changes, coalesced (batcher.ts) into one transaction (lock the rows, one UPDATE,
-   * one events INSERT) however many there are: a broker restart brings every unit's `offline` and then its `online` at once
-   * (30,000 changes for 15,000 units), and one transaction each (five round trips) was most of
-   * fleetgate's CPU in that storm (docs/performance.md). Not an operator edit: the version (ETag)
-   * stays as it is.
+   * one events INSERT) however many there are; a lone change takes the same path. A broker
+   * restart brings every unit's `offline` and then its `online` at once (30,000 changes for 15,000
+   * units), and one transaction each (five round trips) was most of fleetgate's CPU in that storm
+   * (docs/performance.md). Not an operator edit: the version (ETag) stays as it is.
    */
   private readonly lifeChanges = new Batcher<LifeChange, boolean>(
-    (changes) =>
-      this.events.transaction(async (c) => {
-        const ids = [...new Set(changes.map((ch) => ch.vehicleId))].sort();
-        // Locked in one order, so two batches (or a batch and a state merge) cannot deadlock.
-        const { rows } = await this.db.q(
-          'SELECT * FROM vehicles WHERE vehicle_id = ANY($1::text[]) ORDER BY vehicle_id FOR UPDATE',
-          [ids],
-          c,
-        );
-        const current = new Map(rows.map((r) => [String(r.vehicle_id), vehicleFromRow(r)]));
-        const events: EventEnvelope[] = [];
-        const changed = changes.map((ch) => {
-          const before = current.get(ch.vehicleId);
-          if (!before || before.life_status === ch.status) return false;
-          const after: Vehicle = {
-            ...before,
-            life_status: ch.status,
-            life_status_modified_at: new Date(ch.at).toISOString(),
-          };
-          current.set(ch.vehicleId, after);
-          events.push(...vehicleChangedEvent(before, after, flowOf(ch.cause), ch.at));
-          return true;
-        });
-        const last = [...new Set(changes.filter((_, i) => changed[i]).map((ch) => ch.vehicleId))].map(
-          (id) => current.get(id)!,
-        );
-        if (last.length === 0) return changed;
-        await this.db.q(
-          `UPDATE vehicles v SET life_status = u.status, life_status_modified_at = u.at
-             FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(vehicle_id, status, at)
-            WHERE v.vehicle_id = u.vehicle_id`,
-          [last.map((v) => v.vehicle_id), last.map((v) => v.life_status), last.map((v) => v.life_status_modified_at)],
-          c,
-        );
-        await this.events.insert(c, events);
-        return changed;
-      }),
-    ({ vehicleId, status, at, cause }) =>
-      this.events.transaction(async (c) => {
-        const before = await this.lockVehicle(c, vehicleId);
-        if (!before || before.life_status === status) return false;
-        const { rows } = await this.db.q(
-          'UPDATE vehicles SET life_status = $2, life_status_modified_at = $3 WHERE vehicle_id = $1 RETURNING *',
-          [vehicleId, status, at],
-          c,
-        );
-        if (!rows[0]) return false;
-        await this.events.insert(c, vehicleChangedEvent(before, vehicleFromRow(rows[0]), flowOf(cause), at));
-        return true;
-      }),
+    (changes) => this.writeLifeChanges(changes),
+    async (change) => (await this.writeLifeChanges([change]))[0]!,
   );
+
+  /** One transaction for the changes, in order: each reports whether it changed the vehicle. */
+  private writeLifeChanges(changes: LifeChange[]): Promise<boolean[]> {
+    return this.events.transaction(async (c) => {
+      const ids = [...new Set(changes.map((ch) => ch.vehicleId))].sort();
+      // Locked in one order, so two batches (or a batch and a state merge) cannot deadlock.
+      const { rows } = await this.db.q(
+        'SELECT * FROM vehicles WHERE vehicle_id = ANY($1::text[]) ORDER BY vehicle_id FOR UPDATE',
+        [ids],
+        c,
+      );
+      const current = new Map(rows.map((r) => [String(r.vehicle_id), vehicleFromRow(r)]));
+      const events: EventEnvelope[] = [];
+      const changed = changes.map((ch) => {
+        const before = current.get(ch.vehicleId);
+        if (!before || before.life_status === ch.status) return false;
+        const after: Vehicle = {
+          ...before,
+          life_status: ch.status,
+          life_status_modified_at: new Date(ch.at).toISOString(),
+        };
+        current.set(ch.vehicleId, after);
+        events.push(...vehicleChangedEvent(before, after, flowOf(ch.cause), ch.at));
+        return true;
+      });
+      const last = [...new Set(changes.filter((_, i) => changed[i]).map((ch) => ch.vehicleId))].map(
+        (id) => current.get(id)!,
+      );
+      if (last.length === 0) return changed;
+      await this.db.q(
+        `UPDATE vehicles v SET life_status = u.status, life_status_modified_at = u.at
+           FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(vehicle_id, status, at)
+          WHERE v.vehicle_id = u.vehicle_id`,
+        [last.map((v) => v.vehicle_id), last.map((v) => v.life_status), last.map((v) => v.life_status_modified_at)],
+        c,
+      );
+      await this.events.insert(c, events);
+      return changed;
+    });
+  }
 
   async countVehicles(): Promise<VehicleCount[]> {
     const { rows } = await this.db.q(
