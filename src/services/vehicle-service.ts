@@ -332,14 +332,14 @@ export class VehicleService {
     // directory's memory finds no row to merge into, and is dropped by the store.
     // The lookup is retried as the write is: after a reconnect storm every unit's entry has
     // expired, and thousands of lookups at once wait for the pool as long as the writes.
-    const vehicle = await this.untilStored('a state report', unitId, STATE_WRITE_RETRY_MS, () =>
+    const vehicle = await this.untilStored('a state report', { unit: unitId }, STATE_WRITE_RETRY_MS, () =>
       this.units.find(brand, unitId),
     );
     if (!vehicle) return undefined;
     const { state: allowed, rejected } = acceptState(raw, vehicle.capabilities.vehicle_state);
     this.rejectedState.report(vehicle.vehicle_id, rejected, 'a unit report');
     if (Object.keys(allowed).length === 0) return undefined;
-    const merged = await this.untilStored('a state report', unitId, STATE_WRITE_RETRY_MS, () =>
+    const merged = await this.untilStored('a state report', { unit: unitId }, STATE_WRITE_RETRY_MS, () =>
       this.store.mergeState(vehicle.vehicle_id, allowed),
     );
     this.events.emit({ type: 'vehicle.state', vehicle_id: vehicle.vehicle_id, fleet_id: vehicle.fleet_id });
@@ -357,7 +357,7 @@ export class VehicleService {
     let units = 0;
     let after: string | undefined;
     for (;;) {
-      const page = await this.untilStored('units offline', brand, CONNECTION_WRITE_RETRY_MS, () =>
+      const page = await this.untilStored('units offline', { brand }, CONNECTION_WRITE_RETRY_MS, () =>
         this.store.setBrandOffline(brand, at.toISOString(), OFFLINE_PAGE, after),
       );
       for (const v of page) this.events.emit({ type: 'vehicle.life', vehicle_id: v.vehicle_id, online: false });
@@ -368,13 +368,15 @@ export class VehicleService {
   }
 
   /**
-   * A unit's report written again while the database cannot take it (StoreUnavailableError), so a
-   * burst of reports does not lose the ones that waited too long for a connection. Merging keeps
-   * the newer timestamp, so a report written late never overwrites a newer one.
+   * A write (a unit's report or connection change, a page of units recorded offline) tried again
+   * while the database cannot take it (StoreUnavailableError), so a burst does not lose the ones
+   * that waited too long for a connection. Merging keeps the newer timestamp, so a report written
+   * late never overwrites a newer one.
    */
   private async untilStored<T>(
     what: string,
-    unitId: string,
+    /** Names what is written in the log (its unit, or its brand). */
+    subject: Record<string, string>,
     maxRetryTime: number,
     write: () => Promise<T>,
   ): Promise<T> {
@@ -383,7 +385,7 @@ export class VehicleService {
       return await write();
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
-      this.logger.debug({ err, unit: unitId }, `writing ${what} failed; trying again`);
+      this.logger.debug({ err, ...subject }, `writing ${what} failed; trying again`);
     }
     return pRetry(write, {
       ...REPORT_WRITE_RETRY,
@@ -391,10 +393,7 @@ export class VehicleService {
       shouldRetry: ({ error }) => error instanceof StoreUnavailableError,
       onFailedAttempt: ({ error, attemptNumber }) => {
         const level = attemptNumber % 20 === 0 ? 'warn' : 'debug';
-        this.logger[level](
-          { err: error, unit: unitId, attempt: attemptNumber },
-          `writing ${what} failed; trying again`,
-        );
+        this.logger[level]({ err: error, ...subject, attempt: attemptNumber }, `writing ${what} failed; trying again`);
       },
     });
   }
@@ -412,7 +411,7 @@ export class VehicleService {
     const write = (this.connectionWrites.get(key) ?? Promise.resolve())
       .catch(() => undefined)
       .then(() =>
-        this.untilStored('a connection change', unitId, CONNECTION_WRITE_RETRY_MS, () =>
+        this.untilStored('a connection change', { unit: unitId }, CONNECTION_WRITE_RETRY_MS, () =>
           this.writeConnectionChange(brand, unitId, online, at),
         ),
       );
