@@ -61,6 +61,10 @@ export interface IngestPlan {
   commandS: number;
   warmupS: number;
   logLevel: string;
+  /** Node.js options for fleetgate's process (`--fleetgate-node-args`). */
+  nodeArgs?: string[];
+  /** `--ingest-rate R`: no ladder; latency, CPU and the commands at R reports/s (to compare builds). */
+  fixedRate?: number;
 }
 
 export interface IngestStep {
@@ -177,7 +181,12 @@ async function setUpIngest(scenario: IngestScenario, topology: Topology, plan: I
       };
     }
 
-    const fg = await startFleetgate(where, { mqttUrl: mosquitto?.url, client: client!, logLevel: plan.logLevel });
+    const fg = await startFleetgate(where, {
+      mqttUrl: mosquitto?.url,
+      client: client!,
+      logLevel: plan.logLevel,
+      nodeArgs: plan.nodeArgs,
+    });
     cleanUp.push(() => fg.proc.stop());
     const reporters = await startReporters(fg.mqttUrl, plan);
     cleanUp.push(() => Promise.all(reporters.map((r) => r.stop())).then(() => undefined));
@@ -200,6 +209,7 @@ async function setUpIngest(scenario: IngestScenario, topology: Topology, plan: I
       processes: [...processes, ...reporters],
       commandSetup: {
         transport: 'http',
+        probe: fg.proc,
         url: fg.url,
         headers: { authorization: `Bearer ${fg.token}` },
         targets,
@@ -271,6 +281,16 @@ async function drain(setup: IngestSetup): Promise<void> {
   }
 }
 
+/** The probe's stages of a command (bench/lib/probe.ts) printed for the commands under ingestion. */
+const COMMAND_STAGES = [
+  'http',
+  'store.startCommand',
+  'store.completeCommand',
+  'store.commit',
+  'store.statement',
+  'adapter',
+];
+
 const fmtStep = (s: IngestStep) =>
   `${s.offered}/s: sent ${s.sent}/${s.due}, stored ${s.stored}, lost ${s.lost}, p50 ${s.latencyMs.p50} p99 ${s.latencyMs.p99} ms${s.ok ? '' : ' FAILED'}`;
 
@@ -289,7 +309,7 @@ export async function runIngestion(
     let rate = plan.startRate;
     let best = 0;
     let failed = 0;
-    for (let i = 0; i < plan.maxSteps; i++) {
+    for (let i = 0; plan.fixedRate === undefined && i < plan.maxSteps; i++) {
       const s = await step(setup, rate, plan);
       log(`  ${fmtStep(s)}`);
       ladder.push(s);
@@ -307,6 +327,7 @@ export async function runIngestion(
       if (failed > 0) break;
       rate = Math.round(rate * plan.factor);
     }
+    if (plan.fixedRate !== undefined) best = plan.fixedRate * 2;
     if (plan.refine && failed > 0 && best > 0) {
       await drain(setup);
       const mid = Math.round(Math.sqrt(best * failed));
@@ -338,16 +359,27 @@ export async function runIngestion(
     }
     if (setup.commandSetup) {
       const spec = { mode: 'rate' as const, rate: 100, durationS: plan.commandS, warmupS: plan.warmupS };
-      const alone = await measure(setup.commandSetup, spec);
+      const alone = await measure(setup.commandSetup, spec, { stages: true });
       // The load process starts in ~1 s; the reports run from before its warm-up to after its end.
       const reporting = report(setup, half, plan.commandS + plan.warmupS + 4);
-      const underIngestion = await measure(setup.commandSetup, spec);
+      const underIngestion = await measure(setup.commandSetup, spec, { stages: true });
       await reporting;
       const p99Ratio = Math.round((underIngestion.latencyMs.p99 / Math.max(0.001, alone.latencyMs.p99)) * 100) / 100;
       result.commands = { alone, underIngestion, p99Ratio };
       log(
         `  commands at 100/s: p99 ${alone.latencyMs.p99} ms alone, ${underIngestion.latencyMs.p99} ms with ${half} reports/s (${p99Ratio}×), errors ${alone.errors}/${underIngestion.errors}`,
       );
+      for (const [name, m] of [
+        ['alone', alone],
+        ['with reports', underIngestion],
+      ] as const) {
+        const st = m.stages ?? {};
+        log(
+          `    ${name}, µs mean / p99: ${COMMAND_STAGES.filter((k) => st[k])
+            .map((k) => `${k} ${st[k]!.mean_us} / ${st[k]!.p99_us}`)
+            .join(', ')}`,
+        );
+      }
     }
     return result;
   } finally {

@@ -45,7 +45,7 @@ if (argv.includes('--amqp')) {
 }
 
 const USAGE =
-  'npm run bench -- [--quick] [--interleave] [--topology embedded|production] [--units N] [--concurrency 32,128] [--only fleetgate,fleetgateWebhook,floorC] [--rates 400,2000] [--skip-ingest | --ingest-only [--ingest-scenarios floorF,fleetgate]] [--log-level warn] [--fleetgate-node-args "…"] | --scale …';
+  'npm run bench -- [--quick] [--interleave] [--topology embedded|production] [--units N] [--concurrency 32,128] [--only fleetgate,fleetgateWebhook,floorC] [--rates 400,2000] [--skip-ingest | --ingest-only [--ingest-scenarios floorF,fleetgate] [--ingest-rate R]] [--log-level warn] [--fleetgate-node-args "…"] | --scale …';
 const { values: args } = parseCommandLine(
   USAGE,
   {
@@ -60,6 +60,7 @@ const { values: args } = parseCommandLine(
       'skip-ingest': { type: 'boolean' },
       'ingest-only': { type: 'boolean' },
       'ingest-scenarios': { type: 'string' },
+      'ingest-rate': { type: 'string' },
       'log-level': { type: 'string' },
       'fleetgate-node-args': { type: 'string' },
     },
@@ -94,6 +95,8 @@ const ingestScenarios =
   args['ingest-scenarios']?.split(',').map((x) => oneOf(USAGE, 'ingest-scenarios', x, INGEST_SCENARIOS)) ??
   INGEST_SCENARIOS;
 const ingest = ingestOnly || (!only && args['skip-ingest'] !== true);
+const ingestRate =
+  args['ingest-rate'] === undefined ? undefined : wholeNumber(USAGE, 'ingest-rate', args['ingest-rate'], 1);
 const ingestPlan: IngestPlan = quick
   ? {
       units: 1000,
@@ -107,6 +110,8 @@ const ingestPlan: IngestPlan = quick
       commandS: 3,
       warmupS: 1,
       logLevel: settings.logLevel,
+      nodeArgs: settings.nodeArgs,
+      fixedRate: ingestRate,
     }
   : {
       units: 2000,
@@ -120,6 +125,8 @@ const ingestPlan: IngestPlan = quick
       commandS: 10,
       warmupS: 3,
       logLevel: settings.logLevel,
+      nodeArgs: settings.nodeArgs,
+      fixedRate: ingestRate,
     };
 
 interface ScenarioResult {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GroupCommit } from '../../src/store/sqlite/group-commit.js';
+import { BACKGROUND_PER_COMMIT, GroupCommit } from '../../src/store/sqlite/group-commit.js';
 
 describe('SQLite group commit (src/store/sqlite/group-commit.ts)', () => {
   let dir: string;
@@ -98,5 +98,58 @@ describe('SQLite group commit (src/store/sqlite/group-commit.ts)', () => {
     group.flushNow();
     expect(ids()).toEqual(['a']);
     expect(await pending).toBe(1);
+  });
+
+  it('background writes (reports) commit after the foreground ones, whose callers go on first', async () => {
+    const group = new GroupCommit(db);
+    const order: string[] = [];
+    const rows = () => (db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n;
+    const reports = Array.from({ length: BACKGROUND_PER_COMMIT + 5 }, (_, i) =>
+      group.submit(() => {
+        order.push(`report ${i}`);
+        return insert(`r${String(i).padStart(3, '0')}`)();
+      }, true),
+    );
+    const command = group.submit(insert('command')).then((n) => {
+      // The command's caller runs before any report is written, and its write is committed.
+      order.push('command answered');
+      expect(ids()).toEqual(['command']);
+      return n;
+    });
+    expect(await command).toBe(1);
+    expect(await Promise.all(reports)).toEqual(reports.map(() => 1));
+    expect(order[0]).toBe('command answered');
+    expect(order.slice(1)).toEqual(reports.map((_, i) => `report ${i}`));
+    expect(rows()).toBe(BACKGROUND_PER_COMMIT + 6);
+  });
+
+  it('background writes are committed in transactions of BACKGROUND_PER_COMMIT, a failing one alone', async () => {
+    const group = new GroupCommit(db, undefined, counting);
+    const transactions = new Set<number>();
+    // Each write notes its transaction: SQLite's data_version does not change inside one, so
+    // the writes note the count of rows another connection sees, which grows per commit.
+    const committedBefore = () => (other.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n;
+    const results = await Promise.allSettled(
+      Array.from({ length: 2 * BACKGROUND_PER_COMMIT + 1 }, (_, i) =>
+        group.submit(() => {
+          transactions.add(committedBefore());
+          if (i === 3) throw new Error('a report for a deleted vehicle');
+          return insert(`r${i}`)();
+        }, true),
+      ),
+    );
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
+    expect(rollbacks).toBe(1);
+    expect(ids()).toHaveLength(2 * BACKGROUND_PER_COMMIT);
+    // Three transactions: 32 (one rolled back to its savepoint), 32, 1.
+    expect([...transactions]).toEqual([0, BACKGROUND_PER_COMMIT - 1, 2 * BACKGROUND_PER_COMMIT - 1]);
+  });
+
+  it('flushNow commits the background writes too', async () => {
+    const group = new GroupCommit(db);
+    const pending = Array.from({ length: BACKGROUND_PER_COMMIT * 2 }, (_, i) => group.submit(insert(`r${i}`), true));
+    group.flushNow();
+    expect(ids()).toHaveLength(BACKGROUND_PER_COMMIT * 2);
+    await Promise.all(pending);
   });
 });

@@ -15,9 +15,21 @@ interface Pending {
  * savepoint of its own, so one that fails (a vehicle deleted meanwhile) leaves the others alone.
  * A write is committed before its promise settles: durability is unchanged, a lone write runs in
  * a transaction of its own as before, and it waits at most for the writes queued with it.
+ *
+ * Background writes (units' state reports, thousands a second) take a second lane: foreground
+ * writes (commands) commit first, in a transaction of their own, and their callers go on before
+ * any report is written; background writes follow, BACKGROUND_PER_COMMIT per transaction, for at
+ * most BACKGROUND_TURN_MS a turn, so a command arriving meanwhile waits for a few milliseconds of
+ * reports, not for all that the last turn read.
  */
+/** Background writes per transaction: about 3 ms of 12-property reports on the bench machine. */
+export const BACKGROUND_PER_COMMIT = 32;
+/** How long background writes may hold the event loop before sockets are read again. */
+export const BACKGROUND_TURN_MS = 5;
+
 export class GroupCommit {
   private queue: Pending[] = [];
+  private background: Pending[] = [];
   private scheduled = false;
   private readonly inSavepoint: Database.Transaction<(work: () => unknown) => unknown>;
   private readonly group: Database.Transaction<(batch: Pending[], outcomes: Outcome[]) => void>;
@@ -47,27 +59,45 @@ export class GroupCommit {
     });
   }
 
-  /** Runs `work` (synchronous statements) in the next group transaction. */
-  submit<T>(work: () => T): Promise<T> {
+  /**
+   * Runs `work` (synchronous statements) in the next group transaction; `background` work after
+   * the foreground work queued with it, in transactions of its own.
+   */
+  submit<T>(work: () => T, background = false): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      (background ? this.background : this.queue).push({ work, resolve: resolve as (value: unknown) => void, reject });
+      this.schedule();
     });
   }
 
-  /** Commits what is queued now (before the database closes). */
+  /** Commits everything queued now (before the database closes). */
   flushNow(): void {
-    if (this.queue.length > 0) this.flush();
+    while (this.queue.length > 0 || this.background.length > 0) this.flush();
   }
 
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** The foreground writes if any are queued, else background ones for up to BACKGROUND_TURN_MS. */
   private flush(): void {
     this.scheduled = false;
-    if (this.queue.length === 0) return;
-    const batch = this.queue;
-    this.queue = [];
+    if (this.queue.length > 0) {
+      const batch = this.queue;
+      this.queue = [];
+      this.commit(batch);
+    } else if (this.background.length > 0) {
+      const until = performance.now() + BACKGROUND_TURN_MS;
+      do this.commit(this.background.splice(0, BACKGROUND_PER_COMMIT));
+      while (this.background.length > 0 && performance.now() < until);
+    }
+    // The rest on the next turn: the callers of what committed run first, and sockets are read.
+    if (this.queue.length > 0 || this.background.length > 0) this.schedule();
+  }
+
+  private commit(batch: Pending[]): void {
     const outcomes: Outcome[] = [];
     try {
       this.group.immediate(batch, outcomes);

@@ -170,10 +170,13 @@ export class SqliteStore implements Store {
     return statement;
   }
 
-  /** A command-path write, in the next group commit; the first one starts the checkpoint thread. */
-  private write<T>(work: () => T): Promise<T> {
+  /**
+   * A command-path write, in the next group commit (`background`: a state report's, after the
+   * commands'); the first one starts the checkpoint thread.
+   */
+  private write<T>(work: () => T, background = false): Promise<T> {
     this.checkpoints.start();
-    return this.writes.submit(work).then((value) => {
+    return this.writes.submit(work, background).then((value) => {
       this.events.committed();
       this.checkpoints.afterCommit();
       return value;
@@ -743,7 +746,7 @@ export class SqliteStore implements Store {
 
   async mergeState(vehicleId: string, state: VehicleState, cause?: ChangeCause): Promise<VehicleState> {
     try {
-      return await this.write(() => this.run(() => this.mergeInto(vehicleId, state, flowOf(cause)), 'vehicle'));
+      return await this.write(() => this.run(() => this.mergeInto(vehicleId, state, flowOf(cause)), 'vehicle'), true);
     } catch (err) {
       // A report for a vehicle deleted meanwhile: nothing to keep.
       if (err instanceof StoreConflictError) return {};
