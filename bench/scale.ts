@@ -23,7 +23,7 @@ import mqtt from 'mqtt';
 import pg from 'pg';
 import { encodePageToken } from '../src/lib/pagination.js';
 import { oneOf, parseCommandLine, wholeNumber } from './lib/args.js';
-import { type BenchProcess, machineLoad, postgresServer, ROOT, startProcess } from './lib/processes.js';
+import { type BenchProcess, machineLoad, postgresServer, ROOT, startProcess, threadCpuOf } from './lib/processes.js';
 import {
   type BenchMosquitto,
   type FleetgateInstance,
@@ -387,6 +387,7 @@ async function reconnectStorm(
   const stats0 = await unitStats(units);
   const t0 = Date.now();
   const cpuBefore = before.proc.cpuSeconds();
+  const threads0 = threadCpuOf(before.proc.child.pid);
   const restarted = await restart();
   const fg = restarted?.fg ?? before;
   // A restarted fleetgate's CPU counts from its start; the old one's until it stopped.
@@ -442,6 +443,19 @@ async function reconnectStorm(
   const [onlineS, commandsS] = await Promise.all([online, commands]);
   const backS = Math.max(onlineS, commandsS);
   const fgCpu = fg.proc.cpuSeconds() - cpu0 + cpuOld - (restarted ? startupCpuSeconds : 0);
+  // Where it went, by thread (a restarted process's start-up left in): the main thread, the
+  // busiest other one (embedded: the broker's worker), and the rest (V8's and libuv's helpers).
+  const pid = fg.proc.child.pid;
+  const deltas = [...threadCpuOf(pid)].map(
+    ([tid, s]) => [tid, s - (restarted ? 0 : (threads0.get(tid) ?? 0))] as const,
+  );
+  const others = deltas.filter(([tid]) => tid !== pid).sort((x, y) => y[1] - x[1]);
+  const tenths = (x: number) => Math.round(x * 10) / 10;
+  const byThread = {
+    main: tenths(deltas.find(([tid]) => tid === pid)?.[1] ?? 0),
+    busiest_other: tenths(others[0]?.[1] ?? 0),
+    rest: tenths(others.slice(1).reduce((sum, [, x]) => sum + x, 0)),
+  };
   const brokerCpu = mosquitto ? mosquitto.proc.cpuSeconds() - brokerCpu0 : undefined;
   // Let the last reports land, then count what the units sent and what was stored.
   await new Promise((r) => setTimeout(r, 2_000));
@@ -474,6 +488,7 @@ async function reconnectStorm(
     units_reconnected: reconnects,
     units_connected_after: stats1.connected,
     fleetgate_cpu_seconds: Math.round(fgCpu * 10) / 10,
+    fleetgate_cpu_seconds_by_thread: byThread,
     fleetgate_startup_cpu_seconds_left_out: restarted ? Math.round(startupCpuSeconds * 10) / 10 : undefined,
     fleetgate_cpu_ms_per_unit: Math.round((fgCpu * 1000 * 100) / UNITS) / 100,
     broker_cpu_seconds: brokerCpu === undefined ? undefined : Math.round(brokerCpu * 10) / 10,
@@ -487,7 +502,7 @@ async function reconnectStorm(
     fleetgate_log: logTally(fg.proc.output()),
   };
   log(
-    `    back after ${r.back_seconds} s (all ONLINE ${r.all_online_seconds} s, commands ${r.commands_back_seconds} s${restarted ? `, fleetgate ready after ${r.fleetgate_restart_seconds} s` : ''}); ${reconnects} reconnects; fleetgate ${r.fleetgate_cpu_seconds} s CPU = ${r.fleetgate_cpu_ms_per_unit} ms/unit${brokerCpu === undefined ? '' : `, mosquitto ${r.broker_cpu_seconds} s`}; reports sent ${reportsSent}, vehicles with a fresh state ${fresh}, lost ${r.reports_lost}; ${refused} commands refused before back; fleetgate logged ${r.fleetgate_log}`,
+    `    back after ${r.back_seconds} s (all ONLINE ${r.all_online_seconds} s, commands ${r.commands_back_seconds} s${restarted ? `, fleetgate ready after ${r.fleetgate_restart_seconds} s` : ''}); ${reconnects} reconnects; fleetgate ${r.fleetgate_cpu_seconds} s CPU = ${r.fleetgate_cpu_ms_per_unit} ms/unit (by thread${restarted ? ', start-up included' : ''}: ${JSON.stringify(r.fleetgate_cpu_seconds_by_thread)})${brokerCpu === undefined ? '' : `, mosquitto ${r.broker_cpu_seconds} s`}; reports sent ${reportsSent}, vehicles with a fresh state ${fresh}, lost ${r.reports_lost}; ${refused} commands refused before back; fleetgate logged ${r.fleetgate_log}`,
   );
   return r;
 }

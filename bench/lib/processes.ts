@@ -168,6 +168,18 @@ export function cpuSecondsOf(pid: number | undefined, threadId?: number, reaped 
   }
 }
 
+/** CPU seconds of each of a process's threads, by thread id (`/proc/<pid>/task`). */
+export function threadCpuOf(pid: number | undefined): Map<number, number> {
+  const out = new Map<number, number>();
+  if (pid === undefined) return out;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) out.set(Number(tid), cpuSecondsOf(pid, Number(tid)));
+  } catch {
+    // gone
+  }
+  return out;
+}
+
 export function rssOf(pid: number | undefined): number {
   if (pid === undefined) return 0;
   try {
