@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/lib/free-port.js';
 import type { VehicleState } from '../../src/domain/state-catalogue.js';
+import { PostgresConnection } from '../../src/store/postgres/connection.js';
 import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { isoFromPostgres } from '../../src/store/postgres/rows.js';
@@ -396,6 +397,36 @@ describe('PostgreSQL engine', () => {
     // No restart, no reconfiguration: the pool replaces its dead connections on demand.
     await expect(store.ping()).resolves.toBeUndefined();
     expect(await store.getVehicle(v.vehicle_id)).toEqual(v);
+  });
+
+  it('runs again a transaction or statement the server rolled back as a deadlock victim (40P01)', async () => {
+    const conn = new PostgresConnection({ url: await database() });
+    cleanups.push(() => conn.close());
+    await conn.q('CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL)');
+    await conn.q('INSERT INTO t VALUES (1, 0), (2, 0)');
+    // Two transactions each lock one row, then (once both hold one) the other's: a real deadlock,
+    // of which PostgreSQL rolls one back; that one runs again and both end committed.
+    let holding = 0;
+    let bothHold!: () => void;
+    const both = new Promise<void>((resolve) => (bothHold = resolve));
+    let runs = 0;
+    const cross = (first: number, second: number) =>
+      conn.tx(async (c) => {
+        runs++;
+        await conn.q('UPDATE t SET n = n + 1 WHERE id = $1', [first], c);
+        if (++holding === 2) bothHold();
+        await both;
+        await conn.q('UPDATE t SET n = n + 1 WHERE id = $1', [second], c);
+      });
+    await Promise.all([cross(1, 2), cross(2, 1)]);
+    expect(runs).toBe(3);
+    expect((await conn.q('SELECT sum(n)::int AS s FROM t')).rows).toEqual([{ s: 4 }]);
+    // A statement outside a transaction, failing so once.
+    await conn.q('CREATE SEQUENCE once');
+    await conn.q(`CREATE FUNCTION flaky() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
+        IF nextval('once') = 1 THEN RAISE EXCEPTION 'deadlock victim' USING ERRCODE = '40P01'; END IF;
+        RETURN 7; END $$`);
+    expect((await conn.q('SELECT flaky() AS v')).rows).toEqual([{ v: 7 }]);
   });
 
   it('recovers when the server terminates its connections (admin shutdown, 57P01)', async () => {

@@ -19,7 +19,10 @@ const FINISHABLE_STATUSES = "('IN_FLIGHT', 'OUTCOME_UNKNOWN')";
  * planner read only those vehicles' rows through the primary key: it estimates 100 rows for any
  * JSON record set and would otherwise hash-join the whole table. Rows that would not change are
  * dropped by the join before the upsert, which would otherwise lock, and so WAL-log, each one;
- * ON CONFLICT still settles a row another instance inserted or changed meanwhile.
+ * ON CONFLICT still settles a row another instance inserted or changed meanwhile. Rows are
+ * written in key order, so two statements writing the same vehicle's properties (a batch of
+ * reports and a command's completion) lock them in the same order instead of deadlocking (the
+ * ingestion bench, 21:18 UTC 2026-12-07: four completions chosen as deadlock victims in 10 s).
  */
 export const upsertState = (source: string, vehicleIds: string): string =>
   `INSERT INTO vehicle_state (vehicle_id, property, ts, value)
@@ -27,6 +30,7 @@ export const upsertState = (source: string, vehicleIds: string): string =>
    LEFT JOIN vehicle_state cur ON cur.vehicle_id = s.vehicle_id AND cur.property = s.property
      AND cur.vehicle_id = ANY(${vehicleIds})
    WHERE cur.vehicle_id IS NULL OR s.ts > cur.ts OR (s.ts = cur.ts AND s.value IS DISTINCT FROM cur.value)
+   ORDER BY s.vehicle_id, s.property
    ON CONFLICT (vehicle_id, property) DO UPDATE SET ts = excluded.ts, value = excluded.value
    WHERE excluded.ts > vehicle_state.ts
       OR (excluded.ts = vehicle_state.ts AND excluded.value IS DISTINCT FROM vehicle_state.value)

@@ -36,6 +36,11 @@ const UNAVAILABLE_CODES = new Set([
 ]);
 /** admin_shutdown, crash_shutdown: the server ended the session; the statement did not run. */
 const SESSION_ENDED_CODES = new Set(['57P01', '57P02']);
+/**
+ * deadlock_detected and serialization_failure: the server rolled the statement (or transaction)
+ * back whole, and running it again is what PostgreSQL's documentation asks of the client.
+ */
+const ROLLED_BACK_CODES = new Set(['40P01', '40001']);
 const UNAVAILABLE_MESSAGE =
   /timeout exceeded when trying to connect|connection terminated|connection timeout|query read timeout|not queryable|connection error/i;
 
@@ -92,8 +97,10 @@ export class PostgresConnection {
   /**
    * After a server restart every idle pooled connection is dead, and each fails the next statement
    * sent on it with 57P01/57P02. The server ended the session without running that statement, so
-   * it is safe to run again on another connection; anything else (a reset mid-statement may have
-   * committed) is reported as is.
+   * it is safe to run again on another connection. A statement or transaction the server chose as
+   * a deadlock's victim (40P01) or failed to serialize (40001) was rolled back whole: it runs
+   * again too (a state report's and a command completion's statement can lock the same vehicle's
+   * rows). Anything else (a reset mid-statement may have committed) is reported as is.
    */
   private async retryOnEndedSession<T>(fn: () => Promise<T>): Promise<T> {
     const attempts = (this.options.poolSize ?? 10) + 1;
@@ -102,8 +109,8 @@ export class PostgresConnection {
         return await fn();
       } catch (err) {
         const code = errorCode(err instanceof StoreUnavailableError ? err.cause : err);
-        if (attempt >= attempts || !SESSION_ENDED_CODES.has(code)) throw err;
-        this.options.logger?.debug({ code, attempt }, 'postgres: retrying on a fresh connection');
+        if (attempt >= attempts || !(SESSION_ENDED_CODES.has(code) || ROLLED_BACK_CODES.has(code))) throw err;
+        this.options.logger?.debug({ code, attempt }, 'postgres: running again what the server did not run');
       }
     }
   }
