@@ -145,6 +145,23 @@ describe('SQLite group commit (src/store/sqlite/group-commit.ts)', () => {
     expect([...transactions]).toEqual([0, BACKGROUND_PER_COMMIT - 1, 2 * BACKGROUND_PER_COMMIT - 1]);
   });
 
+  it('commands arriving every turn do not starve the background writes: the lanes take turns', async () => {
+    const group = new GroupCommit(db);
+    const reports = Array.from({ length: BACKGROUND_PER_COMMIT + 8 }, (_, i) => group.submit(insert(`r${i}`), true));
+    let reportsDone = false;
+    void Promise.all(reports).then(() => {
+      reportsDone = true;
+    });
+    // Each command is submitted as soon as the one before it committed: one in every turn.
+    let commands = 0;
+    while (!reportsDone && commands < 50) {
+      await group.submit(insert(`c${commands}`));
+      commands++;
+    }
+    expect(reportsDone).toBe(true);
+    expect(commands).toBeLessThanOrEqual(4); // two background transactions, one after each command
+  });
+
   it('flushNow commits the background writes too', async () => {
     const group = new GroupCommit(db);
     const pending = Array.from({ length: BACKGROUND_PER_COMMIT * 2 }, (_, i) => group.submit(insert(`r${i}`), true));
