@@ -87,8 +87,8 @@ export interface IngestResult {
   topology: Topology;
   units: number;
   ladder: IngestStep[];
-  /** The highest passing rate (reports/s), 0 when none passed. */
-  max: number;
+  /** The highest passing rate (reports/s), 0 when none passed; undefined with --ingest-rate (no ladder ran). */
+  max: number | undefined;
   atHalf?: IngestStep;
   /** fleetgate: commands at 100/s without ingestion and with ingestion at 50 % of its maximum. */
   commands?: { alone: Measured; underIngestion: Measured; p99Ratio: number };
@@ -327,7 +327,6 @@ export async function runIngestion(
       if (failed > 0) break;
       rate = Math.round(rate * plan.factor);
     }
-    if (plan.fixedRate !== undefined) best = plan.fixedRate * 2;
     if (plan.refine && failed > 0 && best > 0) {
       await drain(setup);
       const mid = Math.round(Math.sqrt(best * failed));
@@ -342,11 +341,12 @@ export async function runIngestion(
       topology,
       units: plan.units,
       ladder,
-      max: best,
+      max: plan.fixedRate === undefined ? best : undefined,
     };
-    if (best === 0) return result;
+    // With --ingest-rate, that rate stands for "50 % of the maximum"; no maximum was measured.
+    const half = plan.fixedRate ?? Math.round(best / 2);
+    if (half === 0) return result;
     await drain(setup);
-    const half = Math.round(best / 2);
     result.atHalf = await step(setup, half, plan);
     log(`  at 50 %: ${fmtStep(result.atHalf)}; CPU ms/report ${JSON.stringify(result.atHalf.cpuMsPerReport)}`);
     const st = result.atHalf.stages;

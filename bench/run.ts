@@ -565,14 +565,16 @@ function ingestRatios() {
         const of = (s: string) => ingestion.find((r) => r.topology === t && r.scenario === s);
         const f = of('floorF');
         const fg = of('fleetgate');
-        const maxVsF = f && fg && f.max > 0 ? Math.round((fg.max / f.max) * 100) / 100 : undefined;
+        const maxVsF = f?.max && fg?.max !== undefined ? Math.round((fg.max / f.max) * 100) / 100 : undefined;
         const p99Ratio = fg?.commands?.p99Ratio;
         return [
           t,
           {
             max_vs_floor_f: maxVsF,
             floor_f_max_vs_floor_e:
-              f && of('floorE')?.max ? Math.round((f.max / of('floorE')!.max) * 100) / 100 : undefined,
+              f?.max !== undefined && of('floorE')?.max
+                ? Math.round((f.max / of('floorE')!.max!) * 100) / 100
+                : undefined,
             command_p99_under_ingestion_vs_alone: p99Ratio,
             targets: {
               max_at_least_0_8_of_floor_f: maxVsF === undefined ? undefined : maxVsF >= 0.8,
@@ -602,7 +604,7 @@ function ingestLines(): string[] {
     if (cpu.mosquitto !== undefined) parts.push(`mosquitto ${cpu.mosquitto}`);
     if (cpu.postgres !== undefined) parts.push(`postgres ${cpu.postgres}`);
     out.push(
-      `${r.topology.padEnd(11)}${r.label.padEnd(22)}${pad(r.max, 8)}  ${(h ? `${h.offered}/s, ${h.latencyMs.p50} / ${h.latencyMs.p99}${h.lost ? ` (${h.lost} lost)` : ''}` : '—').padEnd(30)}${parts.join(', ')}`,
+      `${r.topology.padEnd(11)}${r.label.padEnd(22)}${pad(r.max ?? '—', 8)}  ${(h ? `${h.offered}/s, ${h.latencyMs.p50} / ${h.latencyMs.p99}${h.lost ? ` (${h.lost} lost)` : ''}` : '—').padEnd(30)}${parts.join(', ')}`,
     );
   }
   for (const r of ingestion) {
