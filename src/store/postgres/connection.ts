@@ -65,8 +65,8 @@ export function isConnectionError(err: unknown): boolean {
 /**
  * The pool every part of the store sends its statements through: named (prepared) statements,
  * transactions on one pooled connection, driver errors that mean "unreachable" turned into
- * StoreUnavailableError (503), and a statement the server refused because it ended the session
- * sent again on a fresh connection.
+ * StoreUnavailableError (503), and a statement (or transaction) the server did not run, because it
+ * ended the session or rolled it back as a deadlock victim, run again.
  */
 export class PostgresConnection {
   readonly pool: pg.Pool;
@@ -102,7 +102,7 @@ export class PostgresConnection {
    * again too (a state report's and a command completion's statement can lock the same vehicle's
    * rows). Anything else (a reset mid-statement may have committed) is reported as is.
    */
-  private async retryOnEndedSession<T>(fn: () => Promise<T>): Promise<T> {
+  private async runAgainWhatDidNotRun<T>(fn: () => Promise<T>): Promise<T> {
     const attempts = (this.options.poolSize ?? 10) + 1;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -140,12 +140,12 @@ export class PostgresConnection {
       }
     };
     // Inside a transaction the whole transaction is retried instead (see tx).
-    return client ? run() : this.retryOnEndedSession(run);
+    return client ? run() : this.runAgainWhatDidNotRun(run);
   }
 
   /** Runs fn in one transaction on one pooled connection. */
   tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    return this.retryOnEndedSession(() => this.txOnce(fn));
+    return this.runAgainWhatDidNotRun(() => this.txOnce(fn));
   }
 
   private async txOnce<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {

@@ -84,7 +84,10 @@ export class GroupCommit {
     setImmediate(() => this.flush());
   }
 
-  /** The foreground writes if any are queued, else background ones for up to BACKGROUND_TURN_MS. */
+  /**
+   * One turn's transactions: the foreground writes, or background ones for up to
+   * BACKGROUND_TURN_MS; with both waiting, the lane that did not go last.
+   */
   private flush(): void {
     this.scheduled = false;
     if (this.queue.length > 0 && !(this.backgroundDue && this.background.length > 0)) {
