@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   type BenchProcess,
+  cpuPressureMicros,
   machineBusySeconds,
   mainThreadOf,
   type ProbeReport,
@@ -91,7 +92,13 @@ export interface IngestResult {
   max: number | undefined;
   atHalf?: IngestStep;
   /** fleetgate: commands at 100/s without ingestion and with ingestion at 50 % of its maximum. */
-  commands?: { alone: Measured; underIngestion: Measured; p99Ratio: number };
+  commands?: {
+    alone: Measured;
+    underIngestion: Measured;
+    p99Ratio: number;
+    /** Share of the time some thread waited for a core (/proc/pressure/cpu), per run. */
+    cpuPressurePercent: { alone: number | undefined; underIngestion: number | undefined };
+  };
 }
 
 interface Receiver {
@@ -281,14 +288,27 @@ async function drain(setup: IngestSetup): Promise<void> {
   }
 }
 
+/** Starts a measure of CPU pressure; the function returned gives its share of the time since, in %. */
+function cpuPressureShare(): () => number | undefined {
+  const t0 = performance.now();
+  const p0 = cpuPressureMicros();
+  return () => {
+    const p1 = cpuPressureMicros();
+    if (p0 === undefined || p1 === undefined) return undefined;
+    return Math.round(((p1 - p0) / 1000 / (performance.now() - t0)) * 1000) / 10;
+  };
+}
+
 /** The probe's stages of a command (bench/lib/probe.ts) printed for the commands under ingestion. */
 const COMMAND_STAGES = [
+  'event loop delay',
   'http',
   'store.startCommand',
   'store.completeCommand',
   'store.commit',
   'store.statement',
   'adapter',
+  'broker',
 ];
 
 const fmtStep = (s: IngestStep) =>
@@ -359,15 +379,24 @@ export async function runIngestion(
     }
     if (setup.commandSetup) {
       const spec = { mode: 'rate' as const, rate: 100, durationS: plan.commandS, warmupS: plan.warmupS };
+      const pressure = cpuPressureShare();
       const alone = await measure(setup.commandSetup, spec, { stages: true });
+      const pressureAlone = pressure();
       // The load process starts in ~1 s; the reports run from before its warm-up to after its end.
       const reporting = report(setup, half, plan.commandS + plan.warmupS + 4);
+      const pressureWith = cpuPressureShare();
       const underIngestion = await measure(setup.commandSetup, spec, { stages: true });
+      const pressureWithReports = pressureWith();
       await reporting;
       const p99Ratio = Math.round((underIngestion.latencyMs.p99 / Math.max(0.001, alone.latencyMs.p99)) * 100) / 100;
-      result.commands = { alone, underIngestion, p99Ratio };
+      result.commands = {
+        alone,
+        underIngestion,
+        p99Ratio,
+        cpuPressurePercent: { alone: pressureAlone, underIngestion: pressureWithReports },
+      };
       log(
-        `  commands at 100/s: p99 ${alone.latencyMs.p99} ms alone, ${underIngestion.latencyMs.p99} ms with ${half} reports/s (${p99Ratio}×), errors ${alone.errors}/${underIngestion.errors}`,
+        `  commands at 100/s: p99 ${alone.latencyMs.p99} ms alone, ${underIngestion.latencyMs.p99} ms with ${half} reports/s (${p99Ratio}×), errors ${alone.errors}/${underIngestion.errors}; time some thread waited for a core (CPU pressure) ${pressureAlone ?? '—'} % alone, ${pressureWithReports ?? '—'} % with reports`,
       );
       for (const [name, m] of [
         ['alone', alone],

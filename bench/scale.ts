@@ -455,6 +455,12 @@ async function reconnectStorm(
     main: tenths(deltas.find(([tid]) => tid === pid)?.[1] ?? 0),
     busiest_other: tenths(others[0]?.[1] ?? 0),
     rest: tenths(others.slice(1).reduce((sum, [, x]) => sum + x, 0)),
+    // Each other thread in the order they started (tid − pid), with its seconds.
+    others_in_start_order: others
+      .filter(([, x]) => x >= 0.05)
+      .sort(([a], [b]) => a - b)
+      .map(([tid, x]) => `${tid - (pid ?? 0)}:${tenths(x)}`)
+      .join(' '),
   };
   const brokerCpu = mosquitto ? mosquitto.proc.cpuSeconds() - brokerCpu0 : undefined;
   // Let the last reports land, then count what the units sent and what was stored.

@@ -19,6 +19,7 @@
  * `store.findVehicleByUnit` and `store.mergeState` time a state report's two store calls.
  */
 import diagnostics from 'node:diagnostics_channel';
+import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 
 type AnyFn = (...args: unknown[]) => unknown;
 
@@ -127,7 +128,7 @@ if (process.env.BENCH_EXPERIMENT === 'unit-cache') {
   }
 }
 timed(protoOf(postgresConnection, 'PostgresConnection'), 'q', 'store.statement');
-timed(protoOf(groupCommit, 'GroupCommit'), 'flush', 'store.commit');
+timed(protoOf(groupCommit, 'GroupCommit'), 'commit', 'store.commit');
 timed(protoOf(adapter, 'FleetgateMqttAdapter'), 'execute', 'adapter');
 
 // The broker's share: a command's publish to the unit's answer arriving. One command per
@@ -192,6 +193,7 @@ function percentile(sorted: Float64Array, q: number): number {
 }
 
 const us = (ms: number) => Math.round(ms * 1000);
+let loopDelay: IntervalHistogram | undefined;
 
 function summary(): Record<string, unknown> {
   const stages: Record<string, { calls: number; mean_us: number; p50_us: number; p99_us: number }> = {};
@@ -203,6 +205,16 @@ function summary(): Record<string, unknown> {
       mean_us: us(mean),
       p50_us: us(percentile(sorted, 0.5)),
       p99_us: us(percentile(sorted, 0.99)),
+    };
+  }
+  // How late the API thread's timers ran (Node's event loop delay histogram, 1 ms resolution):
+  // what any piece of work there waits for the thread.
+  if (loopDelay && loopDelay.count > 0) {
+    stages['event loop delay'] = {
+      calls: loopDelay.count,
+      mean_us: us(loopDelay.mean / 1e6),
+      p50_us: us(loopDelay.percentile(50) / 1e6),
+      p99_us: us(loopDelay.percentile(99) / 1e6),
     };
   }
   const lat = Float64Array.from(ingest).sort();
@@ -229,6 +241,8 @@ process.on('SIGUSR2', () => {
     published.clear();
     diagnostics.subscribe('http.server.request.start', onStart);
     diagnostics.subscribe('http.server.response.finish', onFinish);
+    loopDelay = monitorEventLoopDelay({ resolution: 1 });
+    loopDelay.enable();
     on = true;
     process.stdout.write('{"type":"probe-on"}\n');
     return;
@@ -236,5 +250,6 @@ process.on('SIGUSR2', () => {
   on = false;
   diagnostics.unsubscribe('http.server.request.start', onStart);
   diagnostics.unsubscribe('http.server.response.finish', onFinish);
+  loopDelay?.disable();
   process.stdout.write(`${JSON.stringify(summary())}\n`);
 });

@@ -248,6 +248,21 @@ export function machineLoad(): { loadavg1: number; cores: number } {
 }
 
 /**
+ * The kernel's CPU pressure stall time (/proc/pressure/cpu, "some"): microseconds in which at least
+ * one runnable thread waited for a core. Its growth over a run, divided by the run's length, is the
+ * share of time work waited to be scheduled. undefined where the kernel has no PSI.
+ */
+export function cpuPressureMicros(): number | undefined {
+  try {
+    const some = readFileSync('/proc/pressure/cpu', 'utf8').split('\n')[0] ?? '';
+    const total = /total=(\d+)/.exec(some)?.[1];
+    return total === undefined ? undefined : Number(total);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * CPU seconds the whole machine has been busy (all cores, every process and the kernel's own
  * work: /proc/stat's user, nice, system, irq, softirq and steal), for what the report's processes
  * leave unaccounted.
