@@ -16,12 +16,12 @@ interface Pending {
  * A write is committed before its promise settles: durability is unchanged, a lone write runs in
  * a transaction of its own as before, and it waits at most for the writes queued with it.
  *
- * Background writes (units' state reports, thousands a second) take a second lane: foreground
- * writes (commands) commit first, in a transaction of their own, and their callers go on before
- * any report is written; background writes follow, BACKGROUND_PER_COMMIT per transaction, for at
- * most BACKGROUND_TURN_MS a turn, so a command arriving meanwhile waits for a few milliseconds of
- * reports, not for all that the last turn read. While both wait, the lanes take turns: commands
- * arriving every turn do not hold reports back for good.
+ * Background writes (units' state reports, thousands a second) take a second lane. Every turn of
+ * the event loop that has writes runs two callbacks in a row: the foreground writes (commands)
+ * commit first, in a transaction of their own, and their callers go on (Node runs promise
+ * callbacks between the two); then background writes, BACKGROUND_PER_COMMIT per transaction, for
+ * at most BACKGROUND_TURN_MS. So a command never waits for reports queued before it, only for the
+ * turn's work already running when it arrived, and reports move on in every turn.
  */
 /** Background writes per transaction: about 3 ms of 12-property reports on the bench machine. */
 export const BACKGROUND_PER_COMMIT = 32;
@@ -32,8 +32,6 @@ export class GroupCommit {
   private queue: Pending[] = [];
   private background: Pending[] = [];
   private scheduled = false;
-  /** Background writes go next: after a foreground transaction, while any wait (no starving them). */
-  private backgroundDue = false;
   private readonly inSavepoint: Database.Transaction<(work: () => unknown) => unknown>;
   private readonly group: Database.Transaction<(batch: Pending[], outcomes: Outcome[]) => void>;
 
@@ -75,33 +73,35 @@ export class GroupCommit {
 
   /** Commits everything queued now (before the database closes). */
   flushNow(): void {
-    while (this.queue.length > 0 || this.background.length > 0) this.flush();
+    while (this.queue.length > 0 || this.background.length > 0) {
+      this.flushForeground();
+      while (this.background.length > 0) this.commit(this.background.splice(0, BACKGROUND_PER_COMMIT));
+    }
   }
 
+  /** One turn: the foreground writes, then (after their callers ran) background writes. */
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(() => this.flushForeground());
+    setImmediate(() => this.flushBackground());
   }
 
-  /**
-   * One turn's transactions: the foreground writes, or background ones for up to
-   * BACKGROUND_TURN_MS; with both waiting, the lane that did not go last.
-   */
-  private flush(): void {
+  private flushForeground(): void {
+    if (this.queue.length === 0) return;
+    const batch = this.queue;
+    this.queue = [];
+    this.commit(batch);
+  }
+
+  /** Background writes for up to BACKGROUND_TURN_MS; the rest, and what arrived meanwhile, next turn. */
+  private flushBackground(): void {
     this.scheduled = false;
-    if (this.queue.length > 0 && !(this.backgroundDue && this.background.length > 0)) {
-      const batch = this.queue;
-      this.queue = [];
-      this.commit(batch);
-      this.backgroundDue = true;
-    } else if (this.background.length > 0) {
-      this.backgroundDue = false;
-      const until = performance.now() + BACKGROUND_TURN_MS;
-      do this.commit(this.background.splice(0, BACKGROUND_PER_COMMIT));
-      while (this.background.length > 0 && performance.now() < until);
+    const until = performance.now() + BACKGROUND_TURN_MS;
+    while (this.background.length > 0 && performance.now() < until) {
+      this.commit(this.background.splice(0, BACKGROUND_PER_COMMIT));
     }
-    // The rest on the next turn: the callers of what committed run first, and sockets are read.
+    // The rest on the next turn, after sockets are read again.
     if (this.queue.length > 0 || this.background.length > 0) this.schedule();
   }
 
