@@ -10,8 +10,9 @@
  *   start → response finish, Node's own diagnostics channels), `auth` (token check),
  *   `store.startCommand` and `store.completeCommand` (including waiting for their group commit
  *   or batched statement), `store.statement` (each PostgreSQL round trip), `store.commit`
- *   (each SQLite group commit, synchronous on the API thread), `adapter` (the adapter's execute:
- *   publish → answer), `broker` (command publish → the unit's answer arriving);
+ *   (each transaction of the SQLite group commit, synchronous on the API thread), `adapter` (the
+ *   adapter's execute: publish → answer), `broker` (command publish → the unit's answer arriving),
+ *   `event loop delay` (how late the API thread's timers ran);
  * - `ingest`: state reports stored (VehicleService.onStateReport resolved with a state) and the
  *   latency from the report's send time (the bench's reporters stamp it, with microseconds, as
  *   the `mileage_in_kilometers` timestamp) to stored, p50/p99 in ms.
