@@ -75,7 +75,7 @@ export class GroupCommit {
   flushNow(): void {
     while (this.queue.length > 0 || this.background.length > 0) {
       this.flushForeground();
-      while (this.background.length > 0) this.commit(this.background.splice(0, BACKGROUND_PER_COMMIT));
+      this.commitBackground(Number.POSITIVE_INFINITY);
     }
   }
 
@@ -97,12 +97,16 @@ export class GroupCommit {
   /** Background writes for up to BACKGROUND_TURN_MS; the rest, and what arrived meanwhile, next turn. */
   private flushBackground(): void {
     this.scheduled = false;
-    const until = performance.now() + BACKGROUND_TURN_MS;
+    this.commitBackground(performance.now() + BACKGROUND_TURN_MS);
+    // The rest on the next turn, after sockets are read again.
+    if (this.queue.length > 0 || this.background.length > 0) this.schedule();
+  }
+
+  /** Background writes, BACKGROUND_PER_COMMIT per transaction, while any wait and until `until`. */
+  private commitBackground(until: number): void {
     while (this.background.length > 0 && performance.now() < until) {
       this.commit(this.background.splice(0, BACKGROUND_PER_COMMIT));
     }
-    // The rest on the next turn, after sockets are read again.
-    if (this.queue.length > 0 || this.background.length > 0) this.schedule();
   }
 
   private commit(batch: Pending[]): void {
