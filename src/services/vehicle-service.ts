@@ -316,7 +316,9 @@ export class VehicleService {
 
   /** Device authentication for the embedded broker: unit id and password of a FLEETGATE vehicle. */
   async authenticateUnit(brand: string, unitId: string, password: string): Promise<boolean> {
-    const vehicle = await this.store.findVehicleByUnit(brand, unitId);
+    // The unit directory: the unit's status and first report, right after its login, find the
+    // vehicle there instead of reading it again (a reconnect storm's 15,000 logins).
+    const vehicle = await this.units.find(brand, unitId);
     if (!vehicle?.unit_password_hash) return false;
     const stored = vehicle.unit_password_hash;
     // Vehicles added before keyed hashes carry scrypt hashes; both stay valid.

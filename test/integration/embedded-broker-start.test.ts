@@ -60,4 +60,33 @@ describe('embedded MQTT broker at start', () => {
     // The right password again comes from the broker's login cache; the wrong one is checked.
     expect(asked).toEqual(['unit-1', 'unit-1']);
   });
+
+  it('lets in more held logins than one turn takes (200), every one of them', async () => {
+    const held = await startEmbeddedBroker({
+      host: '127.0.0.1',
+      port: 0,
+      logger: pino({ level: 'silent' }),
+      closedToUnits: true,
+      authenticateUnit: async (username, password) => password === `pw-${username}`,
+    });
+    try {
+      const ids = Array.from({ length: 450 }, (_, i) => `held-${i}`);
+      const logins = ids.map((id) =>
+        mqtt.connectAsync(
+          held.url,
+          { clientId: id, username: id, password: `pw-${id}`, clean: true, reconnectPeriod: 0, protocolVersion: 4 },
+          false,
+        ),
+      );
+      // Sent last, fleetgate's own login is answered while the units' wait (most reached the broker).
+      const service = await mqtt.connectAsync(held.url, { ...held.serviceCredentials, reconnectPeriod: 0 }, false);
+      await service.endAsync();
+      held.openToUnits();
+      const units = await Promise.all(logins);
+      expect(units.filter((u) => u.connected)).toHaveLength(ids.length);
+      await Promise.all(units.map((u) => u.endAsync(true)));
+    } finally {
+      await held.close();
+    }
+  });
 });
