@@ -152,10 +152,7 @@ export class SqliteStore implements Store {
       this.db,
       (err) => toStoreError(err, 'reference'),
       // What the failed writes cached was never committed.
-      () => {
-        this.stateCache.clear();
-        this.vehicleCache.clear();
-      },
+      () => this.stateCache.clear(),
     );
   }
 
@@ -622,24 +619,17 @@ export class SqliteStore implements Store {
 
   async setLifeStatus(vehicleId: string, status: LifeStatus, at: string, cause?: ChangeCause): Promise<boolean> {
     this.forgetVehicle(vehicleId);
-    // In the background lane with state reports: a reconnect storm's thousands of statuses share
-    // transactions instead of paying one commit each, and commands go first (group-commit.ts).
     // Not an operator edit: the version (ETag) stays as it is.
-    return this.write(
-      () =>
-        this.run((): boolean => {
-          const before = this.readVehicle(vehicleId);
-          const r = this.prepare(
-            'UPDATE vehicles SET life_status = ?, life_status_modified_at = ? WHERE vehicle_id = ? AND life_status <> ? RETURNING *',
-          ).get(status, toMs(at), vehicleId, status) as Row | undefined;
-          if (!r || !before) return false;
-          const after = deepFreeze(vehicleFromRow(r));
-          // The unit's first state report reads the vehicle next (its events name the fleet).
-          this.vehicleCache.set(vehicleId, after);
-          this.events.insert(vehicleChangedEvent(before, after, flowOf(cause), at));
-          return true;
-        }),
-      true,
+    return this.run(() =>
+      this.transact((): boolean => {
+        const before = this.readRow(vehicleId);
+        const r = this.prepare(
+          'UPDATE vehicles SET life_status = ?, life_status_modified_at = ? WHERE vehicle_id = ? AND life_status <> ? RETURNING *',
+        ).get(status, toMs(at), vehicleId, status) as Row | undefined;
+        if (!r || !before) return false;
+        this.events.insert(vehicleChangedEvent(before, vehicleFromRow(r), flowOf(cause), at));
+        return true;
+      }),
     );
   }
 
