@@ -680,7 +680,8 @@ async function repeatedStorm(what: string, storm: () => Promise<StormRun>) {
 function medianRun(runs: StormRun[]) {
   const byCpu = [...runs].sort((a, b) => a.fleetgate_cpu_ms_per_unit - b.fleetgate_cpu_ms_per_unit);
   return {
-    ...byCpu[Math.floor((byCpu.length - 1) / 2)]!,
+    // The upper middle one for an even count: the report does not round in fleetgate's favour.
+    ...byCpu[Math.floor(byCpu.length / 2)]!,
     runs: runs.map(
       (r): StormFigures => ({
         fleetgate_cpu_ms_per_unit: r.fleetgate_cpu_ms_per_unit,
@@ -693,6 +694,8 @@ function medianRun(runs: StormRun[]) {
 
 /** The storms of this run, one row per topology and kind: the median run, every run in brackets. */
 function printStormTable(): void {
+  // With --skip-units no storm ran: scale.json's older ones are not this run's.
+  if (args['skip-units']) return;
   const rows: string[][] = [];
   for (const topology of topologies) {
     const storms = (
@@ -705,6 +708,7 @@ function printStormTable(): void {
         rows.push([topology, kind.replace('_', ' '), 'FAILED', '', '']);
         continue;
       }
+      const failed = 'failed_run' in storm ? ` + 1 FAILED` : '';
       const all: StormFigures[] = storm.runs ?? [storm];
       const list = (f: (x: StormFigures) => number) => all.map(f).join(', ');
       rows.push([
@@ -712,7 +716,7 @@ function printStormTable(): void {
         kind.replace('_', ' '),
         `${storm.back_seconds} (${list((x) => x.back_seconds)})`,
         `${storm.fleetgate_cpu_ms_per_unit} (${list((x) => x.fleetgate_cpu_ms_per_unit)})`,
-        `${storm.reports_lost} (${list((x) => x.reports_lost)})`,
+        `${storm.reports_lost} (${list((x) => x.reports_lost)})${failed}`,
       ]);
     }
   }

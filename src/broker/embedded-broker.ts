@@ -73,7 +73,7 @@ export class BrokerThreadHost {
   private restarts: number[] = [];
   /** Whether units may log in (EmbeddedBroker.openToUnits); until then their logins are held. */
   private unitsWelcome: boolean;
-  private held: Array<() => void> = [];
+  private held: Array<{ worker: Worker; answer: () => void }> = [];
 
   constructor(
     private readonly data: BrokerThreadData,
@@ -118,7 +118,10 @@ export class BrokerThreadHost {
     if (held.length > 0)
       this.options.logger.info({ logins: held.length }, 'letting in the unit logins held while starting');
     const release = () => {
-      for (const login of held.splice(0, HELD_LOGINS_PER_TURN)) login();
+      for (const login of held.splice(0, HELD_LOGINS_PER_TURN)) {
+        // A thread that died or is closing took these units' connections with it.
+        if (login.worker === this.worker && !this.closing) login.answer();
+      }
       if (held.length > 0) setImmediate(release);
     };
     release();
@@ -148,7 +151,7 @@ export class BrokerThreadHost {
       case 'authenticate':
         if (!this.unitsWelcome) {
           if (this.held.length < MAX_HELD_LOGINS) {
-            this.held.push(() => this.onMessage(worker, message));
+            this.held.push({ worker, answer: () => this.onMessage(worker, message) });
             return;
           }
           worker.postMessage({
@@ -181,6 +184,8 @@ export class BrokerThreadHost {
   }
 
   private onExit(worker: Worker, code: number): void {
+    // Its held logins went with its connections.
+    this.held = this.held.filter((login) => login.worker !== worker);
     for (const [id, pending] of this.awaiting) {
       if (pending.worker !== worker) continue;
       this.awaiting.delete(id);

@@ -201,6 +201,7 @@ export class VehicleService {
     } catch (e) {
       // Nothing half-done: a vehicle whose unit cannot be provisioned is not kept.
       await this.store.deleteVehicle(vehicle.vehicle_id, undefined, { flow_id: ctx?.flowId });
+      this.units.forget(vehicle.telematics_brand, vehicle.telematics_unit_id);
       log.error({ err: e, vehicle_id: vehicle.vehicle_id }, 'provisioning the unit failed');
       throw problems.unitNotProvisioned();
     }

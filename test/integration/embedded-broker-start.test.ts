@@ -1,7 +1,10 @@
-import mqtt from 'mqtt';
+import { once } from 'node:events';
+import type { Worker } from 'node:worker_threads';
+import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../src/broker/embedded-broker.js';
+import { eventually } from '../helpers/eventually.js';
 
 // A reconnect storm after a restart: units that logged in before the adapters subscribed published
 // their first state report to no one (QoS 0 without a subscriber is dropped). The server's broker
@@ -61,32 +64,82 @@ describe('embedded MQTT broker at start', () => {
     expect(asked).toEqual(['unit-1', 'unit-1']);
   });
 
-  it('lets in more held logins than one turn takes (200), every one of them', async () => {
+  it('lets held logins in 200 per event-loop turn, every one of them', async () => {
+    const asking: string[] = [];
     const held = await startEmbeddedBroker({
       host: '127.0.0.1',
       port: 0,
       logger: pino({ level: 'silent' }),
       closedToUnits: true,
-      authenticateUnit: async (username, password) => password === `pw-${username}`,
+      authenticateUnit: async (username, password) => {
+        asking.push(username);
+        return password === `pw-${username}`;
+      },
     });
+    const host = (held as unknown as { host: { held: unknown[] } }).host;
+    const units: MqttClient[] = [];
     try {
       const ids = Array.from({ length: 450 }, (_, i) => `held-${i}`);
       const logins = ids.map((id) =>
-        mqtt.connectAsync(
-          held.url,
-          { clientId: id, username: id, password: `pw-${id}`, clean: true, reconnectPeriod: 0, protocolVersion: 4 },
-          false,
-        ),
+        mqtt
+          .connectAsync(
+            held.url,
+            { clientId: id, username: id, password: `pw-${id}`, clean: true, reconnectPeriod: 0, protocolVersion: 4 },
+            false,
+          )
+          .then((unit) => {
+            units.push(unit);
+            return unit;
+          }),
       );
-      // Sent last, fleetgate's own login is answered while the units' wait (most reached the broker).
-      const service = await mqtt.connectAsync(held.url, { ...held.serviceCredentials, reconnectPeriod: 0 }, false);
-      await service.endAsync();
+      await eventually(() => host.held.length === ids.length, 10_000, 'every login held');
       held.openToUnits();
-      const units = await Promise.all(logins);
+      // The first batch is asked for at once; the rest in the turns after.
+      expect(asking).toHaveLength(200);
+      await Promise.all(logins);
       expect(units.filter((u) => u.connected)).toHaveLength(ids.length);
-      await Promise.all(units.map((u) => u.endAsync(true)));
+      expect(new Set(asking).size).toBe(ids.length);
     } finally {
+      await Promise.all(units.map((u) => u.endAsync(true)));
       await held.close();
+    }
+  });
+
+  it("drops a dead thread's held logins: their units lost their connections with it", async () => {
+    const asking: string[] = [];
+    const dying = await startEmbeddedBroker({
+      host: '127.0.0.1',
+      port: 0,
+      logger: pino({ level: 'silent' }),
+      closedToUnits: true,
+      authenticateUnit: async (username) => {
+        asking.push(username);
+        return true;
+      },
+    });
+    const host = (dying as unknown as { host: { held: unknown[]; worker?: Worker } }).host;
+    try {
+      const logins = ['gone-1', 'gone-2'].map((id) =>
+        mqtt
+          .connectAsync(
+            dying.url,
+            { clientId: id, username: id, password: 'pw', clean: true, reconnectPeriod: 0, protocolVersion: 4 },
+            false,
+          )
+          .catch((e: unknown) => e),
+      );
+      await eventually(() => host.held.length === 2, 10_000, 'both logins held');
+      const worker = host.worker!;
+      const exited = once(worker, 'exit');
+      await worker.terminate();
+      await exited;
+      expect(host.held).toHaveLength(0);
+      dying.openToUnits();
+      expect(asking).toEqual([]);
+      // Their connections ended with the thread.
+      for (const result of await Promise.all(logins)) expect(result).toBeInstanceOf(Error);
+    } finally {
+      await dying.close();
     }
   });
 });

@@ -130,6 +130,16 @@ describe('embedded MQTT broker (SPEC §5: devices authenticate too)', () => {
     ).rejects.toThrow(/Identifier rejected/i);
   });
 
+  it('refuses a username that cannot be a unit id without asking the store', async () => {
+    const before = authCalls.length;
+    for (const name of ['a/b', 'unit+', `u${'x'.repeat(200)}`]) {
+      await expect(connect({ clientId: name, username: name, password: 'secret', clean: true })).rejects.toThrow(
+        /Bad username or password/i,
+      );
+    }
+    expect(authCalls.length).toBe(before);
+  });
+
   // SPEC §1: commands are never queued — a persistent session would queue them.
   it('refuses a unit asking for a persistent session', async () => {
     await expect(unit('unit-a', { clean: false })).rejects.toThrow(/Not authorized/i);
