@@ -64,9 +64,10 @@ describe('embedded MQTT broker at start', () => {
     expect(asked).toEqual(['unit-1', 'unit-1']);
   });
 
-  it('lets held logins in 200 per event-loop turn, every one of them', async () => {
+  /** A broker closed to units that records whom it asks about; `pw-<unit id>` is each unit's password. */
+  async function closedBroker() {
     const asking: string[] = [];
-    const held = await startEmbeddedBroker({
+    const broker = await startEmbeddedBroker({
       host: '127.0.0.1',
       port: 0,
       logger: pino({ level: 'silent' }),
@@ -76,21 +77,26 @@ describe('embedded MQTT broker at start', () => {
         return password === `pw-${username}`;
       },
     });
-    const host = (held as unknown as { host: { held: unknown[] } }).host;
+    const host = (broker as unknown as { host: { held: unknown[]; worker?: Worker } }).host;
+    const login = (id: string) =>
+      mqtt.connectAsync(
+        broker.url,
+        { clientId: id, username: id, password: `pw-${id}`, clean: true, reconnectPeriod: 0, protocolVersion: 4 },
+        false,
+      );
+    return { broker, asking, host, login };
+  }
+
+  it('lets held logins in 200 per event-loop turn, every one of them', async () => {
+    const { broker: held, asking, host, login } = await closedBroker();
     const units: MqttClient[] = [];
     try {
       const ids = Array.from({ length: 450 }, (_, i) => `held-${i}`);
       const logins = ids.map((id) =>
-        mqtt
-          .connectAsync(
-            held.url,
-            { clientId: id, username: id, password: `pw-${id}`, clean: true, reconnectPeriod: 0, protocolVersion: 4 },
-            false,
-          )
-          .then((unit) => {
-            units.push(unit);
-            return unit;
-          }),
+        login(id).then((unit) => {
+          units.push(unit);
+          return unit;
+        }),
       );
       await eventually(() => host.held.length === ids.length, 10_000, 'every login held');
       held.openToUnits();
@@ -106,28 +112,9 @@ describe('embedded MQTT broker at start', () => {
   });
 
   it("drops a dead thread's held logins: their units lost their connections with it", async () => {
-    const asking: string[] = [];
-    const dying = await startEmbeddedBroker({
-      host: '127.0.0.1',
-      port: 0,
-      logger: pino({ level: 'silent' }),
-      closedToUnits: true,
-      authenticateUnit: async (username) => {
-        asking.push(username);
-        return true;
-      },
-    });
-    const host = (dying as unknown as { host: { held: unknown[]; worker?: Worker } }).host;
+    const { broker: dying, asking, host, login } = await closedBroker();
     try {
-      const logins = ['gone-1', 'gone-2'].map((id) =>
-        mqtt
-          .connectAsync(
-            dying.url,
-            { clientId: id, username: id, password: 'pw', clean: true, reconnectPeriod: 0, protocolVersion: 4 },
-            false,
-          )
-          .catch((e: unknown) => e),
-      );
+      const logins = ['gone-1', 'gone-2'].map((id) => login(id).catch((e: unknown) => e));
       await eventually(() => host.held.length === 2, 10_000, 'both logins held');
       const worker = host.worker!;
       const exited = once(worker, 'exit');
