@@ -46,6 +46,11 @@ export interface EmbeddedBrokerOptions {
 const DEFAULT_AUTH_CACHE_TTL_MS = 5 * 60_000;
 /** Unit logins held while closed to units; more are refused (CONNACK 3) and retry. */
 const MAX_HELD_LOGINS = 50_000;
+/**
+ * The broker thread's young generation (V8's default: 48 MB, semi-spaces of 16 MB). A reconnect
+ * storm's connections and logins outlive two collections of a small one and are copied twice.
+ */
+const BROKER_YOUNG_GENERATION_MB = 192;
 /** Held logins let in per event-loop turn once open (openToUnits). */
 const HELD_LOGINS_PER_TURN = 200;
 /** A thread that dies is started again, at most this often per minute; then it stays down. */
@@ -84,7 +89,11 @@ export class BrokerThreadHost {
 
   /** Starts the thread; resolves with the port it listens on. */
   start(): Promise<number> {
-    const worker = startModuleWorker(THREAD_MODULE, { workerData: this.data, name: 'embedded MQTT broker' });
+    const worker = startModuleWorker(THREAD_MODULE, {
+      workerData: this.data,
+      name: 'embedded MQTT broker',
+      resourceLimits: { maxYoungGenerationSizeMb: BROKER_YOUNG_GENERATION_MB },
+    });
     this.worker = worker;
     return new Promise<number>((resolve, reject) => {
       worker.on('message', (message: FromBrokerThread) => {
