@@ -6,24 +6,41 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedBroker, startEmbeddedBroker } from '../../src/broker/embedded-broker.js';
 import { eventually } from '../helpers/eventually.js';
 
+/**
+ * A broker closed to units that records whom it asks about; `check` says which passwords are
+ * right (by default `pw-<unit id>`), and `login` connects a unit with that default password.
+ */
+async function closedBroker(check = (username: string, password: string) => password === `pw-${username}`) {
+  const asking: string[] = [];
+  const broker = await startEmbeddedBroker({
+    host: '127.0.0.1',
+    port: 0,
+    logger: pino({ level: 'silent' }),
+    closedToUnits: true,
+    authenticateUnit: async (username, password) => {
+      asking.push(username);
+      return check(username, password);
+    },
+  });
+  const host = (broker as unknown as { host: { held: unknown[]; worker?: Worker } }).host;
+  const login = (id: string) =>
+    mqtt.connectAsync(
+      broker.url,
+      { clientId: id, username: id, password: `pw-${id}`, clean: true, reconnectPeriod: 0, protocolVersion: 4 },
+      false,
+    );
+  return { broker, asking, host, login };
+}
+
 // A reconnect storm after a restart: units that logged in before the adapters subscribed published
 // their first state report to no one (QoS 0 without a subscriber is dropped). The server's broker
 // holds units' logins until its adapters are subscribed.
 describe('embedded MQTT broker at start', () => {
   let broker: EmbeddedBroker;
-  const asked: string[] = [];
+  let asked: string[] = [];
 
   beforeAll(async () => {
-    broker = await startEmbeddedBroker({
-      host: '127.0.0.1',
-      port: 0,
-      logger: pino({ level: 'silent' }),
-      closedToUnits: true,
-      authenticateUnit: async (username, password) => {
-        asked.push(username);
-        return password === 'right';
-      },
-    });
+    ({ broker, asking: asked } = await closedBroker((_, password) => password === 'right'));
   });
   afterAll(() => broker?.close());
 
@@ -63,29 +80,6 @@ describe('embedded MQTT broker at start', () => {
     // The right password again comes from the broker's login cache; the wrong one is checked.
     expect(asked).toEqual(['unit-1', 'unit-1']);
   });
-
-  /** A broker closed to units that records whom it asks about; `pw-<unit id>` is each unit's password. */
-  async function closedBroker() {
-    const asking: string[] = [];
-    const broker = await startEmbeddedBroker({
-      host: '127.0.0.1',
-      port: 0,
-      logger: pino({ level: 'silent' }),
-      closedToUnits: true,
-      authenticateUnit: async (username, password) => {
-        asking.push(username);
-        return password === `pw-${username}`;
-      },
-    });
-    const host = (broker as unknown as { host: { held: unknown[]; worker?: Worker } }).host;
-    const login = (id: string) =>
-      mqtt.connectAsync(
-        broker.url,
-        { clientId: id, username: id, password: `pw-${id}`, clean: true, reconnectPeriod: 0, protocolVersion: 4 },
-        false,
-      );
-    return { broker, asking, host, login };
-  }
 
   it('lets held logins in 200 per event-loop turn, every one of them', async () => {
     const { broker: held, asking, host, login } = await closedBroker();
