@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { isTopicLevelId } from '../lib/topic-level.js';
 import { AEDES_MESSAGE_QUEUE } from './aedes-settings.js';
 import {
   type BrokerThreadData,
@@ -35,9 +36,6 @@ interface UnitAcl {
 const UNIT_PUBLISH_LEAVES = ['state', 'responses', 'status'];
 const UNIT_SUBSCRIBE_LEAF = 'commands';
 const unitTopicPrefix = (username: string) => `fleetgate/v1/units/${username}/`;
-// A unit's username is one topic level (docs/mqtt-protocol.md §2, the protocol's unit ids): other
-// names are refused before any look-up, so junk names cost neither the store nor memory.
-const UNIT_USERNAME = /^[A-Za-z0-9_.:-]{1,128}$/;
 // Guessing is throttled per source address, never per unit id alone: a unit id gets this many
 // wrong passwords per window from one address, and one address this many over all unit ids;
 // beyond, logins from that address are refused without a password check (a guessing flood
@@ -155,7 +153,9 @@ const broker = await Aedes.createBroker({
       }
       return done(authError('bad username or password', 4), false);
     }
-    if (!UNIT_USERNAME.test(user) || user.startsWith(SERVICE_USERNAME_PREFIX)) {
+    // A unit's username is one topic level (docs/mqtt-protocol.md §2): other names are refused
+    // before any look-up, so junk names cost neither the store nor memory.
+    if (!isTopicLevelId(user) || user.startsWith(SERVICE_USERNAME_PREFIX)) {
       return done(authError('bad username or password', 4), false);
     }
     // A unit may only be itself: its client id is its username (docs/mqtt-protocol.md §2).

@@ -1,4 +1,5 @@
 import { type CommandName, isCommandName } from '../../domain/commands.js';
+import { isTopicLevelId } from '../../lib/topic-level.js';
 
 /**
  * fleetgate/v1, fleetgate's own open device protocol over MQTT 3.1.1 (docs/mqtt-protocol.md).
@@ -48,12 +49,9 @@ export function serverSubscriptions(shared: boolean): string[] {
   return SERVER_SUBSCRIPTIONS.map((t) => (shared && t.endsWith(`/${TOPIC_STATE}`) ? `$share/${SHARED_GROUP}/${t}` : t));
 }
 
-// Safe inside one MQTT topic level: no `/`, `+`, `#`, no leading `$`, no control characters.
-const UNIT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
-
 /** True when `id` can name a unit in a topic: 1–128 of `A–Z a–z 0–9 _ . : -`. */
 export function isValidUnitId(id: string): boolean {
-  return UNIT_ID.test(id);
+  return isTopicLevelId(id);
 }
 
 /** `fleetgate/v1/units/{unitId}/` — the prefix a unit's broker permissions cover. */
