@@ -110,7 +110,11 @@ describe('console', () => {
     const { vehicleId: liveId, unit } = await h.vehicle(operatorToken);
     const page = await signedIn('operator@a.example');
     await page.goto(`${h.url}/console/#/vehicles/${liveId}`);
-    await page.getByRole('status').filter({ hasText: 'Live' }).first().waitFor();
+    // Exactly: a string filter is a case-insensitive substring, which "Connecting to live updates…" matches.
+    await page
+      .getByRole('status')
+      .filter({ hasText: /^Live$/ })
+      .waitFor();
     await stateRow(page, 'Ignition', 'OFF').waitFor();
     // Marks this document: a reload would lose it.
     await page.evaluate('window.notReloaded = true');
@@ -120,6 +124,35 @@ describe('console', () => {
     await unit.setBehaviour('offline');
     await page.getByText('OFFLINE', { exact: true }).first().waitFor();
     expect(await page.evaluate('window.notReloaded')).toBe(true);
+  });
+
+  it('shows state stored after the page loaded but before its event stream was live', async () => {
+    const { vehicleId: lateId, unit } = await h.vehicle(operatorToken, 'fleetgate-car-v1', { connect: false });
+    const page = await signedIn('operator@a.example');
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    // The next document's stream is held until the unit's first report is stored, so it starts
+    // after the report's events (the race of a report landing between the page's load and its
+    // stream opening, made certain): only a reload once the stream is live shows the state.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await page.route('**/events/stream**', async (route) => {
+      await held;
+      await route.continue();
+    });
+    await page.goto(`${h.url}/console/#/vehicles/${lateId}`);
+    await page.reload();
+    await page.getByText('No state reported yet.').waitFor();
+
+    await unit.start();
+    await h.waitFor(async () => Object.keys(await h.app.store.getState(lateId)).length > 0);
+    release();
+    await page
+      .getByRole('status')
+      .filter({ hasText: /^Live$/ })
+      .waitFor();
+    await stateRow(page, 'Ignition', 'OFF').waitFor();
   });
 
   it('shows a lost event stream, resumes by itself and shows what changed meanwhile', async () => {

@@ -63,7 +63,7 @@ function Shell({ session, onSignedOut }: { session: SessionInfo; onSignedOut: ()
   const isAdmin = session.user.role === 'admin';
 
   useEffect(
-    () => followEvents({ onEvent: (e) => hub.emit(e), onStatus: setLive, onResumed: () => hub.resumed() }),
+    () => followEvents({ onEvent: (e) => hub.emit(e), onStatus: setLive, onLive: () => hub.wentLive() }),
     [hub],
   );
 

@@ -28,17 +28,18 @@ const RETRY_MS = 3000;
  * Follows the fleet's event stream (`GET /events/stream`, Server-Sent Events, authenticated by
  * the session cookie). The browser resumes a dropped stream by itself, sending Last-Event-ID;
  * when the server refused it (an error status closes an EventSource for good), this opens a new
- * one after a pause and calls `onResumed`, so the page reloads what it may have missed.
+ * one after a pause. `onLive` is called whenever the stream opens, the first time too: a stream
+ * opened without a cursor (the first, or a new one after a refusal) starts with what commits
+ * from then on, so what was stored after a page loaded and before that comes only by reloading.
  */
 export function followEvents(handlers: {
   onEvent: (event: EventEnvelope) => void;
   onStatus: (status: LiveStatus) => void;
-  onResumed: () => void;
+  onLive: () => void;
 }): () => void {
   let source: EventSource | undefined;
   let retry: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
-  let wasLost = false;
   const seen = new Set<string>();
 
   const receive = (message: MessageEvent<string>) => {
@@ -65,13 +66,11 @@ export function followEvents(handlers: {
     source = es;
     es.onopen = () => {
       handlers.onStatus('live');
-      if (wasLost) handlers.onResumed();
-      wasLost = false;
+      handlers.onLive();
     };
     es.onmessage = receive;
     for (const type of EVENT_TYPES) es.addEventListener(type, receive as EventListener);
     es.onerror = () => {
-      wasLost = true;
       handlers.onStatus('lost');
       if (es.readyState === EventSource.CLOSED) {
         retry = setTimeout(open, RETRY_MS);

@@ -27,10 +27,15 @@ export function Overview({ session }: { session: SessionInfo }) {
   const [error, setError] = useState<unknown>();
   const [filters, setFilters] = useState<Filters>({ q: '', brand: '', life: '', setup: '', tag: '' });
   const pending = useRef(new Map<string, ReturnType<typeof setTimeout>>());
+  const loads = useRef(0);
 
   const load = useCallback(async () => {
+    // Loads overlap (the first, and the one when the stream went live): only the latest is shown.
+    const n = ++loads.current;
+    const stale = () => n !== loads.current;
     try {
       const list = await allVehicles();
+      if (stale()) return;
       setVehicles(list);
       setError(undefined);
       const read = await mapLimit(list.slice(0, MAP_STATE_LIMIT), 6, async (v) => {
@@ -40,9 +45,10 @@ export function Overview({ session }: { session: SessionInfo }) {
           return [v.vehicle_id, {}] as const;
         }
       });
+      if (stale()) return;
       setStates(Object.fromEntries(read));
     } catch (err) {
-      setError(err);
+      if (!stale()) setError(err);
     }
   }, []);
 

@@ -32,27 +32,36 @@ export function VehiclePage({ vehicleId, session }: { vehicleId: string; session
   const [outcome, setOutcome] = useState<Outcome>();
   const [now, setNow] = useState(Date.now());
   const reloadTimer = useRef<ReturnType<typeof setTimeout>>();
+  const loads = useRef(0);
   const canCommand = session.scopes.includes('vehicle-commands');
   const isAdmin = session.user.role === 'admin';
   const base = `/vehicles/${encodeURIComponent(vehicleId)}`;
 
   const load = useCallback(async () => {
+    // Loads overlap (the first, and the one when the stream went live): an older one that ends
+    // last must not show what it read before the newer one.
+    const n = ++loads.current;
+    const stale = () => n !== loads.current;
     try {
       const [v, state, commands] = await Promise.all([
         api<Vehicle>('GET', base),
         get<VehicleState>(`${base}/state`),
         get<{ items: CommandRecord[] }>(`${base}/commands?limit=20`),
       ]);
+      if (stale()) return;
       setData({ vehicle: v.body, etag: v.headers.get('etag'), state, commands: commands.items });
       setError(undefined);
     } catch (err) {
+      if (stale()) return;
       setError(err);
     }
     try {
-      setEvents(await recentEvents(vehicleId));
+      const recent = await recentEvents(vehicleId);
+      if (stale()) return;
+      setEvents(recent);
       setEventsError(undefined);
     } catch (err) {
-      setEventsError(err);
+      if (!stale()) setEventsError(err);
     }
   }, [base, vehicleId]);
 
