@@ -395,6 +395,8 @@ async function reconnectStorm(
   const t0 = Date.now();
   const cpuBefore = before.proc.cpuSeconds();
   const threads0 = threadCpuOf(before.proc.child.pid);
+  // This storm's log records only: the same fleetgate may have lived through earlier storms.
+  const logMark = before.proc.outputLength();
   const restarted = await restart();
   const fg = restarted?.fg ?? before;
   // A restarted fleetgate's CPU counts from its start; the old one's until it stopped.
@@ -511,8 +513,8 @@ async function reconnectStorm(
     vehicles_with_a_report_stored: fresh,
     // Every unit that reconnected reports its state: a vehicle without it stored lost that report.
     reports_lost: reconnects > 0 ? Math.max(0, Math.min(reconnects, UNITS) - fresh) : 0,
-    // What fleetgate logged at warn and above meanwhile (the last 50–100 KB of its output).
-    fleetgate_log: logTally(fg.proc.output()),
+    // What fleetgate logged at warn and above during this storm (of the last 50–100 KB of its output).
+    fleetgate_log: logTally(restarted ? fg.proc.output() : fg.proc.outputSince(logMark)),
   };
   log(
     `    back after ${r.back_seconds} s (all ONLINE ${r.all_online_seconds} s, commands ${r.commands_back_seconds} s${restarted ? `, fleetgate ready after ${r.fleetgate_restart_seconds} s` : ''}); ${reconnects} reconnects; fleetgate ${r.fleetgate_cpu_seconds} s CPU = ${r.fleetgate_cpu_ms_per_unit} ms/unit (by thread${restarted ? ', start-up included' : ''}: ${JSON.stringify(r.fleetgate_cpu_seconds_by_thread)})${brokerCpu === undefined ? '' : `, mosquitto ${r.broker_cpu_seconds} s`}; reports sent ${reportsSent}, vehicles with a fresh state ${fresh}, lost ${r.reports_lost}; ${refused} commands refused before back; fleetgate logged ${r.fleetgate_log}`,

@@ -21,7 +21,12 @@ export interface BenchProcess {
   cpuSeconds(): number;
   /** Resident set size in bytes, from /proc. */
   rssBytes(): number;
+  /** The last 50–100 KB of its output. */
   output(): string;
+  /** How many characters it has output so far (a mark for outputSince). */
+  outputLength(): number;
+  /** What it output after `mark` (an earlier outputLength()), as far as output() still holds it. */
+  outputSince(mark: number): string;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -42,12 +47,14 @@ export function startProcess(
     options.env ?? Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETGATE_')));
   const child = spawn(command, argv, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
+  let total = 0;
   // BENCH_LOG_DIR=<dir>: every process's whole output also goes to <dir>/<name>.log (diagnosis).
   const logFile = process.env.BENCH_LOG_DIR ? path.join(process.env.BENCH_LOG_DIR, `${name}.log`) : undefined;
   if (logFile) mkdirSync(path.dirname(logFile), { recursive: true });
   const keep = (s: string) => {
     if (logFile) appendFileSync(logFile, s);
     output += s;
+    total += s.length;
     if (output.length > 100_000) output = output.slice(-50_000);
   };
   const messages: Array<Record<string, unknown>> = [];
@@ -123,6 +130,8 @@ export function startProcess(
       return rssOf(child.pid);
     },
     output: () => output,
+    outputLength: () => total,
+    outputSince: (mark) => output.slice(Math.max(0, output.length - (total - mark))),
     async stop(graceMs = 10_000) {
       if (exited) return;
       child.kill('SIGTERM');
