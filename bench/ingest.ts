@@ -25,6 +25,7 @@ import {
   postgresServer,
   probeOff,
   probeOn,
+  SERVER_NODE_ARGS,
   startProcess,
 } from './lib/processes.js';
 import {
@@ -164,10 +165,11 @@ async function setUpIngest(scenario: IngestScenario, topology: Topology, plan: I
 
     if (scenario !== 'fleetgate') {
       const spec = { mode: scenario === 'floorE' ? 'count' : 'store', mqttUrl: mosquitto?.url, prefix: PREFIX };
-      const receiver = startProcess('receiver', [
-        'bench/ingest-floor.ts',
-        JSON.stringify(needsStore ? { ...spec, store: where } : spec),
-      ]);
+      const receiver = startProcess(
+        'receiver',
+        ['bench/ingest-floor.ts', JSON.stringify(needsStore ? { ...spec, store: where } : spec)],
+        { nodeArgs: SERVER_NODE_ARGS },
+      );
       cleanUp.push(() => receiver.stop());
       const ready = await receiver.message<{ mqttUrl: string }>('ready');
       const reporters = await startReporters(ready.mqttUrl, plan);

@@ -10,6 +10,7 @@ import {
   postgresServer,
   probeOff,
   probeOn,
+  SERVER_NODE_ARGS,
   startProcess,
 } from './lib/processes.js';
 import {
@@ -95,7 +96,9 @@ async function stopAll(procs: BenchProcess[]): Promise<void> {
 /** Starts everything a scenario needs for one topology. */
 export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSettings): Promise<Setup> {
   if (scenario === 'floorA') {
-    const server = startProcess('server', ['bench/floor-server.ts', JSON.stringify({ mode: 'http' })]);
+    const server = startProcess('server', ['bench/floor-server.ts', JSON.stringify({ mode: 'http' })], {
+      nodeArgs: SERVER_NODE_ARGS,
+    });
     const ready = await server.message<{ url: string }>('ready');
     return {
       transport: 'http',
@@ -111,10 +114,11 @@ export async function setUp(scenario: ScenarioName, topology: Topology, s: RunSe
   try {
     if (scenario === 'floorB' || scenario === 'floorC') {
       const mode = scenario === 'floorB' ? 'broker' : 'pipeline';
-      const server = startProcess(scenario === 'floorB' ? 'broker' : 'server', [
-        'bench/floor-server.ts',
-        JSON.stringify({ mode, mqttUrl: mosquitto?.url }),
-      ]);
+      const server = startProcess(
+        scenario === 'floorB' ? 'broker' : 'server',
+        ['bench/floor-server.ts', JSON.stringify({ mode, mqttUrl: mosquitto?.url })],
+        { nodeArgs: SERVER_NODE_ARGS },
+      );
       const ready = await server.message<{
         url?: string;
         mqttUrl: string;
@@ -396,7 +400,7 @@ async function setUpFloorD(
   const server = startProcess(
     'server',
     ['bench/floor-server.ts', JSON.stringify({ mode: 'pipeline', mqttUrl: mosquitto?.url, store: where })],
-    { preload: [PROBE] },
+    { nodeArgs: SERVER_NODE_ARGS, preload: [PROBE] },
   );
   let units: BenchProcess[] = [];
   const close = async () => {

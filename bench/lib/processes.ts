@@ -3,6 +3,7 @@ import { appendFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { SERVE_NODE_FLAGS } from '../../src/cli/node-flags.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLK_TCK = 100;
@@ -29,6 +30,12 @@ export interface BenchProcess {
   outputSince(mark: number): string;
   stop(graceMs?: number): Promise<void>;
 }
+
+/**
+ * Node's flags for every server the bench measures, fleetgate and the floors alike: the flags
+ * fleetgate serve is run with (src/cli/node-flags.ts).
+ */
+export const SERVER_NODE_ARGS: string[] = [...SERVE_NODE_FLAGS];
 
 /**
  * Spawns `node --import tsx <script> …args` (or any command with `raw`). Messages are JSON lines on

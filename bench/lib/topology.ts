@@ -12,7 +12,7 @@ import { createApiClient } from '../../src/services/auth-service.js';
 import { createStore } from '../../src/store/registry.js';
 import type { Store } from '../../src/store/store.js';
 import { fleetgateModel } from '../../src/telematics/fleetgate-mqtt/models.js';
-import { type BenchProcess, PROBE, startProcess } from './processes.js';
+import { type BenchProcess, PROBE, SERVER_NODE_ARGS, startProcess } from './processes.js';
 
 export const TOPOLOGIES = ['embedded', 'production'] as const;
 export type Topology = (typeof TOPOLOGIES)[number];
@@ -318,7 +318,10 @@ export async function startFleetgate(
   const args = ['src/cli/main.ts', 'serve'];
   for (const [k, v] of Object.entries(settings)) args.push(`--${k}`, v);
   // The probe (stages, stored reports) sleeps until the bench switches it on.
-  const proc = startProcess('fleetgate', args, { nodeArgs: options.nodeArgs, preload: [PROBE] });
+  const proc = startProcess('fleetgate', args, {
+    nodeArgs: [...SERVER_NODE_ARGS, ...(options.nodeArgs ?? [])],
+    preload: [PROBE],
+  });
   const until = Date.now() + (options.readyTimeoutMs ?? 60_000);
   let banner: ReturnType<typeof parseServeBanner>;
   for (;;) {

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { SERVE_NODE_FLAGS } from '../../src/cli/node-flags.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const READY_TIMEOUT_MS = 30_000;
@@ -59,7 +60,15 @@ export function parseServeBanner(
  */
 export async function startFleetgateProcess(options: FleetgateProcessOptions): Promise<FleetgateProcess> {
   const settings: Record<string, string | number> = { host: '127.0.0.1', port: 0, ...options.settings };
-  const args = ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--instance-id', options.instanceId];
+  const args = [
+    ...SERVE_NODE_FLAGS,
+    '--import',
+    'tsx',
+    'src/cli/main.ts',
+    'serve',
+    '--instance-id',
+    options.instanceId,
+  ];
   for (const [name, value] of Object.entries(settings)) args.push(`--${name}`, String(value));
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETGATE_')));
   const child = spawn(process.execPath, args, {

@@ -8,6 +8,7 @@ import { createStore } from '../store/registry.js';
 import type { Store } from '../store/store.js';
 import { ADAPTER_DEFINITIONS } from '../telematics/registry.js';
 import { ApiCaller, CliError } from './api-caller.js';
+import { missingServeFlags } from './node-flags.js';
 
 type Flags = Partial<Record<string, string>>;
 
@@ -94,6 +95,10 @@ withSettings(
   out.write(
     `  5. curl -X POST ${app.url}/vehicles/<vehicle_id>/commands/unlock-central-lock -H 'Authorization: Bearer <access_token>'\n\n`,
   );
+  const missing = missingServeFlags();
+  if (missing.length > 0) {
+    app.logger.info({ missing }, 'node was started without the flags fleetgate serve runs best with (docs/deploy.md)');
+  }
   let stopping = false;
   let forced = false;
   const stop = async (signal: string) => {
