@@ -84,6 +84,11 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
   private catchUpSince: { from: number; until: number } | undefined;
   /** State requests sent after a reconnect: command id → unit id. */
   private readonly stateRequests = new LruMap<string, { unitId: string; until: number }>(100_000);
+  /**
+   * Until then, retained statuses are the replay of this instance's first subscription, and may
+   * tell of units that connected while no instance ran (catchUpUnrecorded).
+   */
+  private firstReplayUntil = 0;
   private connectionListeners: Array<[string, () => void]> = [];
 
   async start(ctx: AdapterContext): Promise<void> {
@@ -119,6 +124,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
     // on a live TCP connection nothing is lost; it saves one PUBACK per message (~10k/s path).
     // The embedded broker serves one instance; an external one may serve many (aedes has no $share).
     this.subscriptions = serverSubscriptions(ctx.sharedBroker);
+    this.firstReplayUntil = Date.now() + STATE_REQUEST_MS;
     await ctx.mqtt.subscribeAsync(this.subscriptions, { qos: 0 });
   }
 
@@ -342,7 +348,10 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
       return;
     }
     const isOnline = decoded.value.status === 'online';
-    if (retained && isOnline) this.catchUp(unitId, decoded.value.timestamp);
+    if (retained && isOnline) {
+      this.catchUp(unitId, decoded.value.timestamp);
+      this.catchUpUnrecorded(unitId, decoded.value.timestamp);
+    }
     const known = this.online.get(unitId);
     this.online.set(unitId, isOnline);
     if (!isOnline) this.abandonCommandsOf(unitId);
@@ -373,7 +382,37 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
       return;
     }
     if (Date.parse(timestamp) < since.from) return;
+    this.requestState(ctx, unitId);
+  }
+
+  /**
+   * A retained `online` in the replay of this instance's first subscription: if no instance
+   * recorded that connection (the vehicle's life status is older than it, or OFFLINE), the unit
+   * connected while none ran, and the state it sent on connecting reached no one (QoS 0, no
+   * subscriber; a single production instance restarting while units reconnect): it is asked for
+   * its state. Its connection is recorded after this read (onStatus), so the read sees the old one.
+   */
+  private catchUpUnrecorded(unitId: string, timestamp: string | undefined): void {
+    const ctx = this.ctx;
+    if (!ctx || !timestamp || Date.now() > this.firstReplayUntil) return;
+    const online = Date.parse(timestamp);
+    if (Number.isNaN(online)) return;
+    ctx.vehicles.byUnit(unitId).then(
+      (vehicle) => {
+        if (!vehicle || this.ctx !== ctx) return;
+        // A recorded live `online` carries the moment it arrived, after the unit stamped it. A
+        // unit whose clock is ahead is asked once too often, which costs one answer.
+        if (vehicle.life_status === 'ONLINE' && Date.parse(vehicle.life_status_modified_at) >= online) return;
+        this.requestState(ctx, unitId);
+      },
+      (err: unknown) => this.logger?.warn({ err, unit: unitId }, 'looking up a unit after start failed'),
+    );
+  }
+
+  /** REQUEST_VEHICLE_STATE, not a command record: the answer is stored as a report (onStateRequestAnswer). */
+  private requestState(ctx: AdapterContext, unitId: string): void {
     const id = randomUUID();
+    const now = Date.now();
     const until = now + STATE_REQUEST_MS;
     this.stateRequests.set(id, { unitId, until });
     const payload = encodeCommand(id, 'REQUEST_VEHICLE_STATE', new Date(now), new Date(until));
