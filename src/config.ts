@@ -687,3 +687,8 @@ export function cliEnv(env: Source = process.env): {
     ),
   };
 }
+
+/** NODE_OPTIONS, for `serve` to tell whether Node runs with the flags it should (src/cli/node-flags.ts). */
+export function nodeOptions(env: Source = process.env): string {
+  return env.NODE_OPTIONS ?? '';
+}

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { createApp } from '../app.js';
-import { type Config, ConfigError, cliEnv, flagKey, loadConfig, SETTINGS } from '../config.js';
+import { type Config, ConfigError, cliEnv, flagKey, loadConfig, nodeOptions, SETTINGS } from '../config.js';
 import { COMMANDS, commandFromPath, commandToPath } from '../domain/commands.js';
 import { createApiClient, SCOPES } from '../services/auth-service.js';
 import { UserService } from '../services/user-service.js';
@@ -95,7 +95,7 @@ withSettings(
   out.write(
     `  5. curl -X POST ${app.url}/vehicles/<vehicle_id>/commands/unlock-central-lock -H 'Authorization: Bearer <access_token>'\n\n`,
   );
-  const missing = missingServeFlags();
+  const missing = missingServeFlags(process.execArgv, nodeOptions());
   if (missing.length > 0) {
     app.logger.info({ missing }, 'node was started without the flags fleetgate serve runs best with (docs/deploy.md)');
   }

@@ -35,7 +35,10 @@ export function createAdapterContext<S>(
     mqtt: parts.mqtt,
     sharedBroker: parts.sharedBroker,
     broker: parts.broker,
-    vehicles: { byUnit: (unitId) => vehicles.units.find(brand, unitId) },
+    vehicles: {
+      byUnit: (unitId) => vehicles.units.find(brand, unitId),
+      lastReportedAt: (unitId) => vehicles.lastReportedAt(brand, unitId),
+    },
     credentials: parts.credentials,
     sink: {
       state: async (unitId, state) => {

@@ -309,6 +309,17 @@ export class VehicleService {
     });
   }
 
+  /** The newest capture time in a unit's vehicle's stored state (the unit's clock), if any. */
+  async lastReportedAt(brand: string, unitId: string): Promise<string | undefined> {
+    const vehicle = await this.units.find(brand, unitId);
+    if (!vehicle) return undefined;
+    let newest: string | undefined;
+    for (const { timestamp } of Object.values(await this.store.getState(vehicle.vehicle_id))) {
+      if (newest === undefined || Date.parse(timestamp) > Date.parse(newest)) newest = timestamp;
+    }
+    return newest;
+  }
+
   /** SPEC §3: the latest known state, filtered by the vehicle's state capabilities. */
   async state(principal: Principal, vehicleId: string): Promise<VehicleState> {
     const vehicle = await this.get(principal, vehicleId);

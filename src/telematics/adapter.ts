@@ -60,6 +60,8 @@ export interface CredentialsField {
 export interface VehicleLookup {
   /** Cached briefly (reconnect storms and floods spare the database); dropped when the vehicle changes. */
   byUnit(unitId: string): Promise<Vehicle | undefined>;
+  /** The newest capture time in the stored state of the unit's vehicle (its clock), if any. */
+  lastReportedAt(unitId: string): Promise<string | undefined>;
 }
 
 /** Stored third-party credentials as an adapter sees them: opened, never sealed text. */

@@ -147,12 +147,14 @@ describe('webhooks with three instances, the delivering one killed mid-delivery'
         arrivals.push(arrival);
         const killNow = !killing && written >= TARGET / 2;
         if (killNow) killing = true;
-        // The first delivery that arrives after the kill is the successor's.
+        // The successor's first delivery: the first after the kill from a live process. A request
+        // the victim wrote just before it died may still be read after the kill; its sender, a
+        // process gone, is not found.
         const firstAfterKill = kill !== undefined && !takeoverSampled;
-        if (firstAfterKill) takeoverSampled = true;
         if (n % SAMPLE_EVERY === 0 || killNow || firstAfterKill) {
           arrival.sender = await senderOf(req);
         }
+        if (firstAfterKill && arrival.sender !== undefined) takeoverSampled = true;
         if (!killNow) return;
         const victim = instances.find((p) => p.instanceId === arrival.sender);
         if (!victim) throw new Error(`delivery ${n} came from no fleetgate process (${arrival.sender})`);
@@ -233,7 +235,7 @@ describe('webhooks with three instances, the delivering one killed mid-delivery'
     const received = rx.events.map((e) => e.metadata.id);
     const seen = new Set<string>();
     const duplicates = received.filter((id) => seen.has(id) || !seen.add(id));
-    const takeover = arrivals.find((a) => a.at > k.at);
+    const takeover = arrivals.find((a) => a.at > k.at && a.sender !== undefined);
     const samples = arrivals.filter((a) => a.sender !== undefined);
     const sendersBefore = new Set(samples.filter((a) => a.at < k.at).map((a) => a.sender));
     const sendersAfter = new Set(samples.filter((a) => a.at > k.at).map((a) => a.sender));

@@ -24,7 +24,9 @@ describe('the node flags of fleetgate serve', () => {
     expect(missingServeFlags([], '')).toEqual([...SERVE_NODE_FLAGS]);
     expect(missingServeFlags([...SERVE_NODE_FLAGS], '')).toEqual([]);
     expect(missingServeFlags(['--import', 'tsx'], ` ${SERVE_NODE_FLAGS.join(' ')} --trace-warnings`)).toEqual([]);
-    // A different size is not the flag fleetgate measured.
+    // A smaller young generation is not what fleetgate measured; a larger one, or V8's spelling, is.
     expect(missingServeFlags(['--max-semi-space-size=8'], '')).toEqual([...SERVE_NODE_FLAGS]);
+    expect(missingServeFlags(['--max-semi-space-size=64'], '')).toEqual([]);
+    expect(missingServeFlags([], '--max_semi_space_size=32')).toEqual([]);
   });
 });

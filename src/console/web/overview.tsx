@@ -39,6 +39,8 @@ export function Overview({ session }: { session: SessionInfo }) {
       setVehicles(list);
       setError(undefined);
       const read = await mapLimit(list.slice(0, MAP_STATE_LIMIT), 6, async (v) => {
+        // An overtaken load reads no more states: the newer one reads them all.
+        if (stale()) return [v.vehicle_id, {}] as const;
         try {
           return [v.vehicle_id, await get<VehicleState>(`/vehicles/${v.vehicle_id}/state`)] as const;
         } catch {

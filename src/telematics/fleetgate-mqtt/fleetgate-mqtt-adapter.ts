@@ -89,6 +89,7 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
    * tell of units that connected while no instance ran (catchUpUnrecorded).
    */
   private firstReplayUntil = 0;
+  private catchUpFailureLogged = false;
   private connectionListeners: Array<[string, () => void]> = [];
 
   async start(ctx: AdapterContext): Promise<void> {
@@ -386,27 +387,32 @@ export class FleetgateMqttAdapter implements TelematicsAdapter {
   }
 
   /**
-   * A retained `online` in the replay of this instance's first subscription: if no instance
-   * recorded that connection (the vehicle's life status is older than it, or OFFLINE), the unit
-   * connected while none ran, and the state it sent on connecting reached no one (QoS 0, no
-   * subscriber; a single production instance restarting while units reconnect): it is asked for
-   * its state. Its connection is recorded after this read (onStatus), so the read sees the old one.
+   * A retained `online` in the replay of this instance's first subscription: a unit that connected
+   * while no instance ran (a single production instance restarting while units reconnect) sent the
+   * state report of its connecting to no one (QoS 0, no subscriber). If no report at least as new
+   * as that `online` is stored (both stamped by the unit's clock), it is asked for its state. The
+   * vehicle's life status, recorded since that `online`, spares the state read for connections an
+   * instance saw (a unit that reconnects while held ONLINE is not recorded again: it is read).
    */
   private catchUpUnrecorded(unitId: string, timestamp: string | undefined): void {
     const ctx = this.ctx;
     if (!ctx || !timestamp || Date.now() > this.firstReplayUntil) return;
     const online = Date.parse(timestamp);
     if (Number.isNaN(online)) return;
-    ctx.vehicles.byUnit(unitId).then(
-      (vehicle) => {
-        if (!vehicle || this.ctx !== ctx) return;
-        // A recorded live `online` carries the moment it arrived, after the unit stamped it. A
-        // unit whose clock is ahead is asked once too often, which costs one answer.
-        if (vehicle.life_status === 'ONLINE' && Date.parse(vehicle.life_status_modified_at) >= online) return;
-        this.requestState(ctx, unitId);
-      },
-      (err: unknown) => this.logger?.warn({ err, unit: unitId }, 'looking up a unit after start failed'),
-    );
+    const check = async (): Promise<void> => {
+      const vehicle = await ctx.vehicles.byUnit(unitId);
+      if (!vehicle) return;
+      if (vehicle.life_status === 'ONLINE' && Date.parse(vehicle.life_status_modified_at) >= online) return;
+      const reported = await ctx.vehicles.lastReportedAt(unitId);
+      if (reported !== undefined && Date.parse(reported) >= online) return;
+      if (this.ctx === ctx) this.requestState(ctx, unitId);
+    };
+    check().catch((err: unknown) => {
+      // Once per start: in a storm with the database away, thousands would fail alike.
+      if (this.catchUpFailureLogged) return;
+      this.catchUpFailureLogged = true;
+      this.logger?.warn({ err, unit: unitId }, 'checking units that connected while no instance ran failed');
+    });
   }
 
   /** REQUEST_VEHICLE_STATE, not a command record: the answer is stored as a report (onStateRequestAnswer). */
